@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "ovshift_native",
+      "sources": ["src/native/ovshift.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"]
+    }
+  ]
+}
