@@ -1,0 +1,149 @@
+/**
+ * Typed face of the N-API addon (src/native/ovshift.c): the syscalls Node lacks, as thin
+ * functions. No logic lives here or in the C file.
+ *
+ * Conventions:
+ * - Paths are Buffers (raw bytes, never re-encoded) or strings (UTF-8).
+ * - `dirfd` may be AT_FDCWD.
+ * - Failures reject (or throw, for the synchronous calls) with an Error carrying Node's fs
+ *   error shape: `code` ('ENOENT'), `errno` (negative, like Node), `syscall`.
+ * - Calls that may block run on the libuv threadpool and return Promises; the synchronous
+ *   ones never block (non-blocking fds, ioctls that only register state).
+ * - Arguments of the wrong type (or a path containing NUL) throw a TypeError synchronously,
+ *   also from the Promise-returning calls.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+export type PathLike = Buffer | string;
+
+export interface Statx {
+  mask: number;
+  blksize: number;
+  attributes: bigint;
+  nlink: number;
+  uid: number;
+  gid: number;
+  mode: number;
+  ino: bigint;
+  size: bigint;
+  blocks: bigint;
+  atimeSec: number;
+  atimeNsec: number;
+  btimeSec: number;
+  btimeNsec: number;
+  ctimeSec: number;
+  ctimeNsec: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  rdevMajor: number;
+  rdevMinor: number;
+  devMajor: number;
+  devMinor: number;
+}
+
+export interface FileLock {
+  type: number; // F_RDLCK, F_WRLCK, F_UNLCK
+  start: bigint;
+  len: bigint; // 0 = to end of file
+  pid: number;
+}
+
+export interface DevReader {
+  /** Stop polling; no further callbacks. Idempotent. */
+  stop(): void;
+}
+
+export interface NativeAddon {
+  /** open("/dev/fuse", O_RDWR | O_NONBLOCK | O_CLOEXEC). Synchronous. */
+  devOpen(): number;
+  /**
+   * Polls the non-blocking FUSE fd on the main loop (uv_poll). Whenever it is readable, reads
+   * requests until EAGAIN (at most `maxBatch` per wakeup) into one scratch buffer of `bufSize`
+   * bytes and hands each one over as an exact-size copy. On ENODEV (unmounted) or another
+   * read error it calls `onBatch(null, errno)` once and stops. EINTR/ENOENT are retried.
+   * End of file (read() = 0: not /dev/fuse, but e.g. a socket whose peer left) counts as ENODEV.
+   * uv_poll sets O_NONBLOCK on the fd. While polling, the reader keeps itself and the process
+   * alive, like a Node handle; call stop() before closing the fd.
+   */
+  devReader(fd: number, bufSize: number, maxBatch: number,
+    onBatch: (requests: Buffer[] | null, errno: number) => void): DevReader;
+  /** writev() on the FUSE fd, synchronously (a reply never blocks). Returns bytes or -errno. */
+  devWrite(fd: number, parts: Buffer[]): number;
+  /**
+   * writev() on a dedicated notifier thread, never the libuv pool: an inval_entry may wait
+   * for a directory lock that is released only when the main loop answers a pending request.
+   * Writes happen in submission order. `done` gets bytes written or -errno.
+   */
+  notifyWrite(fd: number, parts: Buffer[], done: (result: number) => void): void;
+
+  mount(source: string, target: PathLike, fstype: string, flags: number, data: string): Promise<void>;
+  umount2(target: PathLike, flags: number): Promise<void>;
+  /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC). Synchronous. */
+  socketpair(): [number, number];
+  /**
+   * Receives one fd passed with SCM_RIGHTS on a unix socket (what fusermount3 sends), as
+   * close-on-exec. Rejects ECONNRESET if the peer closed without sending one, EPROTO if a
+   * message came without one.
+   */
+  recvFd(sock: number): Promise<number>;
+  /** Sets O_NONBLOCK (the fd fusermount3 passes arrives blocking). Synchronous. */
+  setNonblock(fd: number): void;
+  /** Clears FD_CLOEXEC so a child process inherits the fd. Synchronous. */
+  clearCloexec(fd: number): void;
+
+  openat(dirfd: number, p: PathLike, flags: number, mode: number): Promise<number>;
+  statx(dirfd: number, p: PathLike, flags: number, mask: number): Promise<Statx>;
+  fstatx(fd: number, mask: number): Promise<Statx>;
+  mknodat(dirfd: number, p: PathLike, mode: number, rdevMajor: number, rdevMinor: number): Promise<void>;
+  renameat2(olddirfd: number, oldp: PathLike, newdirfd: number, newp: PathLike, flags: number): Promise<void>;
+  /** utimensat(); nsec may be UTIME_NOW or UTIME_OMIT. */
+  utimensat(dirfd: number, p: PathLike, atimeSec: number, atimeNsec: number,
+    mtimeSec: number, mtimeNsec: number, flags: number): Promise<void>;
+  futimens(fd: number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): Promise<void>;
+  /** uid or gid -1 leaves it unchanged. */
+  fchownat(dirfd: number, p: PathLike, uid: number, gid: number, flags: number): Promise<void>;
+  fchmodat(dirfd: number, p: PathLike, mode: number, flags: number): Promise<void>;
+
+  /** lgetxattr (follow=false) or getxattr. Resolves to the value. */
+  getxattr(p: PathLike, name: PathLike, follow: boolean): Promise<Buffer>;
+  fgetxattr(fd: number, name: PathLike): Promise<Buffer>;
+  setxattr(p: PathLike, name: PathLike, value: Buffer, flags: number, follow: boolean): Promise<void>;
+  fsetxattr(fd: number, name: PathLike, value: Buffer, flags: number): Promise<void>;
+  /** Resolves to the raw NUL-separated name list. */
+  listxattr(p: PathLike, follow: boolean): Promise<Buffer>;
+  flistxattr(fd: number): Promise<Buffer>;
+  removexattr(p: PathLike, name: PathLike, follow: boolean): Promise<void>;
+  fremovexattr(fd: number, name: PathLike): Promise<void>;
+
+  /** fcntl(fd, cmd, struct flock). For *GETLK resolves to the reported lock, else to null. */
+  fcntlLock(fd: number, cmd: number, type: number, start: bigint, len: bigint): Promise<FileLock | null>;
+  flock(fd: number, op: number): Promise<void>;
+  fallocate(fd: number, mode: number, offset: bigint, len: bigint): Promise<void>;
+  lseek(fd: number, offset: bigint, whence: number): Promise<bigint>;
+  ftruncate(fd: number, len: bigint): Promise<void>;
+  truncate(p: PathLike, len: bigint): Promise<void>;
+  copyFileRange(fdIn: number, offIn: bigint, fdOut: number, offOut: bigint, len: number, flags: number): Promise<number>;
+  /** ioctl(destFd, FICLONE, srcFd). */
+  ficlone(destFd: number, srcFd: number): Promise<void>;
+
+  /** ioctl(FUSE_DEV_IOC_BACKING_OPEN): registers a passthrough backing file; returns its id. */
+  backingOpen(fuseFd: number, backingFd: number): number;
+  backingClose(fuseFd: number, backingId: number): number;
+
+  readonly constants: Readonly<Record<string, number>>;
+}
+
+/** The addon is built into <repo>/build/Release; compiled JS lives somewhere below <repo>. */
+function load(): NativeAddon {
+  const rel = path.join('build', 'Release', 'ovshift_native.node');
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, rel);
+    if (fs.existsSync(candidate)) return require(candidate) as NativeAddon;
+    if (path.dirname(dir) === dir) throw new Error(`ovshift: native addon ${rel} not found; run npm install`);
+  }
+}
+
+export const native: NativeAddon = load();
+export const C = native.constants;
+export const AT_FDCWD: number = -100;

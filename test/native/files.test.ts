@@ -1,0 +1,244 @@
+import assert from 'assert/strict';
+import * as fs from 'fs';
+import * as path from 'path';
+import { AT_FDCWD, C, native } from '../../src/native';
+import { devMajor, devMinor, fdFlags, freshPath, mountTmpfs, onEachFilesystem, rejectsWithCode } from './fixtures';
+
+describe('native file calls', function () {
+  this.timeout(10000);
+
+  describe('statx and fstatx', function () {
+    let dir = '';
+    let release = (): void => {};
+    before(function () {
+      ({ dir, release } = mountTmpfs());
+    });
+    after(function () {
+      release();
+    });
+
+    it('report the same attributes as fs.statSync', async () => {
+      const file = freshPath(dir);
+      fs.writeFileSync(file, Buffer.alloc(10000, 1));
+      const s = await native.statx(AT_FDCWD, file, 0, C.STATX_BASIC_STATS | C.STATX_BTIME);
+      const n = fs.statSync(file, { bigint: true });
+      assert.equal(s.mask & C.STATX_BASIC_STATS, C.STATX_BASIC_STATS);
+      assert.equal(s.ino, n.ino);
+      assert.equal(s.size, n.size);
+      assert.equal(s.blocks, n.blocks);
+      assert.equal(s.mode, Number(n.mode));
+      assert.equal(s.nlink, Number(n.nlink));
+      assert.equal(s.uid, Number(n.uid));
+      assert.equal(s.gid, Number(n.gid));
+      assert.equal(s.blksize, Number(n.blksize));
+      assert.equal(BigInt(s.mtimeSec) * 1_000_000_000n + BigInt(s.mtimeNsec), n.mtimeNs);
+      assert.equal(BigInt(s.ctimeSec) * 1_000_000_000n + BigInt(s.ctimeNsec), n.ctimeNs);
+      assert.equal(BigInt(s.atimeSec) * 1_000_000_000n + BigInt(s.atimeNsec), n.atimeNs);
+      assert.equal(s.devMajor, devMajor(n.dev));
+      assert.equal(s.devMinor, devMinor(n.dev));
+      assert.equal(typeof s.attributes, 'bigint');
+    });
+
+    it('splits rdev of a device node into major and minor', async () => {
+      const s = await native.statx(AT_FDCWD, '/dev/null', 0, C.STATX_BASIC_STATS);
+      assert.equal(s.mode & C.S_IFMT, C.S_IFCHR);
+      assert.deepEqual([s.rdevMajor, s.rdevMinor], [1, 3]);
+    });
+
+    it('does not follow a symlink with AT_SYMLINK_NOFOLLOW, and fstatx reads an fd', async () => {
+      const file = freshPath(dir);
+      const link = freshPath(dir, 'link');
+      fs.writeFileSync(file, 'abc');
+      fs.symlinkSync(file, link);
+      const linkStat = await native.statx(AT_FDCWD, link, C.AT_SYMLINK_NOFOLLOW, C.STATX_BASIC_STATS);
+      assert.equal(linkStat.mode & C.S_IFMT, C.S_IFLNK);
+      assert.equal(linkStat.size, BigInt(file.length));
+      const fd = fs.openSync(link, 'r');
+      try {
+        const s = await native.fstatx(fd, C.STATX_BASIC_STATS);
+        assert.equal(s.mode & C.S_IFMT, C.S_IFREG);
+        assert.equal(s.size, 3n);
+        assert.equal(s.ino, fs.statSync(file, { bigint: true }).ino);
+      } finally {
+        fs.closeSync(fd);
+      }
+    });
+
+    it('rejects a missing path with ENOENT from statx', async () => {
+      await rejectsWithCode(native.statx(AT_FDCWD, path.join(dir, 'nope'), 0, C.STATX_BASIC_STATS), 'ENOENT',
+        'statx');
+      await rejectsWithCode(native.fstatx(-1, C.STATX_BASIC_STATS), 'EBADF', 'statx');
+    });
+  });
+
+  onEachFilesystem((filesystem) => {
+    it('openat opens relative to a directory fd with the given flags', async () => {
+      const dirFd = await native.openat(AT_FDCWD, filesystem.dir(), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+      let fd = -1;
+      try {
+        const name = path.basename(freshPath(filesystem.dir()));
+        fd = await native.openat(dirFd, name, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_CLOEXEC, 0o640);
+        fs.writeSync(fd, 'written');
+        assert.equal(fs.readFileSync(path.join(filesystem.dir(), name), 'utf8'), 'written');
+        assert.equal(fs.statSync(path.join(filesystem.dir(), name)).mode & 0o777, 0o640);
+        assert.equal(fdFlags(fd) & C.O_CLOEXEC, C.O_CLOEXEC);
+        await rejectsWithCode(native.openat(dirFd, name, C.O_RDWR | C.O_CREAT | C.O_EXCL, 0o600), 'EEXIST',
+          'openat');
+      } finally {
+        if (fd >= 0) fs.closeSync(fd);
+        fs.closeSync(dirFd);
+      }
+    });
+
+    it('mknodat makes a 0/0 character device (an overlay whiteout)', async () => {
+      const dirFd = await native.openat(AT_FDCWD, filesystem.dir(), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+      try {
+        const name = path.basename(freshPath(filesystem.dir(), 'wh'));
+        await native.mknodat(dirFd, name, C.S_IFCHR | 0o000, 0, 0);
+        const s = await native.statx(dirFd, name, C.AT_SYMLINK_NOFOLLOW, C.STATX_BASIC_STATS);
+        assert.equal(s.mode & C.S_IFMT, C.S_IFCHR);
+        assert.deepEqual([s.rdevMajor, s.rdevMinor], [0, 0]);
+        assert.ok(fs.lstatSync(path.join(filesystem.dir(), name)).isCharacterDevice());
+        await rejectsWithCode(native.mknodat(dirFd, name, C.S_IFCHR, 0, 0), 'EEXIST', 'mknodat');
+      } finally {
+        fs.closeSync(dirFd);
+      }
+    });
+
+    it('mknodat passes major and minor through', async () => {
+      const node = freshPath(filesystem.dir(), 'dev');
+      await native.mknodat(AT_FDCWD, node, C.S_IFCHR | 0o600, 1, 3);
+      const s = fs.statSync(node, { bigint: true });
+      assert.deepEqual([devMajor(s.rdev), devMinor(s.rdev)], [1, 3]);
+    });
+
+    it('renameat2 NOREPLACE refuses an existing target with EEXIST and renames otherwise', async () => {
+      const a = freshPath(filesystem.dir());
+      const b = freshPath(filesystem.dir());
+      const c = freshPath(filesystem.dir());
+      fs.writeFileSync(a, 'A');
+      fs.writeFileSync(b, 'B');
+      await rejectsWithCode(native.renameat2(AT_FDCWD, a, AT_FDCWD, b, C.RENAME_NOREPLACE), 'EEXIST', 'renameat2');
+      assert.equal(fs.readFileSync(b, 'utf8'), 'B');
+      await native.renameat2(AT_FDCWD, a, AT_FDCWD, c, C.RENAME_NOREPLACE);
+      assert.equal(fs.readFileSync(c, 'utf8'), 'A');
+      assert.ok(!fs.existsSync(a));
+    });
+
+    it('renameat2 EXCHANGE swaps two names atomically', async () => {
+      const a = freshPath(filesystem.dir());
+      const b = freshPath(filesystem.dir());
+      fs.writeFileSync(a, 'A');
+      fs.mkdirSync(b);
+      await native.renameat2(AT_FDCWD, a, AT_FDCWD, b, C.RENAME_EXCHANGE);
+      assert.ok(fs.statSync(a).isDirectory());
+      assert.equal(fs.readFileSync(b, 'utf8'), 'A');
+      const missing = freshPath(filesystem.dir());
+      await rejectsWithCode(native.renameat2(AT_FDCWD, a, AT_FDCWD, missing, C.RENAME_EXCHANGE), 'ENOENT');
+    });
+
+    it('renameat2 WHITEOUT leaves a 0/0 character device at the old name', async () => {
+      const dirFd = await native.openat(AT_FDCWD, filesystem.dir(), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0);
+      try {
+        const oldName = path.basename(freshPath(filesystem.dir()));
+        const newName = path.basename(freshPath(filesystem.dir()));
+        fs.writeFileSync(path.join(filesystem.dir(), oldName), 'moved');
+        await native.renameat2(dirFd, oldName, dirFd, Buffer.from(newName), C.RENAME_WHITEOUT);
+        assert.equal(fs.readFileSync(path.join(filesystem.dir(), newName), 'utf8'), 'moved');
+        const s = await native.statx(dirFd, oldName, C.AT_SYMLINK_NOFOLLOW, C.STATX_BASIC_STATS);
+        assert.equal(s.mode & C.S_IFMT, C.S_IFCHR);
+        assert.deepEqual([s.rdevMajor, s.rdevMinor], [0, 0]);
+      } finally {
+        fs.closeSync(dirFd);
+      }
+    });
+
+    it('utimensat sets nanosecond times and leaves UTIME_OMIT fields alone', async () => {
+      const file = freshPath(filesystem.dir());
+      fs.writeFileSync(file, '');
+      await native.utimensat(AT_FDCWD, file, 1234567890, 123456789, 1600000000, 987654321, 0);
+      let s = await native.statx(AT_FDCWD, file, 0, C.STATX_BASIC_STATS);
+      assert.deepEqual([s.atimeSec, s.atimeNsec, s.mtimeSec, s.mtimeNsec], [1234567890, 123456789, 1600000000, 987654321]);
+
+      await native.utimensat(AT_FDCWD, file, 0, C.UTIME_OMIT, 1700000000, 1, 0);
+      s = await native.statx(AT_FDCWD, file, 0, C.STATX_BASIC_STATS);
+      assert.deepEqual([s.atimeSec, s.atimeNsec, s.mtimeSec, s.mtimeNsec], [1234567890, 123456789, 1700000000, 1]);
+
+      const before = Math.floor(Date.now() / 1000) - 1;
+      await native.utimensat(AT_FDCWD, file, 0, C.UTIME_NOW, 0, C.UTIME_OMIT, 0);
+      s = await native.statx(AT_FDCWD, file, 0, C.STATX_BASIC_STATS);
+      assert.ok(s.atimeSec >= before, `atime ${s.atimeSec} should be now`);
+      assert.deepEqual([s.mtimeSec, s.mtimeNsec], [1700000000, 1]);
+    });
+
+    it('utimensat with AT_SYMLINK_NOFOLLOW changes the link, not its target', async () => {
+      const file = freshPath(filesystem.dir());
+      const link = freshPath(filesystem.dir(), 'link');
+      fs.writeFileSync(file, '');
+      fs.symlinkSync(file, link);
+      const targetBefore = fs.statSync(file, { bigint: true }).mtimeNs;
+      await native.utimensat(AT_FDCWD, link, 1000, 5, 2000, 6, C.AT_SYMLINK_NOFOLLOW);
+      assert.equal(fs.lstatSync(link, { bigint: true }).mtimeNs, 2000_000_000_006n);
+      assert.equal(fs.statSync(file, { bigint: true }).mtimeNs, targetBefore);
+    });
+
+    it('futimens sets the times of an open file', async () => {
+      const file = freshPath(filesystem.dir());
+      fs.writeFileSync(file, '');
+      const fd = fs.openSync(file, 'r+');
+      try {
+        await native.futimens(fd, 10, 20, 30, 40);
+        const s = fs.statSync(file, { bigint: true });
+        assert.equal(s.atimeNs, 10_000_000_020n);
+        assert.equal(s.mtimeNs, 30_000_000_040n);
+      } finally {
+        fs.closeSync(fd);
+      }
+    });
+
+    it('fchownat changes owner and group; -1 leaves one unchanged', async () => {
+      const file = freshPath(filesystem.dir());
+      fs.writeFileSync(file, '');
+      await native.fchownat(AT_FDCWD, file, 100000, 200000, 0);
+      assert.deepEqual([fs.statSync(file).uid, fs.statSync(file).gid], [100000, 200000]);
+      await native.fchownat(AT_FDCWD, file, -1, 300000, 0);
+      assert.deepEqual([fs.statSync(file).uid, fs.statSync(file).gid], [100000, 300000]);
+      const link = freshPath(filesystem.dir(), 'link');
+      fs.symlinkSync(file, link);
+      await native.fchownat(AT_FDCWD, link, 7, 8, C.AT_SYMLINK_NOFOLLOW);
+      assert.deepEqual([fs.lstatSync(link).uid, fs.lstatSync(link).gid], [7, 8]);
+      assert.equal(fs.statSync(file).uid, 100000);
+    });
+
+    it('fchmodat changes the permission bits', async () => {
+      const file = freshPath(filesystem.dir());
+      fs.writeFileSync(file, '');
+      await native.fchmodat(AT_FDCWD, file, 0o4751, 0);
+      assert.equal(fs.statSync(file).mode & 0o7777, 0o4751);
+    });
+
+    it('truncate and ftruncate take bigint lengths', async () => {
+      const file = freshPath(filesystem.dir());
+      fs.writeFileSync(file, 'abcdef');
+      await native.truncate(file, 3n);
+      assert.equal(fs.readFileSync(file, 'utf8'), 'abc');
+      const fd = fs.openSync(file, 'r+');
+      try {
+        await native.ftruncate(fd, 5n * 1024n * 1024n * 1024n);
+        assert.equal(fs.statSync(file, { bigint: true }).size, 5n * 1024n * 1024n * 1024n);
+      } finally {
+        fs.closeSync(fd);
+      }
+      await rejectsWithCode(native.truncate(file, -1n), 'EINVAL', 'truncate');
+    });
+
+    it('copies a path argument before returning, so a later change to the Buffer does not matter', async () => {
+      const file = freshPath(filesystem.dir());
+      fs.writeFileSync(file, 'x');
+      const pathBuffer = Buffer.from(file);
+      const pending = native.statx(AT_FDCWD, pathBuffer, 0, C.STATX_BASIC_STATS);
+      pathBuffer.fill(0x2f);
+      assert.equal((await pending).size, 1n);
+    });
+  });
+});
