@@ -1,0 +1,523 @@
+/**
+ * One FUSE connection: reads requests from the device on the event loop, hands them to the
+ * handler, writes replies whenever the handler settles, negotiates INIT, routes INTERRUPT to
+ * the pending request, and sends notifications from a thread of their own.
+ */
+import createDebug from 'debug';
+import { native, type DevReader } from '../native';
+import {
+  InitFlag, type InitFlagName, KERNEL_MINOR_VERSION, KERNEL_VERSION, MIN_MINOR_VERSION, Op, EXPIRE_ONLY,
+} from './abi';
+import { errnoNumber, errnoOf } from './errors';
+import { formatError, formatReply, formatRequest, opName } from './format';
+import type { ConnectionInfo, FuseHandler, RequestControl } from './handler';
+import {
+  DirentList, DirentPlusList, ReplySize, encodeAttrOut, encodeEntry, encodeInit, encodeLock, encodeOpen,
+  encodeStatfs, encodeStatxOut, header, message, notifyDelete, notifyInvalEntry, notifyInvalInode,
+  notifyPollWakeup, notifyPrune, notifyRetrieve, notifyStore,
+} from './replies';
+import type { InitRequest, Request } from './requests';
+import { MalformedMessage, UnknownOpcode, decodeHeader, decodeRequest, type DecodeContext } from './requests';
+
+const log = createDebug('ovshift:fuse');
+const logNotify = createDebug('ovshift:fuse:notify');
+
+const MiB = 1024 * 1024;
+const PAGE_SIZE = 4096;
+const ENOSYS = errnoNumber('ENOSYS');
+const EINVAL = errnoNumber('EINVAL');
+const EAGAIN = errnoNumber('EAGAIN');
+const ERANGE = errnoNumber('ERANGE');
+const EPROTO = errnoNumber('EPROTO');
+const ENODEV = errnoNumber('ENODEV');
+const ENOENT = errnoNumber('ENOENT');
+
+/** Flags every connection asks for; the handler adds its own through `wantFlags`. */
+const SESSION_FLAGS: readonly InitFlagName[] = [
+  'ASYNC_READ', 'BIG_WRITES', 'MAX_PAGES', 'PARALLEL_DIROPS', 'SETXATTR_EXT', 'INIT_EXT',
+  'ASYNC_DIO', 'ABORT_ERROR', 'HAS_EXPIRE_ONLY',
+];
+
+export interface SessionOptions {
+  /** Largest WRITE the kernel may send; also sizes READ and the device read buffer. */
+  maxWrite?: number;
+  maxBackground?: number;
+  congestionThreshold?: number;
+  /** Where replies go; the FUSE device by default. Returns bytes written or -errno. */
+  write?: (parts: Buffer[]) => number;
+}
+
+class PendingRequest implements RequestControl {
+  interrupted = false;
+  private callbacks?: Array<() => void>;
+
+  constructor(readonly opcode: number) {}
+
+  onInterrupt(cb: () => void): void {
+    if (this.interrupted) cb();
+    else (this.callbacks ??= []).push(cb);
+  }
+
+  interrupt(): void {
+    if (this.interrupted) return;
+    this.interrupted = true;
+    for (const cb of this.callbacks ?? []) cb();
+    this.callbacks = undefined;
+  }
+}
+
+type Settled = Buffer | Buffer[];
+
+export class FuseSession {
+  private readonly pending = new Map<number, PendingRequest>();
+  private readonly decodeCtx: DecodeContext = { minor: 0, setxattrExt: false };
+  private readonly maxWrite: number;
+  private readonly opts: Required<Omit<SessionOptions, 'write'>>;
+  private readonly output: (parts: Buffer[]) => number;
+  private reader?: DevReader;
+  private isClosed = false;
+  private retrieveUnique = 0;
+  private resolveReady!: (info: ConnectionInfo) => void;
+  private rejectReady!: (err: Error) => void;
+  private resolveClosed!: (errno: number) => void;
+  info?: ConnectionInfo;
+  /** Settles once INIT has been answered (or refused). */
+  readonly ready: Promise<ConnectionInfo>;
+  /** Settles with the errno that ended the connection (ENODEV: unmounted). */
+  readonly closed: Promise<number>;
+
+  constructor(readonly fd: number, private readonly fs: FuseHandler, opts: SessionOptions = {}) {
+    this.opts = {
+      maxWrite: opts.maxWrite ?? MiB,
+      maxBackground: opts.maxBackground ?? 64,
+      congestionThreshold: opts.congestionThreshold ?? 48,
+    };
+    this.output = opts.write ?? ((parts) => native.devWrite(this.fd, parts));
+    this.maxWrite = Math.max(PAGE_SIZE, Math.min(this.opts.maxWrite, 256 * PAGE_SIZE));
+    this.ready = new Promise((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.ready.catch(() => undefined);
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+  }
+
+  /** Requests read but not yet answered. */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  start(): void {
+    if (this.reader) return;
+    // Room for the largest WRITE plus its headers; the kernel refuses smaller buffers.
+    const bufSize = this.maxWrite + PAGE_SIZE * 2;
+    this.reader = native.devReader(this.fd, bufSize, 64, (requests, errno) => {
+      if (requests === null) this.onDeviceClosed(errno);
+      else for (const buf of requests) this.handleMessage(buf);
+    });
+  }
+
+  /** Stops reading; the mount itself is the caller's to remove. */
+  stop(): void {
+    this.onDeviceClosed(ENODEV);
+  }
+
+  private onDeviceClosed(errno: number): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.reader?.stop();
+    log('connection closed: %s', errno === ENODEV ? 'unmounted' : `errno ${errno}`);
+    this.rejectReady(new Error('FUSE connection closed before INIT'));
+    this.pending.clear();
+    this.resolveClosed(errno);
+  }
+
+  /** Serves one raw request as read from the device. Never throws. */
+  handleMessage(buf: Buffer): void {
+    let req: Request;
+    try {
+      req = decodeRequest(buf, this.decodeCtx);
+    } catch (err) {
+      this.answerUndecodable(buf, err);
+      return;
+    }
+    if (log.enabled) log(formatRequest(req));
+    try {
+      this.dispatch(req);
+    } catch (err) {
+      // Only handler code outside a Promise can get here (forget, notifyReply, init).
+      log('handler threw on %s: %O', opName(req.opcode), err);
+      if (req.op === Op.INIT) {
+        this.send(req.unique, message(req.unique, -errnoOf(err).errno, 0));
+        this.rejectReady(err as Error);
+      }
+    }
+  }
+
+  private dispatch(req: Request): void {
+    switch (req.op) {
+      case Op.FORGET:
+        this.fs.forget?.(req.nodeid, req.nlookup);
+        return;
+      case Op.BATCH_FORGET:
+        if (this.fs.forget) for (const f of req.forgets) this.fs.forget(f.nodeid, f.nlookup);
+        return;
+      case Op.INTERRUPT:
+        this.interrupt(req.unique, req.target);
+        return;
+      case Op.NOTIFY_REPLY:
+        this.fs.notifyReply?.(req);
+        return;
+      case Op.INIT:
+        this.init(req);
+        return;
+      default:
+        this.serve(req);
+    }
+  }
+
+  private answerUndecodable(buf: Buffer, err: unknown): void {
+    let unique: number;
+    let opcode: number;
+    try {
+      ({ unique, opcode } = decodeHeader(buf));
+    } catch {
+      log('dropping %d-byte message without a readable header', buf.length);
+      return;
+    }
+    if (opcode === Op.FORGET || opcode === Op.BATCH_FORGET || opcode === Op.INTERRUPT || opcode === Op.NOTIFY_REPLY) {
+      log('dropping malformed %s: %s', opName(opcode), (err as Error).message);
+      return;
+    }
+    const errno = err instanceof UnknownOpcode ? ENOSYS : EINVAL;
+    if (!(err instanceof UnknownOpcode) && !(err instanceof MalformedMessage)) log('decoder failure: %O', err);
+    if (log.enabled) log(formatError(unique, opcode, errno) + ` (${(err as Error).message})`);
+    this.send(unique, message(unique, -errno, 0));
+  }
+
+  private interrupt(interruptUnique: number, target: number): void {
+    const p = this.pending.get(target);
+    if (p) {
+      p.interrupt();
+      return;
+    }
+    // Not (yet) known here: EAGAIN makes the kernel send the interrupt again later.
+    this.send(interruptUnique, message(interruptUnique, -EAGAIN, 0));
+  }
+
+  private init(req: InitRequest): void {
+    const unique = req.unique;
+    if (req.major > KERNEL_VERSION) {
+      // Tell the kernel our major; it sends a new INIT.
+      this.send(unique, message(unique, 0, ReplySize.init, (w) => encodeInit(w, {
+        major: KERNEL_VERSION, minor: KERNEL_MINOR_VERSION, maxReadahead: 0, flags: 0n, maxBackground: 0,
+        congestionThreshold: 0, maxWrite: 0, timeGran: 0, maxPages: 0, mapAlignment: 0, maxStackDepth: 0,
+        requestTimeout: 0,
+      })));
+      return;
+    }
+    if (req.major < KERNEL_VERSION || req.minor < MIN_MINOR_VERSION) {
+      const why = `kernel speaks FUSE ${req.major}.${req.minor}; ovshift needs ${KERNEL_VERSION}.${MIN_MINOR_VERSION} or newer`;
+      this.send(unique, message(unique, -EPROTO, 0));
+      this.rejectReady(new Error(why));
+      return;
+    }
+    const minor = Math.min(req.minor, KERNEL_MINOR_VERSION);
+    let want = 0n;
+    for (const name of [...SESSION_FLAGS, ...this.handlerFlags()]) want |= InitFlag[name];
+    const flags = req.flags & want;
+    const maxPages = Math.ceil(this.maxWrite / PAGE_SIZE);
+    const passthrough = (flags & InitFlag.PASSTHROUGH) !== 0n;
+    this.info = {
+      major: KERNEL_VERSION, minor, offered: req.flags, flags, maxWrite: this.maxWrite,
+      maxReadahead: req.maxReadahead, maxPages,
+    };
+    this.decodeCtx.minor = minor;
+    this.decodeCtx.setxattrExt = (flags & InitFlag.SETXATTR_EXT) !== 0n;
+    this.fs.init?.(this.info);
+    const reply = message(unique, 0, ReplySize.init, (w) => encodeInit(w, {
+      major: KERNEL_VERSION,
+      minor,
+      maxReadahead: req.maxReadahead,
+      flags,
+      maxBackground: this.opts.maxBackground,
+      congestionThreshold: this.opts.congestionThreshold,
+      maxWrite: this.maxWrite,
+      timeGran: 1,
+      maxPages,
+      mapAlignment: 0,
+      // Passthrough needs a stack depth; 1 keeps this mount usable below kernel overlayfs.
+      maxStackDepth: passthrough ? 1 : 0,
+      // Never FUSE_REQUEST_TIMEOUT: a lock waiter may rightly stay unanswered for hours.
+      requestTimeout: 0,
+    }));
+    if (log.enabled) log(formatReply(unique, Op.INIT, { ...this.info, flags: describeFlags(flags) }));
+    if (this.send(unique, reply) >= 0) this.resolveReady(this.info);
+    else this.rejectReady(new Error('could not answer INIT'));
+  }
+
+  private handlerFlags(): InitFlagName[] {
+    const names: InitFlagName[] = [...(this.fs.wantFlags ?? [])];
+    if (this.fs.getlk || this.fs.setlk) names.push('POSIX_LOCKS');
+    if (this.fs.setlk) names.push('FLOCK_LOCKS');
+    if (this.fs.readdirplus) names.push('DO_READDIRPLUS', 'READDIRPLUS_AUTO');
+    return names;
+  }
+
+  /** Runs the handler for one request and answers with whatever it settles to. */
+  private serve(req: Request): void {
+    const unique = req.unique;
+    const ctl = new PendingRequest(req.opcode);
+    this.pending.set(unique, ctl);
+    let work: Promise<Settled> | undefined;
+    try {
+      work = this.call(req, ctl);
+    } catch (err) {
+      this.fail(unique, req.opcode, err);
+      return;
+    }
+    if (work === undefined) {
+      this.fail(unique, req.opcode, ENOSYS);
+      return;
+    }
+    work.then(
+      (reply) => this.writeReply(unique, reply),
+      (err) => this.fail(unique, req.opcode, err),
+    );
+  }
+
+  private fail(unique: number, opcode: number, err: unknown): void {
+    let errno: number;
+    if (typeof err === 'number') errno = err;
+    else {
+      const r = errnoOf(err);
+      errno = r.errno;
+      if (!r.known) log('handler for %s failed unexpectedly: %O', opName(opcode), err);
+    }
+    if (log.enabled) log(formatError(unique, opcode, errno));
+    this.writeReply(unique, message(unique, -errno, 0));
+  }
+
+  /** Calls the handler method for `req`; undefined when the handler lacks it. */
+  private call(req: Request, ctl: PendingRequest): Promise<Settled> | undefined {
+    const fs = this.fs;
+    const u = req.unique;
+    const op = req.opcode;
+    const trace = <T>(result: T): T => {
+      if (log.enabled) log(formatReply(u, op, result));
+      return result;
+    };
+    const ok = (): Buffer => message(u, 0, 0);
+    const done = (): Buffer => {
+      trace(undefined);
+      return ok();
+    };
+    switch (req.op) {
+      case Op.LOOKUP:
+        return fs.lookup?.(req, ctl).then((e) => message(u, 0, ReplySize.entry, (w) => encodeEntry(w, trace(e))));
+      case Op.GETATTR:
+        return fs.getattr?.(req, ctl).then((a) => message(u, 0, ReplySize.attr, (w) => encodeAttrOut(w, trace(a))));
+      case Op.SETATTR:
+        return fs.setattr?.(req, ctl).then((a) => message(u, 0, ReplySize.attr, (w) => encodeAttrOut(w, trace(a))));
+      case Op.READLINK:
+        return fs.readlink?.(req, ctl).then((target) => [header(u, 0, target.length), trace(target)]);
+      case Op.SYMLINK:
+        return fs.symlink?.(req, ctl).then((e) => message(u, 0, ReplySize.entry, (w) => encodeEntry(w, trace(e))));
+      case Op.MKNOD:
+        return fs.mknod?.(req, ctl).then((e) => message(u, 0, ReplySize.entry, (w) => encodeEntry(w, trace(e))));
+      case Op.MKDIR:
+        return fs.mkdir?.(req, ctl).then((e) => message(u, 0, ReplySize.entry, (w) => encodeEntry(w, trace(e))));
+      case Op.LINK:
+        return fs.link?.(req, ctl).then((e) => message(u, 0, ReplySize.entry, (w) => encodeEntry(w, trace(e))));
+      case Op.UNLINK:
+        return fs.unlink?.(req, ctl).then(() => done());
+      case Op.RMDIR:
+        return fs.rmdir?.(req, ctl).then(() => done());
+      case Op.RENAME:
+      case Op.RENAME2:
+        return fs.rename?.(req, ctl).then(() => done());
+      case Op.OPEN:
+        return fs.open?.(req, ctl).then((o) => message(u, 0, ReplySize.open, (w) => encodeOpen(w, trace(o))));
+      case Op.OPENDIR:
+        return fs.opendir?.(req, ctl).then((o) => message(u, 0, ReplySize.open, (w) => encodeOpen(w, trace(o))));
+      case Op.READ:
+        return fs.read?.(req, ctl).then((data) => dataReply(u, trace(data), req.size));
+      case Op.WRITE:
+        return fs.write?.(req, ctl).then((n) => message(u, 0, ReplySize.u32, (w) => w.u32(trace(n)).u32(0)));
+      case Op.STATFS:
+        return fs.statfs?.(req, ctl).then((s) => message(u, 0, ReplySize.statfs, (w) => encodeStatfs(w, trace(s))));
+      case Op.RELEASE:
+        return fs.release ? fs.release(req, ctl).then(() => done()) : Promise.resolve(ok());
+      case Op.RELEASEDIR:
+        return fs.releasedir ? fs.releasedir(req, ctl).then(() => done()) : Promise.resolve(ok());
+      case Op.FSYNC:
+        return fs.fsync?.(req, ctl).then(() => done());
+      case Op.FSYNCDIR:
+        return fs.fsyncdir?.(req, ctl).then(() => done());
+      case Op.FLUSH:
+        return fs.flush?.(req, ctl).then(() => done());
+      case Op.SETXATTR:
+        return fs.setxattr?.(req, ctl).then(() => done());
+      case Op.GETXATTR:
+        return fs.getxattr?.(req, ctl).then((v) => sizedReply(u, trace(v), req.size));
+      case Op.LISTXATTR:
+        return fs.listxattr?.(req, ctl).then((v) => sizedReply(u, trace(v), req.size));
+      case Op.REMOVEXATTR:
+        return fs.removexattr?.(req, ctl).then(() => done());
+      case Op.READDIR: {
+        if (!fs.readdir) return undefined;
+        const out = new DirentList(req.size);
+        return fs.readdir(req, ctl, out).then(() => [header(u, 0, out.bytes.length), trace(out.bytes)]);
+      }
+      case Op.READDIRPLUS: {
+        if (!fs.readdirplus) return undefined;
+        const out = new DirentPlusList(req.size);
+        return fs.readdirplus(req, ctl, out).then(() => [header(u, 0, out.bytes.length), trace(out.bytes)]);
+      }
+      case Op.GETLK:
+        return fs.getlk?.(req, ctl).then((l) => message(u, 0, ReplySize.lock, (w) => encodeLock(w, trace(l))));
+      case Op.SETLK:
+      case Op.SETLKW:
+        return fs.setlk?.(req, ctl).then(() => done());
+      case Op.ACCESS:
+        return fs.access?.(req, ctl).then(() => done());
+      case Op.CREATE:
+      case Op.TMPFILE: {
+        const method = req.op === Op.CREATE ? fs.create : fs.tmpfile;
+        return method?.call(fs, req, ctl).then((c) => message(u, 0, ReplySize.create, (w) => {
+          trace(c);
+          encodeEntry(w, c.entry);
+          encodeOpen(w, c.open);
+        }));
+      }
+      case Op.BMAP:
+        return fs.bmap?.(req, ctl).then((b) => message(u, 0, ReplySize.u64, (w) => w.u64big(trace(b))));
+      case Op.IOCTL:
+        return fs.ioctl?.(req, ctl).then((r) => {
+          trace(r);
+          const head = message(u, 0, ReplySize.ioctl + r.data.length, (w) => {
+            w.i32(r.result).u32(r.flags).u32(r.inIovs).u32(r.outIovs).bytes(r.data);
+          });
+          return head;
+        });
+      case Op.POLL:
+        return fs.poll?.(req, ctl).then((ev) => message(u, 0, ReplySize.u32, (w) => w.u32(trace(ev)).u32(0)));
+      case Op.FALLOCATE:
+        return fs.fallocate?.(req, ctl).then(() => done());
+      case Op.LSEEK:
+        return fs.lseek?.(req, ctl).then((off) => message(u, 0, ReplySize.u64, (w) => w.u64big(trace(off))));
+      case Op.COPY_FILE_RANGE:
+        return fs.copyFileRange?.(req, ctl).then((n) => message(u, 0, ReplySize.u32, (w) => {
+          const copied = trace(n);
+          w.u32(Number(copied > 0xffffffffn ? 0xffffffffn : copied)).u32(0);
+        }));
+      case Op.COPY_FILE_RANGE_64:
+        return fs.copyFileRange?.(req, ctl).then((n) => message(u, 0, ReplySize.u64, (w) => w.u64big(trace(n))));
+      case Op.SYNCFS:
+        return fs.syncfs?.(req, ctl).then(() => done());
+      case Op.STATX:
+        return fs.statx?.(req, ctl).then((s) => message(u, 0, ReplySize.statx, (w) => encodeStatxOut(w, trace(s))));
+      case Op.DESTROY:
+        fs.destroy?.();
+        return Promise.resolve(done());
+      case Op.SETUPMAPPING:
+      case Op.REMOVEMAPPING:
+      default:
+        return undefined;
+    }
+  }
+
+  /** Writes the reply to a pending request; a second answer to the same request is dropped. */
+  private writeReply(unique: number, reply: Settled): number {
+    if (!this.pending.delete(unique)) {
+      if (!this.isClosed) log('#%d answered twice; ignoring the second answer', unique);
+      return -EINVAL;
+    }
+    return this.send(unique, reply);
+  }
+
+  /** Writes a message; returns bytes written or -errno. */
+  private send(unique: number, reply: Settled): number {
+    if (this.isClosed) return -ENODEV;
+    const res = this.output(Array.isArray(reply) ? reply : [reply]);
+    if (res < 0) {
+      // ENOENT: the kernel gave up on the request (interrupted, or its caller died).
+      if (res !== -ENOENT) log('#%d: writing the reply failed: errno %d', unique, -res);
+      else log('#%d: reply no longer wanted by the kernel', unique);
+    }
+    return res;
+  }
+
+  // Notifications. Each goes out on the addon's notifier thread and settles with the write's
+  // result; callers never await them while the kernel waits for a reply of theirs.
+
+  private notify(what: string, msg: Buffer): Promise<number> {
+    if (this.isClosed || !this.info) return Promise.resolve(-ENODEV);
+    return new Promise((resolve) => {
+      native.notifyWrite(this.fd, [msg], (res) => {
+        if (logNotify.enabled) logNotify('%s → %s', what, res >= 0 ? 'sent' : `errno ${-res}`);
+        resolve(res);
+      });
+    });
+  }
+
+  notifyInvalInode(nodeid: number, offset = 0, length = 0): Promise<number> {
+    return this.notify(`inval_inode node=${nodeid} off=${offset} len=${length}`, notifyInvalInode(nodeid, offset, length));
+  }
+
+  notifyInvalEntry(parent: number, name: Buffer, expireOnly = false): Promise<number> {
+    const flags = expireOnly && this.info && (this.info.flags & InitFlag.HAS_EXPIRE_ONLY) ? EXPIRE_ONLY : 0;
+    return this.notify(`inval_entry parent=${parent} name=${JSON.stringify(name.toString())}`,
+      notifyInvalEntry(parent, name, flags));
+  }
+
+  notifyDelete(parent: number, child: number, name: Buffer): Promise<number> {
+    return this.notify(`delete parent=${parent} child=${child} name=${JSON.stringify(name.toString())}`,
+      notifyDelete(parent, child, name));
+  }
+
+  notifyStore(nodeid: number, offset: number, data: Buffer): Promise<number> {
+    return this.notify(`store node=${nodeid} off=${offset} len=${data.length}`, notifyStore(nodeid, offset, data));
+  }
+
+  /** Asks the kernel for cached data; it arrives through the handler's notifyReply with this unique. */
+  notifyRetrieve(nodeid: number, offset: number, size: number): { unique: number; sent: Promise<number> } {
+    const unique = ++this.retrieveUnique;
+    return { unique, sent: this.notify(`retrieve node=${nodeid}`, notifyRetrieve(unique, nodeid, offset, size)) };
+  }
+
+  notifyPollWakeup(kh: bigint): Promise<number> {
+    return this.notify(`poll kh=${kh}`, notifyPollWakeup(kh));
+  }
+
+  notifyPrune(nodeids: number[]): Promise<number> {
+    return this.notify(`prune ${nodeids.length} nodes`, notifyPrune(nodeids));
+  }
+}
+
+function dataReply(unique: number, data: Buffer | Buffer[], max: number): Buffer[] {
+  const parts = Array.isArray(data) ? data : [data];
+  let total = 0;
+  const out: Buffer[] = [];
+  for (const p of parts) {
+    if (total + p.length > max) {
+      out.push(p.subarray(0, max - total));
+      total = max;
+      break;
+    }
+    out.push(p);
+    total += p.length;
+  }
+  return [header(unique, 0, total), ...out];
+}
+
+/** GETXATTR/LISTXATTR: size 0 asks for the length; a value longer than `size` is ERANGE. */
+function sizedReply(unique: number, value: Buffer, size: number): Settled {
+  if (size === 0) return message(unique, 0, ReplySize.u32, (w) => w.u32(value.length).u32(0));
+  if (value.length > size) return message(unique, -ERANGE, 0);
+  return [header(unique, 0, value.length), value];
+}
+
+function describeFlags(flags: bigint): string {
+  return (Object.keys(InitFlag) as InitFlagName[]).filter((n) => flags & InitFlag[n]).join('|');
+}
