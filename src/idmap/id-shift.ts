@@ -1,0 +1,54 @@
+import { IdMap } from './id-map';
+import { type OverflowIds, systemOverflowIds } from './overflow';
+import { MAX_MAPPABLE_ID, parseIdRanges } from './ranges';
+
+/** The id options, named after fuse-overlayfs's -o options, with values as the user wrote them. */
+export interface IdShiftOptions {
+  /** `uidmapping=` value, LAYER:VIEW:COUNT[:…]. */
+  readonly uidmapping?: string;
+  /** `gidmapping=` value. */
+  readonly gidmapping?: string;
+  /** `squash_to_root`: attributes show every owner as 0:0. */
+  readonly squashToRoot?: boolean;
+  /** `squash_to_uid=` value; takes precedence over squashToRoot for uids. */
+  readonly squashToUid?: string;
+  /** `squash_to_gid=` value; takes precedence over squashToRoot for gids. */
+  readonly squashToGid?: string;
+}
+
+/** The uid and gid maps of one mount. */
+export class IdShift {
+  constructor(
+    readonly uids: IdMap,
+    readonly gids: IdMap,
+  ) {}
+
+  /** Whether a caller with this view uid and gid can own a new file in the layers at all. */
+  canCreate(uid: number, gid: number): boolean {
+    return this.uids.toLayer(uid) !== undefined && this.gids.toLayer(gid) !== undefined;
+  }
+}
+
+/**
+ * Builds the maps from the options. Squash options only change the owners that attributes
+ * show, as in fuse-overlayfs 1.10: creates and chown still go through the ranges.
+ * Throws an Error naming the bad value when an option is malformed.
+ */
+export function createIdShift(options: IdShiftOptions, overflow: OverflowIds = systemOverflowIds()): IdShift {
+  const rootSquash = options.squashToRoot === true ? 0 : undefined;
+  const uidSquash = options.squashToUid === undefined ? rootSquash : parseSquashId('squash_to_uid', options.squashToUid);
+  const gidSquash = options.squashToGid === undefined ? rootSquash : parseSquashId('squash_to_gid', options.squashToGid);
+  const uidRanges = options.uidmapping === undefined ? [] : parseIdRanges('uidmapping', options.uidmapping);
+  const gidRanges = options.gidmapping === undefined ? [] : parseIdRanges('gidmapping', options.gidmapping);
+  return new IdShift(
+    new IdMap(uidRanges, { overflowId: overflow.uid, squashTo: uidSquash }),
+    new IdMap(gidRanges, { overflowId: overflow.gid, squashTo: gidSquash }),
+  );
+}
+
+function parseSquashId(option: string, value: string): number {
+  if (!/^[0-9]+$/.test(value) || Number(value) > MAX_MAPPABLE_ID) {
+    throw new Error(`${option}: "${value}" is not an id from 0 to ${MAX_MAPPABLE_ID}`);
+  }
+  return Number(value);
+}
