@@ -1,0 +1,16 @@
+export { LockManager } from './lock-manager';
+export { LockError, LockErrorCode } from './errors';
+export {
+  ExternalLocks,
+  F_RDLCK,
+  F_UNLCK,
+  F_WRLCK,
+  HeldLock,
+  HeldLockType,
+  LockFamily,
+  LockManagerOptions,
+  LockRequest,
+  LockType,
+  OFFSET_MAX,
+  PendingLock,
+} from './types';
