@@ -1,0 +1,61 @@
+// Portmapper v2 (RFC 1833 §3): asks the server's port 111 where an RPC program listens.
+
+import { RpcClient } from './rpc';
+
+export const PORTMAP_PORT = 111;
+const PMAP_PROGRAM = 100000;
+const PMAP_VERSION = 2;
+const PMAPPROC_GETPORT = 3;
+const IPPROTO_TCP = 6;
+
+export class PortmapError extends Error {
+  readonly code = 'EPROTONOSUPPORT';
+  constructor(message: string) {
+    super(message);
+    this.name = 'PortmapError';
+  }
+}
+
+export interface PortmapQueryOptions {
+  timeoutMs: number;
+  retrans: number;
+  privilegedPort: boolean;
+}
+
+export interface ProgramQuery {
+  program: number;
+  version: number;
+  /** Names the program in the error when it is not registered. */
+  name: string;
+}
+
+/** Looks up the TCP ports of several programs over one short-lived connection; fails if any is unregistered. */
+export async function getTcpPorts(host: string, queries: readonly ProgramQuery[], options: PortmapQueryOptions): Promise<number[]> {
+  const rpc = new RpcClient({
+    host,
+    port: PORTMAP_PORT,
+    target: { program: PMAP_PROGRAM, version: PMAP_VERSION },
+    credential: { flavor: 'none' },
+    timeoutMs: options.timeoutMs,
+    retrans: options.retrans,
+    soft: true,
+    failFast: true,
+    privilegedPort: options.privilegedPort,
+    label: 'portmap',
+    readBufferSize: 4096,
+  });
+  try {
+    return await Promise.all(
+      queries.map(async ({ program, version, name }) => {
+        const reply = await rpc.call(PMAPPROC_GETPORT, (w) => w.uint32(program).uint32(version).uint32(IPPROTO_TCP).uint32(0));
+        const port = reply.uint32();
+        if (port === 0 || port > 0xffff) {
+          throw new PortmapError(`${name} (program ${program} v${version} over TCP) is not registered with the portmapper on ${host}`);
+        }
+        return port;
+      }),
+    );
+  } finally {
+    rpc.close();
+  }
+}

@@ -1,0 +1,76 @@
+import assert from 'assert/strict';
+import { describeNfsUrl, parseNfsUrl } from '../../src/layers/nfs/url';
+
+describe('nfs:// URLs', function () {
+  this.timeout(5000);
+
+  it('parses host, port, path and every option', () => {
+    const url = parseNfsUrl('nfs://server.example:2049/export/a/b?mountport=635&uid=1000&gid=100&soft&timeo=5&retrans=1&actimeo=3&noresvport');
+    assert.equal(url.host, 'server.example');
+    assert.equal(url.port, 2049);
+    assert.equal(url.mountPort, 635);
+    assert.deepEqual(
+      url.path.map((c) => c.toString()),
+      ['export', 'a', 'b'],
+    );
+    assert.deepEqual(
+      { uid: url.uid, gid: url.gid, soft: url.soft, timeo: url.timeo, retrans: url.retrans, actimeo: url.actimeo, resvport: url.resvport },
+      { uid: 1000, gid: 100, soft: true, timeo: 5, retrans: 1, actimeo: 3, resvport: false },
+    );
+  });
+
+  it('defaults to the portmapper, a hard mount, the kernel timeouts and no attribute cache', () => {
+    const url = parseNfsUrl('nfs://10.1.2.3/export');
+    assert.equal(url.port, undefined);
+    assert.equal(url.mountPort, undefined);
+    assert.deepEqual(
+      { soft: url.soft, timeo: url.timeo, retrans: url.retrans, actimeo: url.actimeo, resvport: url.resvport },
+      { soft: false, timeo: 600, retrans: 2, actimeo: 0, resvport: true },
+    );
+    assert.equal(url.uid, process.getuid?.());
+  });
+
+  it('decodes percent escapes to raw bytes and drops empty components', () => {
+    const url = parseNfsUrl('nfs://[::1]:111//ex%20port/%FFx/');
+    assert.equal(url.host, '::1');
+    assert.deepEqual(url.path, [Buffer.from('ex port'), Buffer.from([0xff, 0x78])]);
+    assert.equal(describeNfsUrl(url), 'nfs://[::1]:111/ex%20port/%FFx');
+  });
+
+  it('accepts the server root as the export', () => {
+    assert.deepEqual(parseNfsUrl('nfs://host').path, []);
+    assert.deepEqual(parseNfsUrl('nfs://host/').path, []);
+  });
+
+  const bad: [string, RegExp][] = [
+    ['http://host/export', /scheme 'http' is not 'nfs'/],
+    ['host/export', /missing scheme/],
+    ['nfs:///export', /empty host/],
+    ['nfs://:2049/export', /empty host/],
+    ['nfs://ho$t/export', /host 'ho\$t'/],
+    ['nfs://[zz]/export', /not an IPv6 address/],
+    ['nfs://host:port/export', /port 'port' is not a number/],
+    ['nfs://host:0/export', /port 0 is out of range/],
+    ['nfs://host:70000/export', /port 70000 is out of range/],
+    ['nfs://host/export?mountport=x', /mountport 'x' is not a number/],
+    ['nfs://host/export?uid=root', /uid 'root' is not a number/],
+    ['nfs://host/export?gid=-1', /gid '-1' is not a number/],
+    ['nfs://host/export?uid=4294967296', /uid 4294967296 is out of range/],
+    ['nfs://host/export?timeo=0', /timeo 0 is out of range/],
+    ['nfs://host/export?vers=4', /unknown option 'vers'/],
+    ['nfs://host/export?soft=1', /option 'soft' takes no value/],
+    ['nfs://host/export?retrans', /option 'retrans' needs a value/],
+    ['nfs://host/export/../etc', /path component '\.\.' is not allowed/],
+    ['nfs://host/export/%zz', /bad percent escape '%zz'/],
+    ['nfs://host/export/a%2Fb', /path component 'a%2Fb' encodes a '\/'/],
+    ['nfs://host/export#frag', /fragment/],
+  ];
+  for (const [url, message] of bad) {
+    it(`rejects ${url} with a message naming the bad part`, () => {
+      assert.throws(
+        () => parseNfsUrl(url),
+        (error: unknown) => error instanceof Error && error.message.includes(`'${url}'`) && message.test(error.message),
+      );
+    });
+  }
+});
