@@ -587,6 +587,137 @@ static napi_value js_set_nonblock(napi_env env, napi_callback_info info) {
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Synchronous metadata calls, for layers on local filesystems only: answered from the
+ * dentry and inode caches in about a microsecond, where a thread-pool round trip costs tens.
+ * They never throw for a failed syscall: they return -errno, so a miss costs no exception.
+ * ------------------------------------------------------------------------------------- */
+
+enum {
+  SX_MASK, SX_MODE, SX_NLINK, SX_UID, SX_GID, SX_RDEV_MAJOR, SX_RDEV_MINOR, SX_DEV_MAJOR,
+  SX_DEV_MINOR, SX_INO, SX_INO_HI, SX_INO_LO, SX_SIZE, SX_BLOCKS, SX_BLKSIZE, SX_ATIME_SEC,
+  SX_ATIME_NSEC, SX_MTIME_SEC, SX_MTIME_NSEC, SX_CTIME_SEC, SX_CTIME_NSEC, SX_BTIME_SEC,
+  SX_BTIME_NSEC, SX_ATTRIBUTES, SX_FIELDS
+};
+
+static void fill_statx_array(double *o, const struct statx *s) {
+  o[SX_MASK] = s->stx_mask;
+  o[SX_MODE] = s->stx_mode;
+  o[SX_NLINK] = s->stx_nlink;
+  o[SX_UID] = s->stx_uid;
+  o[SX_GID] = s->stx_gid;
+  o[SX_RDEV_MAJOR] = s->stx_rdev_major;
+  o[SX_RDEV_MINOR] = s->stx_rdev_minor;
+  o[SX_DEV_MAJOR] = s->stx_dev_major;
+  o[SX_DEV_MINOR] = s->stx_dev_minor;
+  o[SX_INO] = (double)s->stx_ino;
+  o[SX_INO_HI] = (double)(s->stx_ino >> 32);
+  o[SX_INO_LO] = (double)(s->stx_ino & 0xffffffffu);
+  o[SX_SIZE] = (double)s->stx_size;
+  o[SX_BLOCKS] = (double)s->stx_blocks;
+  o[SX_BLKSIZE] = s->stx_blksize;
+  o[SX_ATIME_SEC] = (double)s->stx_atime.tv_sec;
+  o[SX_ATIME_NSEC] = s->stx_atime.tv_nsec;
+  o[SX_MTIME_SEC] = (double)s->stx_mtime.tv_sec;
+  o[SX_MTIME_NSEC] = s->stx_mtime.tv_nsec;
+  o[SX_CTIME_SEC] = (double)s->stx_ctime.tv_sec;
+  o[SX_CTIME_NSEC] = s->stx_ctime.tv_nsec;
+  o[SX_BTIME_SEC] = (double)s->stx_btime.tv_sec;
+  o[SX_BTIME_NSEC] = s->stx_btime.tv_nsec;
+  o[SX_ATTRIBUTES] = (double)s->stx_attributes;
+}
+
+static bool float64_out(napi_env env, napi_value value, double **out) {
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (napi_get_typedarray_info(env, value, &type, &length, &data, NULL, NULL) != napi_ok ||
+      type != napi_float64_array || length < SX_FIELDS) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a Float64Array of statxFields elements");
+    return false;
+  }
+  *out = data;
+  return true;
+}
+
+/* statxSync(dirfd, path, flags, mask, out: Float64Array) -> 0 | -errno */
+static napi_value js_statx_sync(napi_env env, napi_callback_info info) {
+  int32_t dirfd, flags;
+  uint32_t mask;
+  char *path = NULL;
+  napi_value out_v;
+  double *out;
+  if (!parse_args(env, info, "ipiuo", &dirfd, &path, &flags, &mask, &out_v) || !float64_out(env, out_v, &out)) {
+    free(path);
+    return NULL;
+  }
+  struct statx stx;
+  int res = statx(dirfd, path, flags, mask, &stx) == 0 ? 0 : -errno;
+  free(path);
+  if (res == 0) fill_statx_array(out, &stx);
+  return js_i64(env, res);
+}
+
+/* fstatxSync(fd, out: Float64Array) -> 0 | -errno */
+static napi_value js_fstatx_sync(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  napi_value out_v;
+  double *out;
+  if (!parse_args(env, info, "io", &fd, &out_v) || !float64_out(env, out_v, &out)) return NULL;
+  struct statx stx;
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_BTIME, &stx) != 0) return js_i64(env, -errno);
+  fill_statx_array(out, &stx);
+  return js_i64(env, 0);
+}
+
+/* getxattrSync(path, name, follow) -> Buffer | -errno */
+static napi_value js_getxattr_sync(napi_env env, napi_callback_info info) {
+  char *path = NULL, *name = NULL;
+  bool follow;
+  if (!parse_args(env, info, "ppb", &path, &name, &follow)) {
+    free(path);
+    free(name);
+    return NULL;
+  }
+  char small[256];
+  ssize_t n = follow ? getxattr(path, name, small, sizeof small) : lgetxattr(path, name, small, sizeof small);
+  napi_value result = NULL;
+  if (n >= 0) {
+    void *copy;
+    napi_create_buffer_copy(env, (size_t)n, small, &copy, &result);
+  } else if (errno != ERANGE) {
+    result = js_i64(env, -errno);
+  } else {
+    for (;;) {
+      ssize_t size = follow ? getxattr(path, name, NULL, 0) : lgetxattr(path, name, NULL, 0);
+      if (size < 0) {
+        result = js_i64(env, -errno);
+        break;
+      }
+      char *big = malloc(size > 0 ? (size_t)size : 1);
+      if (big == NULL) {
+        result = js_i64(env, -ENOMEM);
+        break;
+      }
+      n = follow ? getxattr(path, name, big, (size_t)size) : lgetxattr(path, name, big, (size_t)size);
+      if (n >= 0) {
+        void *copy;
+        napi_create_buffer_copy(env, (size_t)n, big, &copy, &result);
+      }
+      int err = errno;
+      free(big);
+      if (n >= 0) break;
+      if (err != ERANGE) {
+        result = js_i64(env, -err);
+        break;
+      }
+    }
+  }
+  free(path);
+  free(name);
+  return result;
+}
+
+/* ---------------------------------------------------------------------------------------
  * *at() calls, statx, times, ownership
  * ------------------------------------------------------------------------------------- */
 
@@ -1510,6 +1641,9 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("setNonblock", js_set_nonblock),
     FN("openat", js_openat),
     FN("statx", js_statx),
+    FN("statxSync", js_statx_sync),
+    FN("fstatxSync", js_fstatx_sync),
+    FN("getxattrSync", js_getxattr_sync),
     FN("fstatx", js_fstatx),
     FN("mknodat", js_mknodat),
     FN("renameat2", js_renameat2),

@@ -1,7 +1,7 @@
 import assert from 'assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
-import { AT_FDCWD, C, native } from '../../src/native';
+import { AT_FDCWD, C, native, STATX_FIELDS, StatxField as F } from '../../src/native';
 import { devMajor, devMinor, fdFlags, freshPath, mountTmpfs, onEachFilesystem, rejectsWithCode } from './fixtures';
 
 describe('native file calls', function () {
@@ -240,5 +240,40 @@ describe('native file calls', function () {
       pathBuffer.fill(0x2f);
       assert.equal((await pending).size, 1n);
     });
+  });
+});
+
+describe('native synchronous metadata calls', function () {
+  this.timeout(10000);
+
+  it('statxSync fills the same fields as statx, and returns -errno without throwing', async () => {
+    const n = native;
+    const K = C;
+    const fsMod = fs;
+    const dir = fsMod.mkdtempSync('/tmp/ovshift-statxsync-');
+    try {
+      const file = `${dir}/f`;
+      fsMod.writeFileSync(file, 'twelve bytes');
+      const out = new Float64Array(STATX_FIELDS);
+      assert.equal(n.statxSync(-100, file, K.AT_SYMLINK_NOFOLLOW!, K.STATX_BASIC_STATS!, out), 0);
+      const ref = await n.statx(-100, file, K.AT_SYMLINK_NOFOLLOW!, K.STATX_BASIC_STATS!);
+      assert.equal(out[F.size], 12);
+      assert.equal(out[F.mode], ref.mode);
+      assert.equal(BigInt(out[F.inoHi]!) * 2n ** 32n + BigInt(out[F.inoLo]!), ref.ino);
+      assert.equal(out[F.mtimeSec], ref.mtimeSec);
+      assert.equal(out[F.mtimeNsec], ref.mtimeNsec);
+      assert.equal(n.statxSync(-100, `${dir}/missing`, 0, K.STATX_BASIC_STATS!, out), -2);
+      const fd = fsMod.openSync(file, 'r');
+      assert.equal(n.fstatxSync(fd, out), 0);
+      fsMod.closeSync(fd);
+      assert.equal(out[F.size], 12);
+      fsMod.writeFileSync(`${dir}/g`, '');
+      await n.setxattr(`${dir}/g`, 'user.k', Buffer.alloc(1000, 7), 0, false);
+      const v = n.getxattrSync(`${dir}/g`, 'user.k', false);
+      assert.ok(Buffer.isBuffer(v) && v.length === 1000 && v.every((b) => b === 7), 'large values come back whole');
+      assert.equal(n.getxattrSync(`${dir}/g`, 'user.none', false), -61);
+    } finally {
+      fsMod.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
