@@ -138,10 +138,48 @@ export interface NativeAddon {
   statxSync(dirfd: number, p: PathLike, flags: number, mask: number, out: Float64Array): number;
   /** fstatx of an open fd on the calling thread; as statxSync. */
   fstatxSync(fd: number, out: Float64Array): number;
+  /**
+   * A directory's entries except "." and "..", packed: per entry u32 ino low, u32 ino high,
+   * u16 name length, u8 d_type, then the name bytes (see unpackDirents).
+   */
+  readdir(p: PathLike): Promise<Buffer>;
+  /** readdir on the calling thread, for local filesystems: the packed entries, or -errno. */
+  readdirSync(p: PathLike): Buffer | number;
   /** getxattr()/lgetxattr() on the calling thread: the value, or -errno. */
   getxattrSync(p: PathLike, name: PathLike, follow: boolean): Buffer | number;
 
+  // Calling-thread twins of the calls above, for local-filesystem layers (see statxSync):
+  // they return 0 (or the value) on success and -errno on failure, without throwing.
+  mknodatSync(dirfd: number, p: PathLike, mode: number, rdevMajor: number, rdevMinor: number): number;
+  renameat2Sync(olddirfd: number, oldp: PathLike, newdirfd: number, newp: PathLike, flags: number): number;
+  utimensatSync(dirfd: number, p: PathLike, atimeSec: number, atimeNsec: number,
+    mtimeSec: number, mtimeNsec: number, flags: number): number;
+  fchownatSync(dirfd: number, p: PathLike, uid: number, gid: number, flags: number): number;
+  fchmodatSync(dirfd: number, p: PathLike, mode: number, flags: number): number;
+  setxattrSync(p: PathLike, name: PathLike, value: Buffer, flags: number, follow: boolean): number;
+  listxattrSync(p: PathLike, follow: boolean): Buffer | number;
+  removexattrSync(p: PathLike, name: PathLike, follow: boolean): number;
+
   readonly constants: Readonly<Record<string, number>>;
+}
+
+export interface PackedDirent {
+  name: Buffer;
+  type: number;
+  ino: number;
+}
+
+/** Unpacks what readdir/readdirSync return. */
+export function unpackDirents(buf: Buffer): PackedDirent[] {
+  const out: PackedDirent[] = [];
+  for (let at = 0; at < buf.length;) {
+    const ino = buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 2 ** 32;
+    const len = buf.readUInt16LE(at + 8);
+    const type = buf[at + 10]!;
+    out.push({ name: buf.subarray(at + 11, at + 11 + len), type, ino });
+    at += 11 + len;
+  }
+  return out;
 }
 
 /** Layout of the Float64Array statxSync fills (mirrors the enum in ovshift.c). */

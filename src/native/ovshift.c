@@ -9,6 +9,7 @@
  * memory there: paths, names and values are copied into the call before it is queued.
  * notifyWrite has its own thread (see the notifier section for why).
  */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -470,6 +471,32 @@ static napi_value call_start(napi_env env, call_t *c) {
   return promise;
 }
 
+/*
+ * Runs a parsed call on the calling thread instead: the *Sync twins, for layers on local
+ * filesystems (see statxSync). Returns the result, or -errno as a number; never throws for
+ * a failed syscall.
+ */
+static napi_value call_run_now(napi_env env, call_t *c) {
+  int err;
+  do {
+    c->err = 0;
+    c->run(c);
+    err = c->err;
+  } while (err == EINTR);
+  napi_value v = err != 0 ? js_i64(env, -err) : c->result != NULL ? c->result(env, c) : js_i64(env, 0);
+  call_free(c);
+  return v;
+}
+
+/* Defines js_<name> (Promise, thread pool) and js_<name>_sync (calling thread) from one body
+ * that ends in FINISH(c). */
+#define DUAL_CALL(name) \
+  static napi_value name##_body(napi_env env, napi_callback_info info, bool now); \
+  static napi_value name(napi_env env, napi_callback_info info) { return name##_body(env, info, false); } \
+  static napi_value name##_sync(napi_env env, napi_callback_info info) { return name##_body(env, info, true); } \
+  static napi_value name##_body(napi_env env, napi_callback_info info, bool now)
+#define FINISH(c) return now ? call_run_now(env, (c)) : call_start(env, (c))
+
 /* Declares `c`, a fresh call with the wrapper's arguments parsed into it; returns on failure. */
 #define ASYNC_CALL(syscall_name, run_fn, result_fn, format, ...)      \
   call_t *c = call_new(env, (syscall_name), (run_fn));                \
@@ -717,6 +744,86 @@ static napi_value js_getxattr_sync(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * A directory's entries packed into one buffer, so a listing costs one call and one copy:
+ * per entry u32 ino_lo, u32 ino_hi, u16 name length, u8 d_type, the name bytes (no NUL).
+ * "." and ".." are left out. Returns 0 or an errno.
+ */
+static int pack_directory(const char *path, void **out, size_t *out_len) {
+  DIR *dir = opendir(path);
+  if (dir == NULL) return errno;
+  size_t cap = 4096, len = 0;
+  char *buf = malloc(cap);
+  if (buf == NULL) {
+    closedir(dir);
+    return ENOMEM;
+  }
+  int err = 0;
+  for (;;) {
+    errno = 0;
+    struct dirent *d = readdir(dir);
+    if (d == NULL) {
+      err = errno;
+      break;
+    }
+    if (d->d_name[0] == '.' && (d->d_name[1] == '\0' || (d->d_name[1] == '.' && d->d_name[2] == '\0'))) continue;
+    size_t name_len = strlen(d->d_name);
+    size_t need = 11 + name_len;
+    if (len + need > cap) {
+      while (len + need > cap) cap *= 2;
+      char *grown = realloc(buf, cap);
+      if (grown == NULL) {
+        err = ENOMEM;
+        break;
+      }
+      buf = grown;
+    }
+    uint64_t ino = d->d_ino;
+    uint32_t lo = (uint32_t)ino, hi = (uint32_t)(ino >> 32);
+    uint16_t nl = (uint16_t)name_len;
+    memcpy(buf + len, &lo, 4);
+    memcpy(buf + len + 4, &hi, 4);
+    memcpy(buf + len + 8, &nl, 2);
+    buf[len + 10] = (char)d->d_type;
+    memcpy(buf + len + 11, d->d_name, name_len);
+    len += need;
+  }
+  closedir(dir);
+  if (err != 0) {
+    free(buf);
+    return err;
+  }
+  *out = buf;
+  *out_len = len;
+  return 0;
+}
+
+static void run_readdir(call_t *c) { c->err = pack_directory(c->path, &c->value, &c->value_len); }
+
+static napi_value js_readdir(napi_env env, napi_callback_info info) {
+  ASYNC_CALL("opendir", run_readdir, result_value, "p", &c->path);
+  return call_start(env, c);
+}
+
+/* readdirSync(path) -> Buffer | -errno; for local filesystems, like statxSync. */
+static napi_value js_readdir_sync(napi_env env, napi_callback_info info) {
+  char *path = NULL;
+  if (!parse_args(env, info, "p", &path)) {
+    free(path);
+    return NULL;
+  }
+  void *packed = NULL;
+  size_t len = 0;
+  int err = pack_directory(path, &packed, &len);
+  free(path);
+  if (err != 0) return js_i64(env, -err);
+  napi_value result = NULL;
+  void *copy;
+  napi_create_buffer_copy(env, len, len > 0 ? packed : "", &copy, &result);
+  free(packed);
+  return result;
+}
+
 /* ---------------------------------------------------------------------------------------
  * *at() calls, statx, times, ownership
  * ------------------------------------------------------------------------------------- */
@@ -750,18 +857,18 @@ static void run_mknodat(call_t *c) {
   RUN_SYSCALL(c, mknodat(c->fd, c->path, (mode_t)c->mode, makedev(c->major, c->minor)));
 }
 
-static napi_value js_mknodat(napi_env env, napi_callback_info info) {
+DUAL_CALL(js_mknodat) {
   ASYNC_CALL("mknodat", run_mknodat, NULL, "ipuuu", &c->fd, &c->path, &c->mode, &c->major, &c->minor);
-  return call_start(env, c);
+  FINISH(c);
 }
 
 static void run_renameat2(call_t *c) {
   RUN_SYSCALL(c, renameat2(c->fd, c->path, c->fd2, c->path2, (unsigned int)c->flags));
 }
 
-static napi_value js_renameat2(napi_env env, napi_callback_info info) {
+DUAL_CALL(js_renameat2) {
   ASYNC_CALL("renameat2", run_renameat2, NULL, "ipipi", &c->fd, &c->path, &c->fd2, &c->path2, &c->flags);
-  return call_start(env, c);
+  FINISH(c);
 }
 
 static void set_times(call_t *c, int64_t atime_sec, int64_t atime_nsec, int64_t mtime_sec, int64_t mtime_nsec) {
@@ -773,11 +880,11 @@ static void set_times(call_t *c, int64_t atime_sec, int64_t atime_nsec, int64_t 
 
 static void run_utimensat(call_t *c) { RUN_SYSCALL(c, utimensat(c->fd, c->path, c->times, c->flags)); }
 
-static napi_value js_utimensat(napi_env env, napi_callback_info info) {
+DUAL_CALL(js_utimensat) {
   int64_t as, an, ms, mn;
   ASYNC_CALL("utimensat", run_utimensat, NULL, "ipnnnni", &c->fd, &c->path, &as, &an, &ms, &mn, &c->flags);
   set_times(c, as, an, ms, mn);
-  return call_start(env, c);
+  FINISH(c);
 }
 
 static void run_futimens(call_t *c) { RUN_SYSCALL(c, futimens(c->fd, c->times)); }
@@ -794,16 +901,16 @@ static void run_fchownat(call_t *c) {
   RUN_SYSCALL(c, fchownat(c->fd, c->path, (uid_t)c->uid, (gid_t)c->gid, c->flags));
 }
 
-static napi_value js_fchownat(napi_env env, napi_callback_info info) {
+DUAL_CALL(js_fchownat) {
   ASYNC_CALL("fchownat", run_fchownat, NULL, "ipnni", &c->fd, &c->path, &c->uid, &c->gid, &c->flags);
-  return call_start(env, c);
+  FINISH(c);
 }
 
 static void run_fchmodat(call_t *c) { RUN_SYSCALL(c, fchmodat(c->fd, c->path, (mode_t)c->mode, c->flags)); }
 
-static napi_value js_fchmodat(napi_env env, napi_callback_info info) {
+DUAL_CALL(js_fchmodat) {
   ASYNC_CALL("fchmodat", run_fchmodat, NULL, "ipui", &c->fd, &c->path, &c->mode, &c->flags);
-  return call_start(env, c);
+  FINISH(c);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -893,11 +1000,11 @@ static napi_value js_fgetxattr(napi_env env, napi_callback_info info) {
   return call_start(env, c);
 }
 
-static napi_value js_setxattr(napi_env env, napi_callback_info info) {
+DUAL_CALL(js_setxattr) {
   ASYNC_CALL("setxattr", run_setxattr, NULL, "ppvib", &c->path, &c->name, &c->value, &c->value_len,
       &c->flags, &c->follow);
   name_path_call(c, "setxattr", "lsetxattr");
-  return call_start(env, c);
+  FINISH(c);
 }
 
 static napi_value js_fsetxattr(napi_env env, napi_callback_info info) {
@@ -905,10 +1012,10 @@ static napi_value js_fsetxattr(napi_env env, napi_callback_info info) {
   return call_start(env, c);
 }
 
-static napi_value js_listxattr(napi_env env, napi_callback_info info) {
+DUAL_CALL(js_listxattr) {
   ASYNC_CALL("listxattr", run_listxattr, result_value, "pb", &c->path, &c->follow);
   name_path_call(c, "listxattr", "llistxattr");
-  return call_start(env, c);
+  FINISH(c);
 }
 
 static napi_value js_flistxattr(napi_env env, napi_callback_info info) {
@@ -916,10 +1023,10 @@ static napi_value js_flistxattr(napi_env env, napi_callback_info info) {
   return call_start(env, c);
 }
 
-static napi_value js_removexattr(napi_env env, napi_callback_info info) {
+DUAL_CALL(js_removexattr) {
   ASYNC_CALL("removexattr", run_removexattr, NULL, "ppb", &c->path, &c->name, &c->follow);
   name_path_call(c, "removexattr", "lremovexattr");
-  return call_start(env, c);
+  FINISH(c);
 }
 
 static napi_value js_fremovexattr(napi_env env, napi_callback_info info) {
@@ -1644,6 +1751,16 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("statxSync", js_statx_sync),
     FN("fstatxSync", js_fstatx_sync),
     FN("getxattrSync", js_getxattr_sync),
+    FN("readdir", js_readdir),
+    FN("readdirSync", js_readdir_sync),
+    FN("mknodatSync", js_mknodat_sync),
+    FN("renameat2Sync", js_renameat2_sync),
+    FN("utimensatSync", js_utimensat_sync),
+    FN("fchownatSync", js_fchownat_sync),
+    FN("fchmodatSync", js_fchmodat_sync),
+    FN("setxattrSync", js_setxattr_sync),
+    FN("listxattrSync", js_listxattr_sync),
+    FN("removexattrSync", js_removexattr_sync),
     FN("fstatx", js_fstatx),
     FN("mknodat", js_mknodat),
     FN("renameat2", js_renameat2),

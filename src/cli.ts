@@ -1,0 +1,93 @@
+/**
+ * The ovshift command. Without -f it returns once the mount is ready (exit 0) or has failed
+ * (a one-line message, exit 1), leaving a detached daemon to serve it, as fuse-overlayfs and
+ * mount.fuse3 expect.
+ */
+import { spawn } from 'child_process';
+import createDebug from 'debug';
+import { writeSync, closeSync } from 'fs';
+import { HELP, parseArgs, UsageError, type CliOptions } from './cli/options';
+import { startMount } from './daemon';
+
+const READY_FD_ENV = 'OVSHIFT_READY_FD';
+const VERSION = '0.1.0';
+
+function fail(message: string, status = 1): never {
+  process.stderr.write(`ovshift: ${message}\n`);
+  process.exit(status);
+}
+
+/** The daemon side: mount, report to the waiting parent (if any), serve until unmounted. */
+async function serve(o: CliOptions, readyFd: number | undefined): Promise<void> {
+  const report = (line: string): void => {
+    if (readyFd === undefined) return;
+    writeSync(readyFd, `${line}\n`);
+    closeSync(readyFd);
+    readyFd = undefined;
+  };
+  let running;
+  try {
+    running = await startMount(o);
+  } catch (err) {
+    const message = (err as Error).message.split('\n')[0]!;
+    report(`error ${message}`);
+    fail(message);
+  }
+  report('ready');
+  const onSignal = (): void => void running.stop();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', () => undefined);
+  process.exit(await running.done);
+}
+
+/** The waiting side: start a detached daemon and relay how its mount went. */
+function daemonize(argv: string[]): void {
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...argv], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    env: { ...process.env, [READY_FD_ENV]: '3' },
+  });
+  let answer = '';
+  const pipe = child.stdio[3] as NodeJS.ReadableStream;
+  pipe.setEncoding('utf8');
+  pipe.on('data', (d: string) => (answer += d));
+  pipe.on('end', () => {
+    const line = answer.trim();
+    if (line === 'ready') {
+      child.unref();
+      process.exit(0);
+    }
+    fail(line.startsWith('error ') ? line.slice(6) : 'the daemon exited before the mount was ready');
+  });
+}
+
+export function main(argv: string[]): void {
+  let cmd;
+  try {
+    cmd = parseArgs([...argv]);
+  } catch (err) {
+    if (err instanceof UsageError) fail(err.message, 2);
+    throw err;
+  }
+  if (cmd.kind === 'help') {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (cmd.kind === 'version') {
+    process.stdout.write(`ovshift ${VERSION}\n`);
+    return;
+  }
+  const o = cmd.options;
+  if (o.debug) createDebug.enable(process.env.DEBUG || 'ovshift:*');
+  const readyFd = process.env[READY_FD_ENV];
+  if (readyFd !== undefined) {
+    delete process.env[READY_FD_ENV];
+    void serve(o, Number(readyFd));
+  } else if (o.foreground) {
+    void serve(o, undefined);
+  } else {
+    daemonize(argv);
+  }
+}
+

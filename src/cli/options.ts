@@ -1,0 +1,252 @@
+/**
+ * Command-line parsing. Three forms are accepted, mixable:
+ *   ovshift [-f] [-d] -o lowerdir=A:B,upperdir=U,workdir=W[,…] MOUNTPOINT   (fuse-overlayfs)
+ *   ovshift SOURCE MOUNTPOINT -o …                                           (mount.fuse3)
+ *   ovshift --lower A --lower B --upper U --work W MOUNTPOINT                 (long options)
+ */
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export interface MountFlags {
+  readOnly: boolean;
+  nosuid: boolean;
+  nodev: boolean;
+  noexec: boolean;
+  noatime: boolean;
+  nodiratime: boolean;
+  strictatime: boolean;
+  lazytime: boolean;
+  sync: boolean;
+  dirsync: boolean;
+}
+
+export interface CliOptions {
+  mountpoint: string;
+  source: string;
+  lowers: string[];
+  upper?: string;
+  work?: string;
+  /** Size of the private tmpfs upper, as tmpfs's size= takes it. */
+  upperSize?: string;
+  foreground: boolean;
+  debug: boolean;
+  flags: MountFlags;
+  allowOther: boolean;
+  redirectDir: boolean;
+  /** Kernel cache timeout for upper-only entries, seconds. */
+  upperTimeout: number;
+  uidmapping?: string;
+  gidmapping?: string;
+  squashToRoot: boolean;
+  squashToUid?: string;
+  squashToGid?: string;
+}
+
+export type Command =
+  | { kind: 'mount'; options: CliOptions }
+  | { kind: 'help' }
+  | { kind: 'version' };
+
+export const HELP = `Usage:
+  ovshift [-f] [-d] -o lowerdir=DIR[:DIR…][,upperdir=DIR,workdir=DIR][,OPTION…] MOUNTPOINT
+  ovshift SOURCE MOUNTPOINT -o OPTIONS          (as mount -t fuse.ovshift calls it)
+  ovshift --lower DIR [--lower DIR…] [--upper DIR --work DIR] [OPTIONS] MOUNTPOINT
+
+Stacks a writable upper directory over one or more lower directories (topmost first) and
+serves the merged view at MOUNTPOINT. Without an upper directory the upper is a private tmpfs,
+removed when ovshift exits; with -o ro and no upper, the view is read-only.
+
+Options:
+  -f                      stay in the foreground (otherwise return once mounted)
+  -d, -o debug            foreground, and log every request (DEBUG=ovshift:*)
+  -o lowerdir=A:B         lower layers, topmost first; "\\:" is a literal colon
+  -o upperdir=DIR         writable upper layer (kernel overlayfs format)
+  -o workdir=DIR          work directory on the same filesystem as upperdir
+  -o upper_size=SIZE      size of the private tmpfs upper (as tmpfs size=, default 50%)
+  -o ro                   read-only mount
+  -o redirect_dir=on|off  renaming directories that have lower parts: on records a
+                          redirect (default), off answers EXDEV
+  -o upper_timeout=SECS   kernel cache time for entries that depend on the upper only (60)
+  -o allow_other          let other users in (default when mounting as root)
+  -o uidmapping=L:V:N[:…] show layer uid L as V, for N ids (fuse-overlayfs syntax)
+  -o gidmapping=L:V:N[:…] the same for gids
+  -o squash_to_root, squash_to_uid=N, squash_to_gid=N
+  Standard mount options: rw, ro, suid, nosuid, dev, nodev, exec, noexec, atime, noatime,
+  diratime, nodiratime, relatime, strictatime, lazytime, sync, async, dirsync, defaults.
+  --lower DIR, --upper DIR, --work DIR, --uidmap SPEC, --gidmap SPEC: long forms of the above.
+  -h, --help              this text
+  -V, --version           version
+
+Examples:
+  ovshift -o lowerdir=/srv/root,upperdir=/var/ov/u,workdir=/var/ov/w /mnt/root
+  ovshift --lower /srv/root /mnt/scratch          # tmpfs upper, gone at unmount
+  mount -t fuse.ovshift ovshift /mnt -o lowerdir=/srv/root,upperdir=/u,workdir=/w
+  fstab: ovshift /mnt fuse.ovshift lowerdir=/srv/root,upperdir=/u,workdir=/w 0 0
+  ovshift -o lowerdir=/img,upperdir=/u,workdir=/w,uidmapping=0:100000:65536,gidmapping=0:100000:65536 /c/rootfs
+`;
+
+/** Options that only mount(8) or fstab care about. */
+const IGNORED = new Set(['defaults', 'auto', 'noauto', 'user', 'nouser', 'users', '_netdev', 'nofail', 'async', 'relatime', 'atime', 'diratime', 'exec', 'default_permissions']);
+
+/** Splits an -o string at commas that are not escaped by a backslash. */
+export function splitOptions(s: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c === '\\' && i + 1 < s.length) {
+      cur += c + s[++i];
+    } else if (c === ',') {
+      out.push(cur);
+      cur = '';
+    } else cur += c;
+  }
+  out.push(cur);
+  return out.filter((o) => o !== '');
+}
+
+/** Splits lowerdir at colons not escaped by a backslash; "\\:" and "\\," become literal. */
+export function splitLowerdir(s: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c === '\\' && i + 1 < s.length) cur += s[++i];
+    else if (c === ':') {
+      out.push(cur);
+      cur = '';
+    } else cur += c;
+  }
+  out.push(cur);
+  if (out.some((p) => p === '')) throw new UsageError(`lowerdir ${JSON.stringify(s)} has an empty layer`);
+  return out;
+}
+
+function unescape(s: string): string {
+  return s.replace(/\\(.)/g, '$1');
+}
+
+function onOff(name: string, v: string): boolean {
+  if (v === 'on' || v === 'true' || v === '1') return true;
+  if (v === 'off' || v === 'false' || v === '0') return false;
+  throw new UsageError(`option ${name}=${v}: expected on or off`);
+}
+
+function seconds(name: string, v: string): number {
+  const n = Number(v);
+  if (v === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`option ${name}=${v}: expected a number of seconds`);
+  return n;
+}
+
+function defaults(): Omit<CliOptions, 'mountpoint' | 'source'> {
+  return {
+    lowers: [],
+    foreground: false,
+    debug: false,
+    flags: {
+      readOnly: false, nosuid: true, nodev: true, noexec: false, noatime: false, nodiratime: false,
+      strictatime: false, lazytime: false, sync: false, dirsync: false,
+    },
+    allowOther: process.geteuid?.() === 0,
+    redirectDir: true,
+    upperTimeout: 60,
+    squashToRoot: false,
+  };
+}
+
+function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string): void {
+  const eq = opt.indexOf('=');
+  const key = eq < 0 ? opt : opt.slice(0, eq);
+  const value = eq < 0 ? '' : opt.slice(eq + 1);
+  const needValue = (): string => {
+    if (eq < 0 || value === '') throw new UsageError(`option ${key} needs a value (${key}=…)`);
+    return value;
+  };
+  switch (key) {
+    case 'lowerdir': o.lowers.push(...splitLowerdir(needValue())); return;
+    case 'upperdir': o.upper = unescape(needValue()); return;
+    case 'workdir': o.work = unescape(needValue()); return;
+    case 'upper_size': o.upperSize = needValue(); return;
+    case 'ro': o.flags.readOnly = true; return;
+    case 'rw': o.flags.readOnly = false; return;
+    case 'suid': o.flags.nosuid = false; return;
+    case 'nosuid': o.flags.nosuid = true; return;
+    case 'dev': o.flags.nodev = false; return;
+    case 'nodev': o.flags.nodev = true; return;
+    case 'noexec': o.flags.noexec = true; return;
+    case 'noatime': o.flags.noatime = true; return;
+    case 'nodiratime': o.flags.nodiratime = true; return;
+    case 'strictatime': o.flags.strictatime = true; return;
+    case 'lazytime': o.flags.lazytime = true; return;
+    case 'sync': o.flags.sync = true; return;
+    case 'dirsync': o.flags.dirsync = true; return;
+    case 'allow_other': o.allowOther = true; return;
+    case 'debug': o.debug = true; o.foreground = true; return;
+    case 'redirect_dir': o.redirectDir = onOff(key, needValue()); return;
+    case 'upper_timeout': o.upperTimeout = seconds(key, needValue()); return;
+    case 'uidmapping': o.uidmapping = needValue(); return;
+    case 'gidmapping': o.gidmapping = needValue(); return;
+    case 'squash_to_root': o.squashToRoot = true; return;
+    case 'squash_to_uid': o.squashToUid = needValue(); return;
+    case 'squash_to_gid': o.squashToGid = needValue(); return;
+    case 'fsname':
+    case 'subtype':
+      needValue();
+      return;
+    default:
+      if (IGNORED.has(key) || key.startsWith('x-') || key.startsWith('comment=')) return;
+      throw new UsageError(`unknown option ${JSON.stringify(opt)} (see ovshift --help)`);
+  }
+}
+
+export function parseArgs(argv: string[]): Command {
+  const o = defaults();
+  const positional: string[] = [];
+  const take = (i: number, flag: string): string => {
+    const v = argv[i + 1];
+    if (v === undefined) throw new UsageError(`${flag} needs a value`);
+    return v;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    switch (a) {
+      case '-h': case '--help': return { kind: 'help' };
+      case '-V': case '--version': return { kind: 'version' };
+      case '-f': o.foreground = true; break;
+      case '-d': o.debug = true; o.foreground = true; break;
+      case '-s': break; // fuse-overlayfs's single-threaded flag: ovshift always is
+      case '-o': for (const opt of splitOptions(take(i, '-o'))) applyOption(o, opt); i++; break;
+      case '--lower': o.lowers.push(take(i, a)); i++; break;
+      case '--upper': o.upper = take(i, a); i++; break;
+      case '--work': o.work = take(i, a); i++; break;
+      case '--uidmap': o.uidmapping = take(i, a); i++; break;
+      case '--gidmap': o.gidmapping = take(i, a); i++; break;
+      case '--': positional.push(...argv.slice(i + 1)); i = argv.length; break;
+      default:
+        if (a.startsWith('-o') && a.length > 2) {
+          for (const opt of splitOptions(a.slice(2))) applyOption(o, opt);
+        } else if (a.startsWith('--') && a.includes('=')) {
+          const [flag, ...rest] = a.split('=');
+          argv.splice(i + 1, 0, rest.join('='));
+          argv[i] = flag!;
+          i--;
+        } else if (a.startsWith('-') && a !== '-') {
+          throw new UsageError(`unknown option ${a} (see ovshift --help)`);
+        } else positional.push(a);
+    }
+  }
+  if (positional.length === 0) throw new UsageError('no mountpoint given (see ovshift --help)');
+  if (positional.length > 2) throw new UsageError(`too many arguments: ${positional.slice(2).join(' ')}`);
+  const mountpoint = positional[positional.length - 1]!;
+  const source = positional.length === 2 ? positional[0]! : 'ovshift';
+  if (o.lowers.length === 0) throw new UsageError('no lower layer given (-o lowerdir=DIR or --lower DIR)');
+  if ((o.upper === undefined) !== (o.work === undefined)) {
+    throw new UsageError(o.upper === undefined ? 'workdir given without upperdir' : 'upperdir given without workdir');
+  }
+  return { kind: 'mount', options: { ...o, mountpoint, source } };
+}

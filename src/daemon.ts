@@ -1,0 +1,119 @@
+/**
+ * One mount from start to end: layers, overlay, FUSE mount and session; clean unmount on
+ * SIGINT/SIGTERM; exit once the kernel says the filesystem is gone (including an external
+ * umount).
+ */
+import createDebug from 'debug';
+import { closeSync, readFileSync } from 'fs';
+import { checkLayout } from './cli/layout';
+import type { CliOptions } from './cli/options';
+import { makePrivateUpper, type PrivateUpper } from './cli/private-upper';
+import { mountFuse } from './fuse/mount';
+import { FuseSession } from './fuse/session';
+import { DirLayer } from './layers/dir-layer';
+import type { LayerAttr, ReadableLayer } from './layers/types';
+import { UpperDir } from './layers/upper-dir';
+import { C } from './native';
+import { OverlayXattrs, TRUSTED_PREFIX, USER_PREFIX } from './overlay/format';
+import { OverlayFs } from './overlay/overlay-fs';
+
+const log = createDebug('ovshift:mount');
+
+/** Whether this process is root of the initial user namespace (and may use trusted.* xattrs). */
+function initialNamespaceRoot(): boolean {
+  if (process.geteuid?.() !== 0) return false;
+  try {
+    const map = readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/);
+    return map[0] === '0' && map[1] === '0' && map[2] === '4294967295';
+  } catch {
+    return true;
+  }
+}
+
+function mountFlags(o: CliOptions): number {
+  const f = o.flags;
+  let flags = 0;
+  if (f.readOnly) flags |= C.MS_RDONLY!;
+  if (f.nosuid) flags |= C.MS_NOSUID!;
+  if (f.nodev) flags |= C.MS_NODEV!;
+  if (f.noexec) flags |= C.MS_NOEXEC!;
+  if (f.noatime) flags |= C.MS_NOATIME!;
+  if (f.nodiratime) flags |= C.MS_NODIRATIME!;
+  if (f.strictatime) flags |= C.MS_STRICTATIME!;
+  if (f.lazytime) flags |= C.MS_LAZYTIME!;
+  if (f.sync) flags |= C.MS_SYNCHRONOUS!;
+  if (f.dirsync) flags |= C.MS_DIRSYNC!;
+  return flags;
+}
+
+async function rootAttr(layer: ReadableLayer): Promise<LayerAttr> {
+  const a = await layer.stat('');
+  if (!a) throw new Error(`${layer.label} vanished`);
+  return a;
+}
+
+export interface RunningMount {
+  /** Settles with the exit status once the filesystem is unmounted and cleaned up. */
+  done: Promise<number>;
+  /** Unmounts (lazily if busy); `done` settles after. */
+  stop(): Promise<void>;
+}
+
+/** Mounts and serves; resolves once the mount is ready. */
+export async function startMount(o: CliOptions): Promise<RunningMount> {
+  // Modes from the kernel are final (it applied the caller's umask); ours must not mask them again.
+  process.umask(0);
+  const layout = await checkLayout(o);
+  let privateUpper: PrivateUpper | undefined;
+  let upperPath = layout.upper;
+  let workPath = layout.work;
+  if (!upperPath && !o.flags.readOnly) {
+    privateUpper = await makePrivateUpper(o.upperSize);
+    upperPath = privateUpper.upper;
+    workPath = privateUpper.work;
+  }
+  try {
+    const lowers = layout.lowers.map((p, i) => new DirLayer(p, layout.lowers.length > 1 ? `lower layer ${i + 1} (${p})` : `lower layer (${p})`));
+    const upper = upperPath ? new UpperDir(upperPath, workPath!, privateUpper ? `private ${privateUpper.kind} upper` : `upperdir (${upperPath})`) : undefined;
+    upper?.prepareWorkdir();
+    const xattrs = new OverlayXattrs(initialNamespaceRoot() ? TRUSTED_PREFIX : USER_PREFIX);
+    const root = {
+      upper: upper ? await rootAttr(upper) : undefined,
+      lowers: await Promise.all(lowers.map(rootAttr)),
+    };
+    const fs = new OverlayFs({ upper, lowers }, {
+      upperTimeout: o.upperTimeout, xattrs, redirectDir: o.redirectDir, readOnly: !upper,
+    }, root);
+    const mount = await mountFuse({
+      mountpoint: layout.mountpoint, fsname: o.source, subtype: 'ovshift', flags: mountFlags(o), allowOther: o.allowOther,
+    });
+    const session = new FuseSession(mount.fd, fs);
+    session.start();
+    try {
+      await session.ready;
+    } catch (err) {
+      await mount.unmount({ lazy: true }).catch(() => undefined);
+      throw err;
+    }
+    log('serving %s on %s (%s)', o.source, layout.mountpoint, mount.method);
+    let stopping: Promise<void> | undefined;
+    const stop = (): Promise<void> => {
+      stopping ??= mount.unmount().catch(async (err) => {
+        log('unmount failed (%s); detaching lazily', (err as Error).message);
+        await mount.unmount({ lazy: true });
+      });
+      return stopping;
+    };
+    const done = session.closed.then(async (errno) => {
+      session.stop();
+      closeSync(mount.fd);
+      await privateUpper?.release();
+      log('unmounted (errno %d)', errno);
+      return 0;
+    });
+    return { done, stop };
+  } catch (err) {
+    await privateUpper?.release();
+    throw err;
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * What the overlay needs of a layer, whatever holds it (a directory, a kernel NFS mount, an
+ * nfs:// export). Paths are relative to the layer root, as binary strings (one char per byte,
+ * 'latin1'), '' for the root itself: file names on Linux are bytes, not UTF-8.
+ */
+
+export interface Timespec {
+  sec: number;
+  nsec: number;
+}
+
+export interface LayerAttr {
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdevMajor: number;
+  rdevMinor: number;
+  size: number;
+  blocks: number;
+  blksize: number;
+  atime: Timespec;
+  mtime: Timespec;
+  ctime: Timespec;
+  /** Inode number within the layer's filesystem (exact below 2^53). */
+  ino: number;
+  /** The layer filesystem's device, for telling filesystems apart. */
+  dev: number;
+  /**
+   * What the object is, within its layer: the same while the name keeps pointing at the same
+   * object, different once it points at another one (even if an inode number was reused).
+   */
+  identity: string;
+}
+
+export interface LayerDirent {
+  name: string;
+  /** d_type (DT_*), DT_UNKNOWN when the layer does not say. */
+  type: number;
+  ino: number;
+}
+
+export interface LayerStatfs {
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  bsize: number;
+  namelen: number;
+  frsize: number;
+}
+
+/** An open file of a layer, read through positional reads. */
+export interface LayerFile {
+  read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  stat(): Promise<LayerAttr>;
+  close(): Promise<void>;
+  /** The local descriptor, when the layer has one (locks and copy-up use it). */
+  readonly fd?: number;
+}
+
+/** A layer the overlay reads: every lower layer, and the upper's read side. */
+export interface ReadableLayer {
+  /** For messages and logs: "lower 1 (/srv/root)". */
+  readonly label: string;
+  /** lstat(): null when the name is absent (ENOENT, or ENOTDIR on the way). */
+  stat(path: string): Promise<LayerAttr | null>;
+  readdir(path: string): Promise<LayerDirent[]>;
+  readlink(path: string): Promise<Buffer>;
+  /** The value, or null when the object has no such xattr or the layer has no xattrs. */
+  getxattr(path: string, name: string): Promise<Buffer | null>;
+  /** Names, empty when the layer has no xattrs. */
+  listxattr(path: string): Promise<string[]>;
+  openRead(path: string): Promise<LayerFile>;
+  statfs(): Promise<LayerStatfs>;
+}
+
+export const DT_UNKNOWN = 0;
+
+/** Joins a relative layer path and a name. */
+export function childPath(dir: string, name: string): string {
+  return dir === '' ? name : `${dir}/${name}`;
+}
+
+export function parentPath(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i < 0 ? '' : path.slice(0, i);
+}
+
+export function baseName(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}

@@ -1,0 +1,35 @@
+/** Attributes shown for a node, from the layer object that backs it. */
+import type { Attr } from '../fuse/replies';
+import type { LayerAttr } from '../layers/types';
+import type { Node } from './nodes';
+
+/** The kernel's new_encode_dev, as fuse_attr.rdev carries it. */
+export function encodeDev(major: number, minor: number): number {
+  return ((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)) >>> 0;
+}
+
+export function decodeDev(rdev: number): { major: number; minor: number } {
+  return { major: (rdev & 0xfff00) >>> 8, minor: (rdev & 0xff) | ((rdev >>> 12) & 0xfff00) };
+}
+
+export function nodeAttr(node: Node, a: LayerAttr): Attr {
+  let nlink = a.nlink;
+  // A directory merged from several layers: counting its subdirectories is not worth it, and
+  // 1 tells find(1) not to rely on the count (as kernel overlayfs does).
+  if (node.isDir && (node.inUpper ? 1 : 0) + node.lowers.length > 1) nlink = 1;
+  if (node.unlinked) nlink = 0;
+  return {
+    ino: node.ino,
+    size: a.size,
+    blocks: a.blocks,
+    atime: a.atime,
+    mtime: a.mtime,
+    ctime: a.ctime,
+    mode: a.mode,
+    nlink,
+    uid: a.uid,
+    gid: a.gid,
+    rdev: encodeDev(a.rdevMajor, a.rdevMinor),
+    blksize: a.blksize,
+  };
+}

@@ -1,0 +1,173 @@
+/**
+ * Copy-up: giving a lower object an upper copy before its first change. The copy is built in
+ * the work directory (data, owner, mode, xattrs, times) and renamed into place, so a copy cut
+ * short (even by SIGKILL) never shows; parents are copied first.
+ */
+import createDebug from 'debug';
+import * as fs from 'fs';
+import { native } from '../native';
+import type { LayerAttr, ReadableLayer } from '../layers/types';
+import type { UpperDir } from '../layers/upper-dir';
+import { errnoError, errorCode } from '../util/errno';
+import { isPrivateXattr, type OverlayXattrs } from './format';
+import { Node, NodeTable, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './nodes';
+import type { Layers } from './resolve';
+
+const log = createDebug('ovshift:copyup');
+
+const CHUNK = 1024 * 1024;
+const ACL_XATTRS = new Set(['system.posix_acl_access', 'system.posix_acl_default']);
+
+export interface CopyUpOptions {
+  /** The file is about to be truncated to zero: skip its data. */
+  truncate?: boolean;
+}
+
+function isUnsupported(err: unknown): boolean {
+  const code = errorCode(err);
+  return code === 'EOPNOTSUPP' || code === 'ENOTSUP';
+}
+
+export class CopyUp {
+  constructor(
+    private readonly layers: Layers,
+    private readonly upper: UpperDir,
+    private readonly xattrs: OverlayXattrs,
+    private readonly nodes: NodeTable,
+  ) {}
+
+  /** Makes sure `node` has an upper part; concurrent callers share one copy. */
+  ensure(node: Node, opts: CopyUpOptions = {}): Promise<void> {
+    if (node.inUpper) return Promise.resolve();
+    if (node.copyingUp) return node.copyingUp;
+    const copying = this.copy(node, opts).finally(() => {
+      node.copyingUp = undefined;
+    });
+    node.copyingUp = copying;
+    return copying;
+  }
+
+  private async copy(node: Node, opts: CopyUpOptions): Promise<void> {
+    if (node.unlinked) throw errnoError(-2, 'copy-up', node.name);
+    if (node.parent) await this.ensure(node.parent);
+    const source = node.lowers[0];
+    if (!source) throw errnoError(-2, 'copy-up', node.path);
+    const layer = this.layers.lowers[source.layer]!;
+    const attr = await layer.stat(source.path);
+    if (attr === null || attr.identity !== source.identity) {
+      // The lower object went away or was replaced since it was looked up.
+      throw errnoError(-116, 'copy-up', node.path);
+    }
+    const temp = this.upper.tempPath();
+    const path = node.path;
+    log('copy-up %s (%s %s) via %s', path, layer.label, source.path, temp.toString());
+    try {
+      await this.build(temp, layer, source.path, attr, node, opts);
+      await this.upper.renameAbs(temp, this.upper.abs(path));
+    } catch (err) {
+      await this.upper.removeTreeAbs(temp).catch(() => undefined);
+      log('copy-up of %s failed: %s', path, (err as Error).message);
+      throw err;
+    }
+    const copied = await this.upper.stat(path);
+    if (copied === null) throw errnoError(-2, 'copy-up', path);
+    this.nodes.setUpper(node, copied.identity);
+  }
+
+  private async build(temp: Buffer, layer: ReadableLayer, from: string, attr: LayerAttr, node: Node, opts: CopyUpOptions): Promise<void> {
+    const type = attr.mode & S_IFMT;
+    const mode = attr.mode & 0o7777;
+    switch (type) {
+      case S_IFDIR:
+        await this.upper.mkdirAbs(temp, 0o700);
+        break;
+      case S_IFREG:
+        await this.copyFile(temp, layer, from, attr, opts.truncate === true);
+        break;
+      case S_IFLNK:
+        await this.upper.symlinkAbs(await layer.readlink(from), temp);
+        break;
+      default:
+        await this.upper.mknodAbs(temp, type | 0o600, attr.rdevMajor, attr.rdevMinor);
+    }
+    await this.copyXattrs(temp, layer, from);
+    await this.upper.chownAbs(temp, attr.uid, attr.gid);
+    // After chown, which clears set-id bits.
+    if (type !== S_IFLNK) await this.upper.chmodAbs(temp, mode);
+    if (type !== S_IFDIR) await this.upper.setxattrAbs(temp, this.xattrs.origin, Buffer.from(String(node.ino))).catch((err) => {
+      if (!isUnsupported(err)) throw err;
+    });
+    // Last: everything above changes the times.
+    await this.upper.utimensAbs(temp, attr.atime, attr.mtime);
+  }
+
+  private async copyFile(temp: Buffer, layer: ReadableLayer, from: string, attr: LayerAttr, truncate: boolean): Promise<void> {
+    const out = await this.upper.openAbs(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+    try {
+      if (truncate || attr.size === 0) return;
+      const src = await layer.openRead(from);
+      try {
+        if (src.fd === undefined || !(await this.copyInKernel(src.fd, out, attr.size))) {
+          await this.copyThroughBuffer(src, out);
+        }
+      } finally {
+        await src.close();
+      }
+    } finally {
+      fs.closeSync(out);
+    }
+  }
+
+  /** FICLONE, else copy_file_range; false when neither works between these filesystems. */
+  private async copyInKernel(src: number, dst: number, size: number): Promise<boolean> {
+    try {
+      await native.ficlone(dst, src);
+      return true;
+    } catch (err) {
+      if (!['EXDEV', 'EOPNOTSUPP', 'EINVAL', 'ENOTTY', 'ENOSYS', 'EBADF'].includes(errorCode(err) ?? '')) throw err;
+    }
+    let offset = 0n;
+    const end = BigInt(size);
+    try {
+      while (offset < end) {
+        const chunk = Number(end - offset > 1n << 30n ? 1n << 30n : end - offset);
+        const n = await native.copyFileRange(src, offset, dst, offset, chunk, 0);
+        if (n === 0) break; // the file shrank while copying
+        offset += BigInt(n);
+      }
+      return true;
+    } catch (err) {
+      if (offset === 0n && ['EXDEV', 'EOPNOTSUPP', 'EINVAL', 'ENOSYS'].includes(errorCode(err) ?? '')) return false;
+      throw err;
+    }
+  }
+
+  private async copyThroughBuffer(src: { read(b: Buffer, o: number, l: number, p: number): Promise<number> }, dst: number): Promise<void> {
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (let pos = 0; ;) {
+      const n = await src.read(buf, 0, CHUNK, pos);
+      if (n === 0) return;
+      await new Promise<void>((resolve, reject) => fs.write(dst, buf, 0, n, pos, (err) => (err ? reject(err) : resolve())));
+      pos += n;
+    }
+  }
+
+  /**
+   * Copies xattrs the upper can store. Those it cannot (EOPNOTSUPP: an NFSv4 ACL, any xattr
+   * on a ramfs upper) are skipped, except POSIX ACLs: losing one would change who may access
+   * the file, so that fails the copy-up as kernel overlayfs does.
+   */
+  private async copyXattrs(temp: Buffer, layer: ReadableLayer, from: string): Promise<void> {
+    for (const name of await layer.listxattr(from)) {
+      if (isPrivateXattr(name)) continue;
+      const value = await layer.getxattr(from, name);
+      if (value === null) continue;
+      try {
+        await this.upper.setxattrAbs(temp, name, value);
+      } catch (err) {
+        if (!isUnsupported(err) || ACL_XATTRS.has(name)) throw err;
+        log('skipping xattr %s of %s: the upper cannot store it (%s)', name, from, errorCode(err));
+      }
+    }
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Open files: a lower file is read in place until its first change, then every handle of it
+ * (read-only ones included) reads and writes the upper copy.
+ */
+import * as fs from 'fs';
+import { Fopen, WRITE_KILL_SUIDGID } from '../fuse/abi';
+import { FuseError } from '../fuse/errors';
+import { LocalFile } from '../layers/dir-layer';
+import { native } from '../native';
+import type { OverlayCore } from './core';
+import { FileHandle, O_ACCMODE } from './handles';
+import type { Node } from './nodes';
+
+const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, O_DIRECT } = fs.constants;
+/** Flags that were for open(2) itself and must not be replayed on the layer file. */
+const OPEN_ONLY_FLAGS = O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_DIRECT;
+/** Below this, reads and writes on a local upper skip the thread pool. */
+const SMALL_IO = 128 * 1024;
+
+export function layerOpenFlags(flags: number): number {
+  return flags & ~OPEN_ONLY_FLAGS;
+}
+
+/** Opens (or reopens) the upper file for a handle whose node now lives in the upper. */
+async function upperFd(core: OverlayCore, h: FileHandle, write: boolean): Promise<number> {
+  if (h.upperFd !== undefined && (!write || h.upperWritable)) return h.upperFd;
+  const node = h.node;
+  const flags = layerOpenFlags(h.flags) & ~O_ACCMODE;
+  const access = write || h.writable ? (h.flags & O_ACCMODE) === O_WRONLY ? O_WRONLY : O_RDWR : O_RDONLY;
+  let fd: number;
+  if (node.unlinked) {
+    const existing = h.upperFd ?? sibling(core, node);
+    if (existing === undefined) throw new FuseError('ESTALE');
+    fd = await core.upper.openAbs(Buffer.from(`/proc/self/fd/${existing}`), flags | access);
+  } else {
+    fd = await core.upper.openAbs(core.upper.abs(node.path), flags | access | fs.constants.O_NOFOLLOW);
+  }
+  if (h.upperFd !== undefined) fs.closeSync(h.upperFd);
+  h.upperFd = fd;
+  h.upperWritable = access !== O_RDONLY;
+  return fd;
+}
+
+/** A descriptor another handle holds on the same node, to reopen a file no path reaches. */
+function sibling(core: OverlayCore, node: Node): number | undefined {
+  for (const other of core.files.of(node)) if (other.anyFd !== undefined) return other.anyFd;
+  return undefined;
+}
+
+export async function open(core: OverlayCore, node: Node, flags: number): Promise<FileHandle> {
+  if (node.isDir) throw new FuseError('EISDIR');
+  const writable = (flags & O_ACCMODE) !== O_RDONLY;
+  if (writable && !core.layers.upper) throw new FuseError('EROFS');
+  if (writable && flags & O_TRUNC) await core.copyUp!.ensure(node, { truncate: true });
+  const h = core.files.allocate((id) => new FileHandle(id, node, flags));
+  try {
+    if (node.inUpper) {
+      await upperFd(core, h, false);
+      if (flags & O_TRUNC) fs.ftruncateSync(h.upperFd!, 0);
+    } else if (node.unlinked) {
+      const existing = sibling(core, node);
+      if (existing === undefined) throw new FuseError('ESTALE');
+      h.lower = new LocalFile(fs.openSync(`/proc/self/fd/${existing}`, O_RDONLY), true);
+    } else {
+      const part = node.lowers[0];
+      if (!part) throw new FuseError('ENOENT');
+      h.lower = await core.layers.lowers[part.layer]!.openRead(part.path);
+    }
+  } catch (err) {
+    core.files.delete(h);
+    await h.close();
+    throw err;
+  }
+  node.openCount++;
+  return h;
+}
+
+/** Cache policy for an open: pages of objects only this daemon changes may be kept. */
+export function openFlagsFor(node: Node): number {
+  return node.upperOnly ? Fopen.KEEP_CACHE : 0;
+}
+
+export async function read(core: OverlayCore, h: FileHandle, offset: number, size: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(size);
+  let n: number;
+  if (h.node.inUpper) {
+    const fd = await upperFd(core, h, false);
+    n = await readFd(core, fd, buf, size, offset);
+  } else if (h.lower) {
+    n = await h.lower.read(buf, 0, size, offset);
+  } else {
+    throw new FuseError('EBADF');
+  }
+  return n === size ? buf : buf.subarray(0, n);
+}
+
+function readFd(core: OverlayCore, fd: number, buf: Buffer, size: number, offset: number): Promise<number> {
+  if (core.upper.sync && size <= SMALL_IO) return Promise.resolve(fs.readSync(fd, buf, 0, size, offset));
+  return new Promise((resolve, reject) => fs.read(fd, buf, 0, size, offset, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+export async function write(core: OverlayCore, h: FileHandle, offset: number, data: Buffer, writeFlags: number): Promise<number> {
+  await core.copyUp!.ensure(h.node);
+  const fd = await upperFd(core, h, true);
+  if (writeFlags & WRITE_KILL_SUIDGID) await killSuidGid(fd);
+  if (core.upper.sync && data.length <= SMALL_IO) return fs.writeSync(fd, data, 0, data.length, offset);
+  return new Promise((resolve, reject) => fs.write(fd, data, 0, data.length, offset, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+/** Clears set-user-ID, and set-group-ID where it means that (group-executable), as a write by an unprivileged caller does. */
+export async function killSuidGid(fd: number): Promise<void> {
+  const mode = fs.fstatSync(fd).mode;
+  let next = mode & ~0o4000;
+  if (mode & 0o010) next &= ~0o2000;
+  if (next !== mode) fs.fchmodSync(fd, next & 0o7777);
+}
+
+export async function release(core: OverlayCore, h: FileHandle): Promise<void> {
+  core.files.delete(h);
+  await h.close();
+  h.node.openCount--;
+  core.nodes.released(h.node);
+}
+
+export async function fsync(h: FileHandle, datasync: boolean): Promise<void> {
+  const fd = h.upperFd;
+  if (fd === undefined) return;
+  await new Promise<void>((resolve, reject) => (datasync ? fs.fdatasync : fs.fsync)(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+export async function fallocate(core: OverlayCore, h: FileHandle, mode: number, offset: bigint, length: bigint): Promise<void> {
+  await core.copyUp!.ensure(h.node);
+  await native.fallocate(await upperFd(core, h, true), mode, offset, length);
+}
+
+export async function lseek(core: OverlayCore, h: FileHandle, offset: bigint, whence: number): Promise<bigint> {
+  const fd = h.node.inUpper ? await upperFd(core, h, false) : h.lower?.fd;
+  if (fd === undefined) throw new FuseError('EINVAL');
+  return native.lseek(fd, offset, whence);
+}
+
+export async function copyFileRange(
+  core: OverlayCore, from: FileHandle, offIn: bigint, to: FileHandle, offOut: bigint, length: bigint,
+): Promise<bigint> {
+  await core.copyUp!.ensure(to.node);
+  const out = await upperFd(core, to, true);
+  const src = from.node.inUpper ? await upperFd(core, from, false) : from.lower?.fd;
+  if (src === undefined) throw new FuseError('EXDEV');
+  const len = Number(length > 1n << 30n ? 1n << 30n : length);
+  return BigInt(await native.copyFileRange(src, offIn, out, offOut, len, 0));
+}

@@ -1,0 +1,88 @@
+/** Open files and directories, by the fh handed to the kernel. */
+import * as fs from 'fs';
+import type { LayerFile } from '../layers/types';
+import type { Node } from './nodes';
+
+/** The access-mode bits of open flags (Node's fs.constants lacks the mask). */
+export const O_ACCMODE = 3;
+
+export interface ListedEntry {
+  name: string;
+  type: number;
+  ino: number;
+}
+
+export class FileHandle {
+  /** The lower file read while the node has no upper part. */
+  lower?: LayerFile;
+  /** The upper file, opened at open or on first use after a copy-up. */
+  upperFd?: number;
+  upperWritable = false;
+
+  constructor(readonly id: number, readonly node: Node, readonly flags: number) {}
+
+  get writable(): boolean {
+    return (this.flags & O_ACCMODE) !== fs.constants.O_RDONLY;
+  }
+
+  /** Some descriptor of this handle's file, for fstat or a reopen. */
+  get anyFd(): number | undefined {
+    return this.upperFd ?? this.lower?.fd;
+  }
+
+  async close(): Promise<void> {
+    if (this.upperFd !== undefined) {
+      const fd = this.upperFd;
+      this.upperFd = undefined;
+      await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
+    }
+    if (this.lower) {
+      const lower = this.lower;
+      this.lower = undefined;
+      await lower.close().catch(() => undefined);
+    }
+  }
+}
+
+export class DirHandle {
+  /** The listing served, built at the first READDIR and again at each rewind to 0. */
+  entries?: ListedEntry[];
+
+  constructor(readonly id: number, readonly node: Node) {}
+}
+
+export class HandleTable<H extends { id: number; node: Node }> {
+  private readonly byId = new Map<number, H>();
+  private readonly byNode = new Map<Node, Set<H>>();
+  private nextId = 1;
+
+  allocate(make: (id: number) => H): H {
+    const h = make(this.nextId++);
+    this.byId.set(h.id, h);
+    let set = this.byNode.get(h.node);
+    if (!set) this.byNode.set(h.node, (set = new Set()));
+    set.add(h);
+    return h;
+  }
+
+  get(id: number): H | undefined {
+    return this.byId.get(id);
+  }
+
+  of(node: Node): ReadonlySet<H> {
+    return this.byNode.get(node) ?? EMPTY;
+  }
+
+  delete(h: H): void {
+    this.byId.delete(h.id);
+    const set = this.byNode.get(h.node);
+    set?.delete(h);
+    if (set?.size === 0) this.byNode.delete(h.node);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+}
+
+const EMPTY: ReadonlySet<never> = new Set();

@@ -1,0 +1,223 @@
+/**
+ * Operations on names: creating objects, hard links, removal and rename, in the upper, with
+ * whiteouts, opaque directories and redirects where lower objects are involved.
+ */
+import createDebug from 'debug';
+import { FuseError } from '../fuse/errors';
+import type { LayerAttr } from '../layers/types';
+import { errorCode } from '../util/errno';
+import { OverlayCore } from './core';
+import { isDirMode } from './format';
+import { isEmptyDir } from './listing';
+import { Node, S_IFDIR, S_IFMT } from './nodes';
+import { lowerShadows } from './resolve';
+import { clearWhiteoutFile, makeWhiteout, removeLeavingWhiteout, removeUpper, replaceWhiteout, setOpaque } from './whiteouts';
+
+const log = createDebug('ovshift:overlay');
+
+const S_ISGID = 0o2000;
+const RENAME_NOREPLACE = 1;
+const RENAME_EXCHANGE = 2;
+const RENAME_WHITEOUT = 4;
+
+export interface NewObject {
+  /** File type and permission bits (already masked by the caller's umask). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Makes the object at `abs` (the final place, or a temp in the work dir). */
+  make(abs: Buffer): Promise<void>;
+}
+
+/**
+ * Creates an object named `name` in `parent`, owned by the caller (or the directory's group
+ * where it is set-group-ID). Where the name is whited out, the object is built in the work
+ * dir and swapped in; a directory made there is opaque, so the lower one stays hidden.
+ */
+export async function createObject(core: OverlayCore, parent: Node, name: string, obj: NewObject): Promise<{ node: Node; attr: LayerAttr }> {
+  const upper = core.upper;
+  const res = await core.resolve(parent, name);
+  if (res.positive) throw new FuseError('EEXIST');
+  await core.copyUp!.ensure(parent);
+  const parentAttr = await upper.stat(parent.path);
+  if (!parentAttr) throw new FuseError('ENOENT');
+  const path = parent.childPath(name);
+  const isDir = (obj.mode & S_IFMT) === S_IFDIR;
+  const inheritGroup = (parentAttr.mode & S_ISGID) !== 0;
+  const gid = inheritGroup ? parentAttr.gid : obj.gid;
+  const overWhiteout = res.reason === 'whiteout';
+  if (!overWhiteout) {
+    // In place: the upper filesystem applies set-group-ID inheritance itself.
+    await obj.make(upper.abs(path));
+    await upper.chown(path, obj.uid, gid);
+  } else {
+    const temp = upper.tempPath();
+    try {
+      await obj.make(temp);
+      await upper.chownAbs(temp, obj.uid, gid);
+      if (isDir) {
+        if (inheritGroup) await upper.chmodAbs(temp, (obj.mode & 0o7777) | S_ISGID);
+        await setOpaque(upper, temp, core.opts.xattrs);
+      }
+      await replaceWhiteout(upper, temp, path, isDir);
+    } catch (err) {
+      await upper.removeTreeAbs(temp).catch(() => undefined);
+      throw err;
+    }
+  }
+  const attr = await upper.stat(path);
+  if (!attr) throw new FuseError('ENOENT');
+  return core.bind(parent, name, { positive: true, upper: attr, lowers: [], opaque: isDir && overWhiteout });
+}
+
+export async function link(core: OverlayCore, node: Node, parent: Node, name: string): Promise<{ node: Node; attr: LayerAttr }> {
+  if (node.isDir) throw new FuseError('EPERM');
+  if (node.unlinked) throw new FuseError('ENOENT');
+  const upper = core.upper;
+  const res = await core.resolve(parent, name);
+  if (res.positive) throw new FuseError('EEXIST');
+  await core.copyUp!.ensure(node);
+  await core.copyUp!.ensure(parent);
+  const path = parent.childPath(name);
+  if (res.reason === 'whiteout') {
+    const temp = upper.tempPath();
+    await upper.linkAbs(upper.abs(node.path), temp);
+    await replaceWhiteout(upper, temp, path, false);
+  } else {
+    await upper.link(node.path, path);
+  }
+  core.nodes.bind(parent, name, node);
+  const attr = await upper.stat(path);
+  if (!attr) throw new FuseError('ENOENT');
+  return { node, attr };
+}
+
+export async function unlink(core: OverlayCore, parent: Node, name: string): Promise<void> {
+  const { node } = await core.existing(parent, name);
+  if (node.isDir) throw new FuseError('EISDIR');
+  await remove(core, parent, name, node);
+}
+
+export async function rmdir(core: OverlayCore, parent: Node, name: string): Promise<void> {
+  const { node } = await core.existing(parent, name);
+  if (!node.isDir) throw new FuseError('ENOTDIR');
+  if (node === core.nodes.root) throw new FuseError('EBUSY');
+  if (!(await isEmptyDir(core.layers, core.opts.xattrs, core.inodes, node))) throw new FuseError('ENOTEMPTY');
+  await remove(core, parent, name, node);
+}
+
+async function remove(core: OverlayCore, parent: Node, name: string, node: Node): Promise<void> {
+  const upper = core.upper;
+  const path = parent.childPath(name);
+  if (node.inUpper) {
+    const shadowed = await lowerShadows(core.layers, parent, name);
+    if (shadowed) await removeLeavingWhiteout(upper, path);
+    else await removeUpper(upper, path, node.isDir);
+  } else {
+    await core.copyUp!.ensure(parent);
+    await makeWhiteout(upper, path);
+  }
+  core.nodes.unbindName(node, parent, name);
+}
+
+export interface RenameArgs {
+  from: Node;
+  oldName: string;
+  to: Node;
+  newName: string;
+  flags: number;
+}
+
+export async function rename(core: OverlayCore, a: RenameArgs): Promise<void> {
+  if (a.flags & RENAME_WHITEOUT || a.flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) throw new FuseError('EINVAL');
+  const exchange = (a.flags & RENAME_EXCHANGE) !== 0;
+  const src = await core.existing(a.from, a.oldName);
+  const dstRes = await core.resolve(a.to, a.newName);
+  const dst = dstRes.positive ? core.bind(a.to, a.newName, dstRes) : undefined;
+  if (dst && dst.node === src.node) return; // two names of one file: nothing to do (POSIX)
+  if (a.flags & RENAME_NOREPLACE && dst) throw new FuseError('EEXIST');
+  if (exchange && !dst) throw new FuseError('ENOENT');
+  if (dst && !exchange) {
+    if (src.node.isDir && !dst.node.isDir) throw new FuseError('ENOTDIR');
+    if (!src.node.isDir && dst.node.isDir) throw new FuseError('EISDIR');
+    if (dst.node.isDir && !(await isEmptyDir(core.layers, core.opts.xattrs, core.inodes, dst.node))) throw new FuseError('ENOTEMPTY');
+  }
+  const moving = exchange ? [src.node, dst!.node] : [src.node];
+  for (const n of moving) {
+    if (n.isDir && n.lowers.length > 0 && !core.opts.redirectDir) throw new FuseError('EXDEV');
+  }
+
+  const copyUp = core.copyUp!;
+  const upper = core.upper;
+  await copyUp.ensure(a.from);
+  await copyUp.ensure(a.to);
+  for (const n of moving) await copyUp.ensure(n);
+  for (const n of moving) if (n.isDir && n.lowers.length > 0) await setRedirect(core, n);
+
+  const oldPath = a.from.childPath(a.oldName);
+  const newPath = a.to.childPath(a.newName);
+  const oldShadowed = await lowerShadows(core.layers, a.from, a.oldName);
+  const newShadowed = await lowerShadows(core.layers, a.to, a.newName);
+
+  if (exchange) {
+    await upper.rename(oldPath, newPath, RENAME_EXCHANGE);
+    await makeOpaqueIfCovering(core, dst!.node, oldPath, oldShadowed);
+    await makeOpaqueIfCovering(core, src.node, newPath, newShadowed);
+    swapNames(a, src.node, dst!.node);
+    return;
+  }
+
+  const dstUpper = await upper.stat(newPath);
+  let replacedDir: Buffer | undefined;
+  if (dstUpper && isDirMode(dstUpper.mode)) {
+    // The directory replaced may still hold whiteouts; move it aside and delete it after.
+    replacedDir = upper.tempPath();
+    await upper.renameAbs(upper.abs(newPath), replacedDir);
+  }
+  if (src.node.isDir && dstUpper && !isDirMode(dstUpper.mode)) {
+    // Only a whiteout can be there (dst was negative): swap the directory in.
+    await upper.rename(oldPath, newPath, RENAME_EXCHANGE);
+    if (!oldShadowed) await upper.unlink(oldPath);
+  } else {
+    await renameLeavingWhiteout(core, oldPath, newPath, oldShadowed);
+  }
+  await clearWhiteoutFile(upper, newPath);
+  await makeOpaqueIfCovering(core, src.node, newPath, newShadowed);
+  if (replacedDir) await upper.removeTreeAbs(replacedDir);
+  core.nodes.move(src.node, a.from, a.oldName, a.to, a.newName);
+}
+
+async function renameLeavingWhiteout(core: OverlayCore, oldPath: string, newPath: string, whiteout: boolean): Promise<void> {
+  const upper = core.upper;
+  if (!whiteout) return upper.rename(oldPath, newPath);
+  try {
+    await upper.rename(oldPath, newPath, RENAME_WHITEOUT);
+  } catch (err) {
+    if (!['EINVAL', 'EOPNOTSUPP', 'ENOTSUP'].includes(errorCode(err) ?? '')) throw err;
+    await upper.rename(oldPath, newPath);
+    await makeWhiteout(upper, oldPath);
+  }
+}
+
+/** A directory with lower parts keeps finding them at their old place through a redirect. */
+async function setRedirect(core: OverlayCore, node: Node): Promise<void> {
+  const target = `/${node.lowers[0]!.path}`;
+  log('redirect %s -> %s', node.path, target);
+  await core.upper.setxattr(node.path, core.opts.xattrs.redirect, Buffer.from(target, 'latin1'));
+}
+
+/** A pure upper directory moved over lower contents must not merge with them. */
+async function makeOpaqueIfCovering(core: OverlayCore, node: Node, path: string, lowerThere: boolean): Promise<void> {
+  if (!node.isDir || node.lowers.length > 0 || !lowerThere || node.opaque) return;
+  await setOpaque(core.upper, core.upper.abs(path), core.opts.xattrs);
+  node.opaque = true;
+}
+
+function swapNames(a: RenameArgs, srcNode: Node, dstNode: Node): void {
+  a.from.children.set(a.oldName, dstNode);
+  a.to.children.set(a.newName, srcNode);
+  srcNode.parent = a.to;
+  srcNode.name = a.newName;
+  dstNode.parent = a.from;
+  dstNode.name = a.oldName;
+}

@@ -1,0 +1,215 @@
+/**
+ * The node table: what each node id the kernel holds stands for. A node is one merged object:
+ * its upper part (if any) lives at the node's path in the upper; its lower parts at their own
+ * paths in lower layers (a renamed directory's lower parts keep their old paths).
+ */
+import type { Attr } from '../fuse/replies';
+import { childPath } from '../layers/types';
+
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+
+/** An object in a lower layer. */
+export interface LowerPart {
+  /** Index into the lower layers, topmost first. */
+  layer: number;
+  path: string;
+  identity: string;
+}
+
+export class Node {
+  parent: Node | undefined;
+  name: string;
+  /** Further names of a hard-linked upper file (the primary one is parent/name). */
+  links?: Array<{ parent: Node; name: string }>;
+  /** Identity of the upper object at this node's path, when it has one. */
+  upperIdentity: string | undefined;
+  /**
+   * Lower objects: for a directory, the lower directories merged below (topmost first; none
+   * when opaque); for a non-directory without an upper part, the one lower object it shows.
+   */
+  lowers: LowerPart[];
+  opaque = false;
+  /** Times the kernel was handed this node (LOOKUP, CREATE, …) minus what it forgot. */
+  nlookup = 0;
+  openCount = 0;
+  /** Removed from the namespace while still open or known to the kernel. */
+  unlinked = false;
+  /** What was last reported, for nodes that can no longer be reached by path. */
+  lastAttr?: Attr;
+  /** The copy-up in progress, so concurrent writers wait for one copy. */
+  copyingUp?: Promise<void>;
+  /** Children the kernel knows by name. */
+  readonly children = new Map<string, Node>();
+
+  constructor(
+    readonly id: number,
+    parent: Node | undefined,
+    name: string,
+    readonly type: number,
+    upperIdentity: string | undefined,
+    lowers: LowerPart[],
+    /** st_ino shown for this node; stable for the object. */
+    readonly ino: number,
+  ) {
+    this.parent = parent;
+    this.name = name;
+    this.upperIdentity = upperIdentity;
+    this.lowers = lowers;
+  }
+
+  get isDir(): boolean {
+    return this.type === S_IFDIR;
+  }
+
+  get inUpper(): boolean {
+    return this.upperIdentity !== undefined;
+  }
+
+  /** A directory showing lower contents (possibly merged with an upper part). */
+  get hasLowerDirs(): boolean {
+    return this.isDir && this.lowers.length > 0;
+  }
+
+  /** Nothing here depends on a lower layer: every change to it goes through this daemon. */
+  get upperOnly(): boolean {
+    return this.inUpper && (!this.isDir || this.lowers.length === 0 || this.opaque);
+  }
+
+  /** The overlay path (and the upper path), relative to the mount root. */
+  get path(): string {
+    if (!this.parent) return '';
+    const names: string[] = [];
+    for (let n: Node | undefined = this; n?.parent; n = n.parent) names.push(n.name);
+    return names.reverse().join('/');
+  }
+
+  childPath(name: string): string {
+    return childPath(this.path, name);
+  }
+
+  /** Where this directory's child `name` is looked up in lower layer `layer`, if anywhere. */
+  lowerDirIn(layer: number): LowerPart | undefined {
+    return this.lowers.find((l) => l.layer === layer);
+  }
+}
+
+/** Node ids handed to the kernel; 1 is the root. Ids are never reused within a mount. */
+export class NodeTable {
+  private readonly byId = new Map<number, Node>();
+  /** Non-directory upper objects by identity: hard links share one node. */
+  private readonly byUpperIdentity = new Map<string, Node>();
+  private nextId = 2;
+  readonly root: Node;
+
+  constructor(rootUpperIdentity: string | undefined, rootLowers: LowerPart[], rootIno: number) {
+    this.root = new Node(1, undefined, '', S_IFDIR, rootUpperIdentity, rootLowers, rootIno);
+    this.root.nlookup = 1;
+    this.byId.set(1, this.root);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  get(id: number): Node | undefined {
+    return this.byId.get(id);
+  }
+
+  /** A node for an upper non-directory already known under another name (a hard link). */
+  findUpper(identity: string): Node | undefined {
+    return this.byUpperIdentity.get(identity);
+  }
+
+  create(parent: Node, name: string, type: number, upperIdentity: string | undefined, lowers: LowerPart[], ino: number): Node {
+    const node = new Node(this.nextId++, parent, name, type, upperIdentity, lowers, ino);
+    this.byId.set(node.id, node);
+    if (upperIdentity !== undefined && type !== S_IFDIR) this.byUpperIdentity.set(upperIdentity, node);
+    this.bind(parent, name, node);
+    return node;
+  }
+
+  /** Makes `name` in `parent` refer to `node` (the node that was there is unbound). */
+  bind(parent: Node, name: string, node: Node): void {
+    const previous = parent.children.get(name);
+    if (previous && previous !== node) this.unbindName(previous, parent, name);
+    parent.children.set(name, node);
+    if (node.parent === parent && node.name === name) return;
+    if (node.parent && node.parent.children.get(node.name) === node && !node.isDir && node.inUpper) {
+      // A second name of the same upper file.
+      (node.links ??= []).push({ parent, name });
+      return;
+    }
+    node.parent = parent;
+    node.name = name;
+  }
+
+  /** Records that the upper object of `node` now has `identity` (after a copy-up or create). */
+  setUpper(node: Node, identity: string): void {
+    if (node.upperIdentity !== undefined) this.byUpperIdentity.delete(node.upperIdentity);
+    node.upperIdentity = identity;
+    if (!node.isDir) this.byUpperIdentity.set(identity, node);
+  }
+
+  /**
+   * `name` in `parent` no longer refers to `node`. When it was the node's last name, the node
+   * is unlinked: it lives on for open files and the kernel's references, reachable by id only.
+   */
+  unbindName(node: Node, parent: Node, name: string): void {
+    if (parent.children.get(name) === node) parent.children.delete(name);
+    if (node.parent === parent && node.name === name) {
+      const next = node.links?.shift();
+      if (next) {
+        node.parent = next.parent;
+        node.name = next.name;
+      } else {
+        node.unlinked = true;
+        if (node.upperIdentity !== undefined && this.byUpperIdentity.get(node.upperIdentity) === node) {
+          this.byUpperIdentity.delete(node.upperIdentity);
+        }
+      }
+    } else if (node.links) {
+      node.links = node.links.filter((l) => !(l.parent === parent && l.name === name));
+    }
+  }
+
+  /** Moves a node to a new name (rename), keeping its id. */
+  move(node: Node, fromParent: Node, fromName: string, toParent: Node, toName: string): void {
+    if (fromParent.children.get(fromName) === node) fromParent.children.delete(fromName);
+    const displaced = toParent.children.get(toName);
+    if (displaced && displaced !== node) this.unbindName(displaced, toParent, toName);
+    toParent.children.set(toName, node);
+    if (node.parent === fromParent && node.name === fromName) {
+      node.parent = toParent;
+      node.name = toName;
+    } else if (node.links) {
+      for (const l of node.links) if (l.parent === fromParent && l.name === fromName) Object.assign(l, { parent: toParent, name: toName });
+    }
+  }
+
+  /** The kernel dropped `count` references; a node nobody holds any more is removed. */
+  forget(id: number, count: number): void {
+    const node = this.byId.get(id);
+    if (!node || node === this.root) return;
+    node.nlookup -= count;
+    if (node.nlookup > 0 || node.openCount > 0) return;
+    this.drop(node);
+  }
+
+  /** Called when the last open file of a node closes. */
+  released(node: Node): void {
+    if (node.nlookup <= 0 && node.openCount <= 0 && node !== this.root) this.drop(node);
+  }
+
+  private drop(node: Node): void {
+    this.byId.delete(node.id);
+    if (node.parent && node.parent.children.get(node.name) === node) node.parent.children.delete(node.name);
+    for (const l of node.links ?? []) if (l.parent.children.get(l.name) === node) l.parent.children.delete(l.name);
+    if (node.upperIdentity !== undefined && this.byUpperIdentity.get(node.upperIdentity) === node) {
+      this.byUpperIdentity.delete(node.upperIdentity);
+    }
+    // Its children's parent pointer keeps this node reachable for their paths; nothing else.
+  }
+}

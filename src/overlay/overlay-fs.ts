@@ -1,0 +1,269 @@
+/**
+ * The overlay filesystem as a FUSE handler: each request is turned into operations on the
+ * node table and the layers (see core.ts, namespace.ts, files.ts, setattr.ts, xattrs.ts).
+ */
+import * as fs from 'fs';
+import { FSYNC_FDATASYNC, GETATTR_FH, type InitFlagName } from '../fuse/abi';
+import { FuseError } from '../fuse/errors';
+import type { FuseHandler } from '../fuse/handler';
+import type { AttrOut, CreateOut, DirentList, EntryOut, OpenOut, StatfsOut } from '../fuse/replies';
+import type {
+  AccessRequest, CopyFileRangeRequest, CreateRequest, FallocateRequest, FlushRequest, FsyncRequest,
+  GetattrRequest, GetxattrRequest, LinkRequest, ListxattrRequest, LookupRequest, LseekRequest, MkdirRequest,
+  MknodRequest, OpenRequest, ReadRequest, ReadlinkRequest, ReleaseRequest, RemovexattrRequest, RenameRequest,
+  RmdirRequest, SetattrRequest, SetxattrRequest, StatfsRequest, SymlinkRequest, UnlinkRequest, WriteRequest,
+} from '../fuse/requests';
+import type { LayerAttr } from '../layers/types';
+import { nodeAttr } from './attrs';
+import { OverlayCore } from './core';
+import * as files from './files';
+import { DirHandle, FileHandle, O_ACCMODE } from './handles';
+import { mergedListing } from './listing';
+import * as ns from './namespace';
+import { Node, S_IFDIR, S_IFLNK, S_IFREG } from './nodes';
+import type { OverlayOptions } from './options';
+import type { Layers } from './resolve';
+import { setattr } from './setattr';
+import * as xattrs from './xattrs';
+
+const name = OverlayCore.checkName;
+
+export class OverlayFs implements FuseHandler {
+  readonly wantFlags: readonly InitFlagName[] = ['HANDLE_KILLPRIV_V2', 'AUTO_INVAL_DATA'];
+  readonly core: OverlayCore;
+
+  constructor(layers: Layers, opts: OverlayOptions, root: { upper?: LayerAttr; lowers: LayerAttr[] }) {
+    this.core = new OverlayCore(layers, opts, root);
+  }
+
+  private file(fh: number): FileHandle {
+    const h = this.core.files.get(fh);
+    if (!h) throw new FuseError('EBADF');
+    return h;
+  }
+
+  private writable(): void {
+    if (!this.core.layers.upper) throw new FuseError('EROFS');
+  }
+
+  private async reply(node: Node, attr: LayerAttr): Promise<EntryOut> {
+    const shown = nodeAttr(node, attr);
+    node.lastAttr = shown;
+    return this.core.entry(node, shown);
+  }
+
+  async lookup(req: LookupRequest): Promise<EntryOut> {
+    return this.core.lookupEntry(this.core.dirNode(req.nodeid), name(req.name));
+  }
+
+  forget(nodeid: number, nlookup: number): void {
+    this.core.nodes.forget(nodeid, nlookup);
+  }
+
+  async getattr(req: GetattrRequest): Promise<AttrOut> {
+    const node = this.core.node(req.nodeid);
+    if (req.getattrFlags & GETATTR_FH) {
+      // fstat of an open file: answer from the file itself, which outlives its name.
+      const h = this.core.files.get(req.fh);
+      const attr = h && (node.unlinked || h.upperFd !== undefined) ? this.core.handleAttr(h) : null;
+      if (attr) return { attrTimeout: this.core.timeoutFor(node), attr };
+    }
+    return { attrTimeout: this.core.timeoutFor(node), attr: await this.core.attrOf(node) };
+  }
+
+  async setattr(req: SetattrRequest): Promise<AttrOut> {
+    this.writable();
+    const node = this.core.node(req.nodeid);
+    let fd: number | undefined;
+    const h = this.core.files.get(req.fh);
+    if (h && (node.unlinked || h.upperFd !== undefined)) {
+      await this.core.copyUp!.ensure(node);
+      fd = h.upperFd ?? undefined;
+    }
+    await setattr(this.core, node, req, fd);
+    return { attrTimeout: this.core.timeoutFor(node), attr: await this.core.attrOf(node) };
+  }
+
+  async readlink(req: ReadlinkRequest): Promise<Buffer> {
+    const node = this.core.node(req.nodeid);
+    if (node.type !== S_IFLNK) throw new FuseError('EINVAL');
+    if (node.inUpper) return this.core.upper.readlink(node.path);
+    const part = node.lowers[0]!;
+    return this.core.layers.lowers[part.layer]!.readlink(part.path);
+  }
+
+  async mknod(req: MknodRequest): Promise<EntryOut> {
+    this.writable();
+    const parent = this.core.dirNode(req.nodeid);
+    const upper = this.core.upper;
+    const major = (req.rdev & 0xfff00) >>> 8;
+    const minor = (req.rdev & 0xff) | ((req.rdev >>> 12) & 0xfff00);
+    const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
+      mode: req.mode, uid: req.uid, gid: req.gid,
+      make: (abs) => upper.mknodAbs(abs, req.mode, major, minor),
+    });
+    return this.reply(node, attr);
+  }
+
+  async mkdir(req: MkdirRequest): Promise<EntryOut> {
+    this.writable();
+    const parent = this.core.dirNode(req.nodeid);
+    const upper = this.core.upper;
+    const mode = S_IFDIR | (req.mode & 0o7777);
+    const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
+      mode, uid: req.uid, gid: req.gid,
+      make: (abs) => upper.mkdirAbs(abs, mode & 0o7777),
+    });
+    return this.reply(node, attr);
+  }
+
+  async symlink(req: SymlinkRequest): Promise<EntryOut> {
+    this.writable();
+    const parent = this.core.dirNode(req.nodeid);
+    const upper = this.core.upper;
+    const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
+      mode: S_IFLNK | 0o777, uid: req.uid, gid: req.gid,
+      make: (abs) => upper.symlinkAbs(req.target, abs),
+    });
+    return this.reply(node, attr);
+  }
+
+  async create(req: CreateRequest): Promise<CreateOut> {
+    this.writable();
+    const parent = this.core.dirNode(req.nodeid);
+    const upper = this.core.upper;
+    const mode = S_IFREG | (req.mode & 0o7777);
+    let fd: number | undefined;
+    const access = req.flags & O_ACCMODE;
+    const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
+      mode, uid: req.uid, gid: req.gid,
+      make: async (abs) => {
+        fd = await upper.openAbs(abs, files.layerOpenFlags(req.flags) | access | fs.constants.O_CREAT | fs.constants.O_EXCL, mode & 0o7777);
+      },
+    });
+    const h = this.core.files.allocate((id) => new FileHandle(id, node, req.flags));
+    h.upperFd = fd;
+    h.upperWritable = access !== fs.constants.O_RDONLY;
+    node.openCount++;
+    return { entry: await this.reply(node, attr), open: { fh: h.id, openFlags: files.openFlagsFor(node) } };
+  }
+
+  async unlink(req: UnlinkRequest): Promise<void> {
+    this.writable();
+    await ns.unlink(this.core, this.core.dirNode(req.nodeid), name(req.name));
+  }
+
+  async rmdir(req: RmdirRequest): Promise<void> {
+    this.writable();
+    await ns.rmdir(this.core, this.core.dirNode(req.nodeid), name(req.name));
+  }
+
+  async rename(req: RenameRequest): Promise<void> {
+    this.writable();
+    await ns.rename(this.core, {
+      from: this.core.dirNode(req.nodeid), oldName: name(req.name),
+      to: this.core.dirNode(req.newdir), newName: name(req.newname), flags: req.flags,
+    });
+  }
+
+  async link(req: LinkRequest): Promise<EntryOut> {
+    this.writable();
+    const { node, attr } = await ns.link(this.core, this.core.node(req.oldnodeid), this.core.dirNode(req.nodeid), name(req.newname));
+    return this.reply(node, attr);
+  }
+
+  async open(req: OpenRequest): Promise<OpenOut> {
+    const node = this.core.node(req.nodeid);
+    const h = await files.open(this.core, node, req.flags);
+    return { fh: h.id, openFlags: files.openFlagsFor(node) };
+  }
+
+  async read(req: ReadRequest): Promise<Buffer> {
+    return files.read(this.core, this.file(req.fh), req.offset, req.size);
+  }
+
+  async write(req: WriteRequest): Promise<number> {
+    this.writable();
+    return files.write(this.core, this.file(req.fh), req.offset, req.data, req.writeFlags);
+  }
+
+  async statfs(_req: StatfsRequest): Promise<StatfsOut> {
+    const layer = this.core.layers.upper ?? this.core.layers.lowers[0]!;
+    return layer.statfs();
+  }
+
+  async flush(_req: FlushRequest): Promise<void> {}
+
+  async release(req: ReleaseRequest): Promise<void> {
+    const h = this.core.files.get(req.fh);
+    if (h) await files.release(this.core, h);
+  }
+
+  async fsync(req: FsyncRequest): Promise<void> {
+    await files.fsync(this.file(req.fh), (req.fsyncFlags & FSYNC_FDATASYNC) !== 0);
+  }
+
+  async setxattr(req: SetxattrRequest): Promise<void> {
+    this.writable();
+    await xattrs.setxattr(this.core, this.core.node(req.nodeid), req.name.toString('latin1'), Buffer.from(req.value), req.flags);
+  }
+
+  async getxattr(req: GetxattrRequest): Promise<Buffer> {
+    return xattrs.getxattr(this.core, this.core.node(req.nodeid), req.name.toString('latin1'));
+  }
+
+  async listxattr(req: ListxattrRequest): Promise<Buffer> {
+    return xattrs.listxattr(this.core, this.core.node(req.nodeid));
+  }
+
+  async removexattr(req: RemovexattrRequest): Promise<void> {
+    this.writable();
+    await xattrs.removexattr(this.core, this.core.node(req.nodeid), req.name.toString('latin1'));
+  }
+
+  async opendir(req: OpenRequest): Promise<OpenOut> {
+    const node = this.core.dirNode(req.nodeid);
+    const h = this.core.dirs.allocate((id) => new DirHandle(id, node));
+    return { fh: h.id, openFlags: 0 };
+  }
+
+  async readdir(req: ReadRequest, _ctl: unknown, out: DirentList): Promise<void> {
+    const h = this.core.dirs.get(req.fh);
+    if (!h) throw new FuseError('EBADF');
+    if (req.offset === 0 || !h.entries) {
+      // A rewind to the start reads the directory again, as on a local filesystem.
+      h.entries = await mergedListing(this.core.layers, this.core.opts.xattrs, this.core.inodes, h.node);
+    }
+    const entries = h.entries;
+    for (let i = req.offset; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (!out.add(Buffer.from(e.name, 'latin1'), e.ino, e.type, i + 1)) break;
+    }
+  }
+
+  async releasedir(req: ReleaseRequest): Promise<void> {
+    const h = this.core.dirs.get(req.fh);
+    if (h) this.core.dirs.delete(h);
+  }
+
+  async fsyncdir(req: FsyncRequest): Promise<void> {
+    const node = this.core.dirNode(req.nodeid);
+    if (node.inUpper) await this.core.upper.fsyncPath(node.path);
+  }
+
+  async access(_req: AccessRequest): Promise<void> {}
+
+  async fallocate(req: FallocateRequest): Promise<void> {
+    this.writable();
+    await files.fallocate(this.core, this.file(req.fh), req.mode, req.offset, req.length);
+  }
+
+  async lseek(req: LseekRequest): Promise<bigint> {
+    return files.lseek(this.core, this.file(req.fh), req.offset, req.whence);
+  }
+
+  async copyFileRange(req: CopyFileRangeRequest): Promise<bigint> {
+    this.writable();
+    return files.copyFileRange(this.core, this.file(req.fhIn), req.offIn, this.file(req.fhOut), req.offOut, req.length);
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * Looking a name up through the layers: the upper first, then each lower in order. Directories
+ * merge; a non-directory hides everything below it; whiteouts and opaque directories stop the
+ * search; redirects send it to where a renamed directory's lower parts live.
+ */
+import type { UpperDir } from '../layers/upper-dir';
+import { baseName, childPath, parentPath, type LayerAttr, type ReadableLayer } from '../layers/types';
+import { isDirMode, isOpaque, isWhiteout, readRedirect, whiteoutFile, type OverlayXattrs } from './format';
+import type { LowerPart, Node } from './nodes';
+
+export interface Layers {
+  upper?: UpperDir;
+  lowers: ReadableLayer[];
+}
+
+export interface FoundLower {
+  layer: number;
+  path: string;
+  attr: LayerAttr;
+}
+
+/** Why a name is absent; only absences that depend on the upper alone may be cached. */
+export type AbsenceReason = 'whiteout' | 'upper-only' | 'lower-miss';
+
+export type Resolution =
+  | { positive: false; reason: AbsenceReason }
+  | {
+      positive: true;
+      /** The upper object, when there is one. */
+      upper?: LayerAttr;
+      /** Directories: the lower directories merged below; else the one lower object shown. */
+      lowers: FoundLower[];
+      /** The upper directory is opaque. */
+      opaque: boolean;
+      /** st_ino recorded at copy-up, for an upper object that came from a lower one. */
+      origin?: number;
+    };
+
+const WHITEOUT: Resolution = { positive: false, reason: 'whiteout' };
+const UPPER_ONLY: Resolution = { positive: false, reason: 'upper-only' };
+const LOWER_MISS: Resolution = { positive: false, reason: 'lower-miss' };
+
+export function absenceCacheable(reason: AbsenceReason): boolean {
+  return reason !== 'lower-miss';
+}
+
+export function toLowerParts(found: FoundLower[]): LowerPart[] {
+  return found.map((f) => ({ layer: f.layer, path: f.path, identity: f.attr.identity }));
+}
+
+async function readOrigin(upper: UpperDir, path: string, xattrs: OverlayXattrs): Promise<number | undefined> {
+  const v = await upper.getxattr(path, xattrs.origin);
+  if (v === null) return undefined;
+  const n = Number(v.toString('latin1'));
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+/** Where the search looks in each lower layer, as redirects change it on the way down. */
+class LowerSearch {
+  private relativeName: string;
+  private absolute: string | undefined;
+
+  constructor(private readonly parent: Node, name: string) {
+    this.relativeName = name;
+  }
+
+  redirect(r: { absolute: string } | { name: string }): void {
+    if ('absolute' in r) this.absolute = r.absolute;
+    else this.relativeName = r.name;
+  }
+
+  pathIn(layer: number): string | undefined {
+    if (this.absolute !== undefined) return this.absolute;
+    const dir = this.parent.lowerDirIn(layer);
+    return dir ? childPath(dir.path, this.relativeName) : undefined;
+  }
+
+  /** Only an absolute redirect reaches layers where the parent has no directory. */
+  get mayLeaveParent(): boolean {
+    return this.absolute !== undefined;
+  }
+}
+
+export async function resolveChild(layers: Layers, xattrs: OverlayXattrs, parent: Node, name: string): Promise<Resolution> {
+  const upper = layers.upper;
+  const path = parent.childPath(name);
+  let upperAttr: LayerAttr | null = null;
+  let opaque = false;
+  const search = new LowerSearch(parent, name);
+
+  if (upper && parent.inUpper) {
+    upperAttr = await upper.stat(path);
+    if (upperAttr === null) {
+      if (await whiteoutFile(upper, parent.path, name)) return WHITEOUT;
+    } else {
+      if (isWhiteout(upperAttr)) return WHITEOUT;
+      const origin = await readOrigin(upper, path, xattrs);
+      if (!isDirMode(upperAttr.mode)) return { positive: true, upper: upperAttr, lowers: [], opaque: false, origin };
+      opaque = await isOpaque(upper, path);
+      const redirect = opaque ? undefined : await readRedirect(upper, path);
+      if (redirect) search.redirect(redirect);
+      if (opaque) return { positive: true, upper: upperAttr, lowers: [], opaque, origin };
+      const found = await searchLowers(layers, parent, search, true);
+      return { positive: true, upper: upperAttr, lowers: found.dirs, opaque, origin };
+    }
+  }
+  if (parent.lowers.length === 0 || (parent.opaque && parent.inUpper)) return UPPER_ONLY;
+  const found = await searchLowers(layers, parent, search, false);
+  if (found.shown) return { positive: true, lowers: [found.shown], opaque: false };
+  if (found.dirs.length > 0) return { positive: true, lowers: found.dirs, opaque: false };
+  return LOWER_MISS;
+}
+
+async function searchLowers(
+  layers: Layers, parent: Node, search: LowerSearch, haveUpperDir: boolean,
+): Promise<{ dirs: FoundLower[]; shown?: FoundLower }> {
+  const dirs: FoundLower[] = [];
+  for (let i = 0; i < layers.lowers.length; i++) {
+    if (!search.mayLeaveParent && !parent.lowerDirIn(i)) continue;
+    const p = search.pathIn(i);
+    if (p === undefined) continue;
+    const layer = layers.lowers[i]!;
+    const attr = await layer.stat(p);
+    if (attr === null) {
+      if (await whiteoutFile(layer, parentPath(p), baseName(p))) break;
+      continue;
+    }
+    if (isWhiteout(attr)) break;
+    if (!isDirMode(attr.mode)) {
+      // A non-directory is shown only when nothing above it is; below a directory it is hidden.
+      if (!haveUpperDir && dirs.length === 0) return { dirs, shown: { layer: i, path: p, attr } };
+      break;
+    }
+    dirs.push({ layer: i, path: p, attr });
+    if (await isOpaque(layer, p)) break;
+    const redirect = await readRedirect(layer, p);
+    if (redirect) search.redirect(redirect);
+  }
+  return { dirs };
+}
+
+/** Would a lower layer show something at `name` in `parent` (so removing it needs a whiteout)? */
+export async function lowerShadows(layers: Layers, parent: Node, name: string): Promise<boolean> {
+  if (parent.lowers.length === 0) return false;
+  const found = await searchLowers(layers, parent, new LowerSearch(parent, name), false);
+  return found.shown !== undefined || found.dirs.length > 0;
+}

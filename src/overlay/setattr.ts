@@ -1,0 +1,58 @@
+/** SETATTR: owner, mode, size and times, applied to the upper copy (made first if needed). */
+import * as fs from 'fs';
+import { Fattr } from '../fuse/abi';
+import { FuseError } from '../fuse/errors';
+import type { SetattrRequest } from '../fuse/requests';
+import { native } from '../native';
+import { UTIME_NOW, UTIME_OMIT, type TimeArg } from '../layers/upper-dir';
+import type { OverlayCore } from './core';
+import { killSuidGid } from './files';
+import { S_IFLNK, type Node } from './nodes';
+
+const CHANGES = Fattr.MODE | Fattr.UID | Fattr.GID | Fattr.SIZE | Fattr.ATIME | Fattr.MTIME | Fattr.ATIME_NOW
+  | Fattr.MTIME_NOW | Fattr.CTIME | Fattr.KILL_SUIDGID;
+
+function timeArg(valid: number, set: number, now: number, t: { sec: number; nsec: number }): TimeArg {
+  if (valid & now) return { sec: 0, nsec: UTIME_NOW };
+  if (valid & set) return t;
+  return { sec: 0, nsec: UTIME_OMIT };
+}
+
+/** Applies a SETATTR; `fd` is an open upper descriptor of the file when the kernel named one. */
+export async function setattr(core: OverlayCore, node: Node, req: SetattrRequest, fd: number | undefined): Promise<void> {
+  const v = req.valid;
+  if (!(v & CHANGES)) return;
+  const upper = core.upper;
+  await core.copyUp!.ensure(node, { truncate: (v & Fattr.SIZE) !== 0 && req.size === 0n && !node.isDir });
+  if (node.unlinked && fd === undefined) throw new FuseError('ESTALE');
+  const abs = upper.abs(node.path);
+  if (v & (Fattr.UID | Fattr.GID)) {
+    const uid = v & Fattr.UID ? req.newUid : -1;
+    const gid = v & Fattr.GID ? req.newGid : -1;
+    if (fd !== undefined) fs.fchownSync(fd, uid, gid);
+    else await upper.chownAbs(abs, uid, gid);
+  }
+  if (v & Fattr.MODE && node.type !== S_IFLNK) {
+    if (fd !== undefined) fs.fchmodSync(fd, req.mode & 0o7777);
+    else await upper.chmodAbs(abs, req.mode & 0o7777);
+  }
+  if (v & Fattr.SIZE) {
+    if (node.isDir) throw new FuseError('EISDIR');
+    if (fd !== undefined) await native.ftruncate(fd, req.size);
+    else await native.truncate(abs, req.size);
+  }
+  if (v & Fattr.KILL_SUIDGID && !(v & Fattr.MODE)) {
+    const kfd = fd ?? fs.openSync(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      await killSuidGid(kfd);
+    } finally {
+      if (fd === undefined) fs.closeSync(kfd);
+    }
+  }
+  if (v & (Fattr.ATIME | Fattr.MTIME | Fattr.ATIME_NOW | Fattr.MTIME_NOW)) {
+    const atime = timeArg(v, Fattr.ATIME, Fattr.ATIME_NOW, req.atime);
+    const mtime = timeArg(v, Fattr.MTIME, Fattr.MTIME_NOW, req.mtime);
+    if (fd !== undefined) await native.futimens(fd, atime.sec, atime.nsec, mtime.sec, mtime.nsec);
+    else await upper.utimensAbs(abs, atime, mtime);
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Writing the overlay format into the upper: whiteouts for removed lower names, opaque markers
+ * for directories that must not merge, and atomic replacement of a whiteout by a new object.
+ */
+import { errorCode } from '../util/errno';
+import type { UpperDir } from '../layers/upper-dir';
+import { childPath, parentPath, baseName } from '../layers/types';
+import { OPAQUE_MARKER, WHITEOUT_PREFIX, type OverlayXattrs } from './format';
+
+const S_IFCHR = 0o020000;
+const S_IFREG = 0o100000;
+const RENAME_EXCHANGE = 2;
+const RENAME_WHITEOUT = 4;
+
+function cannotHold(err: unknown): boolean {
+  return ['EPERM', 'EOPNOTSUPP', 'ENOTSUP', 'EINVAL'].includes(errorCode(err) ?? '');
+}
+
+/** Where fuse-overlayfs's fallback whiteout for `path` lives. */
+export function whiteoutFilePath(path: string): string {
+  return childPath(parentPath(path), WHITEOUT_PREFIX + baseName(path));
+}
+
+/** Marks `path` deleted: a 0/0 character device, or a `.wh.` file where devices cannot be made. */
+export async function makeWhiteout(upper: UpperDir, path: string): Promise<void> {
+  try {
+    await upper.mknod(path, S_IFCHR, 0, 0);
+  } catch (err) {
+    if (!cannotHold(err)) throw err;
+    await upper.mknod(whiteoutFilePath(path), S_IFREG | 0o600, 0, 0);
+  }
+}
+
+/** Removes a stale `.wh.` file for `path`, if there is one. */
+export async function clearWhiteoutFile(upper: UpperDir, path: string): Promise<void> {
+  await upper.unlink(whiteoutFilePath(path)).catch((err) => {
+    if (errorCode(err) !== 'ENOENT') throw err;
+  });
+}
+
+/**
+ * Removes the upper object at `path` and leaves a whiteout in its place in one step
+ * (RENAME_WHITEOUT), so the lower object below never shows; then deletes what was moved.
+ */
+export async function removeLeavingWhiteout(upper: UpperDir, path: string): Promise<void> {
+  const temp = upper.tempPath();
+  try {
+    await upper.renameAbs(upper.abs(path), temp, RENAME_WHITEOUT);
+  } catch (err) {
+    if (!cannotHold(err)) throw err;
+    await upper.renameAbs(upper.abs(path), temp);
+    await makeWhiteout(upper, path);
+  }
+  await upper.removeTreeAbs(temp);
+}
+
+/** Removes the upper object at `path` (a directory may still hold whiteouts). */
+export async function removeUpper(upper: UpperDir, path: string, isDir: boolean): Promise<void> {
+  if (!isDir) return upper.unlink(path);
+  try {
+    await upper.rmdir(path);
+  } catch (err) {
+    if (errorCode(err) !== 'ENOTEMPTY' && errorCode(err) !== 'EEXIST') throw err;
+    const temp = upper.tempPath();
+    await upper.renameAbs(upper.abs(path), temp);
+    await upper.removeTreeAbs(temp);
+  }
+}
+
+/**
+ * Puts the object built at `temp` (in the work dir) at `path`, where a whiteout is, in one
+ * step: a non-directory replaces a whiteout device; a directory is exchanged with it, and the
+ * whiteout, now at `temp`, deleted. A `.wh.` whiteout file is removed afterwards.
+ */
+export async function replaceWhiteout(upper: UpperDir, temp: Buffer, path: string, isDir: boolean): Promise<void> {
+  const deviceThere = (await upper.stat(path)) !== null;
+  if (isDir && deviceThere) {
+    await upper.renameAbs(temp, upper.abs(path), RENAME_EXCHANGE);
+    await upper.unlinkAbs(temp);
+  } else {
+    await upper.renameAbs(temp, upper.abs(path));
+  }
+  await clearWhiteoutFile(upper, path);
+}
+
+/** Makes the upper directory at `abs` opaque: lower directories are not merged below it. */
+export async function setOpaque(upper: UpperDir, abs: Buffer, xattrs: OverlayXattrs): Promise<void> {
+  try {
+    await upper.setxattrAbs(abs, xattrs.opaque, Buffer.from('y'));
+  } catch (err) {
+    if (!cannotHold(err)) throw err;
+    await upper.mknodAbs(Buffer.concat([abs, Buffer.from(`/${OPAQUE_MARKER}`)]), S_IFREG | 0o600, 0, 0);
+  }
+}

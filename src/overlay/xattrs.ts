@@ -1,0 +1,45 @@
+/** Extended attributes through the mount; the overlay's own (trusted/user.overlay.*) stay hidden. */
+import { FuseError } from '../fuse/errors';
+import type { ReadableLayer } from '../layers/types';
+import type { OverlayCore } from './core';
+import { isPrivateXattr } from './format';
+import type { Node } from './nodes';
+
+/** The layer object whose xattrs a node shows: its upper copy, else its top lower object. */
+function holder(core: OverlayCore, node: Node): { layer: ReadableLayer; path: string } {
+  if (node.unlinked) throw new FuseError('ESTALE');
+  if (node.inUpper) return { layer: core.upper, path: node.path };
+  const part = node.lowers[0];
+  if (!part) throw new FuseError('ENOENT');
+  return { layer: core.layers.lowers[part.layer]!, path: part.path };
+}
+
+export async function getxattr(core: OverlayCore, node: Node, name: string): Promise<Buffer> {
+  if (isPrivateXattr(name)) throw new FuseError('ENODATA');
+  const { layer, path } = holder(core, node);
+  const v = await layer.getxattr(path, name);
+  if (v === null) throw new FuseError('ENODATA');
+  return v;
+}
+
+export async function listxattr(core: OverlayCore, node: Node): Promise<Buffer> {
+  const { layer, path } = holder(core, node);
+  const names = (await layer.listxattr(path)).filter((n) => !isPrivateXattr(n));
+  return Buffer.from(names.map((n) => `${n}\0`).join(''), 'latin1');
+}
+
+export async function setxattr(core: OverlayCore, node: Node, name: string, value: Buffer, flags: number): Promise<void> {
+  if (isPrivateXattr(name)) throw new FuseError('EPERM');
+  await core.copyUp!.ensure(node);
+  await core.upper.setxattr(node.path, name, value, flags);
+}
+
+export async function removexattr(core: OverlayCore, node: Node, name: string): Promise<void> {
+  if (isPrivateXattr(name)) throw new FuseError('ENODATA');
+  if (!node.inUpper) {
+    // Removing what is not there must not cost a copy-up.
+    await getxattr(core, node, name);
+  }
+  await core.copyUp!.ensure(node);
+  await core.upper.removexattr(node.path, name);
+}
