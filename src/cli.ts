@@ -48,6 +48,7 @@ function daemonize(argv: string[]): void {
     stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
     env: { ...process.env, [READY_FD_ENV]: '3' },
   });
+  child.on('error', (err) => fail(`cannot start the daemon: ${err.message}`));
   let answer = '';
   const pipe = child.stdio[3] as NodeJS.ReadableStream;
   pipe.setEncoding('utf8');
@@ -64,8 +65,11 @@ function daemonize(argv: string[]): void {
 
 export function main(argv: string[]): void {
   let cmd;
+  // Defaults for every mount of this environment, as a module parameter would be for kernel
+  // overlayfs: for tools that cannot pass options (e.g. redirect_dir=off).
+  const defaults = process.env.OVSHIFT_OPTIONS ? ['-o', process.env.OVSHIFT_OPTIONS] : [];
   try {
-    cmd = parseArgs([...argv]);
+    cmd = parseArgs([...defaults, ...argv]);
   } catch (err) {
     if (err instanceof UsageError) fail(err.message, 2);
     throw err;

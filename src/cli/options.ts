@@ -79,6 +79,8 @@ Options:
   Standard mount options: rw, ro, suid, nosuid, dev, nodev, exec, noexec, atime, noatime,
   diratime, nodiratime, relatime, strictatime, lazytime, sync, async, dirsync, defaults.
   --lower DIR, --upper DIR, --work DIR, --uidmap SPEC, --gidmap SPEC: long forms of the above.
+  OVSHIFT_OPTIONS=OPTS    environment: options applied before the command line's, for
+                          tools that cannot pass any (like a kernel module parameter)
   -h, --help              this text
   -V, --version           version
 

@@ -107,12 +107,19 @@ export async function write(core: OverlayCore, h: FileHandle, offset: number, da
   return new Promise((resolve, reject) => fs.write(fd, data, 0, data.length, offset, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
-/** Clears set-user-ID, and set-group-ID where it means that (group-executable), as a write by an unprivileged caller does. */
-export async function killSuidGid(fd: number): Promise<void> {
-  const mode = fs.fstatSync(fd).mode;
+/**
+ * The mode once set-user-ID is cleared, and set-group-ID where it means that (group-
+ * executable), as a write or truncate by an unprivileged caller does; undefined if unchanged.
+ */
+export function withoutSuidGid(mode: number): number | undefined {
   let next = mode & ~0o4000;
   if (mode & 0o010) next &= ~0o2000;
-  if (next !== mode) fs.fchmodSync(fd, next & 0o7777);
+  return next === mode ? undefined : next & 0o7777;
+}
+
+export async function killSuidGid(fd: number): Promise<void> {
+  const next = withoutSuidGid(fs.fstatSync(fd).mode);
+  if (next !== undefined) fs.fchmodSync(fd, next);
 }
 
 export async function release(core: OverlayCore, h: FileHandle): Promise<void> {

@@ -6,8 +6,8 @@ import type { SetattrRequest } from '../fuse/requests';
 import { native } from '../native';
 import { UTIME_NOW, UTIME_OMIT, type TimeArg } from '../layers/upper-dir';
 import type { OverlayCore } from './core';
-import { killSuidGid } from './files';
-import { S_IFLNK, type Node } from './nodes';
+import { killSuidGid, withoutSuidGid } from './files';
+import { S_IFLNK, S_IFREG, type Node } from './nodes';
 
 const CHANGES = Fattr.MODE | Fattr.UID | Fattr.GID | Fattr.SIZE | Fattr.ATIME | Fattr.MTIME | Fattr.ATIME_NOW
   | Fattr.MTIME_NOW | Fattr.CTIME | Fattr.KILL_SUIDGID;
@@ -41,12 +41,13 @@ export async function setattr(core: OverlayCore, node: Node, req: SetattrRequest
     if (fd !== undefined) await native.ftruncate(fd, req.size);
     else await native.truncate(abs, req.size);
   }
-  if (v & Fattr.KILL_SUIDGID && !(v & Fattr.MODE)) {
-    const kfd = fd ?? fs.openSync(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-    try {
-      await killSuidGid(kfd);
-    } finally {
-      if (fd === undefined) fs.closeSync(kfd);
+  if (v & Fattr.KILL_SUIDGID && !(v & Fattr.MODE) && node.type === S_IFREG) {
+    if (fd !== undefined) await killSuidGid(fd);
+    else {
+      // By path, never by opening it: an open could block (a FIFO) or have side effects.
+      const current = await upper.stat(node.path);
+      const next = current ? withoutSuidGid(current.mode) : undefined;
+      if (next !== undefined) await upper.chmodAbs(abs, next);
     }
   }
   if (v & (Fattr.ATIME | Fattr.MTIME | Fattr.ATIME_NOW | Fattr.MTIME_NOW)) {

@@ -1,7 +1,7 @@
 import assert from 'assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
-import { AT_FDCWD, C, native, STATX_FIELDS, StatxField as F } from '../../src/native';
+import { AT_FDCWD, C, native, STATX_FIELDS, StatxField as F, unpackDirents } from '../../src/native';
 import { devMajor, devMinor, fdFlags, freshPath, mountTmpfs, onEachFilesystem, rejectsWithCode } from './fixtures';
 
 describe('native file calls', function () {
@@ -274,6 +274,71 @@ describe('native synchronous metadata calls', function () {
       assert.equal(n.getxattrSync(`${dir}/g`, 'user.none', false), -61);
     } finally {
       fsMod.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('native directory listing', function () {
+  this.timeout(10000);
+
+  it('readdir and readdirSync list names, types and inode numbers, raw bytes included', async () => {
+    const dir = fs.mkdtempSync('/tmp/ovshift-readdir-');
+    try {
+      fs.writeFileSync(`${dir}/file`, 'x');
+      fs.mkdirSync(`${dir}/sub`);
+      fs.symlinkSync('file', `${dir}/ln`);
+      const raw = Buffer.from([0x72, 0xff, 0x61]);
+      fs.writeFileSync(Buffer.concat([Buffer.from(`${dir}/`), raw]), '');
+      const expect = (list: Array<{ name: Buffer; type: number; ino: number }>) => {
+        const byName = new Map(list.map((e) => [e.name.toString('latin1'), e]));
+        assert.equal(list.length, 4, 'no . or ..');
+        assert.equal(byName.get('file')!.type, 8);
+        assert.equal(byName.get('sub')!.type, 4);
+        assert.equal(byName.get('ln')!.type, 10);
+        assert.equal(byName.get('file')!.ino, fs.statSync(`${dir}/file`).ino);
+        assert.ok(byName.has(raw.toString('latin1')));
+      };
+      expect(unpackDirents(await native.readdir(dir)));
+      const sync = native.readdirSync(dir);
+      assert.ok(Buffer.isBuffer(sync));
+      expect(unpackDirents(sync));
+      assert.equal(native.readdirSync(`${dir}/file`), -20, 'ENOTDIR as a number');
+      await rejectsWithCode(native.readdir(`${dir}/none`), 'ENOENT');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('native calling-thread twins', function () {
+  this.timeout(10000);
+
+  it('return 0 or the value, and -errno instead of throwing', () => {
+    const dir = fs.mkdtempSync('/tmp/ovshift-twins-');
+    try {
+      assert.equal(native.mknodatSync(AT_FDCWD, `${dir}/wh`, C.S_IFCHR! | 0o600, 0, 0), 0);
+      assert.ok(fs.lstatSync(`${dir}/wh`).isCharacterDevice());
+      assert.equal(native.mknodatSync(AT_FDCWD, `${dir}/wh`, C.S_IFCHR! | 0o600, 0, 0), -17, 'EEXIST');
+      fs.writeFileSync(`${dir}/a`, 'a');
+      fs.writeFileSync(`${dir}/b`, 'b');
+      assert.equal(native.renameat2Sync(AT_FDCWD, `${dir}/a`, AT_FDCWD, `${dir}/b`, C.RENAME_NOREPLACE!), -17);
+      assert.equal(native.renameat2Sync(AT_FDCWD, `${dir}/a`, AT_FDCWD, `${dir}/b`, C.RENAME_EXCHANGE!), 0);
+      assert.equal(fs.readFileSync(`${dir}/a`, 'utf8'), 'b');
+      assert.equal(native.utimensatSync(AT_FDCWD, `${dir}/a`, 5, 6, 7, 8, 0), 0);
+      const st = fs.statSync(`${dir}/a`, { bigint: true });
+      assert.equal(st.mtimeNs, 7_000_000_008n);
+      assert.equal(native.fchownatSync(AT_FDCWD, `${dir}/a`, 1234, 5678, 0), 0);
+      assert.equal(fs.statSync(`${dir}/a`).uid, 1234);
+      assert.equal(native.fchmodatSync(AT_FDCWD, `${dir}/a`, 0o640, 0), 0);
+      assert.equal(fs.statSync(`${dir}/a`).mode & 0o777, 0o640);
+      assert.equal(native.setxattrSync(`${dir}/a`, 'user.x', Buffer.from('1'), 0, false), 0);
+      const list = native.listxattrSync(`${dir}/a`, false);
+      assert.ok(Buffer.isBuffer(list) && list.toString().includes('user.x'));
+      assert.equal(native.removexattrSync(`${dir}/a`, 'user.x', false), 0);
+      assert.equal(native.removexattrSync(`${dir}/a`, 'user.x', false), -61, 'ENODATA');
+      assert.equal(native.fchownatSync(AT_FDCWD, `${dir}/none`, 0, 0, 0), -2);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -1,0 +1,131 @@
+import assert from 'assert/strict';
+import { chmodSync, chownSync, existsSync, readFileSync, writeFileSync } from 'fs';
+import { join } from 'path';
+import { connectionId } from '../../src/fuse/mount';
+import { OVSHIFT, Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
+import { run, sleep } from '../helpers/proc';
+
+async function mounted(mnt: string): Promise<boolean> {
+  return (await connectionId(mnt)) !== undefined;
+}
+
+describe('mount lifecycle', function () {
+  this.timeout(30000);
+  let s: Scratch;
+  const daemons: Daemon[] = [];
+
+  beforeEach(() => {
+    s = new Scratch();
+    writeFileSync(join(s.lower, 'file'), 'from the lower\n');
+  });
+
+  afterEach(async () => {
+    for (const d of daemons.splice(0)) await d.stop();
+    if (await mounted(s.mnt)) await run('umount', ['-l', s.mnt]);
+    s.remove();
+  });
+
+  it('returns once the mount is ready, leaving a daemon that an external umount ends', async () => {
+    const r = await run(OVSHIFT, s.args());
+    assert.equal(r.code, 0, r.stderr);
+    // Ready means usable right away, with no retry.
+    assert.equal(readFileSync(join(s.mnt, 'file'), 'utf8'), 'from the lower\n');
+    const ps = await run('pgrep', ['-f', `ovshift.*${s.mnt}$`]);
+    const pid = Number(ps.stdout.trim().split('\n')[0]);
+    assert.ok(pid > 0, 'a daemon serves the mount');
+    assert.equal((await run('umount', [s.mnt])).code, 0);
+    for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i++) await sleep(50);
+    assert.equal(existsSync(`/proc/${pid}`), false, 'the daemon exited after the umount');
+  });
+
+  it('in the foreground, unmounts cleanly on SIGTERM and on SIGINT', async () => {
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+      const d = await startDaemon(s.args(), s.mnt);
+      daemons.push(d);
+      assert.ok(await mounted(s.mnt));
+      d.child.kill(sig);
+      const { code } = await d.exited;
+      assert.equal(code, 0, `exit status after ${sig}: ${d.stderr()}`);
+      assert.equal(await mounted(s.mnt), false, `unmounted after ${sig}`);
+    }
+  });
+
+  it('exits 0 when unmounted from outside, with umount or fusermount3 -u', async () => {
+    for (const cmd of [['umount', s.mnt], ['fusermount3', '-u', s.mnt]]) {
+      const d = await startDaemon(s.args(), s.mnt);
+      daemons.push(d);
+      const r = await run(cmd[0]!, cmd.slice(1));
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal((await d.exited).code, 0, `${cmd[0]}: ${d.stderr()}`);
+    }
+  });
+
+  it('leaves a mount that umount clears when the daemon is killed with SIGKILL', async () => {
+    const d = await startDaemon(s.args(), s.mnt);
+    daemons.push(d);
+    d.child.kill('SIGKILL');
+    await d.exited;
+    const st = await run('stat', [s.mnt]);
+    assert.notEqual(st.code, 0);
+    assert.match(st.stderr, /Transport endpoint is not connected/);
+    assert.equal((await run('umount', [s.mnt])).code, 0);
+    assert.equal(await mounted(s.mnt), false);
+    // And it can be mounted again at once.
+    const again = await startDaemon(s.args(), s.mnt);
+    daemons.push(again);
+    assert.equal(readFileSync(join(s.mnt, 'file'), 'utf8'), 'from the lower\n');
+  });
+
+  it('refuses a missing mountpoint, a missing /dev/fuse, and an unprivileged caller, naming the problem', async () => {
+    const missing = await run(OVSHIFT, ['-o', `lowerdir=${s.lower}`, join(s.root, 'nowhere')]);
+    assert.equal(missing.code, 1);
+    assert.equal(missing.stderr, `ovshift: mountpoint ${join(s.root, 'nowhere')} does not exist\n`);
+
+    // A mount namespace of its own where /dev has no fuse device.
+    const nodev = await run('unshare', ['-m', '--propagation', 'private', 'sh', '-c',
+      `mount -t tmpfs none /dev && exec ${OVSHIFT} -f -o lowerdir=${s.lower} ${s.mnt}`]);
+    assert.equal(nodev.code, 1);
+    assert.match(nodev.stderr, /^ovshift: \/dev\/fuse is missing/);
+    assert.equal(nodev.stderr.split('\n').length, 2, 'one line');
+
+    // nobody may not mount on a directory it does not own, even through fusermount3.
+    chmodSync(s.root, 0o755);
+    chmodSync(s.lower, 0o755);
+    const denied = await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', OVSHIFT, '-o', `lowerdir=${s.lower}`, s.mnt]);
+    assert.equal(denied.code, 1);
+    assert.match(denied.stderr, /^ovshift: cannot mount on /);
+    assert.equal(await mounted(s.mnt), false);
+  });
+
+  it('mounts as an unprivileged user through fusermount3', async function () {
+    if ((await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'test', '-x', OVSHIFT])).code !== 0) {
+      this.skip(); // this checkout is not reachable by other users
+    }
+    chmodSync(s.root, 0o755);
+    chmodSync(s.lower, 0o755);
+    chmodSync(join(s.lower, 'file'), 0o644);
+    chownSync(s.mnt, 65534, 65534);
+    // A private /dev whose fuse device users may open (0666, as udev sets it up on most systems).
+    const script = [
+      'set -e',
+      'mount -t tmpfs -o mode=0755 none /dev',
+      'mknod -m 0666 /dev/null c 1 3; mknod -m 0666 /dev/fuse c 10 229',
+      `setpriv --reuid=65534 --regid=65534 --clear-groups ${OVSHIFT} -o lowerdir=${s.lower},ro ${s.mnt}`,
+      `setpriv --reuid=65534 --regid=65534 --clear-groups cat ${s.mnt}/file`,
+      `grep " ${s.mnt} " /proc/self/mountinfo | grep -o "fuse.ovshift.*user_id=65534"`,
+      `setpriv --reuid=65534 --regid=65534 --clear-groups fusermount3 -u ${s.mnt}`,
+      `! grep -q " ${s.mnt} " /proc/self/mountinfo`,
+    ].join('\n');
+    const r = await run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^from the lower\nfuse\.ovshift .*user_id=65534\n$/);
+  });
+
+  it('mounts inside a user namespace by its root (unshare -Urm)', async () => {
+    chmodSync(s.root, 0o755);
+    const r = await run('unshare', ['-Urm', 'sh', '-c',
+      `${OVSHIFT} -o lowerdir=${s.lower} ${s.mnt} && cat ${s.mnt}/file && stat -c %u ${s.mnt}/file && umount ${s.mnt}`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'from the lower\n0\n');
+  });
+});
