@@ -75,7 +75,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
   try {
     const lowers = layout.lowers.map((p, i) => new DirLayer(p, layout.lowers.length > 1 ? `lower layer ${i + 1} (${p})` : `lower layer (${p})`));
     const upper = upperPath ? new UpperDir(upperPath, workPath!, privateUpper ? `private ${privateUpper.kind} upper` : `upperdir (${upperPath})`) : undefined;
-    upper?.prepareWorkdir();
+    upper?.clearWorkdir();
     const xattrs = new OverlayXattrs(initialNamespaceRoot() ? TRUSTED_PREFIX : USER_PREFIX);
     const root = {
       upper: upper ? await rootAttr(upper) : undefined,

@@ -5,12 +5,12 @@
  * filesystems, where a call may wait on a server, everything goes through the thread pool.
  * File data always does.
  */
-import { close, constants as K, open, promises as fsp, read, readSync, statfsSync } from 'fs';
-import { native, unpackDirents, STATX_FIELDS, StatxField as F, type Statx } from '../native';
+import { close, constants as K, openSync, promises as fsp, read, readSync, statfsSync } from 'fs';
+import { C, native, unpackDirents, STATX_FIELDS, StatxField as F, type Statx } from '../native';
 import { errnoError, errorCode } from '../util/errno';
 import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
 
-const AT_FDCWD = -100;
+const O_CLOEXEC = C.O_CLOEXEC!;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const STATX_BASIC_STATS = 0x7ff;
 const STATX_BTIME = 0x800;
@@ -130,33 +130,40 @@ class LocalFile implements LayerFile {
 
 export { LocalFile };
 
+/** An object reached relative to a directory descriptor. */
+export interface Loc {
+  readonly fd: number;
+  readonly path: Buffer;
+}
+
 export class DirLayer implements ReadableLayer {
-  /** The root as raw bytes, joined to relative paths without re-encoding them. */
-  protected readonly rootBin: string;
+  /** The root directory, held open: every call is made relative to it, so paths inside the
+   * layer need not fit PATH_MAX together with the root's own path. */
+  readonly rootFd: number;
   /** Metadata calls on the event loop (local filesystem) rather than the thread pool. */
   readonly sync: boolean;
   private readonly statBuf = new Float64Array(STATX_FIELDS);
 
   constructor(readonly root: string, readonly label: string, opts: { sync?: boolean } = {}) {
-    this.rootBin = Buffer.from(root.replace(/\/+$/, '') || '/', 'utf8').toString('latin1');
+    this.rootFd = openSync(root, K.O_RDONLY | K.O_DIRECTORY);
     this.sync = opts.sync ?? !isRemoteFilesystem(root);
   }
 
-  /** The absolute path of a relative layer path, as bytes. */
-  abs(path: string): Buffer {
-    if (path === '') return Buffer.from(this.rootBin, 'latin1');
-    return Buffer.from(this.rootBin === '/' ? `/${path}` : `${this.rootBin}/${path}`, 'latin1');
+  /** Where a relative layer path is, for the *at() calls. */
+  loc(path: string): Loc {
+    return { fd: this.rootFd, path: Buffer.from(path === '' ? '.' : path, 'latin1') };
   }
 
   async stat(path: string): Promise<LayerAttr | null> {
+    const at = this.loc(path);
     if (this.sync) {
-      const res = native.statxSync(AT_FDCWD, this.abs(path), AT_SYMLINK_NOFOLLOW, STATX_MASK, this.statBuf);
+      const res = native.statxSync(at.fd, at.path, AT_SYMLINK_NOFOLLOW, STATX_MASK, this.statBuf);
       if (res === ENOENT || res === ENOTDIR) return null;
       if (res < 0) throw errnoError(res, 'statx', this.describe(path));
       return attrFromArray(this.statBuf);
     }
     try {
-      return attrFromStatx(await native.statx(AT_FDCWD, this.abs(path), AT_SYMLINK_NOFOLLOW, STATX_MASK));
+      return attrFromStatx(await native.statx(at.fd, at.path, AT_SYMLINK_NOFOLLOW, STATX_MASK));
     } catch (err) {
       if (isAbsent(err)) return null;
       throw err;
@@ -164,26 +171,31 @@ export class DirLayer implements ReadableLayer {
   }
 
   async readdir(path: string): Promise<LayerDirent[]> {
-    let packed: Buffer | number;
-    if (this.sync) packed = native.readdirSync(this.abs(path));
-    else packed = await native.readdir(this.abs(path));
+    const at = this.loc(path);
+    const packed = this.sync ? native.readdiratSync(at.fd, at.path) : await native.readdirat(at.fd, at.path);
     if (typeof packed === 'number') throw errnoError(packed, 'opendir', this.describe(path));
     return unpackDirents(packed).map((d) => ({ name: d.name.toString('latin1'), type: d.type, ino: d.ino }));
   }
 
   async readlink(path: string): Promise<Buffer> {
-    return fsp.readlink(this.abs(path), { encoding: 'buffer' });
+    const at = this.loc(path);
+    if (!this.sync) return native.readlinkat(at.fd, at.path);
+    const v = native.readlinkatSync(at.fd, at.path);
+    if (typeof v === 'number') throw errnoError(v, 'readlink', this.describe(path));
+    return v;
   }
 
   async getxattr(path: string, name: string): Promise<Buffer | null> {
+    const at = this.loc(path);
+    const n = Buffer.from(name, 'latin1');
     if (this.sync) {
-      const v = native.getxattrSync(this.abs(path), Buffer.from(name, 'latin1'), false);
+      const v = native.getxattratSync(at.fd, at.path, n, false);
       if (typeof v !== 'number') return v;
       if (v === ENODATA || v === EOPNOTSUPP) return null;
       throw errnoError(v, 'lgetxattr', this.describe(path));
     }
     try {
-      return await native.getxattr(this.abs(path), Buffer.from(name, 'latin1'), false);
+      return await native.getxattrat(at.fd, at.path, n, false);
     } catch (err) {
       if (isNoXattr(err)) return null;
       throw err;
@@ -191,30 +203,46 @@ export class DirLayer implements ReadableLayer {
   }
 
   async listxattr(path: string): Promise<string[]> {
-    let raw: Buffer;
+    const at = this.loc(path);
+    let raw: Buffer | number;
     try {
-      raw = await native.listxattr(this.abs(path), false);
+      raw = this.sync ? native.listxattratSync(at.fd, at.path, false) : await native.listxattrat(at.fd, at.path, false);
     } catch (err) {
       if (isNoXattr(err)) return [];
       throw err;
     }
+    if (typeof raw === 'number') {
+      if (raw === ENODATA || raw === EOPNOTSUPP) return [];
+      throw errnoError(raw, 'llistxattr', this.describe(path));
+    }
     return raw.toString('latin1').split('\0').filter((n) => n !== '');
   }
 
+  /** Opens for reading without touching the file's atime where permitted (a layer is read, not used). */
   async openRead(path: string): Promise<LayerFile> {
-    return this.open(path, K.O_RDONLY | K.O_NOFOLLOW);
+    try {
+      return await this.open(path, K.O_RDONLY | K.O_NOFOLLOW | K.O_NOATIME);
+    } catch (err) {
+      if (errorCode(err) !== 'EPERM') throw err;
+      return this.open(path, K.O_RDONLY | K.O_NOFOLLOW);
+    }
   }
 
-  /** Opens with the given flags (Node adds O_CLOEXEC). */
   async open(path: string, flags: number, mode = 0): Promise<LocalFile> {
-    const fd = await new Promise<number>((resolve, reject) => {
-      open(this.abs(path), flags, mode, (err, fd) => (err ? reject(err) : resolve(fd)));
-    });
-    return new LocalFile(fd, this.sync);
+    return new LocalFile(await this.openAt(this.loc(path), flags, mode), this.sync);
+  }
+
+  /** openat(); O_CLOEXEC always. */
+  async openAt(at: Loc, flags: number, mode = 0): Promise<number> {
+    const f = flags | O_CLOEXEC;
+    if (!this.sync) return native.openat(at.fd, at.path, f, mode);
+    const fd = native.openatSync(at.fd, at.path, f, mode);
+    if (fd < 0) throw errnoError(fd, 'open', at.path.toString());
+    return fd;
   }
 
   async statfs(): Promise<LayerStatfs> {
-    const s = await fsp.statfs(this.abs(''));
+    const s = await fsp.statfs(this.root);
     return {
       blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree,
       bsize: s.bsize, namelen: 255, frsize: s.bsize,
@@ -222,6 +250,6 @@ export class DirLayer implements ReadableLayer {
   }
 
   describe(path: string): string {
-    return Buffer.from(path === '' ? this.rootBin : `${this.rootBin}/${path}`, 'latin1').toString('utf8');
+    return path === '' ? this.root : `${this.root}/${Buffer.from(path, 'latin1').toString('utf8')}`;
   }
 }

@@ -160,6 +160,32 @@ export interface NativeAddon {
   listxattrSync(p: PathLike, follow: boolean): Buffer | number;
   removexattrSync(p: PathLike, name: PathLike, follow: boolean): number;
 
+  // Relative to a directory fd (AT_FDCWD for plain paths): layers are reached through their
+  // root's descriptor, so paths near PATH_MAX inside them still fit. xattr calls use Linux
+  // 6.13's *xattrat, or /proc/self/fd/<dirfd>/<path> on older kernels.
+  getxattrat(dirfd: number, p: PathLike, name: PathLike, follow: boolean): Promise<Buffer>;
+  getxattratSync(dirfd: number, p: PathLike, name: PathLike, follow: boolean): Buffer | number;
+  setxattrat(dirfd: number, p: PathLike, name: PathLike, value: Buffer, flags: number, follow: boolean): Promise<void>;
+  setxattratSync(dirfd: number, p: PathLike, name: PathLike, value: Buffer, flags: number, follow: boolean): number;
+  listxattrat(dirfd: number, p: PathLike, follow: boolean): Promise<Buffer>;
+  listxattratSync(dirfd: number, p: PathLike, follow: boolean): Buffer | number;
+  removexattrat(dirfd: number, p: PathLike, name: PathLike, follow: boolean): Promise<void>;
+  removexattratSync(dirfd: number, p: PathLike, name: PathLike, follow: boolean): number;
+  mkdirat(dirfd: number, p: PathLike, mode: number): Promise<void>;
+  mkdiratSync(dirfd: number, p: PathLike, mode: number): number;
+  symlinkat(target: PathLike, dirfd: number, p: PathLike): Promise<void>;
+  symlinkatSync(target: PathLike, dirfd: number, p: PathLike): number;
+  linkat(olddirfd: number, oldp: PathLike, newdirfd: number, newp: PathLike, flags: number): Promise<void>;
+  linkatSync(olddirfd: number, oldp: PathLike, newdirfd: number, newp: PathLike, flags: number): number;
+  unlinkat(dirfd: number, p: PathLike, flags: number): Promise<void>;
+  unlinkatSync(dirfd: number, p: PathLike, flags: number): number;
+  readlinkat(dirfd: number, p: PathLike): Promise<Buffer>;
+  readlinkatSync(dirfd: number, p: PathLike): Buffer | number;
+  /** Packed entries as readdir returns them. */
+  readdirat(dirfd: number, p: PathLike): Promise<Buffer>;
+  readdiratSync(dirfd: number, p: PathLike): Buffer | number;
+  openatSync(dirfd: number, p: PathLike, flags: number, mode: number): number;
+
   readonly constants: Readonly<Record<string, number>>;
 }
 

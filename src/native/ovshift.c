@@ -13,6 +13,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/falloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -749,9 +751,17 @@ static napi_value js_getxattr_sync(napi_env env, napi_callback_info info) {
  * per entry u32 ino_lo, u32 ino_hi, u16 name length, u8 d_type, the name bytes (no NUL).
  * "." and ".." are left out. Returns 0 or an errno.
  */
-static int pack_directory(const char *path, void **out, size_t *out_len) {
-  DIR *dir = opendir(path);
-  if (dir == NULL) return errno;
+static int pack_directory(int dirfd, const char *path, void **out, size_t *out_len) {
+  /* O_NOATIME where allowed: listing a layer must not change it, not even its atime. */
+  int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  DIR *dir = fdopendir(fd);
+  if (dir == NULL) {
+    int err = errno;
+    close(fd);
+    return err;
+  }
   size_t cap = 4096, len = 0;
   char *buf = malloc(cap);
   if (buf == NULL) {
@@ -798,7 +808,7 @@ static int pack_directory(const char *path, void **out, size_t *out_len) {
   return 0;
 }
 
-static void run_readdir(call_t *c) { c->err = pack_directory(c->path, &c->value, &c->value_len); }
+static void run_readdir(call_t *c) { c->err = pack_directory(AT_FDCWD, c->path, &c->value, &c->value_len); }
 
 static napi_value js_readdir(napi_env env, napi_callback_info info) {
   ASYNC_CALL("opendir", run_readdir, result_value, "p", &c->path);
@@ -814,7 +824,7 @@ static napi_value js_readdir_sync(napi_env env, napi_callback_info info) {
   }
   void *packed = NULL;
   size_t len = 0;
-  int err = pack_directory(path, &packed, &len);
+  int err = pack_directory(AT_FDCWD, path, &packed, &len);
   free(path);
   if (err != 0) return js_i64(env, -err);
   napi_value result = NULL;
@@ -830,10 +840,6 @@ static napi_value js_readdir_sync(napi_env env, napi_callback_info info) {
 
 static void run_openat(call_t *c) { RUN_SYSCALL(c, openat(c->fd, c->path, c->flags, (mode_t)c->mode)); }
 
-static napi_value js_openat(napi_env env, napi_callback_info info) {
-  ASYNC_CALL("openat", run_openat, result_number, "ipiu", &c->fd, &c->path, &c->flags, &c->mode);
-  return call_start(env, c);
-}
 
 static void run_statx(call_t *c) { RUN_SYSCALL(c, statx(c->fd, c->path, c->flags, c->mask, &c->stx)); }
 
@@ -953,14 +959,87 @@ static void read_xattr_buffer(call_t *c, xattr_read_fn read_fn) {
   }
 }
 
+/*
+ * Path xattr calls relative to a directory fd: Linux 6.13's *xattrat syscalls, or on older
+ * kernels the same call through /proc/self/fd/<dirfd>/<path>. AT_FDCWD means plain paths.
+ */
+#ifndef SYS_setxattrat
+#define SYS_setxattrat 463
+#define SYS_getxattrat 464
+#define SYS_listxattrat 465
+#define SYS_removexattrat 466
+#endif
+
+struct ovshift_xattr_args {
+  uint64_t value;
+  uint32_t size;
+  uint32_t flags;
+};
+
+/* Fills `out` with /proc/self/fd/<dirfd>/<path>; false (errno ENAMETOOLONG) if it does not fit. */
+static bool proc_fd_path(char *out, size_t len, int dirfd, const char *path) {
+  int n = snprintf(out, len, "/proc/self/fd/%d/%s", dirfd, path);
+  if (n < 0 || (size_t)n >= len) {
+    errno = ENAMETOOLONG;
+    return false;
+  }
+  return true;
+}
+
+static ssize_t xattr_get(int dirfd, const char *path, bool follow, const char *name, void *buf, size_t size) {
+  if (dirfd != AT_FDCWD) {
+    struct ovshift_xattr_args a = { (uint64_t)(uintptr_t)buf, (uint32_t)size, 0 };
+    ssize_t r = syscall(SYS_getxattrat, dirfd, path, follow ? 0 : AT_SYMLINK_NOFOLLOW, name, &a, sizeof a);
+    if (r >= 0 || errno != ENOSYS) return r;
+    char p[PATH_MAX];
+    if (!proc_fd_path(p, sizeof p, dirfd, path)) return -1;
+    return follow ? getxattr(p, name, buf, size) : lgetxattr(p, name, buf, size);
+  }
+  return follow ? getxattr(path, name, buf, size) : lgetxattr(path, name, buf, size);
+}
+
+static ssize_t xattr_list(int dirfd, const char *path, bool follow, void *buf, size_t size) {
+  if (dirfd != AT_FDCWD) {
+    ssize_t r = syscall(SYS_listxattrat, dirfd, path, follow ? 0 : AT_SYMLINK_NOFOLLOW, buf, size);
+    if (r >= 0 || errno != ENOSYS) return r;
+    char p[PATH_MAX];
+    if (!proc_fd_path(p, sizeof p, dirfd, path)) return -1;
+    return follow ? listxattr(p, buf, size) : llistxattr(p, buf, size);
+  }
+  return follow ? listxattr(path, buf, size) : llistxattr(path, buf, size);
+}
+
+static int xattr_set(int dirfd, const char *path, bool follow, const char *name, const void *value, size_t size, int flags) {
+  if (dirfd != AT_FDCWD) {
+    struct ovshift_xattr_args a = { (uint64_t)(uintptr_t)value, (uint32_t)size, (uint32_t)flags };
+    long r = syscall(SYS_setxattrat, dirfd, path, follow ? 0 : AT_SYMLINK_NOFOLLOW, name, &a, sizeof a);
+    if (r >= 0 || errno != ENOSYS) return (int)r;
+    char p[PATH_MAX];
+    if (!proc_fd_path(p, sizeof p, dirfd, path)) return -1;
+    return follow ? setxattr(p, name, value, size, flags) : lsetxattr(p, name, value, size, flags);
+  }
+  return follow ? setxattr(path, name, value, size, flags) : lsetxattr(path, name, value, size, flags);
+}
+
+static int xattr_remove(int dirfd, const char *path, bool follow, const char *name) {
+  if (dirfd != AT_FDCWD) {
+    long r = syscall(SYS_removexattrat, dirfd, path, follow ? 0 : AT_SYMLINK_NOFOLLOW, name);
+    if (r >= 0 || errno != ENOSYS) return (int)r;
+    char p[PATH_MAX];
+    if (!proc_fd_path(p, sizeof p, dirfd, path)) return -1;
+    return follow ? removexattr(p, name) : lremovexattr(p, name);
+  }
+  return follow ? removexattr(path, name) : lremovexattr(path, name);
+}
+
 static ssize_t read_path_value(const call_t *c, void *buf, size_t size) {
-  return c->follow ? getxattr(c->path, c->name, buf, size) : lgetxattr(c->path, c->name, buf, size);
+  return xattr_get(c->fd, c->path, c->follow, c->name, buf, size);
 }
 static ssize_t read_fd_value(const call_t *c, void *buf, size_t size) {
   return fgetxattr(c->fd, c->name, buf, size);
 }
 static ssize_t read_path_list(const call_t *c, void *buf, size_t size) {
-  return c->follow ? listxattr(c->path, buf, size) : llistxattr(c->path, buf, size);
+  return xattr_list(c->fd, c->path, c->follow, buf, size);
 }
 static ssize_t read_fd_list(const call_t *c, void *buf, size_t size) {
   return flistxattr(c->fd, buf, size);
@@ -972,15 +1051,13 @@ static void run_listxattr(call_t *c) { read_xattr_buffer(c, read_path_list); }
 static void run_flistxattr(call_t *c) { read_xattr_buffer(c, read_fd_list); }
 
 static void run_setxattr(call_t *c) {
-  if (c->follow) RUN_SYSCALL(c, setxattr(c->path, c->name, c->value, c->value_len, c->flags));
-  else RUN_SYSCALL(c, lsetxattr(c->path, c->name, c->value, c->value_len, c->flags));
+  RUN_SYSCALL(c, xattr_set(c->fd, c->path, c->follow, c->name, c->value, c->value_len, c->flags));
 }
 static void run_fsetxattr(call_t *c) {
   RUN_SYSCALL(c, fsetxattr(c->fd, c->name, c->value, c->value_len, c->flags));
 }
 static void run_removexattr(call_t *c) {
-  if (c->follow) RUN_SYSCALL(c, removexattr(c->path, c->name));
-  else RUN_SYSCALL(c, lremovexattr(c->path, c->name));
+  RUN_SYSCALL(c, xattr_remove(c->fd, c->path, c->follow, c->name));
 }
 static void run_fremovexattr(call_t *c) { RUN_SYSCALL(c, fremovexattr(c->fd, c->name)); }
 
@@ -991,6 +1068,7 @@ static void name_path_call(call_t *c, const char *follow_name, const char *nofol
 
 static napi_value js_getxattr(napi_env env, napi_callback_info info) {
   ASYNC_CALL("getxattr", run_getxattr, result_value, "ppb", &c->path, &c->name, &c->follow);
+  c->fd = AT_FDCWD;
   name_path_call(c, "getxattr", "lgetxattr");
   return call_start(env, c);
 }
@@ -1003,6 +1081,7 @@ static napi_value js_fgetxattr(napi_env env, napi_callback_info info) {
 DUAL_CALL(js_setxattr) {
   ASYNC_CALL("setxattr", run_setxattr, NULL, "ppvib", &c->path, &c->name, &c->value, &c->value_len,
       &c->flags, &c->follow);
+  c->fd = AT_FDCWD;
   name_path_call(c, "setxattr", "lsetxattr");
   FINISH(c);
 }
@@ -1014,6 +1093,7 @@ static napi_value js_fsetxattr(napi_env env, napi_callback_info info) {
 
 DUAL_CALL(js_listxattr) {
   ASYNC_CALL("listxattr", run_listxattr, result_value, "pb", &c->path, &c->follow);
+  c->fd = AT_FDCWD;
   name_path_call(c, "listxattr", "llistxattr");
   FINISH(c);
 }
@@ -1025,6 +1105,7 @@ static napi_value js_flistxattr(napi_env env, napi_callback_info info) {
 
 DUAL_CALL(js_removexattr) {
   ASYNC_CALL("removexattr", run_removexattr, NULL, "ppb", &c->path, &c->name, &c->follow);
+  c->fd = AT_FDCWD;
   name_path_call(c, "removexattr", "lremovexattr");
   FINISH(c);
 }
@@ -1667,6 +1748,96 @@ static napi_value js_notify_write(napi_env env, napi_callback_info info) {
  * Constants and module setup
  * ------------------------------------------------------------------------------------- */
 
+/* ---------------------------------------------------------------------------------------
+ * Calls relative to a directory fd, so a layer is reached through its root's descriptor
+ * and paths near PATH_MAX inside it still fit.
+ * ------------------------------------------------------------------------------------- */
+
+DUAL_CALL(js_getxattrat) {
+  ASYNC_CALL("getxattrat", run_getxattr, result_value, "ippb", &c->fd, &c->path, &c->name, &c->follow);
+  FINISH(c);
+}
+
+DUAL_CALL(js_setxattrat) {
+  ASYNC_CALL("setxattrat", run_setxattr, NULL, "ippvib", &c->fd, &c->path, &c->name, &c->value, &c->value_len,
+      &c->flags, &c->follow);
+  FINISH(c);
+}
+
+DUAL_CALL(js_listxattrat) {
+  ASYNC_CALL("listxattrat", run_listxattr, result_value, "ipb", &c->fd, &c->path, &c->follow);
+  FINISH(c);
+}
+
+DUAL_CALL(js_removexattrat) {
+  ASYNC_CALL("removexattrat", run_removexattr, NULL, "ippb", &c->fd, &c->path, &c->name, &c->follow);
+  FINISH(c);
+}
+
+static void run_mkdirat(call_t *c) { RUN_SYSCALL(c, mkdirat(c->fd, c->path, (mode_t)c->mode)); }
+
+DUAL_CALL(js_mkdirat) {
+  ASYNC_CALL("mkdirat", run_mkdirat, NULL, "ipu", &c->fd, &c->path, &c->mode);
+  FINISH(c);
+}
+
+static void run_symlinkat(call_t *c) { RUN_SYSCALL(c, symlinkat(c->path2, c->fd, c->path)); }
+
+/* symlinkat(target, dirfd, path) */
+DUAL_CALL(js_symlinkat) {
+  ASYNC_CALL("symlinkat", run_symlinkat, NULL, "pip", &c->path2, &c->fd, &c->path);
+  FINISH(c);
+}
+
+static void run_linkat(call_t *c) { RUN_SYSCALL(c, linkat(c->fd, c->path, c->fd2, c->path2, c->flags)); }
+
+DUAL_CALL(js_linkat) {
+  ASYNC_CALL("linkat", run_linkat, NULL, "ipipi", &c->fd, &c->path, &c->fd2, &c->path2, &c->flags);
+  FINISH(c);
+}
+
+static void run_unlinkat(call_t *c) { RUN_SYSCALL(c, unlinkat(c->fd, c->path, c->flags)); }
+
+DUAL_CALL(js_unlinkat) {
+  ASYNC_CALL("unlinkat", run_unlinkat, NULL, "ipi", &c->fd, &c->path, &c->flags);
+  FINISH(c);
+}
+
+static void run_readlinkat(call_t *c) {
+  char *buf = malloc(PATH_MAX);
+  if (buf == NULL) {
+    c->err = ENOMEM;
+    return;
+  }
+  ssize_t n;
+  do n = readlinkat(c->fd, c->path, buf, PATH_MAX);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    c->err = errno;
+    free(buf);
+    return;
+  }
+  c->value = buf;
+  c->value_len = (size_t)n;
+}
+
+DUAL_CALL(js_readlinkat) {
+  ASYNC_CALL("readlinkat", run_readlinkat, result_value, "ip", &c->fd, &c->path);
+  FINISH(c);
+}
+
+static void run_readdirat(call_t *c) { c->err = pack_directory(c->fd, c->path, &c->value, &c->value_len); }
+
+DUAL_CALL(js_readdirat) {
+  ASYNC_CALL("openat", run_readdirat, result_value, "ip", &c->fd, &c->path);
+  FINISH(c);
+}
+
+DUAL_CALL(js_openat) {
+  ASYNC_CALL("openat", run_openat, result_number, "ipiu", &c->fd, &c->path, &c->flags, &c->mode);
+  FINISH(c);
+}
+
 static napi_value make_constants(napi_env env) {
   static const struct {
     const char *name;
@@ -1753,6 +1924,27 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("getxattrSync", js_getxattr_sync),
     FN("readdir", js_readdir),
     FN("readdirSync", js_readdir_sync),
+    FN("getxattrat", js_getxattrat),
+    FN("getxattratSync", js_getxattrat_sync),
+    FN("setxattrat", js_setxattrat),
+    FN("setxattratSync", js_setxattrat_sync),
+    FN("listxattrat", js_listxattrat),
+    FN("listxattratSync", js_listxattrat_sync),
+    FN("removexattrat", js_removexattrat),
+    FN("removexattratSync", js_removexattrat_sync),
+    FN("mkdirat", js_mkdirat),
+    FN("mkdiratSync", js_mkdirat_sync),
+    FN("symlinkat", js_symlinkat),
+    FN("symlinkatSync", js_symlinkat_sync),
+    FN("linkat", js_linkat),
+    FN("linkatSync", js_linkat_sync),
+    FN("unlinkat", js_unlinkat),
+    FN("unlinkatSync", js_unlinkat_sync),
+    FN("readlinkat", js_readlinkat),
+    FN("readlinkatSync", js_readlinkat_sync),
+    FN("readdirat", js_readdirat),
+    FN("readdiratSync", js_readdirat_sync),
+    FN("openatSync", js_openat_sync),
     FN("mknodatSync", js_mknodat_sync),
     FN("renameat2Sync", js_renameat2_sync),
     FN("utimensatSync", js_utimensat_sync),

@@ -7,6 +7,7 @@ import createDebug from 'debug';
 import * as fs from 'fs';
 import { native } from '../native';
 import type { LayerAttr, ReadableLayer } from '../layers/types';
+import type { Loc } from '../layers/dir-layer';
 import type { UpperDir } from '../layers/upper-dir';
 import { errnoError, errorCode } from '../util/errno';
 import { isPrivateXattr, type OverlayXattrs } from './format';
@@ -58,14 +59,18 @@ export class CopyUp {
       // The lower object went away or was replaced since it was looked up.
       throw errnoError(-116, 'copy-up', node.path);
     }
-    const temp = this.upper.tempPath();
+    const temp = this.upper.temp();
     const path = node.path;
-    log('copy-up %s (%s %s) via %s', path, layer.label, source.path, temp.toString());
+    log('copy-up %s (%s %s) via %s', path, layer.label, source.path, temp.path.toString());
+    const parentPath = node.parent!.path;
+    const parentBefore = await this.upper.stat(parentPath);
     try {
       await this.build(temp, layer, source.path, attr, node, opts);
-      await this.upper.renameAbs(temp, this.upper.abs(path));
+      await this.upper.rename(temp, this.upper.loc(path));
+      // A copy-up is not a change of the directory: keep its times as they were.
+      if (parentBefore) await this.upper.utimens(this.upper.loc(parentPath), parentBefore.atime, parentBefore.mtime);
     } catch (err) {
-      await this.upper.removeTreeAbs(temp).catch(() => undefined);
+      await this.upper.removeTemp(temp).catch(() => undefined);
       log('copy-up of %s failed: %s', path, (err as Error).message);
       throw err;
     }
@@ -74,35 +79,36 @@ export class CopyUp {
     this.nodes.setUpper(node, copied.identity);
   }
 
-  private async build(temp: Buffer, layer: ReadableLayer, from: string, attr: LayerAttr, node: Node, opts: CopyUpOptions): Promise<void> {
+  private async build(temp: Loc, layer: ReadableLayer, from: string, attr: LayerAttr, node: Node, opts: CopyUpOptions): Promise<void> {
     const type = attr.mode & S_IFMT;
     const mode = attr.mode & 0o7777;
     switch (type) {
       case S_IFDIR:
-        await this.upper.mkdirAbs(temp, 0o700);
+        await this.upper.mkdir(temp, 0o700);
         break;
       case S_IFREG:
         await this.copyFile(temp, layer, from, attr, opts.truncate === true);
         break;
       case S_IFLNK:
-        await this.upper.symlinkAbs(await layer.readlink(from), temp);
+        await this.upper.symlink(await layer.readlink(from), temp);
         break;
       default:
-        await this.upper.mknodAbs(temp, type | 0o600, attr.rdevMajor, attr.rdevMinor);
+        await this.upper.mknod(temp, type | 0o600, attr.rdevMajor, attr.rdevMinor);
     }
     await this.copyXattrs(temp, layer, from);
-    await this.upper.chownAbs(temp, attr.uid, attr.gid);
+    await this.upper.chown(temp, attr.uid, attr.gid);
     // After chown, which clears set-id bits.
-    if (type !== S_IFLNK) await this.upper.chmodAbs(temp, mode);
-    if (type !== S_IFDIR) await this.upper.setxattrAbs(temp, this.xattrs.origin, Buffer.from(String(node.ino))).catch((err) => {
+    if (type !== S_IFLNK) await this.upper.chmod(temp, mode);
+    // The copy keeps showing the inode number of the object it came from.
+    await this.upper.setxattr(temp, this.xattrs.origin, Buffer.from(String(node.ino))).catch((err) => {
       if (!isUnsupported(err)) throw err;
     });
     // Last: everything above changes the times.
-    await this.upper.utimensAbs(temp, attr.atime, attr.mtime);
+    await this.upper.utimens(temp, attr.atime, attr.mtime);
   }
 
-  private async copyFile(temp: Buffer, layer: ReadableLayer, from: string, attr: LayerAttr, truncate: boolean): Promise<void> {
-    const out = await this.upper.openAbs(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  private async copyFile(temp: Loc, layer: ReadableLayer, from: string, attr: LayerAttr, truncate: boolean): Promise<void> {
+    const out = await this.upper.openAt(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
     try {
       if (truncate || attr.size === 0) return;
       const src = await layer.openRead(from);
@@ -157,13 +163,13 @@ export class CopyUp {
    * on a ramfs upper) are skipped, except POSIX ACLs: losing one would change who may access
    * the file, so that fails the copy-up as kernel overlayfs does.
    */
-  private async copyXattrs(temp: Buffer, layer: ReadableLayer, from: string): Promise<void> {
+  private async copyXattrs(temp: Loc, layer: ReadableLayer, from: string): Promise<void> {
     for (const name of await layer.listxattr(from)) {
       if (isPrivateXattr(name)) continue;
       const value = await layer.getxattr(from, name);
       if (value === null) continue;
       try {
-        await this.upper.setxattrAbs(temp, name, value);
+        await this.upper.setxattr(temp, name, value);
       } catch (err) {
         if (!isUnsupported(err) || ACL_XATTRS.has(name)) throw err;
         log('skipping xattr %s of %s: the upper cannot store it (%s)', name, from, errorCode(err));

@@ -14,6 +14,7 @@ import type { Node } from './nodes';
 const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, O_DIRECT } = fs.constants;
 /** Flags that were for open(2) itself and must not be replayed on the layer file. */
 const OPEN_ONLY_FLAGS = O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_DIRECT;
+const AT_FDCWD = -100;
 /** Below this, reads and writes on a local upper skip the thread pool. */
 const SMALL_IO = 128 * 1024;
 
@@ -31,9 +32,9 @@ async function upperFd(core: OverlayCore, h: FileHandle, write: boolean): Promis
   if (node.unlinked) {
     const existing = h.upperFd ?? sibling(core, node);
     if (existing === undefined) throw new FuseError('ESTALE');
-    fd = await core.upper.openAbs(Buffer.from(`/proc/self/fd/${existing}`), flags | access);
+    fd = await core.upper.openAt({ fd: AT_FDCWD, path: Buffer.from(`/proc/self/fd/${existing}`) }, flags | access);
   } else {
-    fd = await core.upper.openAbs(core.upper.abs(node.path), flags | access | fs.constants.O_NOFOLLOW);
+    fd = await core.upper.openAt(core.upper.loc(node.path), flags | access | fs.constants.O_NOFOLLOW);
   }
   if (h.upperFd !== undefined) fs.closeSync(h.upperFd);
   h.upperFd = fd;

@@ -10,6 +10,7 @@ const S_IFMT = 0o170000;
 const S_IFCHR = 0o020000;
 
 export const WHITEOUT_PREFIX = '.wh.';
+const NAME_MAX = 255;
 export const OPAQUE_MARKER = '.wh..wh..opq';
 export const TRUSTED_PREFIX = 'trusted.overlay.';
 export const USER_PREFIX = 'user.overlay.';
@@ -44,6 +45,8 @@ export function isPrivateName(name: string): boolean {
 
 /** Does the layer mark `name` in `dir` as deleted (a 0/0 device, or a `.wh.` file)? */
 export async function whiteoutFile(layer: ReadableLayer, dir: string, name: string): Promise<boolean> {
+  // Names too long to carry the prefix cannot have such a whiteout.
+  if (Buffer.byteLength(name, 'latin1') + WHITEOUT_PREFIX.length > NAME_MAX) return false;
   return (await layer.stat(childPath(dir, WHITEOUT_PREFIX + name))) !== null;
 }
 

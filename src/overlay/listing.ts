@@ -12,7 +12,6 @@ import type { Layers } from './resolve';
 
 const DT_CHR = 2;
 const DT_DIR = 4;
-const DT_REG = 8;
 
 interface LayerListing {
   layer: ReadableLayer;
@@ -76,7 +75,7 @@ export async function mergedListing(layers: Layers, xattrs: OverlayXattrs, inode
 }
 
 async function entryIno(src: LayerListing, e: LayerDirent, xattrs: OverlayXattrs, inodes: InodeNumbers): Promise<number> {
-  if (src.upper && e.type === DT_REG) {
+  if (src.upper) {
     // A copied-up file shows the inode number of the lower file it came from.
     const origin = await src.layer.getxattr(childPath(src.path, e.name), xattrs.origin);
     const n = origin ? Number(origin.toString('latin1')) : NaN;

@@ -4,6 +4,7 @@
  */
 import createDebug from 'debug';
 import { FuseError } from '../fuse/errors';
+import type { Loc } from '../layers/dir-layer';
 import type { LayerAttr } from '../layers/types';
 import { errorCode } from '../util/errno';
 import { OverlayCore } from './core';
@@ -25,8 +26,8 @@ export interface NewObject {
   mode: number;
   uid: number;
   gid: number;
-  /** Makes the object at `abs` (the final place, or a temp in the work dir). */
-  make(abs: Buffer): Promise<void>;
+  /** Makes the object at `at` (the final place, or a temp in the work dir). */
+  make(at: Loc): Promise<void>;
 }
 
 /**
@@ -48,20 +49,20 @@ export async function createObject(core: OverlayCore, parent: Node, name: string
   const overWhiteout = res.reason === 'whiteout';
   if (!overWhiteout) {
     // In place: the upper filesystem applies set-group-ID inheritance itself.
-    await obj.make(upper.abs(path));
-    await upper.chown(path, obj.uid, gid);
+    await obj.make(upper.loc(path));
+    await upper.chown(upper.loc(path), obj.uid, gid);
   } else {
-    const temp = upper.tempPath();
+    const temp = upper.temp();
     try {
       await obj.make(temp);
-      await upper.chownAbs(temp, obj.uid, gid);
+      await upper.chown(temp, obj.uid, gid);
       if (isDir) {
-        if (inheritGroup) await upper.chmodAbs(temp, (obj.mode & 0o7777) | S_ISGID);
+        if (inheritGroup) await upper.chmod(temp, (obj.mode & 0o7777) | S_ISGID);
         await setOpaque(upper, temp, core.opts.xattrs);
       }
       await replaceWhiteout(upper, temp, path, isDir);
     } catch (err) {
-      await upper.removeTreeAbs(temp).catch(() => undefined);
+      await upper.removeTemp(temp).catch(() => undefined);
       throw err;
     }
   }
@@ -80,11 +81,11 @@ export async function link(core: OverlayCore, node: Node, parent: Node, name: st
   await core.copyUp!.ensure(parent);
   const path = parent.childPath(name);
   if (res.reason === 'whiteout') {
-    const temp = upper.tempPath();
-    await upper.linkAbs(upper.abs(node.path), temp);
+    const temp = upper.temp();
+    await upper.link(upper.loc(node.path), temp);
     await replaceWhiteout(upper, temp, path, false);
   } else {
-    await upper.link(node.path, path);
+    await upper.link(upper.loc(node.path), upper.loc(path));
   }
   core.nodes.bind(parent, name, node);
   const attr = await upper.stat(path);
@@ -160,7 +161,7 @@ export async function rename(core: OverlayCore, a: RenameArgs): Promise<void> {
   const newShadowed = await lowerShadows(core.layers, a.to, a.newName);
 
   if (exchange) {
-    await upper.rename(oldPath, newPath, RENAME_EXCHANGE);
+    await upper.rename(upper.loc(oldPath), upper.loc(newPath), RENAME_EXCHANGE);
     await makeOpaqueIfCovering(core, dst!.node, oldPath, oldShadowed);
     await makeOpaqueIfCovering(core, src.node, newPath, newShadowed);
     swapNames(a, src.node, dst!.node);
@@ -168,33 +169,35 @@ export async function rename(core: OverlayCore, a: RenameArgs): Promise<void> {
   }
 
   const dstUpper = await upper.stat(newPath);
-  let replacedDir: Buffer | undefined;
+  let replacedDir: Loc | undefined;
   if (dstUpper && isDirMode(dstUpper.mode)) {
     // The directory replaced may still hold whiteouts; move it aside and delete it after.
-    replacedDir = upper.tempPath();
-    await upper.renameAbs(upper.abs(newPath), replacedDir);
+    replacedDir = upper.temp();
+    await upper.rename(upper.loc(newPath), replacedDir);
   }
   if (src.node.isDir && dstUpper && !isDirMode(dstUpper.mode)) {
     // Only a whiteout can be there (dst was negative): swap the directory in.
-    await upper.rename(oldPath, newPath, RENAME_EXCHANGE);
-    if (!oldShadowed) await upper.unlink(oldPath);
+    await upper.rename(upper.loc(oldPath), upper.loc(newPath), RENAME_EXCHANGE);
+    if (!oldShadowed) await upper.unlink(upper.loc(oldPath));
   } else {
     await renameLeavingWhiteout(core, oldPath, newPath, oldShadowed);
   }
   await clearWhiteoutFile(upper, newPath);
   await makeOpaqueIfCovering(core, src.node, newPath, newShadowed);
-  if (replacedDir) await upper.removeTreeAbs(replacedDir);
+  if (replacedDir) await upper.removeTemp(replacedDir);
   core.nodes.move(src.node, a.from, a.oldName, a.to, a.newName);
 }
 
 async function renameLeavingWhiteout(core: OverlayCore, oldPath: string, newPath: string, whiteout: boolean): Promise<void> {
   const upper = core.upper;
-  if (!whiteout) return upper.rename(oldPath, newPath);
+  const from = upper.loc(oldPath);
+  const to = upper.loc(newPath);
+  if (!whiteout) return upper.rename(from, to);
   try {
-    await upper.rename(oldPath, newPath, RENAME_WHITEOUT);
+    await upper.rename(from, to, RENAME_WHITEOUT);
   } catch (err) {
     if (!['EINVAL', 'EOPNOTSUPP', 'ENOTSUP'].includes(errorCode(err) ?? '')) throw err;
-    await upper.rename(oldPath, newPath);
+    await upper.rename(from, to);
     await makeWhiteout(upper, oldPath);
   }
 }
@@ -203,13 +206,13 @@ async function renameLeavingWhiteout(core: OverlayCore, oldPath: string, newPath
 async function setRedirect(core: OverlayCore, node: Node): Promise<void> {
   const target = `/${node.lowers[0]!.path}`;
   log('redirect %s -> %s', node.path, target);
-  await core.upper.setxattr(node.path, core.opts.xattrs.redirect, Buffer.from(target, 'latin1'));
+  await core.upper.setxattr(core.upper.loc(node.path), core.opts.xattrs.redirect, Buffer.from(target, 'latin1'));
 }
 
 /** A pure upper directory moved over lower contents must not merge with them. */
 async function makeOpaqueIfCovering(core: OverlayCore, node: Node, path: string, lowerThere: boolean): Promise<void> {
   if (!node.isDir || node.lowers.length > 0 || !lowerThere || node.opaque) return;
-  await setOpaque(core.upper, core.upper.abs(path), core.opts.xattrs);
+  await setOpaque(core.upper, core.upper.loc(path), core.opts.xattrs);
   node.opaque = true;
 }
 

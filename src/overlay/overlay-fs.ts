@@ -100,7 +100,7 @@ export class OverlayFs implements FuseHandler {
     const minor = (req.rdev & 0xff) | ((req.rdev >>> 12) & 0xfff00);
     const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
       mode: req.mode, uid: req.uid, gid: req.gid,
-      make: (abs) => upper.mknodAbs(abs, req.mode, major, minor),
+      make: (at) => upper.mknod(at, req.mode, major, minor),
     });
     return this.reply(node, attr);
   }
@@ -112,7 +112,7 @@ export class OverlayFs implements FuseHandler {
     const mode = S_IFDIR | (req.mode & 0o7777);
     const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
       mode, uid: req.uid, gid: req.gid,
-      make: (abs) => upper.mkdirAbs(abs, mode & 0o7777),
+      make: (at) => upper.mkdir(at, mode & 0o7777),
     });
     return this.reply(node, attr);
   }
@@ -123,7 +123,7 @@ export class OverlayFs implements FuseHandler {
     const upper = this.core.upper;
     const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
       mode: S_IFLNK | 0o777, uid: req.uid, gid: req.gid,
-      make: (abs) => upper.symlinkAbs(req.target, abs),
+      make: (at) => upper.symlink(req.target, at),
     });
     return this.reply(node, attr);
   }
@@ -137,8 +137,8 @@ export class OverlayFs implements FuseHandler {
     const access = req.flags & O_ACCMODE;
     const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
       mode, uid: req.uid, gid: req.gid,
-      make: async (abs) => {
-        fd = await upper.openAbs(abs, files.layerOpenFlags(req.flags) | access | fs.constants.O_CREAT | fs.constants.O_EXCL, mode & 0o7777);
+      make: async (at) => {
+        fd = await upper.openAt(at, files.layerOpenFlags(req.flags) | access | fs.constants.O_CREAT | fs.constants.O_EXCL, mode & 0o7777);
       },
     });
     const h = this.core.files.allocate((id) => new FileHandle(id, node, req.flags));
@@ -248,7 +248,7 @@ export class OverlayFs implements FuseHandler {
 
   async fsyncdir(req: FsyncRequest): Promise<void> {
     const node = this.core.dirNode(req.nodeid);
-    if (node.inUpper) await this.core.upper.fsyncPath(node.path);
+    if (node.inUpper) await this.core.upper.fsyncDir(this.core.upper.loc(node.path));
   }
 
   async access(_req: AccessRequest): Promise<void> {}

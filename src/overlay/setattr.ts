@@ -25,21 +25,21 @@ export async function setattr(core: OverlayCore, node: Node, req: SetattrRequest
   const upper = core.upper;
   await core.copyUp!.ensure(node, { truncate: (v & Fattr.SIZE) !== 0 && req.size === 0n && !node.isDir });
   if (node.unlinked && fd === undefined) throw new FuseError('ESTALE');
-  const abs = upper.abs(node.path);
+  const at = upper.loc(node.path);
   if (v & (Fattr.UID | Fattr.GID)) {
     const uid = v & Fattr.UID ? req.newUid : -1;
     const gid = v & Fattr.GID ? req.newGid : -1;
     if (fd !== undefined) fs.fchownSync(fd, uid, gid);
-    else await upper.chownAbs(abs, uid, gid);
+    else await upper.chown(at, uid, gid);
   }
   if (v & Fattr.MODE && node.type !== S_IFLNK) {
     if (fd !== undefined) fs.fchmodSync(fd, req.mode & 0o7777);
-    else await upper.chmodAbs(abs, req.mode & 0o7777);
+    else await upper.chmod(at, req.mode & 0o7777);
   }
   if (v & Fattr.SIZE) {
     if (node.isDir) throw new FuseError('EISDIR');
     if (fd !== undefined) await native.ftruncate(fd, req.size);
-    else await native.truncate(abs, req.size);
+    else await upper.truncate(at, req.size);
   }
   if (v & Fattr.KILL_SUIDGID && !(v & Fattr.MODE) && node.type === S_IFREG) {
     if (fd !== undefined) await killSuidGid(fd);
@@ -47,13 +47,13 @@ export async function setattr(core: OverlayCore, node: Node, req: SetattrRequest
       // By path, never by opening it: an open could block (a FIFO) or have side effects.
       const current = await upper.stat(node.path);
       const next = current ? withoutSuidGid(current.mode) : undefined;
-      if (next !== undefined) await upper.chmodAbs(abs, next);
+      if (next !== undefined) await upper.chmod(at, next);
     }
   }
   if (v & (Fattr.ATIME | Fattr.MTIME | Fattr.ATIME_NOW | Fattr.MTIME_NOW)) {
     const atime = timeArg(v, Fattr.ATIME, Fattr.ATIME_NOW, req.atime);
     const mtime = timeArg(v, Fattr.MTIME, Fattr.MTIME_NOW, req.mtime);
     if (fd !== undefined) await native.futimens(fd, atime.sec, atime.nsec, mtime.sec, mtime.nsec);
-    else await upper.utimensAbs(abs, atime, mtime);
+    else await upper.utimens(at, atime, mtime);
   }
 }

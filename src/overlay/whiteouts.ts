@@ -3,6 +3,7 @@
  * for directories that must not merge, and atomic replacement of a whiteout by a new object.
  */
 import { errorCode } from '../util/errno';
+import type { Loc } from '../layers/dir-layer';
 import type { UpperDir } from '../layers/upper-dir';
 import { childPath, parentPath, baseName } from '../layers/types';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, type OverlayXattrs } from './format';
@@ -24,16 +25,16 @@ export function whiteoutFilePath(path: string): string {
 /** Marks `path` deleted: a 0/0 character device, or a `.wh.` file where devices cannot be made. */
 export async function makeWhiteout(upper: UpperDir, path: string): Promise<void> {
   try {
-    await upper.mknod(path, S_IFCHR, 0, 0);
+    await upper.mknod(upper.loc(path), S_IFCHR, 0, 0);
   } catch (err) {
     if (!cannotHold(err)) throw err;
-    await upper.mknod(whiteoutFilePath(path), S_IFREG | 0o600, 0, 0);
+    await upper.mknod(upper.loc(whiteoutFilePath(path)), S_IFREG | 0o600, 0, 0);
   }
 }
 
 /** Removes a stale `.wh.` file for `path`, if there is one. */
 export async function clearWhiteoutFile(upper: UpperDir, path: string): Promise<void> {
-  await upper.unlink(whiteoutFilePath(path)).catch((err) => {
+  await upper.unlink(upper.loc(whiteoutFilePath(path))).catch((err) => {
     if (errorCode(err) !== 'ENOENT') throw err;
   });
 }
@@ -43,27 +44,27 @@ export async function clearWhiteoutFile(upper: UpperDir, path: string): Promise<
  * (RENAME_WHITEOUT), so the lower object below never shows; then deletes what was moved.
  */
 export async function removeLeavingWhiteout(upper: UpperDir, path: string): Promise<void> {
-  const temp = upper.tempPath();
+  const temp = upper.temp();
   try {
-    await upper.renameAbs(upper.abs(path), temp, RENAME_WHITEOUT);
+    await upper.rename(upper.loc(path), temp, RENAME_WHITEOUT);
   } catch (err) {
     if (!cannotHold(err)) throw err;
-    await upper.renameAbs(upper.abs(path), temp);
+    await upper.rename(upper.loc(path), temp);
     await makeWhiteout(upper, path);
   }
-  await upper.removeTreeAbs(temp);
+  await upper.removeTemp(temp);
 }
 
 /** Removes the upper object at `path` (a directory may still hold whiteouts). */
 export async function removeUpper(upper: UpperDir, path: string, isDir: boolean): Promise<void> {
-  if (!isDir) return upper.unlink(path);
+  if (!isDir) return upper.unlink(upper.loc(path));
   try {
-    await upper.rmdir(path);
+    await upper.rmdir(upper.loc(path));
   } catch (err) {
     if (errorCode(err) !== 'ENOTEMPTY' && errorCode(err) !== 'EEXIST') throw err;
-    const temp = upper.tempPath();
-    await upper.renameAbs(upper.abs(path), temp);
-    await upper.removeTreeAbs(temp);
+    const temp = upper.temp();
+    await upper.rename(upper.loc(path), temp);
+    await upper.removeTemp(temp);
   }
 }
 
@@ -72,23 +73,23 @@ export async function removeUpper(upper: UpperDir, path: string, isDir: boolean)
  * step: a non-directory replaces a whiteout device; a directory is exchanged with it, and the
  * whiteout, now at `temp`, deleted. A `.wh.` whiteout file is removed afterwards.
  */
-export async function replaceWhiteout(upper: UpperDir, temp: Buffer, path: string, isDir: boolean): Promise<void> {
+export async function replaceWhiteout(upper: UpperDir, temp: Loc, path: string, isDir: boolean): Promise<void> {
   const deviceThere = (await upper.stat(path)) !== null;
   if (isDir && deviceThere) {
-    await upper.renameAbs(temp, upper.abs(path), RENAME_EXCHANGE);
-    await upper.unlinkAbs(temp);
+    await upper.rename(temp, upper.loc(path), RENAME_EXCHANGE);
+    await upper.unlink(temp);
   } else {
-    await upper.renameAbs(temp, upper.abs(path));
+    await upper.rename(temp, upper.loc(path));
   }
   await clearWhiteoutFile(upper, path);
 }
 
-/** Makes the upper directory at `abs` opaque: lower directories are not merged below it. */
-export async function setOpaque(upper: UpperDir, abs: Buffer, xattrs: OverlayXattrs): Promise<void> {
+/** Makes the upper directory at `at` opaque: lower directories are not merged below it. */
+export async function setOpaque(upper: UpperDir, at: Loc, xattrs: OverlayXattrs): Promise<void> {
   try {
-    await upper.setxattrAbs(abs, xattrs.opaque, Buffer.from('y'));
+    await upper.setxattr(at, xattrs.opaque, Buffer.from('y'));
   } catch (err) {
     if (!cannotHold(err)) throw err;
-    await upper.mknodAbs(Buffer.concat([abs, Buffer.from(`/${OPAQUE_MARKER}`)]), S_IFREG | 0o600, 0, 0);
+    await upper.mknod({ fd: at.fd, path: Buffer.concat([at.path, Buffer.from(`/${OPAQUE_MARKER}`)]) }, S_IFREG | 0o600, 0, 0);
   }
 }

@@ -31,7 +31,7 @@ export async function listxattr(core: OverlayCore, node: Node): Promise<Buffer> 
 export async function setxattr(core: OverlayCore, node: Node, name: string, value: Buffer, flags: number): Promise<void> {
   if (isPrivateXattr(name)) throw new FuseError('EPERM');
   await core.copyUp!.ensure(node);
-  await core.upper.setxattr(node.path, name, value, flags);
+  await core.upper.setxattr(core.upper.loc(node.path), name, value, flags);
 }
 
 export async function removexattr(core: OverlayCore, node: Node, name: string): Promise<void> {
@@ -41,5 +41,5 @@ export async function removexattr(core: OverlayCore, node: Node, name: string): 
     await getxattr(core, node, name);
   }
   await core.copyUp!.ensure(node);
-  await core.upper.removexattr(node.path, name);
+  await core.upper.removexattr(core.upper.loc(node.path), name);
 }

@@ -3,7 +3,7 @@
  * removed in `stop()` even when the daemon hangs (abort through fusectl, lazy unmount).
  */
 import { spawn, type ChildProcess } from 'child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join, resolve } from 'path';
 import { abortConnection, connectionId } from '../../src/fuse/mount';
@@ -86,6 +86,8 @@ export class Scratch {
 
   constructor(prefix = 'ovshift-test-') {
     this.root = mkdtempSync(join(tmpdir(), prefix));
+    // Reachable by the unprivileged callers tests switch to.
+    chmodSync(this.root, 0o755);
     this.lower = this.dir('lower');
     this.upper = this.dir('upper');
     this.work = this.dir('work');

@@ -24,6 +24,8 @@ export function run(cmd: string, args: string[], opts: SpawnOptions & { timeoutM
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
     });
+    // A child that exits without reading its input must not fail the run with EPIPE.
+    child.stdin!.on('error', () => undefined);
     child.stdin!.end(opts.input ?? '');
   });
 }

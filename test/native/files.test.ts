@@ -342,3 +342,51 @@ describe('native calling-thread twins', function () {
     }
   });
 });
+
+describe('native calls relative to a directory fd', function () {
+  this.timeout(10000);
+
+  it('reach objects through a root descriptor, for paths longer than PATH_MAX from /', async () => {
+    const base = fs.mkdtempSync('/tmp/ovshift-at-');
+    const rootFd = fs.openSync(base, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    try {
+      // Nested so that base + relative exceeds PATH_MAX while the relative path alone fits.
+      const parts: string[] = [];
+      for (let i = 0; i < 16; i++) parts.push(String(i).padStart(3, '0') + 'd'.repeat(251));
+      const rel = parts.join('/');
+      let at = '';
+      for (const p of parts) {
+        at = at ? `${at}/${p}` : p;
+        assert.equal(native.mkdiratSync(rootFd, at, 0o755), 0);
+      }
+      assert.ok(base.length + 1 + rel.length > 4096 && rel.length < 4096);
+      const f = `${rel}/f`;
+      const fd = native.openatSync(rootFd, f, fs.constants.O_CREAT | fs.constants.O_WRONLY, 0o644);
+      assert.ok(fd >= 0);
+      fs.writeSync(fd, 'deep');
+      fs.closeSync(fd);
+      assert.equal(native.setxattratSync(rootFd, f, 'user.k', Buffer.from('v'), 0, false), 0);
+      const v = native.getxattratSync(rootFd, f, 'user.k', false);
+      assert.ok(Buffer.isBuffer(v) && v.toString() === 'v');
+      assert.equal((await native.getxattrat(rootFd, f, 'user.k', false)).toString(), 'v');
+      const list = native.listxattratSync(rootFd, f, false);
+      assert.ok(Buffer.isBuffer(list) && list.toString().includes('user.k'));
+      assert.equal(native.removexattratSync(rootFd, f, 'user.k', false), 0);
+      assert.equal(native.getxattratSync(rootFd, f, 'user.k', false), -61);
+      assert.equal(native.symlinkatSync('f', rootFd, `${rel}/ln`), 0);
+      const target = native.readlinkatSync(rootFd, `${rel}/ln`);
+      assert.ok(Buffer.isBuffer(target) && target.toString() === 'f');
+      assert.equal((await native.readlinkat(rootFd, `${rel}/ln`)).toString(), 'f');
+      assert.equal(native.linkatSync(rootFd, f, rootFd, `${rel}/hard`, 0), 0);
+      const listing = native.readdiratSync(rootFd, rel);
+      assert.ok(Buffer.isBuffer(listing));
+      assert.deepEqual(unpackDirents(listing).map((e) => e.name.toString()).sort(), ['f', 'hard', 'ln']);
+      for (const n of ['ln', 'hard', 'f']) assert.equal(native.unlinkatSync(rootFd, `${rel}/${n}`, 0), 0);
+      assert.equal(native.unlinkatSync(rootFd, rel, C.AT_REMOVEDIR!), 0);
+      assert.equal(native.unlinkatSync(rootFd, `${rel}/nothing`, 0), -2);
+    } finally {
+      fs.closeSync(rootFd);
+      fs.rmSync(base, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,205 @@
+import assert from 'assert/strict';
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import { join } from 'path';
+import { Scratch, type Daemon } from '../helpers/ovshift';
+import { python, run } from '../helpers/proc';
+import { ls, makeTree, read } from '../helpers/tree';
+
+const RENAME2 = `
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+flags = {'noreplace': 1, 'exchange': 2, 'whiteout': 4}[sys.argv[3]]
+r = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), flags)
+print('ok' if r == 0 else os.strerror(ctypes.get_errno()))
+`;
+
+describe('overlay: names, links, special files and file operations', function () {
+  this.timeout(30000);
+  let s: Scratch;
+  let d: Daemon | undefined;
+
+  beforeEach(() => {
+    s = new Scratch();
+  });
+
+  afterEach(async () => {
+    await d?.stop();
+    d = undefined;
+    s.remove();
+  });
+
+  it('renames files over lower and upper files, leaving whiteouts where lower names must stay hidden', async () => {
+    makeTree(s.lower, { a: 'A', b: 'B', sub: { dir: true } });
+    d = await s.mount();
+    fs.renameSync(join(s.mnt, 'a'), join(s.mnt, 'b'));
+    assert.deepEqual(ls(s.mnt), ['b', 'sub']);
+    assert.equal(read(join(s.mnt, 'b')), 'A');
+    fs.renameSync(join(s.mnt, 'b'), join(s.mnt, 'sub/c'));
+    assert.deepEqual(ls(s.mnt), ['sub']);
+    assert.equal(read(join(s.mnt, 'sub/c')), 'A');
+    assert.ok(fs.lstatSync(join(s.upper, 'a')).isCharacterDevice(), 'whiteout for the lower a');
+    assert.ok(fs.lstatSync(join(s.upper, 'b')).isCharacterDevice(), 'whiteout for the lower b');
+    assert.deepEqual(ls(s.lower), ['a', 'b', 'sub']);
+  });
+
+  it('renames directories with lower parts through a redirect, in kernel overlayfs format', async () => {
+    makeTree(s.lower, { 'd1/f': '1', 'd1/sub/g': '2', 'other/x': 'x' });
+    d = await s.mount();
+    fs.renameSync(join(s.mnt, 'd1'), join(s.mnt, 'moved'));
+    fs.renameSync(join(s.mnt, 'moved'), join(s.mnt, 'other/deeper'));
+    assert.deepEqual(ls(s.mnt), ['other']);
+    assert.deepEqual(ls(join(s.mnt, 'other/deeper')), ['f', 'sub']);
+    assert.equal(read(join(s.mnt, 'other/deeper/sub/g')), '2');
+    const redirect = execFileSync('getfattr', ['--absolute-names', '--only-values', '-n', 'trusted.overlay.redirect', join(s.upper, 'other/deeper')], { encoding: 'utf8' });
+    assert.equal(redirect, '/d1');
+    await d.stop();
+    // The same upper, read by kernel overlayfs.
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${s.lower},upperdir=${s.upper},workdir=${s.work},redirect_dir=on`, s.mnt]);
+    try {
+      assert.deepEqual(ls(s.mnt), ['other']);
+      assert.deepEqual(ls(join(s.mnt, 'other/deeper')), ['f', 'sub']);
+      assert.equal(read(join(s.mnt, 'other/deeper/f')), '1');
+    } finally {
+      execFileSync('umount', [s.mnt]);
+    }
+  });
+
+  it('answers EXDEV for such renames with redirect_dir=off', async () => {
+    makeTree(s.lower, { 'd1/f': '1' });
+    d = await s.mount('redirect_dir=off');
+    assert.throws(() => fs.renameSync(join(s.mnt, 'd1'), join(s.mnt, 'd2')), { code: 'EXDEV' });
+    fs.mkdirSync(join(s.mnt, 'fresh'));
+    fs.renameSync(join(s.mnt, 'fresh'), join(s.mnt, 'fresh2'));
+    assert.deepEqual(ls(s.mnt), ['d1', 'fresh2']);
+  });
+
+  it('supports RENAME_NOREPLACE and RENAME_EXCHANGE, refuses RENAME_WHITEOUT', async () => {
+    makeTree(s.lower, { a: 'A', b: 'B', 'da/f': 'in da' });
+    d = await s.mount();
+    assert.equal((await python(RENAME2, [join(s.mnt, 'a'), join(s.mnt, 'b'), 'noreplace'])).stdout.trim(), 'File exists');
+    assert.equal((await python(RENAME2, [join(s.mnt, 'a'), join(s.mnt, 'c'), 'noreplace'])).stdout.trim(), 'ok');
+    assert.equal((await python(RENAME2, [join(s.mnt, 'c'), join(s.mnt, 'b'), 'exchange'])).stdout.trim(), 'ok');
+    assert.equal(read(join(s.mnt, 'b')), 'A');
+    assert.equal(read(join(s.mnt, 'c')), 'B');
+    assert.equal((await python(RENAME2, [join(s.mnt, 'da'), join(s.mnt, 'b'), 'exchange'])).stdout.trim(), 'ok');
+    assert.equal(read(join(s.mnt, 'da')), 'A');
+    assert.equal(read(join(s.mnt, 'b/f')), 'in da');
+    assert.equal((await python(RENAME2, [join(s.mnt, 'c'), join(s.mnt, 'e'), 'whiteout'])).stdout.trim(), 'Invalid argument');
+    assert.deepEqual(ls(s.mnt), ['b', 'c', 'da']);
+  });
+
+  it('replaces an empty merged directory, refuses a non-empty one', async () => {
+    makeTree(s.lower, { 'full/x': 'x', 'empty/gone': 'g', src: { dir: true } });
+    d = await s.mount();
+    fs.unlinkSync(join(s.mnt, 'empty/gone'));
+    assert.throws(() => fs.renameSync(join(s.mnt, 'src'), join(s.mnt, 'full')), { code: 'ENOTEMPTY' });
+    assert.throws(() => fs.rmdirSync(join(s.mnt, 'full')), { code: 'ENOTEMPTY' });
+    fs.renameSync(join(s.mnt, 'src'), join(s.mnt, 'empty'));
+    assert.deepEqual(ls(join(s.mnt, 'empty')), []);
+    fs.rmdirSync(join(s.mnt, 'empty'));
+    assert.deepEqual(ls(s.mnt), ['full']);
+  });
+
+  it('makes hard links (copying a lower file up first) that share st_ino and count in st_nlink', async () => {
+    makeTree(s.lower, { f: 'shared' });
+    d = await s.mount();
+    fs.linkSync(join(s.mnt, 'f'), join(s.mnt, 'g'));
+    fs.linkSync(join(s.mnt, 'g'), join(s.mnt, 'h'));
+    const [f, g, h] = ['f', 'g', 'h'].map((n) => fs.statSync(join(s.mnt, n)));
+    assert.equal(f!.ino, g!.ino);
+    assert.equal(g!.ino, h!.ino);
+    assert.equal(h!.nlink, 3);
+    fs.appendFileSync(join(s.mnt, 'h'), '!');
+    assert.equal(read(join(s.mnt, 'f')), 'shared!');
+    fs.unlinkSync(join(s.mnt, 'f'));
+    assert.equal(fs.statSync(join(s.mnt, 'g')).nlink, 2);
+    assert.equal(read(join(s.lower, 'f')), 'shared');
+  });
+
+  it('creates symlinks, FIFOs, sockets and device nodes, owned by the caller', async () => {
+    d = await s.mount();
+    fs.symlinkSync('target/path', join(s.mnt, 'ln'));
+    assert.equal(fs.readlinkSync(join(s.mnt, 'ln')), 'target/path');
+    execFileSync('mkfifo', [join(s.mnt, 'fifo')]);
+    assert.ok(fs.lstatSync(join(s.mnt, 'fifo')).isFIFO());
+    execFileSync('mknod', [join(s.mnt, 'null'), 'c', '1', '3']);
+    const dev = fs.lstatSync(join(s.mnt, 'null'));
+    assert.ok(dev.isCharacterDevice());
+    assert.equal(dev.rdev, fs.statSync('/dev/null').rdev);
+    const sock = await python(`import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\nprint('bound')`, [join(s.mnt, 'sock')]);
+    assert.equal(sock.stdout.trim(), 'bound');
+    assert.ok(fs.lstatSync(join(s.mnt, 'sock')).isSocket());
+    const made = await run('setpriv', ['--reuid=1234', '--regid=5678', '--clear-groups', 'sh', '-c', `mkdir ${s.mnt}/byuser/ 2>&1 || true`]);
+    assert.match(made.stdout, /Permission denied/, 'the kernel checks permissions on the shown attributes');
+    fs.chmodSync(s.mnt, 0o777);
+    assert.equal((await run('setpriv', ['--reuid=1234', '--regid=5678', '--clear-groups', 'mkdir', join(s.mnt, 'byuser')])).code, 0);
+    const st = fs.statSync(join(s.mnt, 'byuser'));
+    assert.deepEqual([st.uid, st.gid], [1234, 5678]);
+    assert.deepEqual([fs.statSync(join(s.upper, 'byuser')).uid, fs.statSync(join(s.upper, 'byuser')).gid], [1234, 5678]);
+  });
+
+  it('inherits the group of a set-group-ID directory', async () => {
+    fs.mkdirSync(join(s.lower, 'shared'));
+    fs.chownSync(join(s.lower, 'shared'), 0, 4321);
+    fs.chmodSync(join(s.lower, 'shared'), 0o2777);
+    d = await s.mount();
+    await run('setpriv', ['--reuid=1234', '--regid=5678', '--clear-groups', 'sh', '-c', `touch ${s.mnt}/shared/f && mkdir ${s.mnt}/shared/d`]);
+    const f = fs.statSync(join(s.mnt, 'shared/f'));
+    const dd = fs.statSync(join(s.mnt, 'shared/d'));
+    assert.deepEqual([f.uid, f.gid], [1234, 4321]);
+    assert.deepEqual([dd.gid, (dd.mode & 0o2000) !== 0], [4321, true]);
+  });
+
+  it('truncates, fallocates, seeks data and holes, fsyncs, and reports the upper filesystem in statfs', async () => {
+    makeTree(s.lower, { f: 'x'.repeat(10000) });
+    d = await s.mount();
+    const r = await python(`
+import os, sys
+p = sys.argv[1]
+fd = os.open(p + '/f', os.O_RDWR)
+os.ftruncate(fd, 1 << 20)
+os.posix_fallocate(fd, 0, 4096)
+os.pwrite(fd, b'end', (1 << 20) - 3)
+print(os.fstat(fd).st_size)
+print(os.lseek(fd, 0, os.SEEK_DATA), os.lseek(fd, 0, os.SEEK_HOLE) < (1 << 20))
+print(os.lseek(fd, 600000, os.SEEK_DATA) >= 600000)
+os.fsync(fd); os.fdatasync(fd)
+os.close(fd)
+st = os.statvfs(p)
+print(st.f_namemax)
+`, [s.mnt]);
+    assert.equal(r.stdout, '1048576\n0 True\nTrue\n255\n', r.stderr);
+    const up = await python('import os, sys\ns = os.statvfs(sys.argv[1]); print(s.f_blocks, s.f_bsize)', [s.upper]);
+    const mnt = await python('import os, sys\ns = os.statvfs(sys.argv[1]); print(s.f_blocks, s.f_bsize)', [s.mnt]);
+    assert.equal(mnt.stdout, up.stdout, 'statfs is the upper filesystem');
+  });
+
+  it('gets, sets, lists and removes xattrs, keeping the overlay\'s own hidden', async () => {
+    makeTree(s.lower, { f: 'f', d: { dir: true } });
+    execFileSync('setfattr', ['-n', 'user.lower', '-v', 'L', join(s.lower, 'f')]);
+    d = await s.mount();
+    const f = join(s.mnt, 'f');
+    assert.equal(execFileSync('getfattr', ['--absolute-names', '--only-values', '-n', 'user.lower', f], { encoding: 'utf8' }), 'L');
+    execFileSync('setfattr', ['-n', 'user.new', '-v', 'N', f]);
+    fs.renameSync(join(s.mnt, 'd'), join(s.mnt, 'd2')); // gives d2 a private redirect xattr
+    for (const p of [f, join(s.mnt, 'd2')]) {
+      const all = execFileSync('getfattr', ['--absolute-names', '-d', '-m', '-', p], { encoding: 'utf8' });
+      assert.doesNotMatch(all, /overlay/, `private xattrs hidden on ${p}`);
+    }
+    assert.match(execFileSync('getfattr', ['--absolute-names', '-d', '-m', '-', f], { encoding: 'utf8' }), /user\.lower="L"\nuser\.new="N"/);
+    execFileSync('setfattr', ['-x', 'user.lower', f]);
+    assert.throws(() => execFileSync('getfattr', ['--absolute-names', '-n', 'user.lower', f], { stdio: 'pipe' }));
+    const priv = await run('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', join(s.mnt, 'd2')]);
+    assert.notEqual(priv.code, 0, 'the overlay\'s own xattrs cannot be set through it');
+    assert.equal(execFileSync('getfattr', ['--absolute-names', '--only-values', '-n', 'user.lower', join(s.lower, 'f')], { encoding: 'utf8' }), 'L');
+  });
+
+  it('answers ENAMETOOLONG for names over NAME_MAX', async () => {
+    d = await s.mount();
+    const long = 'n'.repeat(256);
+    assert.throws(() => fs.writeFileSync(join(s.mnt, long), ''), { code: 'ENAMETOOLONG' });
+    assert.throws(() => fs.statSync(join(s.mnt, long)), { code: 'ENAMETOOLONG' });
+    fs.writeFileSync(join(s.mnt, 'n'.repeat(255)), 'ok');
+  });
+});
