@@ -17,6 +17,7 @@ const STATX_BTIME = 0x800;
 const STATX_MASK = STATX_BASIC_STATS | STATX_BTIME;
 const ENOENT = -2;
 const ENOTDIR = -20;
+const ENAMETOOLONG = -36;
 const ENODATA = -61;
 const EOPNOTSUPP = -95;
 
@@ -92,7 +93,7 @@ export function attrFromStatx(s: Statx): LayerAttr {
 
 function isAbsent(err: unknown): boolean {
   const code = errorCode(err);
-  return code === 'ENOENT' || code === 'ENOTDIR';
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG';
 }
 
 function isNoXattr(err: unknown): boolean {
@@ -158,7 +159,8 @@ export class DirLayer implements ReadableLayer {
     const at = this.loc(path);
     if (this.sync) {
       const res = native.statxSync(at.fd, at.path, AT_SYMLINK_NOFOLLOW, STATX_MASK, this.statBuf);
-      if (res === ENOENT || res === ENOTDIR) return null;
+      // A path too long to pass names nothing (the `.wh.` probe of a long name, say).
+      if (res === ENOENT || res === ENOTDIR || res === ENAMETOOLONG) return null;
       if (res < 0) throw errnoError(res, 'statx', this.describe(path));
       return attrFromArray(this.statBuf);
     }

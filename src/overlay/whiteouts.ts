@@ -35,7 +35,8 @@ export async function makeWhiteout(upper: UpperDir, path: string): Promise<void>
 /** Removes a stale `.wh.` file for `path`, if there is one. */
 export async function clearWhiteoutFile(upper: UpperDir, path: string): Promise<void> {
   await upper.unlink(upper.loc(whiteoutFilePath(path))).catch((err) => {
-    if (errorCode(err) !== 'ENOENT') throw err;
+    // ENAMETOOLONG: a name too long to carry the prefix never had such a whiteout.
+    if (errorCode(err) !== 'ENOENT' && errorCode(err) !== 'ENAMETOOLONG') throw err;
   });
 }
 

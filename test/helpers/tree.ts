@@ -54,7 +54,10 @@ export function snapshot(root: string): Snapshot {
     else if (st.isSymbolicLink()) body = fs.readlinkSync(p);
     const xattrs = require('child_process').execFileSync('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', p], { encoding: 'utf8' })
       .split('\n').filter((l: string) => l && !l.startsWith('#')).sort().join(';');
-    out[rel || '.'] = [st.mode, st.uid, st.gid, st.size, st.atimeNs, st.mtimeNs, st.ctimeNs, body, xattrs].join('|');
+    // Reading a symlink updates its atime whoever reads it (there is no O_NOATIME for
+    // readlink), so a symlink's atime is left out.
+    const atime = st.isSymbolicLink() ? '-' : st.atimeNs;
+    out[rel || '.'] = [st.mode, st.uid, st.gid, st.size, atime, st.mtimeNs, st.ctimeNs, body, xattrs].join('|');
     if (st.isDirectory()) {
       const names = unpackDirents(native.readdirSync(p) as Buffer).map((d) => d.name.toString('latin1')).sort();
       for (const name of names) walk(rel ? `${rel}/${name}` : name);
