@@ -1,5 +1,5 @@
 /**
- * The protocol layer alone: GETATTR and LOOKUP round trips and 1 MiB READ throughput, through a
+ * The protocol layer alone: GETATTR and LOOKUP round trips and READ throughput through a
  * protocol-layer filesystem served by this process (FixedFilesFs on FuseSession) and through
  * bindfs (libfuse, C) over a tmpfs holding the same files. Both with timeouts 0 and direct I/O,
  * so every call is a FUSE round trip; the workloads run in a child process.
@@ -31,7 +31,7 @@ interface ProtocolWorkload {
 
 const WORKLOADS: ProtocolWorkload[] = [
   {
-    name: `GETATTR: fstat() ×${formatNumber(FSTAT_CALLS)}`,
+    name: `fstat() ×${formatNumber(FSTAT_CALLS)}: 1 GETATTR each`,
     unit: 'calls/s',
     async rate(w, dir) {
       const r = await w.run('fstat', FSTAT_CALLS, join(dir, STAT_FILE.name));
@@ -40,16 +40,17 @@ const WORKLOADS: ProtocolWorkload[] = [
     servedAll: (b, a) => a.getattrs - b.getattrs >= FSTAT_CALLS,
   },
   {
-    name: `LOOKUP+GETATTR: stat() ×${formatNumber(STAT_CALLS)}`,
+    name: `stat() ×${formatNumber(STAT_CALLS)}: LOOKUP + 2 GETATTR each`,
     unit: 'calls/s',
     async rate(w, dir) {
       const r = await w.run('stat', STAT_CALLS, join(dir, STAT_FILE.name));
       return r.count / (r.ms / 1000);
     },
-    servedAll: (b, a) => a.lookups - b.lookups >= STAT_CALLS && a.getattrs - b.getattrs >= STAT_CALLS,
+    // The second GETATTR is the parent's, for the permission check (default_permissions).
+    servedAll: (b, a) => a.lookups - b.lookups >= STAT_CALLS && a.getattrs - b.getattrs >= 2 * STAT_CALLS,
   },
   ...[MiB, 128 * 1024].map((block): ProtocolWorkload => ({
-    name: `READ: 1 GiB in ${block / 1024} KiB read()s`,
+    name: `read 1 GiB in ${block >= MiB ? `${block / MiB} MiB` : `${block / 1024} KiB`} read()s`,
     unit: 'MiB/s',
     async rate(w, dir) {
       const r = await w.run('read', join(dir, BIG_FILE.name), block);
@@ -68,8 +69,8 @@ async function run(ctx: BenchContext): Promise<string> {
   makeFile(join(source, STAT_FILE.name), STAT_FILE.size);
   makeFile(join(source, BIG_FILE.name), BIG_FILE.size);
 
-  const fs = new FixedFilesFs([STAT_FILE, BIG_FILE]);
-  const ours = await mountSession(cleanup, fs, subdir(scratch, 'ovshift'));
+  const fixedFs = new FixedFilesFs([STAT_FILE, BIG_FILE]);
+  const ours = await mountSession(cleanup, fixedFs, subdir(scratch, 'ovshift'));
   const bindfs = await mountBindfs(cleanup, source, subdir(scratch, 'bindfs'), ['attr_timeout=0', 'entry_timeout=0', 'direct_io']);
 
   const rows: string[][] = [];
@@ -77,9 +78,9 @@ async function run(ctx: BenchContext): Promise<string> {
     ctx.progress(`fuse: ${workload.name}`);
     const [ourRate, bindfsRate] = await medianOfRounds(['ovshift', 'bindfs'], ROUNDS, async (subject) => {
       if (subject === 'bindfs') return workload.rate(workloads, bindfs.dir);
-      const before = { ...fs.served };
+      const before = { ...fixedFs.served };
       const rate = await workload.rate(workloads, ours.dir);
-      if (!workload.servedAll(before, fs.served)) throw new Error(`fuse: ${workload.name}: calls were answered by the kernel's caches`);
+      if (!workload.servedAll(before, fixedFs.served)) throw new Error(`fuse: ${workload.name}: calls were answered by the kernel's caches`);
       return rate;
     });
     rows.push([workload.name, `${formatNumber(ourRate!)} ${workload.unit}`, `${formatNumber(bindfsRate!)} ${workload.unit}`,
@@ -92,12 +93,14 @@ async function run(ctx: BenchContext): Promise<string> {
     '',
     markdownTable(['workload (median of 3)', 'ovshift protocol layer', 'bindfs', 'ovshift ÷ bindfs'], rows),
     '',
-    `Higher is better; ovshift ÷ bindfs above 1 means ovshift is faster. bindfs: ${version}, single-threaded (its default).`,
+    `Higher is better; ovshift ÷ bindfs above 1 means ovshift is faster. ${version}, single-threaded (its default), ` +
+      'serving files from a tmpfs; libfuse 3.14 caps its READs at 128 KiB, the protocol layer takes 1 MiB, ' +
+      'and its READs copy no file data.',
   ].join('\n');
 }
 
 export const fuseArea: BenchArea = {
   name: 'fuse',
-  summary: 'FUSE protocol layer alone vs bindfs (libfuse): GETATTR/LOOKUP round trips, 1 MiB READ throughput',
+  summary: 'FUSE protocol layer alone vs bindfs (libfuse): GETATTR/LOOKUP round trips, READ throughput',
   run,
 };

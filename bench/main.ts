@@ -40,7 +40,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     const workloads = await Workloads.build(cleanup);
     const progress = (message: string): void => void process.stderr.write(`bench: ${message}\n`);
-    process.stdout.write(`Measured ${machineLine()}.\n`);
+    process.stdout.write(`Measured ${await machineLine()}.\n`);
     for (const area of areas) {
       const scope = cleanup.scope(`area ${area.name}`);
       try {

@@ -7,6 +7,7 @@ import { spawn } from 'child_process';
 import createDebug from 'debug';
 import { writeSync, closeSync } from 'fs';
 import { HELP, parseArgs, UsageError, type CliOptions } from './cli/options';
+import { sendCommand } from './control';
 import { startMount } from './daemon';
 
 const READY_FD_ENV = 'OVSHIFT_READY_FD';
@@ -63,7 +64,25 @@ function daemonize(argv: string[]): void {
   });
 }
 
+async function control(argv: string[]): Promise<void> {
+  const [mountpoint, ...words] = argv;
+  if (!mountpoint || words.length === 0) fail('usage: ovshift ctl MOUNTPOINT inject add RULE | inject list | inject clear | status', 2);
+  let reply: string[];
+  try {
+    reply = await sendCommand(mountpoint, words.join(' '));
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  const [status, ...lines] = reply;
+  for (const l of lines) process.stdout.write(`${l}\n`);
+  if (status !== 'ok') fail((status ?? 'no reply').replace(/^error: /, ''));
+}
+
 export function main(argv: string[]): void {
+  if (argv[0] === 'ctl') {
+    void control(argv.slice(1));
+    return;
+  }
   let cmd;
   // Defaults for every mount of this environment, as a module parameter would be for kernel
   // overlayfs: for tools that cannot pass options (e.g. redirect_dir=off).

@@ -8,9 +8,11 @@ import { closeSync, readFileSync } from 'fs';
 import { checkLayout } from './cli/layout';
 import type { CliOptions } from './cli/options';
 import { makePrivateUpper, type PrivateUpper } from './cli/private-upper';
-import { mountFuse } from './fuse/mount';
+import { serveControl } from './control';
+import { connectionId, mountFuse } from './fuse/mount';
 import { FuseSession } from './fuse/session';
 import { DirLayer } from './layers/dir-layer';
+import { FaultPlan, FaultyLayer, parseRules } from './layers/faults';
 import type { LayerAttr, ReadableLayer } from './layers/types';
 import { UpperDir } from './layers/upper-dir';
 import { C } from './native';
@@ -52,6 +54,12 @@ async function rootAttr(layer: ReadableLayer): Promise<LayerAttr> {
   return a;
 }
 
+/** st_dev of a FUSE mount (major 0) from its connection number, as stat(2) reports it. */
+function fuseDev(minor: number | undefined): number {
+  if (minor === undefined) throw new Error('the new mount is not in /proc/self/mountinfo');
+  return (minor & 0xff) + Math.floor(minor / 256) * 256 * 4096;
+}
+
 export interface RunningMount {
   /** Settles with the exit status once the filesystem is unmounted and cleaned up. */
   done: Promise<number>;
@@ -72,8 +80,11 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     upperPath = privateUpper.upper;
     workPath = privateUpper.work;
   }
+  const faults = new FaultPlan();
   try {
-    const lowers = layout.lowers.map((p, i) => new DirLayer(p, layout.lowers.length > 1 ? `lower layer ${i + 1} (${p})` : `lower layer (${p})`));
+    for (const rule of o.inject ? parseRules(o.inject) : []) faults.add(rule);
+    const lowers = layout.lowers.map((p, i) => new FaultyLayer(
+      new DirLayer(p, layout.lowers.length > 1 ? `lower layer ${i + 1} (${p})` : `lower layer (${p})`), i + 1, faults));
     const upper = upperPath ? new UpperDir(upperPath, workPath!, privateUpper ? `private ${privateUpper.kind} upper` : `upperdir (${upperPath})`) : undefined;
     upper?.clearWorkdir();
     const xattrs = new OverlayXattrs(initialNamespaceRoot() ? TRUSTED_PREFIX : USER_PREFIX);
@@ -82,15 +93,21 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
       lowers: await Promise.all(lowers.map(rootAttr)),
     };
     const fs = new OverlayFs({ upper, lowers }, {
-      upperTimeout: o.upperTimeout, xattrs, redirectDir: o.redirectDir, readOnly: !upper,
+      revalidate: o.revalidate, upperTimeout: o.upperTimeout, xattrs, redirectDir: o.redirectDir, readOnly: !upper,
     }, root);
     const mount = await mountFuse({
       mountpoint: layout.mountpoint, fsname: o.source, subtype: 'ovshift', flags: mountFlags(o), allowOther: o.allowOther,
     });
     const session = new FuseSession(mount.fd, fs);
+    fs.core.notifier = { invalInode: (id) => void session.notifyInvalInode(id) };
     session.start();
+    let control: { close(): void };
     try {
       await session.ready;
+      control = await serveControl(fuseDev(await connectionId(layout.mountpoint)), {
+        faults,
+        status: () => ({ nodes: fs.core.nodes.size, 'open files': fs.core.files.size, 'open dirs': fs.core.dirs.size, pending: session.pendingCount }),
+      });
     } catch (err) {
       await mount.unmount({ lazy: true }).catch(() => undefined);
       throw err;
@@ -105,6 +122,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
       return stopping;
     };
     const done = session.closed.then(async (errno) => {
+      control.close();
       session.stop();
       closeSync(mount.fd);
       await privateUpper?.release();

@@ -52,9 +52,8 @@ const DAEMON_EXIT_MS = 10_000;
  * Unmounting removes the mount (aborting the connection if it will not go) and waits for the
  * daemon to exit, ending it by its PID if it does not.
  */
-export async function startFuseDaemon(cleanup: Cleanup, label: string, command: string, args: string[], dir: string,
-  env: NodeJS.ProcessEnv = {}): Promise<Mounted> {
-  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+export async function startFuseDaemon(cleanup: Cleanup, label: string, command: string, args: string[], dir: string): Promise<Mounted> {
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));

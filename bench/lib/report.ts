@@ -1,6 +1,8 @@
 /** What a benchmark prints: figures, ratios and Markdown tables (pasted into README as they are). */
 import { readFileSync } from 'fs';
-import { cpus, release } from 'os';
+import { cpus, loadavg, release } from 'os';
+import { resolve } from 'path';
+import { run } from './proc';
 
 /** A number with `fractionDigits` decimals, thousands grouped. */
 export function formatNumber(value: number, fractionDigits = 0): string {
@@ -25,8 +27,21 @@ function cpuModel(): string {
   return line?.split(':')[1]?.trim() ?? cpus()[0]?.model ?? 'unknown CPU';
 }
 
-/** One line saying when and where the figures were taken. */
-export function machineLine(): string {
+/** The commit of this checkout, marked when the working tree differs from it. */
+async function checkoutCommit(): Promise<string> {
+  const repo = resolve(__dirname, '..', '..', '..');
+  const head = await run('git', ['-C', repo, 'rev-parse', '--short', 'HEAD']);
+  if (head.code !== 0) return 'unknown commit';
+  const changes = await run('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no']);
+  return `${head.stdout.trim()}${changes.stdout.trim() ? ' + uncommitted changes' : ''}`;
+}
+
+/**
+ * One line saying when, where and on what the figures were taken. The load average tells
+ * whether something else was running (a shared machine makes ratios noisier).
+ */
+export async function machineLine(): Promise<string> {
   const date = new Date().toISOString().slice(0, 16).replace('T', ' ');
-  return `${date} UTC, Linux ${release()}, ${cpuModel()}, ${cpus().length} cores, Node ${process.version}`;
+  return `${date} UTC; Linux ${release()}; ${cpuModel()}, ${cpus().length} cores; Node ${process.version}; ` +
+    `ovshift ${await checkoutCommit()}; load average ${loadavg()[0]!.toFixed(2)} at start`;
 }

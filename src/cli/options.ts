@@ -40,6 +40,9 @@ export interface CliOptions {
   redirectDir: boolean;
   /** Kernel cache timeout for upper-only entries, seconds. */
   upperTimeout: number;
+  revalidate: 'always' | 'cached' | 'kernel';
+  /** Fault rules for lower operations (src/layers/faults.ts syntax). */
+  inject?: string;
   uidmapping?: string;
   gidmapping?: string;
   squashToRoot: boolean;
@@ -56,6 +59,7 @@ export const HELP = `Usage:
   ovshift [-f] [-d] -o lowerdir=DIR[:DIR…][,upperdir=DIR,workdir=DIR][,OPTION…] MOUNTPOINT
   ovshift SOURCE MOUNTPOINT -o OPTIONS          (as mount -t fuse.ovshift calls it)
   ovshift --lower DIR [--lower DIR…] [--upper DIR --work DIR] [OPTIONS] MOUNTPOINT
+  ovshift ctl MOUNTPOINT inject add RULE | inject list | inject clear | status
 
 Stacks a writable upper directory over one or more lower directories (topmost first) and
 serves the merged view at MOUNTPOINT. Without an upper directory the upper is a private tmpfs,
@@ -72,6 +76,12 @@ Options:
   -o redirect_dir=on|off  renaming directories that have lower parts: on records a
                           redirect (default), off answers EXDEV
   -o upper_timeout=SECS   kernel cache time for entries that depend on the upper only (60)
+  -o revalidate=MODE      always: every lookup re-checks the lower (default);
+                          cached: cache lower lookups, as fuse-overlayfs does;
+                          kernel: cache like kernel overlayfs, ESTALE when a lower changed
+  -o inject=RULE[;RULE…]  fault injection on lower operations, OP[@LAYER]:GLOB:EFFECT[:LIMIT]
+                          e.g. stat:docs/*:ESTALE:count=1 or read:**:delay=50:p=0.1;
+                          change it at runtime with: ovshift ctl MOUNTPOINT inject add RULE
   -o allow_other          let other users in (default when mounting as root)
   -o uidmapping=L:V:N[:…] show layer uid L as V, for N ids (fuse-overlayfs syntax)
   -o gidmapping=L:V:N[:…] the same for gids
@@ -157,6 +167,7 @@ function defaults(): Omit<CliOptions, 'mountpoint' | 'source'> {
     allowOther: process.geteuid?.() === 0,
     redirectDir: true,
     upperTimeout: 60,
+    revalidate: 'always',
     squashToRoot: false,
   };
 }
@@ -191,6 +202,13 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
     case 'debug': o.debug = true; o.foreground = true; return;
     case 'redirect_dir': o.redirectDir = onOff(key, needValue()); return;
     case 'upper_timeout': o.upperTimeout = seconds(key, needValue()); return;
+    case 'revalidate': {
+      const v = needValue();
+      if (v !== 'always' && v !== 'cached' && v !== 'kernel') throw new UsageError(`option revalidate=${v}: expected always, cached or kernel`);
+      o.revalidate = v;
+      return;
+    }
+    case 'inject': o.inject = needValue(); return;
     case 'uidmapping': o.uidmapping = needValue(); return;
     case 'gidmapping': o.gidmapping = needValue(); return;
     case 'squash_to_root': o.squashToRoot = true; return;

@@ -5,12 +5,15 @@
  * filesystems, where a call may wait on a server, everything goes through the thread pool.
  * File data always does.
  */
-import { close, constants as K, openSync, promises as fsp, read, readSync, statfsSync } from 'fs';
+import { close, closeSync, constants as K, openSync, promises as fsp, read, readSync, statfsSync } from 'fs';
 import { C, native, unpackDirents, STATX_FIELDS, StatxField as F, type Statx } from '../native';
 import { errnoError, errorCode } from '../util/errno';
 import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
 
 const O_CLOEXEC = C.O_CLOEXEC!;
+const O_PATH = C.O_PATH!;
+/** Paths from this length on are reached a piece at a time (PATH_MAX is 4096 with the NUL). */
+const LONG_PATH = 4000;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const STATX_BASIC_STATS = 0x7ff;
 const STATX_BTIME = 0x800;
@@ -155,8 +158,37 @@ export class DirLayer implements ReadableLayer {
     return { fd: this.rootFd, path: Buffer.from(path === '' ? '.' : path, 'latin1') };
   }
 
-  async stat(path: string): Promise<LayerAttr | null> {
-    const at = this.loc(path);
+  /**
+   * Runs `op` on `at`. A path too long for one syscall (deep in the layer, near PATH_MAX) is
+   * reached by opening its directories a piece at a time, as a local filesystem's dentries
+   * would; the descriptors live only for the call.
+   */
+  protected reach<T>(at: Loc, op: (short: Loc) => Promise<T>): Promise<T> {
+    if (at.path.length < LONG_PATH) return op(at);
+    let fd = at.fd;
+    let rest = at.path;
+    try {
+      while (rest.length >= LONG_PATH) {
+        const cut = rest.lastIndexOf(0x2f, LONG_PATH - 1);
+        if (cut <= 0) throw errnoError(-36, 'openat', at.path.toString());
+        const next = native.openatSync(fd, rest.subarray(0, cut), O_PATH | K.O_DIRECTORY | O_CLOEXEC, 0);
+        if (fd !== at.fd) closeSync(fd);
+        if (next < 0) throw errnoError(next, 'openat', at.path.toString());
+        fd = next;
+        rest = rest.subarray(cut + 1);
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const opened = fd;
+    return op({ fd: opened, path: rest }).finally(() => closeSync(opened));
+  }
+
+  stat(path: string): Promise<LayerAttr | null> {
+    return this.reach(this.loc(path), (at) => this.statAt(at, path));
+  }
+
+  private async statAt(at: Loc, path: string): Promise<LayerAttr | null> {
     if (this.sync) {
       const res = native.statxSync(at.fd, at.path, AT_SYMLINK_NOFOLLOW, STATX_MASK, this.statBuf);
       // A path too long to pass names nothing (the `.wh.` probe of a long name, say).
@@ -172,23 +204,32 @@ export class DirLayer implements ReadableLayer {
     }
   }
 
-  async readdir(path: string): Promise<LayerDirent[]> {
-    const at = this.loc(path);
+  readdir(path: string): Promise<LayerDirent[]> {
+    return this.reach(this.loc(path), (at) => this.readdirAt(at, path));
+  }
+
+  private async readdirAt(at: Loc, path: string): Promise<LayerDirent[]> {
     const packed = this.sync ? native.readdiratSync(at.fd, at.path) : await native.readdirat(at.fd, at.path);
     if (typeof packed === 'number') throw errnoError(packed, 'opendir', this.describe(path));
     return unpackDirents(packed).map((d) => ({ name: d.name.toString('latin1'), type: d.type, ino: d.ino }));
   }
 
-  async readlink(path: string): Promise<Buffer> {
-    const at = this.loc(path);
+  readlink(path: string): Promise<Buffer> {
+    return this.reach(this.loc(path), (at) => this.readlinkAt(at, path));
+  }
+
+  private async readlinkAt(at: Loc, path: string): Promise<Buffer> {
     if (!this.sync) return native.readlinkat(at.fd, at.path);
     const v = native.readlinkatSync(at.fd, at.path);
     if (typeof v === 'number') throw errnoError(v, 'readlink', this.describe(path));
     return v;
   }
 
-  async getxattr(path: string, name: string): Promise<Buffer | null> {
-    const at = this.loc(path);
+  getxattr(path: string, name: string): Promise<Buffer | null> {
+    return this.reach(this.loc(path), (at) => this.getxattrAt(at, path, name));
+  }
+
+  private async getxattrAt(at: Loc, path: string, name: string): Promise<Buffer | null> {
     const n = Buffer.from(name, 'latin1');
     if (this.sync) {
       const v = native.getxattratSync(at.fd, at.path, n, false);
@@ -204,8 +245,11 @@ export class DirLayer implements ReadableLayer {
     }
   }
 
-  async listxattr(path: string): Promise<string[]> {
-    const at = this.loc(path);
+  listxattr(path: string): Promise<string[]> {
+    return this.reach(this.loc(path), (at) => this.listxattrAt(at, path));
+  }
+
+  private async listxattrAt(at: Loc, path: string): Promise<string[]> {
     let raw: Buffer | number;
     try {
       raw = this.sync ? native.listxattratSync(at.fd, at.path, false) : await native.listxattrat(at.fd, at.path, false);
@@ -235,12 +279,14 @@ export class DirLayer implements ReadableLayer {
   }
 
   /** openat(); O_CLOEXEC always. */
-  async openAt(at: Loc, flags: number, mode = 0): Promise<number> {
+  openAt(target: Loc, flags: number, mode = 0): Promise<number> {
     const f = flags | O_CLOEXEC;
-    if (!this.sync) return native.openat(at.fd, at.path, f, mode);
-    const fd = native.openatSync(at.fd, at.path, f, mode);
-    if (fd < 0) throw errnoError(fd, 'open', at.path.toString());
-    return fd;
+    return this.reach(target, async (at) => {
+      if (!this.sync) return native.openat(at.fd, at.path, f, mode);
+      const fd = native.openatSync(at.fd, at.path, f, mode);
+      if (fd < 0) throw errnoError(fd, 'open', at.path.toString());
+      return fd;
+    });
   }
 
   async statfs(): Promise<LayerStatfs> {

@@ -45,44 +45,55 @@ export class UpperDir extends DirLayer {
     return { fd: this.workFd, path: Buffer.from(`#${process.pid.toString(16)}-${(++this.tempCounter).toString(16)}`) };
   }
 
-  /** Runs a calling-thread twin on a local upper (0 or -errno), or the Promise one elsewhere. */
-  private call(sync: () => number, async: () => Promise<void>, syscall: string, at: Loc): Promise<void> {
-    if (!this.sync) return async();
-    const res = sync();
-    return res < 0 ? Promise.reject(errnoError(res, syscall, at.path.toString())) : Promise.resolve();
+  /**
+   * Runs a calling-thread twin on a local upper (0 or -errno), or the Promise one elsewhere,
+   * on `at` made short enough for one syscall.
+   */
+  private call(at: Loc, sync: (at: Loc) => number, async: (at: Loc) => Promise<void>, syscall: string): Promise<void> {
+    return this.reach(at, (short) => {
+      if (!this.sync) return async(short);
+      const res = sync(short);
+      return res < 0 ? Promise.reject(errnoError(res, syscall, at.path.toString())) : Promise.resolve();
+    });
+  }
+
+  /** As `call`, for the calls that name two places. */
+  private call2(a: Loc, b: Loc, sync: (a: Loc, b: Loc) => number, async: (a: Loc, b: Loc) => Promise<void>, syscall: string): Promise<void> {
+    return this.reach(a, (sa) => this.reach(b, (sb) => {
+      if (!this.sync) return async(sa, sb);
+      const res = sync(sa, sb);
+      return res < 0 ? Promise.reject(errnoError(res, syscall, a.path.toString())) : Promise.resolve();
+    }));
   }
 
   mkdir(at: Loc, mode: number): Promise<void> {
-    return this.call(() => native.mkdiratSync(at.fd, at.path, mode), () => native.mkdirat(at.fd, at.path, mode), 'mkdir', at);
+    return this.call(at, (a) => native.mkdiratSync(a.fd, a.path, mode), (a) => native.mkdirat(a.fd, a.path, mode), 'mkdir');
   }
 
   mknod(at: Loc, mode: number, major: number, minor: number): Promise<void> {
-    return this.call(
-      () => native.mknodatSync(at.fd, at.path, mode, major, minor),
-      () => native.mknodat(at.fd, at.path, mode, major, minor), 'mknod', at,
-    );
+    return this.call(at,
+      (a) => native.mknodatSync(a.fd, a.path, mode, major, minor),
+      (a) => native.mknodat(a.fd, a.path, mode, major, minor), 'mknod');
   }
 
   symlink(target: Buffer, at: Loc): Promise<void> {
-    return this.call(() => native.symlinkatSync(target, at.fd, at.path), () => native.symlinkat(target, at.fd, at.path), 'symlink', at);
+    return this.call(at, (a) => native.symlinkatSync(target, a.fd, a.path), (a) => native.symlinkat(target, a.fd, a.path), 'symlink');
   }
 
   link(from: Loc, to: Loc): Promise<void> {
-    return this.call(
-      () => native.linkatSync(from.fd, from.path, to.fd, to.path, 0),
-      () => native.linkat(from.fd, from.path, to.fd, to.path, 0), 'link', to,
-    );
+    return this.call2(from, to,
+      (f, t) => native.linkatSync(f.fd, f.path, t.fd, t.path, 0),
+      (f, t) => native.linkat(f.fd, f.path, t.fd, t.path, 0), 'link');
   }
 
   unlink(at: Loc): Promise<void> {
-    return this.call(() => native.unlinkatSync(at.fd, at.path, 0), () => native.unlinkat(at.fd, at.path, 0), 'unlink', at);
+    return this.call(at, (a) => native.unlinkatSync(a.fd, a.path, 0), (a) => native.unlinkat(a.fd, a.path, 0), 'unlink');
   }
 
   rmdir(at: Loc): Promise<void> {
-    return this.call(
-      () => native.unlinkatSync(at.fd, at.path, AT_REMOVEDIR),
-      () => native.unlinkat(at.fd, at.path, AT_REMOVEDIR), 'rmdir', at,
-    );
+    return this.call(at,
+      (a) => native.unlinkatSync(a.fd, a.path, AT_REMOVEDIR),
+      (a) => native.unlinkat(a.fd, a.path, AT_REMOVEDIR), 'rmdir');
   }
 
   /** Removes a tree in the work directory (what a replaced directory left behind). */
@@ -91,30 +102,27 @@ export class UpperDir extends DirLayer {
   }
 
   rename(from: Loc, to: Loc, flags = 0): Promise<void> {
-    return this.call(
-      () => native.renameat2Sync(from.fd, from.path, to.fd, to.path, flags),
-      () => native.renameat2(from.fd, from.path, to.fd, to.path, flags), 'rename', from,
-    );
+    return this.call2(from, to,
+      (f, t) => native.renameat2Sync(f.fd, f.path, t.fd, t.path, flags),
+      (f, t) => native.renameat2(f.fd, f.path, t.fd, t.path, flags), 'rename');
   }
 
   /** lchown; -1 leaves that id unchanged. */
   chown(at: Loc, uid: number, gid: number): Promise<void> {
-    return this.call(
-      () => native.fchownatSync(at.fd, at.path, uid, gid, AT_SYMLINK_NOFOLLOW),
-      () => native.fchownat(at.fd, at.path, uid, gid, AT_SYMLINK_NOFOLLOW), 'lchown', at,
-    );
+    return this.call(at,
+      (a) => native.fchownatSync(a.fd, a.path, uid, gid, AT_SYMLINK_NOFOLLOW),
+      (a) => native.fchownat(a.fd, a.path, uid, gid, AT_SYMLINK_NOFOLLOW), 'lchown');
   }
 
   /** chmod of a non-symlink (Linux cannot change a symlink's mode). */
   chmod(at: Loc, mode: number): Promise<void> {
-    return this.call(() => native.fchmodatSync(at.fd, at.path, mode, 0), () => native.fchmodat(at.fd, at.path, mode, 0), 'chmod', at);
+    return this.call(at, (a) => native.fchmodatSync(a.fd, a.path, mode, 0), (a) => native.fchmodat(a.fd, a.path, mode, 0), 'chmod');
   }
 
   utimens(at: Loc, atime: TimeArg, mtime: TimeArg): Promise<void> {
-    return this.call(
-      () => native.utimensatSync(at.fd, at.path, atime.sec, atime.nsec, mtime.sec, mtime.nsec, AT_SYMLINK_NOFOLLOW),
-      () => native.utimensat(at.fd, at.path, atime.sec, atime.nsec, mtime.sec, mtime.nsec, AT_SYMLINK_NOFOLLOW), 'utimensat', at,
-    );
+    return this.call(at,
+      (a) => native.utimensatSync(a.fd, a.path, atime.sec, atime.nsec, mtime.sec, mtime.nsec, AT_SYMLINK_NOFOLLOW),
+      (a) => native.utimensat(a.fd, a.path, atime.sec, atime.nsec, mtime.sec, mtime.nsec, AT_SYMLINK_NOFOLLOW), 'utimensat');
   }
 
   async truncate(at: Loc, size: bigint): Promise<void> {
@@ -128,18 +136,16 @@ export class UpperDir extends DirLayer {
 
   setxattr(at: Loc, name: string, value: Buffer, flags = 0): Promise<void> {
     const n = Buffer.from(name, 'latin1');
-    return this.call(
-      () => native.setxattratSync(at.fd, at.path, n, value, flags, false),
-      () => native.setxattrat(at.fd, at.path, n, value, flags, false), 'lsetxattr', at,
-    );
+    return this.call(at,
+      (a) => native.setxattratSync(a.fd, a.path, n, value, flags, false),
+      (a) => native.setxattrat(a.fd, a.path, n, value, flags, false), 'lsetxattr');
   }
 
   removexattr(at: Loc, name: string): Promise<void> {
     const n = Buffer.from(name, 'latin1');
-    return this.call(
-      () => native.removexattratSync(at.fd, at.path, n, false),
-      () => native.removexattrat(at.fd, at.path, n, false), 'lremovexattr', at,
-    );
+    return this.call(at,
+      (a) => native.removexattratSync(a.fd, a.path, n, false),
+      (a) => native.removexattrat(a.fd, a.path, n, false), 'lremovexattr');
   }
 
   /** fsync of a directory of the upper. */

@@ -3,6 +3,7 @@
  * helpers that turn a node into attributes, entries and paths.
  */
 import createDebug from 'debug';
+import { LRUCache } from 'lru-cache';
 import { FuseError } from '../fuse/errors';
 import type { Attr, EntryOut } from '../fuse/replies';
 import type { UpperDir } from '../layers/upper-dir';
@@ -13,13 +14,21 @@ import { nodeAttr } from './attrs';
 import { CopyUp } from './copy-up';
 import { DirHandle, type FileHandle, HandleTable } from './handles';
 import { InodeNumbers } from './inodes';
+import { childPath } from '../layers/types';
 import { Node, NodeTable, S_IFMT } from './nodes';
 import type { OverlayOptions } from './options';
 import { absenceCacheable, resolveChild, toLowerParts, type Layers, type Resolution } from './resolve';
 
-const log = createDebug('ovshift:overlay');
+const logRevalidate = createDebug('ovshift:revalidate');
 
 export const NAME_MAX = 255;
+/** Kernel cache time where the mode caches lower lookups ("forever", as fuse-overlayfs does). */
+const CACHE_TIMEOUT = 86400;
+
+/** Telling the kernel what changed behind its caches; never awaited in a request's path. */
+export interface Notifier {
+  invalInode(nodeid: number): void;
+}
 
 export class OverlayCore {
   readonly nodes: NodeTable;
@@ -27,6 +36,9 @@ export class OverlayCore {
   readonly files = new HandleTable<FileHandle>();
   readonly dirs = new HandleTable<DirHandle>();
   readonly copyUp?: CopyUp;
+  notifier?: Notifier;
+  /** Absences remembered by the daemon where the mode allows caching them. */
+  private readonly absent = new LRUCache<string, true>({ max: 100_000 });
 
   constructor(readonly layers: Layers, readonly opts: OverlayOptions, root: { upper?: LayerAttr; lowers: LayerAttr[] }) {
     if (root.upper) this.inodes.register(root.upper.dev);
@@ -64,6 +76,7 @@ export class OverlayCore {
 
   /** Kernel cache timeout for a node's entry and attributes. */
   timeoutFor(node: Node): number {
+    if (this.opts.revalidate !== 'always') return CACHE_TIMEOUT;
     return node.upperOnly ? this.opts.upperTimeout : 0;
   }
 
@@ -120,16 +133,49 @@ export class OverlayCore {
 
   /** The entry reply for a name that is not there. */
   negative(cacheable: boolean): EntryOut {
+    const timeout = this.opts.revalidate !== 'always' ? CACHE_TIMEOUT : cacheable ? this.opts.upperTimeout : 0;
     return {
-      nodeid: 0, generation: 0, entryTimeout: cacheable ? this.opts.upperTimeout : 0, attrTimeout: 0,
+      nodeid: 0, generation: 0, entryTimeout: timeout, attrTimeout: 0,
       attr: {
         ino: 0, size: 0, blocks: 0, atime: ZERO, mtime: ZERO, ctime: ZERO, mode: 0, nlink: 0, uid: 0, gid: 0, rdev: 0, blksize: 0,
       },
     };
   }
 
-  resolve(parent: Node, name: string): Promise<Resolution> {
+  async resolve(parent: Node, name: string): Promise<Resolution> {
+    if (this.opts.revalidate === 'always' && parent.inUpper && !parent.opaque && parent.lowers.length === 0 && parent.parent) {
+      await this.refreshLowerDirs(parent);
+    }
     return resolveChild(this.layers, this.opts.xattrs, parent, name);
+  }
+
+  /**
+   * An upper directory with no lower part has its entry cached by the kernel, so it is not
+   * looked up again before its children are: a directory that appeared at its place in a lower
+   * layer since is found here, and merged from now on.
+   */
+  private async refreshLowerDirs(dir: Node): Promise<void> {
+    // Cheap probe first: below the nearest ancestor that has lower parts (none under an
+    // opaque one), is there a lower directory at this path now?
+    const names = [dir.name];
+    let a = dir.parent!;
+    while (a.lowers.length === 0 && !a.opaque && a.parent) {
+      names.unshift(a.name);
+      a = a.parent;
+    }
+    if (a.lowers.length === 0) return;
+    const rel = names.join('/');
+    let appeared = false;
+    for (const part of a.lowers) {
+      const attr = await this.layers.lowers[part.layer]!.stat(childPath(part.path, rel));
+      if (attr && (attr.mode & S_IFMT) === 0o040000) appeared = true;
+    }
+    if (!appeared) return;
+    const res = await resolveChild(this.layers, this.opts.xattrs, dir.parent!, dir.name);
+    if (!res.positive || !res.upper || res.upper.identity !== dir.upperIdentity || res.lowers.length === 0) return;
+    logRevalidate('%s: lower directories appeared below it; merging them', dir.path);
+    dir.lowers = toLowerParts(res.lowers);
+    dir.opaque = res.opaque;
   }
 
   /**
@@ -145,6 +191,7 @@ export class OverlayCore {
         existing.lowers = toLowerParts(res.lowers);
         existing.opaque = res.opaque;
       }
+      this.noticeDataChange(existing, attr);
       return { node: existing, attr };
     }
     if (res.upper && !(type === 0o040000)) {
@@ -155,13 +202,34 @@ export class OverlayCore {
       }
     }
     if (existing) {
-      log('%s now names another object; node %d detached', parent.childPath(name), existing.id);
-      this.nodes.unbindName(existing, parent, name);
+      if (this.opts.revalidate === 'kernel') {
+        logRevalidate('%s: node %d changed underneath (%s -> %s): ESTALE, as kernel overlayfs answers',
+          parent.childPath(name), existing.id, identityOfNode(existing), identityOfResolution(res));
+        throw new FuseError('ESTALE');
+      }
+      this.detach(existing, parent, name, `now ${identityOfResolution(res)}`);
     }
     const ino = res.origin ?? this.inodes.map(attr.dev, attr.ino);
     const node = this.nodes.create(parent, name, type, res.upper?.identity, toLowerParts(res.lowers), ino);
     node.opaque = res.opaque;
+    if (existing) logRevalidate('%s: new node %d for %s', parent.childPath(name), node.id, identityOfResolution(res));
     return { node, attr };
+  }
+
+  /** The name no longer refers to `node`: it lives on for its open files; the kernel drops its pages. */
+  private detach(node: Node, parent: Node, name: string, why: string): void {
+    logRevalidate('%s: node %d (%s) detached: %s; inval_inode sent', parent.childPath(name), node.id, identityOfNode(node), why);
+    this.nodes.unbindName(node, parent, name);
+    this.notifier?.invalInode(node.id);
+  }
+
+  /** Same object, new contents (a lower file appended to, say): the kernel's pages go. */
+  private noticeDataChange(node: Node, attr: LayerAttr): void {
+    const last = node.lastAttr;
+    if (!last || node.isDir) return;
+    if (last.size === attr.size && last.mtime.sec === attr.mtime.sec && last.mtime.nsec === attr.mtime.nsec) return;
+    logRevalidate('%s: node %d data changed (size %d -> %d); inval_inode sent', node.path, node.id, last.size, attr.size);
+    this.notifier?.invalInode(node.id);
   }
 
   private sameObject(node: Node, type: number, res: Extract<Resolution, { positive: true }>): boolean {
@@ -173,16 +241,34 @@ export class OverlayCore {
 
   /** Looks a name up and returns its entry (counting the kernel's reference) or a negative one. */
   async lookupEntry(parent: Node, name: string): Promise<EntryOut> {
+    if (this.opts.revalidate === 'cached') {
+      // As fuse-overlayfs: what was looked up once is not checked again.
+      const known = parent.children.get(name);
+      if (known && !known.unlinked && known.lastAttr) return this.entry(known, known.lastAttr);
+      if (this.absent.has(`${parent.id}/${name}`)) return this.negative(true);
+    }
     const res = await this.resolve(parent, name);
     if (!res.positive) {
       const gone = parent.children.get(name);
-      if (gone) this.nodes.unbindName(gone, parent, name);
+      if (gone) {
+        if (this.opts.revalidate === 'kernel') {
+          logRevalidate('%s: node %d vanished underneath: ESTALE, as kernel overlayfs answers', parent.childPath(name), gone.id);
+          throw new FuseError('ESTALE');
+        }
+        this.detach(gone, parent, name, `gone (${res.reason})`);
+      }
+      if (this.opts.revalidate === 'cached') this.absent.set(`${parent.id}/${name}`, true);
       return this.negative(absenceCacheable(res.reason));
     }
     const { node, attr } = this.bind(parent, name, res);
     const shown = nodeAttr(node, attr);
     node.lastAttr = shown;
     return this.entry(node, shown);
+  }
+
+  /** Changes made through the mount end what the daemon remembers of a name's absence. */
+  forgetAbsence(parent: Node, name: string): void {
+    this.absent.delete(`${parent.id}/${name}`);
   }
 
   /** A positive resolution or ENOENT. */
@@ -194,6 +280,16 @@ export class OverlayCore {
 }
 
 const ZERO = { sec: 0, nsec: 0 };
+
+function identityOfNode(node: Node): string {
+  return node.inUpper ? `upper ${node.upperIdentity}` : node.lowers[0] ? `lower ${node.lowers[0].layer + 1} ${node.lowers[0].identity}` : 'nothing';
+}
+
+function identityOfResolution(res: Extract<Resolution, { positive: true }>): string {
+  if (res.upper) return `upper ${res.upper.identity}`;
+  const top = res.lowers[0]!;
+  return `lower ${top.layer + 1} ${top.attr.identity}`;
+}
 
 function fdAttr(fd: number | undefined): LayerAttr | null {
   if (fd === undefined) return null;

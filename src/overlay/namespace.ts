@@ -68,6 +68,7 @@ export async function createObject(core: OverlayCore, parent: Node, name: string
   }
   const attr = await upper.stat(path);
   if (!attr) throw new FuseError('ENOENT');
+  core.forgetAbsence(parent, name);
   return core.bind(parent, name, { positive: true, upper: attr, lowers: [], opaque: isDir && overWhiteout });
 }
 
@@ -88,6 +89,7 @@ export async function link(core: OverlayCore, node: Node, parent: Node, name: st
     await upper.link(upper.loc(node.path), upper.loc(path));
   }
   core.nodes.bind(parent, name, node);
+  core.forgetAbsence(parent, name);
   const attr = await upper.stat(path);
   if (!attr) throw new FuseError('ENOENT');
   return { node, attr };
@@ -186,6 +188,7 @@ export async function rename(core: OverlayCore, a: RenameArgs): Promise<void> {
   await makeOpaqueIfCovering(core, src.node, newPath, newShadowed);
   if (replacedDir) await upper.removeTemp(replacedDir);
   core.nodes.move(src.node, a.from, a.oldName, a.to, a.newName);
+  core.forgetAbsence(a.to, a.newName);
 }
 
 async function renameLeavingWhiteout(core: OverlayCore, oldPath: string, newPath: string, whiteout: boolean): Promise<void> {

@@ -1,7 +1,16 @@
 /** What the overlay filesystem itself is told at mount (the CLI parses it from the user). */
 import type { OverlayXattrs } from './format';
 
+/**
+ * How lookups of lower-dependent names are checked:
+ *  always  every lookup re-checks the lower (a change there shows at once)
+ *  cached  lookups are cached in the daemon and the kernel, as fuse-overlayfs does
+ *  kernel  cached like kernel overlayfs; a lower object that changed answers ESTALE
+ */
+export type RevalidateMode = 'always' | 'cached' | 'kernel';
+
 export interface OverlayOptions {
+  revalidate: RevalidateMode;
   /** Kernel cache timeout, in seconds, for entries and attributes that depend on the upper alone. */
   upperTimeout: number;
   /** Where the overlay's own xattrs live: trusted.overlay.* as root, user.overlay.* otherwise. */
