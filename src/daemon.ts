@@ -18,6 +18,7 @@ import { UpperDir } from './layers/upper-dir';
 import { C } from './native';
 import { OverlayXattrs, TRUSTED_PREFIX, USER_PREFIX } from './overlay/format';
 import { OverlayFs } from './overlay/overlay-fs';
+import { StaleRetryLayer } from './overlay/stale-retry';
 
 const log = createDebug('ovshift:mount');
 
@@ -83,8 +84,9 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
   const faults = new FaultPlan();
   try {
     for (const rule of o.inject ? parseRules(o.inject) : []) faults.add(rule);
-    const lowers = layout.lowers.map((p, i) => new FaultyLayer(
-      new DirLayer(p, layout.lowers.length > 1 ? `lower layer ${i + 1} (${p})` : `lower layer (${p})`), i + 1, faults));
+    // Injected faults sit below the ESTALE retry, so an injected ESTALE is retried like a real one.
+    const lowers = layout.lowers.map((p, i) => new StaleRetryLayer(new FaultyLayer(
+      new DirLayer(p, layout.lowers.length > 1 ? `lower layer ${i + 1} (${p})` : `lower layer (${p})`), i + 1, faults)));
     const upper = upperPath ? new UpperDir(upperPath, workPath!, privateUpper ? `private ${privateUpper.kind} upper` : `upperdir (${upperPath})`) : undefined;
     upper?.clearWorkdir();
     const xattrs = new OverlayXattrs(initialNamespaceRoot() ? TRUSTED_PREFIX : USER_PREFIX);

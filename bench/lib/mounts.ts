@@ -1,12 +1,10 @@
 /**
- * Mounting each kind of filesystem the benchmarks compare, each registered for guaranteed
- * unmounting: kernel mounts (tmpfs, overlay), FUSE daemons run in the foreground as children
- * of this process (ovshift, fuse-overlayfs, bindfs), and a protocol-layer handler served by
- * this very process.
+ * Mounting, each mount registered for guaranteed unmounting: kernel mounts (tmpfs, overlay),
+ * FUSE daemons run in the foreground as children of this process (ovshift, fuse-overlayfs,
+ * bindfs), and a protocol-layer handler served by this very process.
  */
 import { spawn } from 'child_process';
 import { closeSync, promises as fsp } from 'fs';
-import { resolve } from 'path';
 import type { FuseHandler } from '../../src/fuse/handler';
 import { abortConnection, connectionId, mountFuse } from '../../src/fuse/mount';
 import { FuseSession } from '../../src/fuse/session';
@@ -83,31 +81,6 @@ export async function startFuseDaemon(cleanup: Cleanup, label: string, command: 
     await sleep(10);
   }
   return { dir, pid: child.pid, unmount };
-}
-
-const OVSHIFT = resolve(__dirname, '..', '..', '..', 'bin', 'ovshift');
-
-export interface OverlayLayers {
-  lower: string;
-  upper: string;
-  work: string;
-}
-
-function overlayOptions(layers: OverlayLayers, extra: readonly string[]): string {
-  return [`lowerdir=${layers.lower}`, `upperdir=${layers.upper}`, `workdir=${layers.work}`, ...extra].join(',');
-}
-
-/** ovshift from this checkout (bin/ovshift), its daemon a child of this process. */
-export function mountOvshift(cleanup: Cleanup, layers: OverlayLayers, dir: string, options: readonly string[] = []): Promise<Mounted> {
-  return startFuseDaemon(cleanup, 'ovshift', OVSHIFT, ['-f', '-o', overlayOptions(layers, options), dir], dir);
-}
-
-export function mountFuseOverlayfs(cleanup: Cleanup, layers: OverlayLayers, dir: string, options: readonly string[] = []): Promise<Mounted> {
-  return startFuseDaemon(cleanup, 'fuse-overlayfs', 'fuse-overlayfs', ['-f', '-o', overlayOptions(layers, options), dir], dir);
-}
-
-export function mountKernelOverlay(cleanup: Cleanup, layers: OverlayLayers, dir: string, options: readonly string[] = []): Promise<Mounted> {
-  return mountKernel(cleanup, 'overlay', 'overlay', dir, overlayOptions(layers, options));
 }
 
 /** bindfs of `source` on `dir`; `options` go to -o. */

@@ -32,7 +32,7 @@ async function checkoutCommit(): Promise<string> {
   const repo = resolve(__dirname, '..', '..', '..');
   const head = await run('git', ['-C', repo, 'rev-parse', '--short', 'HEAD']);
   if (head.code !== 0) return 'unknown commit';
-  const changes = await run('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no']);
+  const changes = await run('git', ['--no-optional-locks', '-C', repo, 'status', '--porcelain', '--untracked-files=no']);
   return `${head.stdout.trim()}${changes.stdout.trim() ? ' + uncommitted changes' : ''}`;
 }
 

@@ -29,6 +29,10 @@ function isUnsupported(err: unknown): boolean {
   return code === 'EOPNOTSUPP' || code === 'ENOTSUP';
 }
 
+function readAt(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
 export class CopyUp {
   constructor(
     private readonly layers: Layers,
@@ -49,7 +53,7 @@ export class CopyUp {
   }
 
   private async copy(node: Node, opts: CopyUpOptions): Promise<void> {
-    if (node.unlinked) throw errnoError(-2, 'copy-up', node.name);
+    if (node.unlinked) return this.copyOrphan(node, opts);
     if (node.parent) await this.ensure(node.parent);
     const source = node.lowers[0];
     if (!source) throw errnoError(-2, 'copy-up', node.path);
@@ -122,6 +126,36 @@ export class CopyUp {
     } finally {
       fs.closeSync(out);
     }
+  }
+
+  /**
+   * Copy-up of a file that no name reaches any more (unlinked, or gone from the lower) but is
+   * still open: the copy is made from its pinned descriptor into the work directory and
+   * unlinked there at once, so it lives exactly as long as the files open on it.
+   */
+  private async copyOrphan(node: Node, opts: CopyUpOptions): Promise<void> {
+    const src = node.pinFd;
+    if (src === undefined || node.isDir) throw errnoError(-116, 'copy-up', node.name);
+    const st = fs.fstatSync(src);
+    const temp = this.upper.temp();
+    const out = await this.upper.openAt(temp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+    try {
+      if (!opts.truncate && st.size > 0 && !(await this.copyInKernel(src, out, st.size))) {
+        await this.copyThroughBuffer({ read: (b, o, l, p) => readAt(src, b, o, l, p) }, out);
+      }
+      fs.fchownSync(out, st.uid, st.gid);
+      fs.fchmodSync(out, st.mode & 0o7777);
+      await this.upper.unlink(temp);
+    } catch (err) {
+      fs.closeSync(out);
+      await this.upper.removeTemp(temp).catch(() => undefined);
+      throw err;
+    }
+    log('copy-up of unlinked node %d into an orphan copy', node.id);
+    fs.closeSync(src);
+    node.pinFd = out;
+    const copied = fs.fstatSync(out);
+    node.upperIdentity = `orphan:${copied.dev}:${copied.ino}`;
   }
 
   /** FICLONE, else copy_file_range; false when neither works between these filesystems. */

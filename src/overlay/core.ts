@@ -9,7 +9,8 @@ import type { Attr, EntryOut } from '../fuse/replies';
 import type { UpperDir } from '../layers/upper-dir';
 import type { LayerAttr } from '../layers/types';
 import { attrFromArray } from '../layers/dir-layer';
-import { native, STATX_FIELDS } from '../native';
+import * as fs from 'fs';
+import { C, native, STATX_FIELDS } from '../native';
 import { nodeAttr } from './attrs';
 import { CopyUp } from './copy-up';
 import { DirHandle, type FileHandle, HandleTable } from './handles';
@@ -24,6 +25,7 @@ const logRevalidate = createDebug('ovshift:revalidate');
 export const NAME_MAX = 255;
 /** Kernel cache time where the mode caches lower lookups ("forever", as fuse-overlayfs does). */
 const CACHE_TIMEOUT = 86400;
+const O_PATH = C.O_PATH!;
 
 /** Telling the kernel what changed behind its caches; never awaited in a request's path. */
 export interface Notifier {
@@ -94,11 +96,31 @@ export class OverlayCore {
 
   /** Attributes through an open file of the node (for nodes no path reaches any more). */
   openFileAttr(node: Node): LayerAttr | null {
+    const pinned = fdAttr(node.pinFd);
+    if (pinned) return pinned;
     for (const h of this.files.of(node)) {
       const a = fdAttr(h.anyFd);
       if (a) return a;
     }
     return null;
+  }
+
+  /**
+   * Keeps a descriptor of an open node's object before its last name goes (unlink, rename
+   * over it, or a change on the lower), so its open files can be reopened and copied up.
+   */
+  async pin(node: Node): Promise<void> {
+    if (node.pinFd !== undefined || node.openCount === 0) return;
+    if (node.inUpper && !node.unlinked && this.layers.upper) {
+      node.pinFd = await this.upper.openAt(this.upper.loc(node.path), O_PATH | fs.constants.O_NOFOLLOW);
+      return;
+    }
+    for (const h of this.files.of(node)) {
+      const fd = h.anyFd;
+      if (fd === undefined) continue;
+      node.pinFd = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY);
+      return;
+    }
   }
 
   /** The attributes shown for a node through one of its open files. */
@@ -202,11 +224,7 @@ export class OverlayCore {
       }
     }
     if (existing) {
-      if (this.opts.revalidate === 'kernel') {
-        logRevalidate('%s: node %d changed underneath (%s -> %s): ESTALE, as kernel overlayfs answers',
-          parent.childPath(name), existing.id, identityOfNode(existing), identityOfResolution(res));
-        throw new FuseError('ESTALE');
-      }
+      if (this.opts.revalidate === 'kernel') this.goStale(parent, name, existing, `changed underneath (${identityOfNode(existing)} -> ${identityOfResolution(res)})`);
       this.detach(existing, parent, name, `now ${identityOfResolution(res)}`);
     }
     const ino = res.origin ?? this.inodes.map(attr.dev, attr.ino);
@@ -216,9 +234,19 @@ export class OverlayCore {
     return { node, attr };
   }
 
+  /** revalidate=kernel: the name answers ESTALE from now on, as kernel overlayfs would. */
+  goStale(parent: Node, name: string, node: Node, why: string): never {
+    logRevalidate('%s: node %d %s: ESTALE, as kernel overlayfs answers, until the kernel drops its caches', parent.childPath(name), node.id, why);
+    (parent.staleNames ??= new Set()).add(name);
+    this.nodes.unbindName(node, parent, name);
+    throw new FuseError('ESTALE');
+  }
+
   /** The name no longer refers to `node`: it lives on for its open files; the kernel drops its pages. */
   private detach(node: Node, parent: Node, name: string, why: string): void {
     logRevalidate('%s: node %d (%s) detached: %s; inval_inode sent', parent.childPath(name), node.id, identityOfNode(node), why);
+    // Its object is not at its path any more: pin it through the files still open on it.
+    if (!node.inUpper) void this.pin(node).catch(() => undefined);
     this.nodes.unbindName(node, parent, name);
     this.notifier?.invalInode(node.id);
   }
@@ -247,14 +275,12 @@ export class OverlayCore {
       if (known && !known.unlinked && known.lastAttr) return this.entry(known, known.lastAttr);
       if (this.absent.has(`${parent.id}/${name}`)) return this.negative(true);
     }
+    if (parent.staleNames?.has(name)) throw new FuseError('ESTALE');
     const res = await this.resolve(parent, name);
     if (!res.positive) {
       const gone = parent.children.get(name);
       if (gone) {
-        if (this.opts.revalidate === 'kernel') {
-          logRevalidate('%s: node %d vanished underneath: ESTALE, as kernel overlayfs answers', parent.childPath(name), gone.id);
-          throw new FuseError('ESTALE');
-        }
+        if (this.opts.revalidate === 'kernel') this.goStale(parent, name, gone, 'vanished underneath');
         this.detach(gone, parent, name, `gone (${res.reason})`);
       }
       if (this.opts.revalidate === 'cached') this.absent.set(`${parent.id}/${name}`, true);

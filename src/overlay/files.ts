@@ -6,6 +6,8 @@ import * as fs from 'fs';
 import { Fopen, WRITE_KILL_SUIDGID } from '../fuse/abi';
 import { FuseError } from '../fuse/errors';
 import { LocalFile } from '../layers/dir-layer';
+import type { LayerFile } from '../layers/types';
+import { errorCode } from '../util/errno';
 import { native } from '../native';
 import type { OverlayCore } from './core';
 import { FileHandle, O_ACCMODE } from './handles';
@@ -30,9 +32,8 @@ async function upperFd(core: OverlayCore, h: FileHandle, write: boolean): Promis
   const access = write || h.writable ? (h.flags & O_ACCMODE) === O_WRONLY ? O_WRONLY : O_RDWR : O_RDONLY;
   let fd: number;
   if (node.unlinked) {
-    const existing = h.upperFd ?? sibling(core, node);
-    if (existing === undefined) throw new FuseError('ESTALE');
-    fd = await core.upper.openAt({ fd: AT_FDCWD, path: Buffer.from(`/proc/self/fd/${existing}`) }, flags | access);
+    if (node.pinFd === undefined) throw new FuseError('ESTALE');
+    fd = await core.upper.openAt(procFd(node.pinFd), flags | access);
   } else {
     fd = await core.upper.openAt(core.upper.loc(node.path), flags | access | fs.constants.O_NOFOLLOW);
   }
@@ -42,10 +43,27 @@ async function upperFd(core: OverlayCore, h: FileHandle, write: boolean): Promis
   return fd;
 }
 
-/** A descriptor another handle holds on the same node, to reopen a file no path reaches. */
-function sibling(core: OverlayCore, node: Node): number | undefined {
-  for (const other of core.files.of(node)) if (other.anyFd !== undefined) return other.anyFd;
-  return undefined;
+/** The /proc path that reopens an open descriptor with new flags. */
+function procFd(fd: number): { fd: number; path: Buffer } {
+  return { fd: AT_FDCWD, path: Buffer.from(`/proc/self/fd/${fd}`) };
+}
+
+/**
+ * Opens the lower object of a node, refusing another object found at its path: ESTALE makes
+ * the kernel look the path up again (so the caller gets the new node), or, for a read on an
+ * open file, tells the application the object it held is gone.
+ */
+async function openLower(core: OverlayCore, node: Node): Promise<LayerFile> {
+  const part = node.lowers[0];
+  if (!part) throw new FuseError('ENOENT');
+  const file = await core.layers.lowers[part.layer]!.openRead(part.path);
+  const now = await file.stat();
+  if (now.identity !== part.identity) {
+    await file.close();
+    if (core.opts.revalidate === 'kernel' && node.parent) core.goStale(node.parent, node.name, node, 'changed underneath');
+    throw new FuseError('ESTALE', `${part.path} is another object now`);
+  }
+  return file;
 }
 
 export async function open(core: OverlayCore, node: Node, flags: number): Promise<FileHandle> {
@@ -59,13 +77,11 @@ export async function open(core: OverlayCore, node: Node, flags: number): Promis
       await upperFd(core, h, false);
       if (flags & O_TRUNC) fs.ftruncateSync(h.upperFd!, 0);
     } else if (node.unlinked) {
-      const existing = sibling(core, node);
-      if (existing === undefined) throw new FuseError('ESTALE');
-      h.lower = new LocalFile(fs.openSync(`/proc/self/fd/${existing}`, O_RDONLY), true);
+      // Reopened through /proc/PID/fd of a file no name reaches any more.
+      if (node.pinFd === undefined) throw new FuseError('ESTALE');
+      h.lower = new LocalFile(fs.openSync(`/proc/self/fd/${node.pinFd}`, O_RDONLY), true);
     } else {
-      const part = node.lowers[0];
-      if (!part) throw new FuseError('ENOENT');
-      h.lower = await core.layers.lowers[part.layer]!.openRead(part.path);
+      h.lower = await openLower(core, node);
     }
   } catch (err) {
     core.files.delete(h);
@@ -88,11 +104,24 @@ export async function read(core: OverlayCore, h: FileHandle, offset: number, siz
     const fd = await upperFd(core, h, false);
     n = await readFd(core, fd, buf, size, offset);
   } else if (h.lower) {
-    n = await h.lower.read(buf, 0, size, offset);
+    n = await readLower(core, h, buf, size, offset);
   } else {
     throw new FuseError('EBADF');
   }
   return n === size ? buf : buf.subarray(0, n);
+}
+
+/** A read that met ESTALE is retried once on the same object reopened by its path. */
+async function readLower(core: OverlayCore, h: FileHandle, buf: Buffer, size: number, offset: number): Promise<number> {
+  try {
+    return await h.lower!.read(buf, 0, size, offset);
+  } catch (err) {
+    if (errorCode(err) !== 'ESTALE' || h.node.unlinked) throw err;
+    const again = await openLower(core, h.node);
+    await h.lower!.close().catch(() => undefined);
+    h.lower = again;
+    return again.read(buf, 0, size, offset);
+  }
 }
 
 function readFd(core: OverlayCore, fd: number, buf: Buffer, size: number, offset: number): Promise<number> {
@@ -126,8 +155,13 @@ export async function killSuidGid(fd: number): Promise<void> {
 export async function release(core: OverlayCore, h: FileHandle): Promise<void> {
   core.files.delete(h);
   await h.close();
-  h.node.openCount--;
-  core.nodes.released(h.node);
+  const node = h.node;
+  node.openCount--;
+  if (node.openCount === 0 && node.pinFd !== undefined) {
+    fs.closeSync(node.pinFd);
+    node.pinFd = undefined;
+  }
+  core.nodes.released(node);
 }
 
 export async function fsync(h: FileHandle, datasync: boolean): Promise<void> {

@@ -112,6 +112,7 @@ export async function rmdir(core: OverlayCore, parent: Node, name: string): Prom
 async function remove(core: OverlayCore, parent: Node, name: string, node: Node): Promise<void> {
   const upper = core.upper;
   const path = parent.childPath(name);
+  if (!node.links?.length) await core.pin(node);
   if (node.inUpper) {
     const shadowed = await lowerShadows(core.layers, parent, name);
     if (shadowed) await removeLeavingWhiteout(upper, path);
@@ -170,6 +171,7 @@ export async function rename(core: OverlayCore, a: RenameArgs): Promise<void> {
     return;
   }
 
+  if (dst && !dst.node.links?.length) await core.pin(dst.node);
   const dstUpper = await upper.stat(newPath);
   let replacedDir: Loc | undefined;
   if (dstUpper && isDirMode(dstUpper.mode)) {

@@ -41,8 +41,18 @@ export class Node {
   lastAttr?: Attr;
   /** The copy-up in progress, so concurrent writers wait for one copy. */
   copyingUp?: Promise<void>;
+  /**
+   * A descriptor of the node's object, kept while files are open on a node no name reaches
+   * any more, so they can still be reopened (/proc/PID/fd/N) and copied up.
+   */
+  pinFd?: number;
   /** Children the kernel knows by name. */
   readonly children = new Map<string, Node>();
+  /**
+   * revalidate=kernel: names whose lower object changed while cached. They answer ESTALE, as
+   * kernel overlayfs does, until the kernel drops this directory from its caches.
+   */
+  staleNames?: Set<string>;
 
   constructor(
     readonly id: number,

@@ -1,0 +1,100 @@
+/**
+ * Timing workloads on overlay filesystems over one lower tree: each run gets a fresh mount and
+ * a fresh upper (on a tmpfs mounted for the purpose), so no filesystem starts with warm dentry
+ * or attribute caches or with files already copied up; rounds interleave the filesystems.
+ */
+import { join, resolve } from 'path';
+import type { BenchContext } from '../area';
+import type { Cleanup } from './cleanup';
+import { medianOfRounds } from './measure';
+import { mountKernel, mountTmpfs, startFuseDaemon, type Mounted } from './mounts';
+import { removeTree, subdir } from './trees';
+
+const OVSHIFT = resolve(__dirname, '..', '..', '..', 'bin', 'ovshift');
+
+export interface OverlayLayers {
+  lower: string;
+  upper: string;
+  work: string;
+}
+
+export interface OverlaySubject {
+  /** Its column in the tables. */
+  name: string;
+  mount(cleanup: Cleanup, layers: OverlayLayers, dir: string): Promise<Mounted>;
+}
+
+export interface OverlayWorkload {
+  name: string;
+  /** The workload command for the mount at `mnt` (see workloads.c). */
+  command(mnt: string): Array<string | number>;
+  /** The count the command must report, or the filesystem did not do all the work. */
+  expect: number;
+}
+
+function layerOptions(layers: OverlayLayers, extra: readonly string[]): string {
+  return [`lowerdir=${layers.lower}`, `upperdir=${layers.upper}`, `workdir=${layers.work}`, ...extra].join(',');
+}
+
+/** ovshift from this checkout (bin/ovshift) with mount options `options`, its daemon a child of ours. */
+export function ovshift(options: readonly string[] = [], name = 'ovshift'): OverlaySubject {
+  return {
+    name,
+    mount: (cleanup, layers, dir) =>
+      startFuseDaemon(cleanup, name, OVSHIFT, ['-f', '-o', layerOptions(layers, options), dir], dir),
+  };
+}
+
+/** fuse-overlayfs with its default options. */
+export const fuseOverlayfs: OverlaySubject = {
+  name: 'fuse-overlayfs',
+  mount: (cleanup, layers, dir) =>
+    startFuseDaemon(cleanup, 'fuse-overlayfs', 'fuse-overlayfs', ['-f', '-o', layerOptions(layers, []), dir], dir),
+};
+
+/** Kernel overlayfs with its default options. */
+export const kernelOverlayfs: OverlaySubject = {
+  name: 'overlayfs',
+  mount: (cleanup, layers, dir) => mountKernel(cleanup, 'overlay', 'overlay', dir, layerOptions(layers, [])),
+};
+
+/**
+ * Times every workload on every subject, `rounds` times, over the lower tree `lower`; works in
+ * `scratch` (not on the lower's filesystem). Returns median milliseconds, [workload][subject].
+ */
+export async function timeOnOverlays(ctx: BenchContext, opts: {
+  lower: string;
+  scratch: string;
+  upperSize: number;
+  subjects: readonly OverlaySubject[];
+  workloads: readonly OverlayWorkload[];
+  rounds: number;
+}): Promise<number[][]> {
+  const { cleanup, workloads: helper } = ctx;
+  const upperFs = await mountTmpfs(cleanup, subdir(opts.scratch, 'upper'), `${opts.upperSize}`);
+  let runs = 0;
+  const timeOnce = async (subject: OverlaySubject, workload: OverlayWorkload): Promise<number> => {
+    const run = `${++runs}`;
+    const layers = { lower: opts.lower, upper: subdir(upperFs.dir, run, 'upper'), work: subdir(upperFs.dir, run, 'work') };
+    const mounted = await subject.mount(cleanup, layers, subdir(opts.scratch, `mnt-${run}`));
+    let result;
+    try {
+      result = await helper.run(...workload.command(mounted.dir));
+    } finally {
+      await mounted.unmount();
+      await removeTree(mounted.dir);
+      await removeTree(join(upperFs.dir, run));
+    }
+    if (result.count !== workload.expect) {
+      throw new Error(`${subject.name}: ${workload.name}: counted ${result.count}, expected ${workload.expect}`);
+    }
+    return result.ms;
+  };
+  const medians: number[][] = [];
+  for (const workload of opts.workloads) {
+    ctx.progress(workload.name);
+    medians.push(await medianOfRounds(opts.subjects, opts.rounds, (subject) => timeOnce(subject, workload)));
+  }
+  await upperFs.unmount();
+  return medians;
+}
