@@ -96,12 +96,13 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     };
     const fs = new OverlayFs({ upper, lowers }, {
       revalidate: o.revalidate, upperTimeout: o.upperTimeout, xattrs, redirectDir: o.redirectDir, readOnly: !upper,
+      forwardLocks: o.forwardLocks,
     }, root);
     const mount = await mountFuse({
       mountpoint: layout.mountpoint, fsname: o.source, subtype: 'ovshift', flags: mountFlags(o), allowOther: o.allowOther,
     });
     const session = new FuseSession(mount.fd, fs);
-    fs.core.notifier = { invalInode: (id) => void session.notifyInvalInode(id) };
+    fs.core.notifier = { invalInode: (id) => session.notifyInvalInode(id).then(() => undefined) };
     session.start();
     let control: { close(): void };
     try {

@@ -41,6 +41,8 @@ export interface CliOptions {
   /** Kernel cache timeout for upper-only entries, seconds. */
   upperTimeout: number;
   revalidate: 'always' | 'cached' | 'kernel';
+  /** locks=lower (default): locks are also taken on the files underneath; local: only here. */
+  forwardLocks: boolean;
   /** Fault rules for lower operations (src/layers/faults.ts syntax). */
   inject?: string;
   uidmapping?: string;
@@ -79,6 +81,8 @@ Options:
   -o revalidate=MODE      always: every lookup re-checks the lower (default);
                           cached: cache lower lookups, as fuse-overlayfs does;
                           kernel: cache like kernel overlayfs, ESTALE when a lower changed
+  -o locks=lower|local     locks are also taken on the files underneath, where other
+                          users of the lower see them (lower, default), or only here
   -o inject=RULE[;RULE…]  fault injection on lower operations, OP[@LAYER]:GLOB:EFFECT[:LIMIT]
                           e.g. stat:docs/*:ESTALE:count=1 or read:**:delay=50:p=0.1;
                           change it at runtime with: ovshift ctl MOUNTPOINT inject add RULE
@@ -168,6 +172,7 @@ function defaults(): Omit<CliOptions, 'mountpoint' | 'source'> {
     redirectDir: true,
     upperTimeout: 60,
     revalidate: 'always',
+    forwardLocks: true,
     squashToRoot: false,
   };
 }
@@ -209,6 +214,12 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
       return;
     }
     case 'inject': o.inject = needValue(); return;
+    case 'locks': {
+      const v = needValue();
+      if (v !== 'lower' && v !== 'local') throw new UsageError(`option locks=${v}: expected lower or local`);
+      o.forwardLocks = v === 'lower';
+      return;
+    }
     case 'uidmapping': o.uidmapping = needValue(); return;
     case 'gidmapping': o.gidmapping = needValue(); return;
     case 'squash_to_root': o.squashToRoot = true; return;

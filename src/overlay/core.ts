@@ -29,7 +29,8 @@ const O_PATH = C.O_PATH!;
 
 /** Telling the kernel what changed behind its caches; never awaited in a request's path. */
 export interface Notifier {
-  invalInode(nodeid: number): void;
+  /** Resolves once the kernel has taken the notification in. */
+  invalInode(nodeid: number): Promise<void>;
 }
 
 export class OverlayCore {
@@ -248,7 +249,7 @@ export class OverlayCore {
     // Its object is not at its path any more: pin it through the files still open on it.
     if (!node.inUpper) void this.pin(node).catch(() => undefined);
     this.nodes.unbindName(node, parent, name);
-    this.notifier?.invalInode(node.id);
+    void this.notifier?.invalInode(node.id);
   }
 
   /** Same object, new contents (a lower file appended to, say): the kernel's pages go. */
@@ -257,7 +258,22 @@ export class OverlayCore {
     if (!last || node.isDir) return;
     if (last.size === attr.size && last.mtime.sec === attr.mtime.sec && last.mtime.nsec === attr.mtime.nsec) return;
     logRevalidate('%s: node %d data changed (size %d -> %d); inval_inode sent', node.path, node.id, last.size, attr.size);
-    this.notifier?.invalInode(node.id);
+    void this.notifier?.invalInode(node.id);
+  }
+
+  /**
+   * Checks a node's data against its layer, as a lock grant asks (seed 000): when it changed
+   * since the kernel last saw it, the kernel's cached pages go before the caller reads.
+   */
+  async revalidateData(node: Node): Promise<void> {
+    if (node.upperOnly || node.isDir) return;
+    const last = node.lastAttr;
+    const now = node.unlinked ? this.openFileAttr(node) : await this.layerAttr(node).catch(() => null);
+    if (!now || !last) return;
+    if (last.size === now.size && sameTime(last.mtime, now.mtime) && sameTime(last.ctime, now.ctime)) return;
+    logRevalidate('%s: node %d changed before a lock grant (size %d -> %d); invalidating its pages', node.path, node.id, last.size, now.size);
+    node.lastAttr = nodeAttr(node, now);
+    await this.notifier?.invalInode(node.id);
   }
 
   private sameObject(node: Node, type: number, res: Extract<Resolution, { positive: true }>): boolean {
@@ -306,6 +322,10 @@ export class OverlayCore {
 }
 
 const ZERO = { sec: 0, nsec: 0 };
+
+function sameTime(a: { sec: number; nsec: number }, b: { sec: number; nsec: number }): boolean {
+  return a.sec === b.sec && a.nsec === b.nsec;
+}
 
 function identityOfNode(node: Node): string {
   return node.inUpper ? `upper ${node.upperIdentity}` : node.lowers[0] ? `lower ${node.lowers[0].layer + 1} ${node.lowers[0].identity}` : 'nothing';

@@ -19,4 +19,6 @@ export interface OverlayOptions {
   redirectDir: boolean;
   /** No upper layer: a read-only merged view. */
   readOnly: boolean;
+  /** Locks granted through the mount are also taken on the files underneath (locks=local: not). */
+  forwardLocks: boolean;
 }

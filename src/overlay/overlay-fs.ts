@@ -5,11 +5,11 @@
 import * as fs from 'fs';
 import { FSYNC_FDATASYNC, GETATTR_FH, type InitFlagName } from '../fuse/abi';
 import { FuseError } from '../fuse/errors';
-import type { FuseHandler } from '../fuse/handler';
-import type { AttrOut, CreateOut, DirentList, EntryOut, OpenOut, StatfsOut } from '../fuse/replies';
+import type { FuseHandler, RequestControl } from '../fuse/handler';
+import type { AttrOut, CreateOut, DirentList, EntryOut, LockOut, OpenOut, StatfsOut } from '../fuse/replies';
 import type {
   AccessRequest, CopyFileRangeRequest, CreateRequest, FallocateRequest, FlushRequest, FsyncRequest,
-  GetattrRequest, GetxattrRequest, LinkRequest, ListxattrRequest, LookupRequest, LseekRequest, MkdirRequest,
+  GetattrRequest, GetxattrRequest, LinkRequest, ListxattrRequest, LockRequest, LookupRequest, LseekRequest, MkdirRequest,
   MknodRequest, OpenRequest, ReadRequest, ReadlinkRequest, ReleaseRequest, RemovexattrRequest, RenameRequest,
   RmdirRequest, SetattrRequest, SetxattrRequest, StatfsRequest, SymlinkRequest, UnlinkRequest, WriteRequest,
 } from '../fuse/requests';
@@ -19,6 +19,7 @@ import { OverlayCore } from './core';
 import * as files from './files';
 import { DirHandle, FileHandle, O_ACCMODE } from './handles';
 import { mergedListing } from './listing';
+import { Locking } from './locking';
 import * as ns from './namespace';
 import { Node, S_IFDIR, S_IFLNK, S_IFREG } from './nodes';
 import type { OverlayOptions } from './options';
@@ -31,9 +32,11 @@ const name = OverlayCore.checkName;
 export class OverlayFs implements FuseHandler {
   readonly wantFlags: readonly InitFlagName[] = ['HANDLE_KILLPRIV_V2', 'AUTO_INVAL_DATA'];
   readonly core: OverlayCore;
+  readonly locking: Locking;
 
   constructor(layers: Layers, opts: OverlayOptions, root: { upper?: LayerAttr; lowers: LayerAttr[] }) {
     this.core = new OverlayCore(layers, opts, root);
+    this.locking = new Locking(this.core, opts.forwardLocks);
   }
 
   private file(fh: number): FileHandle {
@@ -192,11 +195,27 @@ export class OverlayFs implements FuseHandler {
     return layer.statfs();
   }
 
-  async flush(_req: FlushRequest): Promise<void> {}
+  async flush(req: FlushRequest): Promise<void> {
+    await this.locking.flush(req.nodeid, req.lockOwner);
+  }
 
   async release(req: ReleaseRequest): Promise<void> {
     const h = this.core.files.get(req.fh);
-    if (h) await files.release(this.core, h);
+    if (!h) return;
+    await this.locking.release(h.node, req.fh);
+    await files.release(this.core, h);
+  }
+
+  getlk(req: LockRequest): Promise<LockOut> {
+    return this.locking.getlk(req);
+  }
+
+  setlk(req: LockRequest, ctl: RequestControl): Promise<void> {
+    return this.locking.setlk(req, ctl);
+  }
+
+  destroy(): void {
+    this.locking.dispose();
   }
 
   async fsync(req: FsyncRequest): Promise<void> {
