@@ -13,6 +13,7 @@ import { connectionId, mountFuse } from './fuse/mount';
 import { FuseSession } from './fuse/session';
 import { DirLayer } from './layers/dir-layer';
 import { FaultPlan, FaultyLayer, parseRules } from './layers/faults';
+import { createIdShift } from './idmap';
 import type { LayerAttr, ReadableLayer } from './layers/types';
 import { UpperDir } from './layers/upper-dir';
 import { C } from './native';
@@ -83,6 +84,10 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
   }
   const faults = new FaultPlan();
   try {
+    const ids = createIdShift({
+      uidmapping: o.uidmapping, gidmapping: o.gidmapping, squashToRoot: o.squashToRoot,
+      squashToUid: o.squashToUid, squashToGid: o.squashToGid,
+    });
     for (const rule of o.inject ? parseRules(o.inject) : []) faults.add(rule);
     // Injected faults sit below the ESTALE retry, so an injected ESTALE is retried like a real one.
     const lowers = layout.lowers.map((p, i) => new StaleRetryLayer(new FaultyLayer(
@@ -96,7 +101,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     };
     const fs = new OverlayFs({ upper, lowers }, {
       revalidate: o.revalidate, upperTimeout: o.upperTimeout, xattrs, redirectDir: o.redirectDir, readOnly: !upper,
-      forwardLocks: o.forwardLocks,
+      forwardLocks: o.forwardLocks, ids,
     }, root);
     const mount = await mountFuse({
       mountpoint: layout.mountpoint, fsname: o.source, subtype: 'ovshift', flags: mountFlags(o), allowOther: o.allowOther,

@@ -1,4 +1,5 @@
 /** What the overlay filesystem itself is told at mount (the CLI parses it from the user). */
+import type { IdShift } from '../idmap';
 import type { OverlayXattrs } from './format';
 
 /**
@@ -21,4 +22,6 @@ export interface OverlayOptions {
   readOnly: boolean;
   /** Locks granted through the mount are also taken on the files underneath (locks=local: not). */
   forwardLocks: boolean;
+  /** uid/gid shift between the layers and the mount (identity when none is set). */
+  ids: IdShift;
 }
