@@ -16,14 +16,17 @@ import { FaultRuleError, parseRules, type FaultPlan } from './layers/faults';
 
 const log = createDebug('ovshift:control');
 
-export function controlDir(): string {
-  if (process.geteuid?.() === 0) return '/run/ovshift';
-  return join(process.env.XDG_RUNTIME_DIR || '/tmp', `ovshift-${process.getuid?.() ?? 0}`);
+/** Where control sockets may live, most specific first: root's /run, else a per-user directory. */
+function controlDirs(): string[] {
+  const user = join(process.env.XDG_RUNTIME_DIR || '/tmp', `ovshift-${process.getuid?.() ?? 0}`);
+  return process.geteuid?.() === 0 ? ['/run/ovshift', user] : [user];
 }
 
-/** The socket of the mount whose device is `dev` (st_dev of its root). */
+/** The socket of the mount whose device is `dev` (st_dev of its root), wherever it was made. */
 export function controlPath(dev: number): string {
-  return join(controlDir(), `mount-${dev}.sock`);
+  const dirs = controlDirs();
+  const name = `mount-${dev}.sock`;
+  return dirs.map((d) => join(d, name)).find((p) => fs.existsSync(p)) ?? join(dirs[0]!, name);
 }
 
 export interface ControlTarget {
@@ -57,10 +60,24 @@ export function handleCommand(line: string, target: ControlTarget): string[] {
   }
 }
 
-/** Serves the control socket until `close()`. */
-export async function serveControl(dev: number, target: ControlTarget): Promise<{ path: string; close(): void }> {
-  const path = controlPath(dev);
-  fs.mkdirSync(controlDir(), { recursive: true, mode: 0o700 });
+/**
+ * Serves the control socket until `close()`, in the first place it can be made (root of a user
+ * namespace cannot write the host's /run); undefined when none can be made: the mount works on
+ * without one.
+ */
+export async function serveControl(dev: number, target: ControlTarget): Promise<{ path: string; close(): void } | undefined> {
+  for (const dir of controlDirs()) {
+    try {
+      return await listen(join(dir, `mount-${dev}.sock`), dir, target);
+    } catch (err) {
+      log('no control socket in %s: %s', dir, (err as Error).message);
+    }
+  }
+  return undefined;
+}
+
+async function listen(path: string, dir: string, target: ControlTarget): Promise<{ path: string; close(): void }> {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   fs.rmSync(path, { force: true });
   const server = net.createServer((sock) => {
     let buf = '';

@@ -1,5 +1,6 @@
 /** Attributes shown for a node, from the layer object that backs it. */
 import type { Attr } from '../fuse/replies';
+import type { IdShift } from '../idmap';
 import type { LayerAttr } from '../layers/types';
 import type { Node } from './nodes';
 
@@ -12,7 +13,8 @@ export function decodeDev(rdev: number): { major: number; minor: number } {
   return { major: (rdev & 0xfff00) >>> 8, minor: (rdev & 0xff) | ((rdev >>> 12) & 0xfff00) };
 }
 
-export function nodeAttr(node: Node, a: LayerAttr): Attr {
+/** What the mount shows of a layer object: owners mapped from layer ids to view ids. */
+export function nodeAttr(node: Node, a: LayerAttr, ids: IdShift): Attr {
   let nlink = a.nlink;
   // A directory merged from several layers: counting its subdirectories is not worth it, and
   // 1 tells find(1) not to rely on the count (as kernel overlayfs does).
@@ -27,8 +29,8 @@ export function nodeAttr(node: Node, a: LayerAttr): Attr {
     ctime: a.ctime,
     mode: a.mode,
     nlink,
-    uid: a.uid,
-    gid: a.gid,
+    uid: ids.uids.toView(a.uid),
+    gid: ids.gids.toView(a.gid),
     rdev: encodeDev(a.rdevMajor, a.rdevMinor),
     blksize: a.blksize,
   };

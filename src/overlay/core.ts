@@ -52,7 +52,10 @@ export class OverlayCore {
       root.lowers.map((a, i) => ({ layer: i, path: '', identity: a.identity })),
       this.inodes.map(top.dev, top.ino),
     );
-    if (layers.upper) this.copyUp = new CopyUp(layers, layers.upper, opts.xattrs, this.nodes);
+    if (layers.upper) {
+      this.copyUp = new CopyUp(layers, layers.upper, opts.xattrs, this.nodes,
+        (node) => this.detach(node, node.parent!, node.name, 'gone from the lower before its copy-up'));
+    }
   }
 
   get upper(): UpperDir {
@@ -72,15 +75,38 @@ export class OverlayCore {
     return n;
   }
 
+  /**
+   * The layer ids a caller's new object gets, or EOVERFLOW when the caller's view ids have no
+   * mapping (what the kernel answers on idmapped mounts); nothing is created then.
+   */
+  layerOwner(viewUid: number, viewGid: number): { uid: number; gid: number } {
+    const uid = this.opts.ids.uids.toLayer(viewUid);
+    const gid = this.opts.ids.gids.toLayer(viewGid);
+    if (uid === undefined || gid === undefined) throw new FuseError('EOVERFLOW', `ids ${viewUid}:${viewGid} have no mapping`);
+    return { uid, gid };
+  }
+
   static checkName(name: Buffer): string {
     if (name.length > NAME_MAX) throw new FuseError('ENAMETOOLONG');
     return name.toString('latin1');
   }
 
-  /** Kernel cache timeout for a node's entry and attributes. */
-  timeoutFor(node: Node): number {
+  /**
+   * Kernel cache time of a node's entry (name → node) and attributes. Where a lower decides
+   * them: `lowerTimeout`, by default one clock tick, the least the kernel can keep (it rounds
+   * any non-zero time up to a jiffy, 4 ms at HZ=250): the walks, stats and reads of one moment
+   * share one check of the lower instead of repeating it per call, and anything later checks
+   * again. Data is never served from a replaced object whatever the time: an open that finds
+   * another object at the path answers ESTALE and the kernel looks the path up afresh.
+   * lower_timeout=0 makes every single access ask.
+   */
+  entryTimeoutFor(node: Node): number {
     if (this.opts.revalidate !== 'always') return CACHE_TIMEOUT;
-    return node.upperOnly ? this.opts.upperTimeout : 0;
+    return node.upperOnly ? this.opts.upperTimeout : this.opts.lowerTimeout;
+  }
+
+  attrTimeoutFor(node: Node): number {
+    return this.entryTimeoutFor(node);
   }
 
   /** The attributes of the layer object backing a node, or null when it is gone from there. */
@@ -128,7 +154,7 @@ export class OverlayCore {
   handleAttr(h: FileHandle): Attr | null {
     const a = fdAttr(h.anyFd);
     if (!a) return null;
-    const attr = nodeAttr(h.node, a);
+    const attr = nodeAttr(h.node, a, this.opts.ids);
     h.node.lastAttr = attr;
     return attr;
   }
@@ -143,14 +169,14 @@ export class OverlayCore {
       // The object changed under its name: ESTALE makes the kernel look the path up again.
       throw new FuseError('ESTALE');
     }
-    const attr = nodeAttr(node, a);
+    const attr = nodeAttr(node, a, this.opts.ids);
     node.lastAttr = attr;
     return attr;
   }
 
   entry(node: Node, attr: Attr): EntryOut {
     node.nlookup++;
-    const timeout = this.timeoutFor(node);
+    const timeout = this.entryTimeoutFor(node);
     return { nodeid: node.id, generation: 1, entryTimeout: timeout, attrTimeout: timeout, attr };
   }
 
@@ -272,7 +298,7 @@ export class OverlayCore {
     if (!now || !last) return;
     if (last.size === now.size && sameTime(last.mtime, now.mtime) && sameTime(last.ctime, now.ctime)) return;
     logRevalidate('%s: node %d changed before a lock grant (size %d -> %d); invalidating its pages', node.path, node.id, last.size, now.size);
-    node.lastAttr = nodeAttr(node, now);
+    node.lastAttr = nodeAttr(node, now, this.opts.ids);
     await this.notifier?.invalInode(node.id);
   }
 
@@ -303,7 +329,7 @@ export class OverlayCore {
       return this.negative(absenceCacheable(res.reason));
     }
     const { node, attr } = this.bind(parent, name, res);
-    const shown = nodeAttr(node, attr);
+    const shown = nodeAttr(node, attr, this.opts.ids);
     node.lastAttr = shown;
     return this.entry(node, shown);
   }

@@ -14,6 +14,8 @@ export interface OverlayOptions {
   revalidate: RevalidateMode;
   /** Kernel cache timeout, in seconds, for entries and attributes that depend on the upper alone. */
   upperTimeout: number;
+  /** The same for those a lower decides (revalidate=always): one clock tick by default. */
+  lowerTimeout: number;
   /** Where the overlay's own xattrs live: trusted.overlay.* as root, user.overlay.* otherwise. */
   xattrs: OverlayXattrs;
   /** Renaming directories that have lower parts records a redirect; off answers EXDEV. */

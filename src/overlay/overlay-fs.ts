@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import { FSYNC_FDATASYNC, GETATTR_FH, type InitFlagName } from '../fuse/abi';
 import { FuseError } from '../fuse/errors';
 import type { FuseHandler, RequestControl } from '../fuse/handler';
-import type { AttrOut, CreateOut, DirentList, EntryOut, LockOut, OpenOut, StatfsOut } from '../fuse/replies';
+import type { AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, LockOut, OpenOut, StatfsOut } from '../fuse/replies';
 import type {
   AccessRequest, CopyFileRangeRequest, CreateRequest, FallocateRequest, FlushRequest, FsyncRequest,
   GetattrRequest, GetxattrRequest, LinkRequest, ListxattrRequest, LockRequest, LookupRequest, LseekRequest, MkdirRequest,
@@ -50,7 +50,7 @@ export class OverlayFs implements FuseHandler {
   }
 
   private async reply(node: Node, attr: LayerAttr): Promise<EntryOut> {
-    const shown = nodeAttr(node, attr);
+    const shown = nodeAttr(node, attr, this.core.opts.ids);
     node.lastAttr = shown;
     return this.core.entry(node, shown);
   }
@@ -69,9 +69,9 @@ export class OverlayFs implements FuseHandler {
       // fstat of an open file: answer from the file itself, which outlives its name.
       const h = this.core.files.get(req.fh);
       const attr = h && (node.unlinked || h.upperFd !== undefined) ? this.core.handleAttr(h) : null;
-      if (attr) return { attrTimeout: this.core.timeoutFor(node), attr };
+      if (attr) return { attrTimeout: this.core.attrTimeoutFor(node), attr };
     }
-    return { attrTimeout: this.core.timeoutFor(node), attr: await this.core.attrOf(node) };
+    return { attrTimeout: this.core.attrTimeoutFor(node), attr: await this.core.attrOf(node) };
   }
 
   async setattr(req: SetattrRequest): Promise<AttrOut> {
@@ -84,7 +84,7 @@ export class OverlayFs implements FuseHandler {
       fd = h.upperFd ?? undefined;
     }
     await setattr(this.core, node, req, fd);
-    return { attrTimeout: this.core.timeoutFor(node), attr: await this.core.attrOf(node) };
+    return { attrTimeout: this.core.attrTimeoutFor(node), attr: await this.core.attrOf(node) };
   }
 
   async readlink(req: ReadlinkRequest): Promise<Buffer> {
@@ -102,7 +102,7 @@ export class OverlayFs implements FuseHandler {
     const major = (req.rdev & 0xfff00) >>> 8;
     const minor = (req.rdev & 0xff) | ((req.rdev >>> 12) & 0xfff00);
     const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
-      mode: req.mode, uid: req.uid, gid: req.gid,
+      mode: req.mode, ...this.core.layerOwner(req.uid, req.gid),
       make: (at) => upper.mknod(at, req.mode, major, minor),
     });
     return this.reply(node, attr);
@@ -114,7 +114,7 @@ export class OverlayFs implements FuseHandler {
     const upper = this.core.upper;
     const mode = S_IFDIR | (req.mode & 0o7777);
     const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
-      mode, uid: req.uid, gid: req.gid,
+      mode, ...this.core.layerOwner(req.uid, req.gid),
       make: (at) => upper.mkdir(at, mode & 0o7777),
     });
     return this.reply(node, attr);
@@ -125,7 +125,7 @@ export class OverlayFs implements FuseHandler {
     const parent = this.core.dirNode(req.nodeid);
     const upper = this.core.upper;
     const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
-      mode: S_IFLNK | 0o777, uid: req.uid, gid: req.gid,
+      mode: S_IFLNK | 0o777, ...this.core.layerOwner(req.uid, req.gid),
       make: (at) => upper.symlink(req.target, at),
     });
     return this.reply(node, attr);
@@ -139,7 +139,7 @@ export class OverlayFs implements FuseHandler {
     let fd: number | undefined;
     const access = req.flags & O_ACCMODE;
     const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
-      mode, uid: req.uid, gid: req.gid,
+      mode, ...this.core.layerOwner(req.uid, req.gid),
       make: async (at) => {
         fd = await upper.openAt(at, files.layerOpenFlags(req.flags) | access | fs.constants.O_CREAT | fs.constants.O_EXCL, mode & 0o7777);
       },
@@ -257,6 +257,37 @@ export class OverlayFs implements FuseHandler {
     for (let i = req.offset; i < entries.length; i++) {
       const e = entries[i]!;
       if (!out.add(Buffer.from(e.name, 'latin1'), e.ino, e.type, i + 1)) break;
+    }
+  }
+
+  /**
+   * READDIRPLUS: each entry comes with its node and attributes, looked up through the layers
+   * as LOOKUP would, so a listing followed by stats costs one request per batch of entries.
+   */
+  async readdirplus(req: ReadRequest, _ctl: unknown, out: DirentPlusList): Promise<void> {
+    const h = this.core.dirs.get(req.fh);
+    if (!h) throw new FuseError('EBADF');
+    if (req.offset === 0 || !h.entries) {
+      h.entries = await mergedListing(this.core.layers, this.core.opts.xattrs, this.core.inodes, h.node);
+    }
+    const entries = h.entries;
+    for (let i = req.offset; i < entries.length; i++) {
+      const e = entries[i]!;
+      const name = Buffer.from(e.name, 'latin1');
+      if (!out.fits(name)) break;
+      if (e.name === '.' || e.name === '..') {
+        // The kernel takes no reference for these and ignores their entry, but not d_ino
+        // (readdir(3) skips entries whose inode number is 0).
+        const dot = this.core.negative(false);
+        out.add(name, { ...dot, attr: { ...dot.attr, ino: e.ino } }, e.type, i + 1);
+        continue;
+      }
+      const res = await this.core.resolve(h.node, e.name);
+      if (!res.positive) continue; // gone since the listing was read
+      const { node, attr } = this.core.bind(h.node, e.name, res);
+      const shown = nodeAttr(node, attr, this.core.opts.ids);
+      node.lastAttr = shown;
+      out.add(name, this.core.entry(node, shown), e.type, i + 1);
     }
   }
 

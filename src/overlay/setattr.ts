@@ -22,13 +22,15 @@ function timeArg(valid: number, set: number, now: number, t: { sec: number; nsec
 export async function setattr(core: OverlayCore, node: Node, req: SetattrRequest, fd: number | undefined): Promise<void> {
   const v = req.valid;
   if (!(v & CHANGES)) return;
+  // Owners to set arrive as view ids; one without a mapping changes nothing (EOVERFLOW).
+  const uid = v & Fattr.UID ? core.opts.ids.uids.toLayer(req.newUid) : -1;
+  const gid = v & Fattr.GID ? core.opts.ids.gids.toLayer(req.newGid) : -1;
+  if (uid === undefined || gid === undefined) throw new FuseError('EOVERFLOW');
   const upper = core.upper;
   await core.copyUp!.ensure(node, { truncate: (v & Fattr.SIZE) !== 0 && req.size === 0n && !node.isDir });
   if (node.unlinked && fd === undefined) throw new FuseError('ESTALE');
   const at = upper.loc(node.path);
   if (v & (Fattr.UID | Fattr.GID)) {
-    const uid = v & Fattr.UID ? req.newUid : -1;
-    const gid = v & Fattr.GID ? req.newGid : -1;
     if (fd !== undefined) fs.fchownSync(fd, uid, gid);
     else await upper.chown(at, uid, gid);
   }

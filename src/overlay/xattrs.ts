@@ -1,5 +1,6 @@
 /** Extended attributes through the mount; the overlay's own (trusted/user.overlay.*) stay hidden. */
 import { FuseError } from '../fuse/errors';
+import { ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, CAP_XATTR, aclToLayer, aclToView, capToLayer, capToView, type IdShift } from '../idmap';
 import type { ReadableLayer } from '../layers/types';
 import type { OverlayCore } from './core';
 import { isPrivateXattr } from './format';
@@ -14,12 +15,32 @@ function holder(core: OverlayCore, node: Node): { layer: ReadableLayer; path: st
   return { layer: core.layers.lowers[part.layer]!, path: part.path };
 }
 
+/** An xattr value as the mount shows it: ids in ACLs and a capability's root id mapped to the view. */
+function toView(ids: IdShift, name: string, value: Buffer): Buffer | null {
+  if (name === ACL_ACCESS_XATTR || name === ACL_DEFAULT_XATTR) return aclToView(value, ids.uids, ids.gids);
+  if (name === CAP_XATTR) return capToView(value, ids.uids);
+  return value;
+}
+
+/** An xattr value as the layers store it; EOVERFLOW for ids the mapping does not cover. */
+function toLayer(ids: IdShift, name: string, value: Buffer): Buffer {
+  if (name === ACL_ACCESS_XATTR || name === ACL_DEFAULT_XATTR) return aclToLayer(value, ids.uids, ids.gids);
+  if (name === CAP_XATTR) {
+    const v = capToLayer(value, ids.uids);
+    if (v === null) throw new FuseError('EOVERFLOW', 'the capability\'s root id has no mapping');
+    return v;
+  }
+  return value;
+}
+
 export async function getxattr(core: OverlayCore, node: Node, name: string): Promise<Buffer> {
   if (isPrivateXattr(name)) throw new FuseError('ENODATA');
   const { layer, path } = holder(core, node);
   const v = await layer.getxattr(path, name);
-  if (v === null) throw new FuseError('ENODATA');
-  return v;
+  const shown = v === null ? null : toView(core.opts.ids, name, v);
+  // A capability whose root has no mapping here is not shown at all (never the wrong root).
+  if (shown === null) throw new FuseError('ENODATA');
+  return shown;
 }
 
 export async function listxattr(core: OverlayCore, node: Node): Promise<Buffer> {
@@ -30,8 +51,9 @@ export async function listxattr(core: OverlayCore, node: Node): Promise<Buffer> 
 
 export async function setxattr(core: OverlayCore, node: Node, name: string, value: Buffer, flags: number): Promise<void> {
   if (isPrivateXattr(name)) throw new FuseError('EPERM');
+  const stored = toLayer(core.opts.ids, name, value);
   await core.copyUp!.ensure(node);
-  await core.upper.setxattr(core.upper.loc(node.path), name, value, flags);
+  await core.upper.setxattr(core.upper.loc(node.path), name, stored, flags);
 }
 
 export async function removexattr(core: OverlayCore, node: Node, name: string): Promise<void> {
