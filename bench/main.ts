@@ -8,9 +8,10 @@ import { fuseArea } from './fuse';
 import { Cleanup } from './lib/cleanup';
 import { machineLine } from './lib/report';
 import { Workloads } from './lib/workload';
+import { nfsArea } from './nfs';
 import { overlayArea } from './overlay';
 
-const AREAS: readonly BenchArea[] = [fuseArea, overlayArea];
+const AREAS: readonly BenchArea[] = [fuseArea, overlayArea, nfsArea];
 
 function usage(): string {
   return [

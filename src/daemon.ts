@@ -11,9 +11,9 @@ import { makePrivateUpper, type PrivateUpper } from './cli/private-upper';
 import { serveControl } from './control';
 import { connectionId, mountFuse } from './fuse/mount';
 import { FuseSession } from './fuse/session';
-import { DirLayer } from './layers/dir-layer';
 import { FaultPlan, FaultyLayer, parseRules } from './layers/faults';
 import { createIdShift } from './idmap';
+import { openLowers, type OpenLowers } from './layers/lowers';
 import type { LayerAttr, ReadableLayer } from './layers/types';
 import { UpperDir } from './layers/upper-dir';
 import { C } from './native';
@@ -83,6 +83,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     workPath = privateUpper.work;
   }
   const faults = new FaultPlan();
+  let opened: OpenLowers | undefined;
   try {
     const ids = createIdShift({
       uidmapping: o.uidmapping, gidmapping: o.gidmapping, squashToRoot: o.squashToRoot,
@@ -90,8 +91,8 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     });
     for (const rule of o.inject ? parseRules(o.inject) : []) faults.add(rule);
     // Injected faults sit below the ESTALE retry, so an injected ESTALE is retried like a real one.
-    const lowers = layout.lowers.map((p, i) => new StaleRetryLayer(new FaultyLayer(
-      new DirLayer(p, layout.lowers.length > 1 ? `lower layer ${i + 1} (${p})` : `lower layer (${p})`), i + 1, faults)));
+    opened = await openLowers(layout.lowers);
+    const lowers = opened.layers.map((l, i) => new StaleRetryLayer(new FaultyLayer(l, i + 1, faults)));
     const upper = upperPath ? new UpperDir(upperPath, workPath!, privateUpper ? `private ${privateUpper.kind} upper` : `upperdir (${upperPath})`) : undefined;
     upper?.clearWorkdir();
     const xattrs = new OverlayXattrs(initialNamespaceRoot() ? TRUSTED_PREFIX : USER_PREFIX);
@@ -100,7 +101,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
       lowers: await Promise.all(lowers.map(rootAttr)),
     };
     const fs = new OverlayFs({ upper, lowers }, {
-      revalidate: o.revalidate, upperTimeout: o.upperTimeout, xattrs, redirectDir: o.redirectDir, readOnly: !upper,
+      revalidate: o.revalidate, upperTimeout: o.upperTimeout, lowerTimeout: o.lowerTimeout, xattrs, redirectDir: o.redirectDir, readOnly: !upper,
       forwardLocks: o.forwardLocks, ids,
     }, root);
     const mount = await mountFuse({
@@ -109,7 +110,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     const session = new FuseSession(mount.fd, fs);
     fs.core.notifier = { invalInode: (id) => session.notifyInvalInode(id).then(() => undefined) };
     session.start();
-    let control: { close(): void };
+    let control: { close(): void } | undefined;
     try {
       await session.ready;
       control = await serveControl(fuseDev(await connectionId(layout.mountpoint)), {
@@ -130,16 +131,18 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
       return stopping;
     };
     const done = session.closed.then(async (errno) => {
-      control.close();
+      control?.close();
       session.stop();
       closeSync(mount.fd);
       await privateUpper?.release();
+      await opened?.close();
       log('unmounted (errno %d)', errno);
       return 0;
     });
     return { done, stop };
   } catch (err) {
     await privateUpper?.release();
+    await opened?.close();
     throw err;
   }
 }

@@ -1,5 +1,7 @@
 /** Checks the layers and the mountpoint before anything is mounted; each refusal names the problem. */
 import { promises as fsp, constants as K } from 'fs';
+import { isNfsLower, type LowerLocation } from '../layers/lower-location';
+import { parseNfsUrl } from '../layers/nfs/url';
 import type { CliOptions } from './options';
 
 export class LayoutError extends Error {
@@ -11,7 +13,7 @@ export class LayoutError extends Error {
 
 export interface Layout {
   mountpoint: string;
-  lowers: string[];
+  lowers: LowerLocation[];
   upper?: string;
   work?: string;
 }
@@ -37,11 +39,23 @@ async function directory(what: string, path: string, access: number): Promise<st
   return real;
 }
 
-export async function checkLayout(o: CliOptions): Promise<Layout> {
-  const lowers: string[] = [];
-  for (const [i, l] of o.lowers.entries()) {
-    lowers.push(await directory(o.lowers.length > 1 ? `lower layer ${i + 1}` : 'lower layer', l, K.R_OK | K.X_OK));
+/** An nfs:// lower is only parsed here: the server is reached when the layers are opened. */
+function nfsLower(what: string, text: string): LowerLocation {
+  try {
+    return { kind: 'nfs', url: parseNfsUrl(text) };
+  } catch (err) {
+    throw new LayoutError(`${what}: ${(err as Error).message}`);
   }
+}
+
+export async function checkLayout(o: CliOptions): Promise<Layout> {
+  const locations: LowerLocation[] = [];
+  for (const [i, l] of o.lowers.entries()) {
+    const what = o.lowers.length > 1 ? `lower layer ${i + 1}` : 'lower layer';
+    locations.push(isNfsLower(l) ? nfsLower(what, l) : { kind: 'dir', path: await directory(what, l, K.R_OK | K.X_OK) });
+  }
+  // Only directories can hold the mountpoint or the upper, or be inside them.
+  const lowers = locations.flatMap((l) => (l.kind === 'dir' ? [l.path] : []));
   const upper = o.upper === undefined ? undefined : await directory('upperdir', o.upper, K.R_OK | K.W_OK | K.X_OK);
   const work = o.work === undefined ? undefined : await directory('workdir', o.work, K.R_OK | K.W_OK | K.X_OK);
   let mountpoint: string;
@@ -54,7 +68,8 @@ export async function checkLayout(o: CliOptions): Promise<Layout> {
     throw new LayoutError(`mountpoint ${o.mountpoint}: ${(err as Error).message}`);
   }
   const layers: Array<[string, string]> = [
-    ...lowers.map((l, i): [string, string] => [lowers.length > 1 ? `lower layer ${i + 1} ${l}` : `lower layer ${l}`, l]),
+    ...locations.flatMap((l, i): Array<[string, string]> =>
+      l.kind === 'dir' ? [[locations.length > 1 ? `lower layer ${i + 1} ${l.path}` : `lower layer ${l.path}`, l.path]] : []),
     ...(upper ? [[`upperdir ${upper}`, upper] as [string, string]] : []),
     ...(work ? [[`workdir ${work}`, work] as [string, string]] : []),
   ];
@@ -73,5 +88,5 @@ export async function checkLayout(o: CliOptions): Promise<Layout> {
     const [u, w] = await Promise.all([fsp.stat(upper), fsp.stat(work)]);
     if (u.dev !== w.dev) throw new LayoutError(`workdir ${work} is on another filesystem than upperdir ${upper}`);
   }
-  return { mountpoint, lowers, upper, work };
+  return { mountpoint, lowers: locations, upper, work };
 }

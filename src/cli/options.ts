@@ -4,6 +4,10 @@
  *   ovshift SOURCE MOUNTPOINT -o …                                           (mount.fuse3)
  *   ovshift --lower A --lower B --upper U --work W MOUNTPOINT                 (long options)
  */
+import { nfsAuthorityLength } from '../layers/lower-location';
+
+/** The shortest non-zero cache time: the kernel rounds it up to one jiffy. */
+export const ONE_TICK = 1e-9;
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -40,6 +44,8 @@ export interface CliOptions {
   redirectDir: boolean;
   /** Kernel cache timeout for upper-only entries, seconds. */
   upperTimeout: number;
+  /** Kernel cache timeout for lower-dependent entries, seconds (default: one clock tick). */
+  lowerTimeout: number;
   revalidate: 'always' | 'cached' | 'kernel';
   /** locks=lower (default): locks are also taken on the files underneath; local: only here. */
   forwardLocks: boolean;
@@ -71,6 +77,9 @@ Options:
   -f                      stay in the foreground (otherwise return once mounted)
   -d, -o debug            foreground, and log every request (DEBUG=ovshift:*)
   -o lowerdir=A:B         lower layers, topmost first; "\\:" is a literal colon
+                          a layer may be nfs://HOST[:PORT]/EXPORT[/DIR][?OPTS]: an NFSv3
+                          export read in userspace (OPTS: mountport=N uid=N gid=N soft
+                          timeo=DECISECS retrans=N actimeo=SECS dircache=SECS, joined by &)
   -o upperdir=DIR         writable upper layer (kernel overlayfs format)
   -o workdir=DIR          work directory on the same filesystem as upperdir
   -o upper_size=SIZE      size of the private tmpfs upper (as tmpfs size=, default 50%)
@@ -78,6 +87,8 @@ Options:
   -o redirect_dir=on|off  renaming directories that have lower parts: on records a
                           redirect (default), off answers EXDEV
   -o upper_timeout=SECS   kernel cache time for entries that depend on the upper only (60)
+  -o lower_timeout=SECS   the same for entries a lower decides: one clock tick by default
+                          (at most 4 ms); 0 makes every access check the lower
   -o revalidate=MODE      always: every lookup re-checks the lower (default);
                           cached: cache lower lookups, as fuse-overlayfs does;
                           kernel: cache like kernel overlayfs, ESTALE when a lower changed
@@ -126,13 +137,21 @@ export function splitOptions(s: string): string[] {
   return out.filter((o) => o !== '');
 }
 
-/** Splits lowerdir at colons not escaped by a backslash; "\\:" and "\\," become literal. */
+/**
+ * Splits lowerdir at colons not escaped by a backslash; "\\:" and "\\," become literal. In a
+ * layer that starts with nfs://, the colons of "nfs://HOST:PORT" (and of an [IPv6] host) do not
+ * split.
+ */
 export function splitLowerdir(s: string): string[] {
   const out: string[] = [];
   let cur = '';
   for (let i = 0; i < s.length; i++) {
     const c = s[i]!;
-    if (c === '\\' && i + 1 < s.length) cur += s[++i];
+    const authority = cur === '' ? nfsAuthorityLength(s.slice(i)) : 0;
+    if (authority > 0) {
+      cur = s.slice(i, i + authority);
+      i += authority - 1;
+    } else if (c === '\\' && i + 1 < s.length) cur += s[++i];
     else if (c === ':') {
       out.push(cur);
       cur = '';
@@ -171,6 +190,7 @@ function defaults(): Omit<CliOptions, 'mountpoint' | 'source'> {
     allowOther: process.geteuid?.() === 0,
     redirectDir: true,
     upperTimeout: 60,
+    lowerTimeout: ONE_TICK,
     revalidate: 'always',
     forwardLocks: true,
     squashToRoot: false,
@@ -207,6 +227,7 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
     case 'debug': o.debug = true; o.foreground = true; return;
     case 'redirect_dir': o.redirectDir = onOff(key, needValue()); return;
     case 'upper_timeout': o.upperTimeout = seconds(key, needValue()); return;
+    case 'lower_timeout': o.lowerTimeout = seconds(key, needValue()); return;
     case 'revalidate': {
       const v = needValue();
       if (v !== 'always' && v !== 'cached' && v !== 'kernel') throw new UsageError(`option revalidate=${v}: expected always, cached or kernel`);

@@ -168,7 +168,16 @@ export class FaultyLayer implements ReadableLayer {
         this.gate('read', path, () => file.read(buf, offset, length, position)),
       stat: () => file.stat(),
       close: () => file.close(),
+      chunks: file.chunks && ((size: number) => this.gatedChunks(path, file.chunks!(size))),
     };
+  }
+
+  /** A streamed read where each chunk counts as a read for the plan. */
+  private async *gatedChunks(path: string, chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer, void, undefined> {
+    for await (const chunk of chunks) {
+      if (!this.plan.empty) await this.plan.apply('read', this.index, path);
+      yield chunk;
+    }
   }
 
   statfs(): Promise<LayerStatfs> {

@@ -58,6 +58,11 @@ export interface LayerFile {
   close(): Promise<void>;
   /** The local descriptor, when the layer has one (locks and copy-up use it). */
   readonly fd?: number;
+  /**
+   * The first `size` bytes in order (fewer if the file is shorter), for layers that read ahead
+   * better than one read() after another (several requests in flight); copy-up uses it.
+   */
+  chunks?(size: number): AsyncIterable<Buffer>;
 }
 
 /** A layer the overlay reads: every lower layer, and the upper's read side. */

@@ -39,6 +39,8 @@ export class CopyUp {
     private readonly upper: UpperDir,
     private readonly xattrs: OverlayXattrs,
     private readonly nodes: NodeTable,
+    /** Detaches a node whose lower object left its path (it is pinned through its open files). */
+    private readonly gone: (node: Node) => void,
   ) {}
 
   /** Makes sure `node` has an upper part; concurrent callers share one copy. */
@@ -60,8 +62,11 @@ export class CopyUp {
     const layer = this.layers.lowers[source.layer]!;
     const attr = await layer.stat(source.path);
     if (attr === null || attr.identity !== source.identity) {
-      // The lower object went away or was replaced since it was looked up.
-      throw errnoError(-116, 'copy-up', node.path);
+      // The lower object went away or was replaced since it was looked up. Open files of it
+      // go on with a copy of their own; without one, there is nothing left to copy.
+      if (node.openCount === 0 || !node.parent) throw errnoError(-116, 'copy-up', node.path);
+      this.gone(node);
+      return this.copyOrphan(node, opts);
     }
     const temp = this.upper.temp();
     const path = node.path;
@@ -117,7 +122,8 @@ export class CopyUp {
       if (truncate || attr.size === 0) return;
       const src = await layer.openRead(from);
       try {
-        if (src.fd === undefined || !(await this.copyInKernel(src.fd, out, attr.size))) {
+        if (src.chunks) await this.copyChunks(src.chunks(attr.size), out);
+        else if (src.fd === undefined || !(await this.copyInKernel(src.fd, out, attr.size))) {
           await this.copyThroughBuffer(src, out);
         }
       } finally {
@@ -189,6 +195,14 @@ export class CopyUp {
       if (n === 0) return;
       await new Promise<void>((resolve, reject) => fs.write(dst, buf, 0, n, pos, (err) => (err ? reject(err) : resolve())));
       pos += n;
+    }
+  }
+
+  private async copyChunks(chunks: AsyncIterable<Buffer>, dst: number): Promise<void> {
+    let pos = 0;
+    for await (const chunk of chunks) {
+      await new Promise<void>((resolve, reject) => fs.write(dst, chunk, 0, chunk.length, pos, (err) => (err ? reject(err) : resolve())));
+      pos += chunk.length;
     }
   }
 

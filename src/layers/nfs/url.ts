@@ -1,4 +1,4 @@
-// nfs://HOST[:PORT]/EXPORT[/SUBDIR][?mountport=N&uid=U&gid=G&soft&timeo=T&retrans=R&actimeo=S&noresvport]
+// nfs://HOST[:PORT]/EXPORT[/SUBDIR][?mountport=N&uid=U&gid=G&soft&timeo=T&retrans=R&actimeo=S&dircache=S&noresvport]
 
 export interface NfsUrl {
   /** Host name or address; an IPv6 address without its brackets. */
@@ -20,6 +20,11 @@ export interface NfsUrl {
   retrans: number;
   /** Seconds a GETATTR result may be served from cache; 0 disables the cache. */
   actimeo: number;
+  /**
+   * Seconds a layer may reuse a directory's handle for paths below it instead of looking the
+   * directory up again; 0 (the default) looks every component up every time.
+   */
+  dircache: number;
   /**
    * Use a source port below 1024 when running as root (on by default, as in the kernel: servers
    * with kernel nfsd's `secure` or ganesha's `PrivilegedPort = true` refuse other ports; ganesha
@@ -111,6 +116,7 @@ export function parseNfsUrl(url: string): NfsUrl {
     timeo: DEFAULT_TIMEO,
     retrans: DEFAULT_RETRANS,
     actimeo: 0,
+    dircache: 0,
     resvport: true,
   };
   if (rawPort !== undefined) parsed.port = parseNumber(url, 'port', rawPort, 1, 65535);
@@ -150,6 +156,9 @@ export function parseNfsUrl(url: string): NfsUrl {
         break;
       case 'actimeo':
         parsed.actimeo = parseNumber(url, 'actimeo', needValue(), 0, 3600);
+        break;
+      case 'dircache':
+        parsed.dircache = parseNumber(url, 'dircache', needValue(), 0, 3600);
         break;
       case 'noresvport':
         noValue();

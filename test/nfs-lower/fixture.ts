@@ -1,0 +1,71 @@
+/**
+ * An nfs-ganesha export on loopback whose subdirectories serve as the nfs:// lowers of ovshift
+ * mounts, one per test. Tests change a lower by writing the exported directory directly, as
+ * the server (or another client) would.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
+import { makeTree, type TreeSpec } from '../helpers/tree';
+import { startNfsServer, type NfsTestServer } from '../nfs/server';
+
+export class NfsExport {
+  private areas = 0;
+
+  private constructor(
+    /** The exported directory. */
+    readonly root: string,
+    readonly server: NfsTestServer,
+  ) {}
+
+  /** Starts ganesha exporting a new temporary directory (on disk, not tmpfs, where /tmp is). */
+  static async start(): Promise<NfsExport> {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ovshift-nfs-lower-'));
+    fs.chmodSync(root, 0o755);
+    try {
+      return new NfsExport(fs.realpathSync(root), await startNfsServer(root));
+    } catch (err) {
+      fs.rmSync(root, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** A new directory of the export holding `tree`: its path on the server and its nfs:// URL. */
+  area(tree: TreeSpec = {}, urlOptions = ''): { dir: string; url: string } {
+    const name = `area${++this.areas}`;
+    const dir = path.join(this.root, name);
+    fs.mkdirSync(dir, { mode: 0o755 });
+    makeTree(dir, tree);
+    return { dir, url: this.server.url(name, urlOptions) };
+  }
+
+  async stop(): Promise<void> {
+    await this.server.stop();
+    fs.rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+/** One ovshift mount over an nfs:// lower (plus whatever else `lowerdir` names). */
+export class NfsLowerMount {
+  readonly scratch = new Scratch('ovshift-nfs-lower-test-');
+  daemon?: Daemon;
+
+  get mnt(): string {
+    return this.scratch.mnt;
+  }
+
+  /** Mounts `-o lowerdir=LOWERDIR,upperdir=…,workdir=…[,EXTRA]`. */
+  async mount(lowerdir: string, extra = '', env?: NodeJS.ProcessEnv): Promise<Daemon> {
+    const s = this.scratch;
+    const options = `lowerdir=${lowerdir},upperdir=${s.upper},workdir=${s.work}${extra ? `,${extra}` : ''}`;
+    this.daemon = await startDaemon(['-o', options, s.mnt], s.mnt, { env });
+    return this.daemon;
+  }
+
+  /** Unmounts and removes the scratch tree; safe whatever state the test left. */
+  async remove(): Promise<void> {
+    await this.daemon?.stop();
+    this.scratch.remove();
+  }
+}
