@@ -9,7 +9,7 @@ import { checkLayout } from './cli/layout';
 import type { CliOptions } from './cli/options';
 import { makePrivateUpper, type PrivateUpper } from './cli/private-upper';
 import { serveControl } from './control';
-import { connectionId, mountFuse } from './fuse/mount';
+import { connectionId, mountFuse, setReadAhead } from './fuse/mount';
 import { FuseSession } from './fuse/session';
 import { FaultPlan, FaultyLayer, parseRules } from './layers/faults';
 import { createIdShift } from './idmap';
@@ -22,6 +22,8 @@ import { OverlayFs } from './overlay/overlay-fs';
 import { StaleRetryLayer } from './overlay/stale-retry';
 
 const log = createDebug('ovshift:mount');
+/** Read-ahead for the mount, KiB: one READ of the largest size INIT allows (256 pages). */
+const READ_AHEAD_KIB = 1024;
 
 /** Whether this process is root of the initial user namespace (and may use trusted.* xattrs). */
 function initialNamespaceRoot(): boolean {
@@ -102,7 +104,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     };
     const fs = new OverlayFs({ upper, lowers }, {
       revalidate: o.revalidate, upperTimeout: o.upperTimeout, lowerTimeout: o.lowerTimeout, xattrs, redirectDir: o.redirectDir, readOnly: !upper,
-      forwardLocks: o.forwardLocks, ids,
+      forwardLocks: o.forwardLocks, ids, passthrough: o.passthrough,
     }, root);
     const mount = await mountFuse({
       mountpoint: layout.mountpoint, fsname: o.source, subtype: 'ovshift', flags: mountFlags(o), allowOther: o.allowOther,
@@ -113,9 +115,14 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     let control: { close(): void } | undefined;
     try {
       await session.ready;
-      control = await serveControl(fuseDev(await connectionId(layout.mountpoint)), {
+      const id = await connectionId(layout.mountpoint);
+      if (id !== undefined) await setReadAhead(id, READ_AHEAD_KIB);
+      control = await serveControl(fuseDev(id), {
         faults,
-        status: () => ({ nodes: fs.core.nodes.size, 'open files': fs.core.files.size, 'open dirs': fs.core.dirs.size, pending: session.pendingCount }),
+        status: () => ({
+          nodes: fs.core.nodes.size, 'open files': fs.core.files.size, 'open dirs': fs.core.dirs.size,
+          'passthrough files': fs.core.passthrough?.activeFiles ?? 'off', pending: session.pendingCount,
+        }),
       });
     } catch (err) {
       await mount.unmount({ lazy: true }).catch(() => undefined);

@@ -49,6 +49,8 @@ export interface CliOptions {
   revalidate: 'always' | 'cached' | 'kernel';
   /** locks=lower (default): locks are also taken on the files underneath; local: only here. */
   forwardLocks: boolean;
+  /** passthrough=on (default): the kernel reads and writes upper files itself where it can. */
+  passthrough: boolean;
   /** Fault rules for lower operations (src/layers/faults.ts syntax). */
   inject?: string;
   uidmapping?: string;
@@ -86,6 +88,8 @@ Options:
   -o ro                   read-only mount
   -o redirect_dir=on|off  renaming directories that have lower parts: on records a
                           redirect (default), off answers EXDEV
+  -o passthrough=on|off   on (default): the kernel reads and writes files in the upper
+                          itself (FUSE passthrough; needs root), off: through the daemon
   -o upper_timeout=SECS   kernel cache time for entries that depend on the upper only (60)
   -o lower_timeout=SECS   the same for entries a lower decides: one clock tick by default
                           (at most 4 ms); 0 makes every access check the lower
@@ -193,6 +197,7 @@ function defaults(): Omit<CliOptions, 'mountpoint' | 'source'> {
     lowerTimeout: ONE_TICK,
     revalidate: 'always',
     forwardLocks: true,
+    passthrough: true,
     squashToRoot: false,
   };
 }
@@ -226,6 +231,7 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
     case 'allow_other': o.allowOther = true; return;
     case 'debug': o.debug = true; o.foreground = true; return;
     case 'redirect_dir': o.redirectDir = onOff(key, needValue()); return;
+    case 'passthrough': o.passthrough = onOff(key, needValue()); return;
     case 'upper_timeout': o.upperTimeout = seconds(key, needValue()); return;
     case 'lower_timeout': o.lowerTimeout = seconds(key, needValue()); return;
     case 'revalidate': {

@@ -6,7 +6,7 @@
  */
 import type { InitFlagName } from './abi';
 import type {
-  AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, IoctlOut, LockOut, OpenOut, StatfsOut, StatxOut,
+  AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, IoctlOut, LentBuffer, LockOut, OpenOut, StatfsOut, StatxOut,
 } from './replies';
 import type {
   AccessRequest, BmapRequest, CopyFileRangeRequest, CreateRequest, FallocateRequest, FlushRequest,
@@ -24,6 +24,14 @@ export interface RequestControl {
   onInterrupt(cb: () => void): void;
 }
 
+/** FUSE passthrough: files the kernel reads and writes itself, registered by descriptor. */
+export interface BackingFiles {
+  /** Registers a descriptor; returns the backing id for an open reply, or -errno. */
+  open(fd: number): number;
+  /** Drops a registration (open files keep theirs); returns 0 or -errno. */
+  close(id: number): number;
+}
+
 /** What INIT settled on, handed to `init` once the reply is on its way. */
 export interface ConnectionInfo {
   major: number;
@@ -35,6 +43,8 @@ export interface ConnectionInfo {
   maxWrite: number;
   maxReadahead: number;
   maxPages: number;
+  /** Present when passthrough was agreed (the handler asked for PASSTHROUGH). */
+  backing?: BackingFiles;
 }
 
 type Op<Req, Out> = (req: Req, ctl: RequestControl) => Promise<Out>;
@@ -61,7 +71,7 @@ export interface FuseHandler {
   link?: Op<LinkRequest, EntryOut>;
   open?: Op<OpenRequest, OpenOut>;
   /** The data read; shorter than asked means end of file. */
-  read?: Op<ReadRequest, Buffer | Buffer[]>;
+  read?: Op<ReadRequest, Buffer | Buffer[] | LentBuffer>;
   /** Bytes written. */
   write?: Op<WriteRequest, number>;
   statfs?: Op<StatfsRequest, StatfsOut>;

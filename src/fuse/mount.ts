@@ -194,6 +194,21 @@ export async function connectionId(mountpoint: string): Promise<number | undefin
 }
 
 /**
+ * Sets the kernel's read-ahead for a FUSE connection, whose bdi is named "0:ID". The kernel
+ * starts FUSE mounts at 128 KiB whatever INIT's max_readahead says; a larger window means
+ * fewer and larger READs for sequential reads. Only root may; false when not allowed.
+ */
+export async function setReadAhead(id: number, kib: number): Promise<boolean> {
+  try {
+    await fsp.writeFile(`/sys/class/bdi/0:${id}/read_ahead_kb`, `${kib}\n`);
+    return true;
+  } catch (err) {
+    log('read-ahead stays at the default: %s', (err as Error).message);
+    return false;
+  }
+}
+
+/**
  * Aborts a FUSE connection through fusectl: every pending request fails at once. The way out
  * when a process serving a mount is itself blocked on that mount.
  */

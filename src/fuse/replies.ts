@@ -222,6 +222,14 @@ export function message(unique: number, error: number, bodySize: number, fill?: 
   return buf;
 }
 
+/**
+ * READ data in a buffer the handler lends (from a pool of its own, say): the session calls
+ * `release` once the reply is written, and never touches `data` after that.
+ */
+export class LentBuffer {
+  constructor(readonly data: Buffer, readonly release: () => void) {}
+}
+
 /** Header alone, for replies whose body is a separate buffer (READ, READLINK, GETXATTR data). */
 export function header(unique: number, error: number, bodySize: number): Buffer {
   const buf = Buffer.allocUnsafe(OUT_HEADER_SIZE);

@@ -12,7 +12,7 @@ import { errnoNumber, errnoOf } from './errors';
 import { formatError, formatReply, formatRequest, opName } from './format';
 import type { ConnectionInfo, FuseHandler, RequestControl } from './handler';
 import {
-  DirentList, DirentPlusList, ReplySize, encodeAttrOut, encodeEntry, encodeInit, encodeLock, encodeOpen,
+  DirentList, DirentPlusList, LentBuffer, ReplySize, encodeAttrOut, encodeEntry, encodeInit, encodeLock, encodeOpen,
   encodeStatfs, encodeStatxOut, header, message, notifyDelete, notifyInvalEntry, notifyInvalInode,
   notifyPollWakeup, notifyPrune, notifyRetrieve, notifyStore,
 } from './replies';
@@ -32,6 +32,9 @@ const EPROTO = errnoNumber('EPROTO');
 const ENODEV = errnoNumber('ENODEV');
 const ENOENT = errnoNumber('ENOENT');
 
+/** Long enough for a caller's next syscall to arrive, short enough to cost little when none does. */
+const DEFAULT_SPIN_MICROS = 50;
+
 /** Flags every connection asks for; the handler adds its own through `wantFlags`. */
 const SESSION_FLAGS: readonly InitFlagName[] = [
   'ASYNC_READ', 'BIG_WRITES', 'MAX_PAGES', 'PARALLEL_DIROPS', 'SETXATTR_EXT', 'INIT_EXT',
@@ -43,6 +46,12 @@ export interface SessionOptions {
   maxWrite?: number;
   maxBackground?: number;
   congestionThreshold?: number;
+  /**
+   * After answering a batch, busy-poll the device this long (microseconds) for the next
+   * request before sleeping: a process doing one call after another sends it within a few
+   * microseconds, and the sleep and wakeup cost more than the wait. 0 turns it off.
+   */
+  spinMicros?: number;
   /** Where replies go; the FUSE device by default. Returns bytes written or -errno. */
   write?: (parts: Buffer[]) => number;
 }
@@ -66,7 +75,12 @@ class PendingRequest implements RequestControl {
   }
 }
 
-type Settled = Buffer | Buffer[];
+/** A reply whose buffers are lent: `release` runs once it is written (or dropped). */
+class LentReply {
+  constructor(readonly parts: Buffer[], readonly release: () => void) {}
+}
+
+type Reply = Buffer | Buffer[] | LentReply;
 
 export class FuseSession {
   private readonly pending = new Map<number, PendingRequest>();
@@ -91,6 +105,7 @@ export class FuseSession {
       maxWrite: opts.maxWrite ?? MiB,
       maxBackground: opts.maxBackground ?? 64,
       congestionThreshold: opts.congestionThreshold ?? 48,
+      spinMicros: opts.spinMicros ?? DEFAULT_SPIN_MICROS,
     };
     this.output = opts.write ?? ((parts) => native.devWrite(this.fd, parts));
     this.maxWrite = Math.max(PAGE_SIZE, Math.min(this.opts.maxWrite, 256 * PAGE_SIZE));
@@ -115,6 +130,7 @@ export class FuseSession {
       if (requests === null) this.onDeviceClosed(errno);
       else for (const buf of requests) this.handleMessage(buf);
     });
+    this.reader.setSpin(this.opts.spinMicros);
   }
 
   /** Stops reading; the mount itself is the caller's to remove. */
@@ -231,6 +247,10 @@ export class FuseSession {
     this.info = {
       major: KERNEL_VERSION, minor, offered: req.flags, flags, maxWrite: this.maxWrite,
       maxReadahead: req.maxReadahead, maxPages,
+      backing: passthrough ? {
+        open: (fd) => native.backingOpen(this.fd, fd),
+        close: (id) => native.backingClose(this.fd, id),
+      } : undefined,
     };
     this.decodeCtx.minor = minor;
     this.decodeCtx.setxattrExt = (flags & InitFlag.SETXATTR_EXT) !== 0n;
@@ -251,7 +271,7 @@ export class FuseSession {
       // Never FUSE_REQUEST_TIMEOUT: a lock waiter may rightly stay unanswered for hours.
       requestTimeout: 0,
     }));
-    if (log.enabled) log(formatReply(unique, Op.INIT, { ...this.info, flags: describeFlags(flags) }));
+    if (log.enabled) log(formatReply(unique, Op.INIT, { ...this.info, backing: undefined, flags: describeFlags(flags) }));
     if (this.send(unique, reply) >= 0) this.resolveReady(this.info);
     else this.rejectReady(new Error('could not answer INIT'));
   }
@@ -269,7 +289,7 @@ export class FuseSession {
     const unique = req.unique;
     const ctl = new PendingRequest(req.opcode);
     this.pending.set(unique, ctl);
-    let work: Promise<Settled> | undefined;
+    let work: Promise<Reply> | undefined;
     try {
       work = this.call(req, ctl);
     } catch (err) {
@@ -299,7 +319,7 @@ export class FuseSession {
   }
 
   /** Calls the handler method for `req`; undefined when the handler lacks it. */
-  private call(req: Request, ctl: PendingRequest): Promise<Settled> | undefined {
+  private call(req: Request, ctl: PendingRequest): Promise<Reply> | undefined {
     const fs = this.fs;
     const u = req.unique;
     const op = req.opcode;
@@ -341,7 +361,9 @@ export class FuseSession {
       case Op.OPENDIR:
         return fs.opendir?.(req, ctl).then((o) => message(u, 0, ReplySize.open, (w) => encodeOpen(w, trace(o))));
       case Op.READ:
-        return fs.read?.(req, ctl).then((data) => dataReply(u, trace(data), req.size));
+        return fs.read?.(req, ctl).then((data) => data instanceof LentBuffer
+          ? new LentReply(dataReply(u, trace(data.data), req.size), data.release)
+          : dataReply(u, trace(data), req.size));
       case Op.WRITE:
         return fs.write?.(req, ctl).then((n) => message(u, 0, ReplySize.u32, (w) => w.u32(trace(n)).u32(0)));
       case Op.STATFS:
@@ -428,16 +450,24 @@ export class FuseSession {
   }
 
   /** Writes the reply to a pending request; a second answer to the same request is dropped. */
-  private writeReply(unique: number, reply: Settled): number {
+  private writeReply(unique: number, reply: Reply): number {
     if (!this.pending.delete(unique)) {
       if (!this.isClosed) log('#%d answered twice; ignoring the second answer', unique);
+      if (reply instanceof LentReply) reply.release();
       return -EINVAL;
     }
     return this.send(unique, reply);
   }
 
   /** Writes a message; returns bytes written or -errno. */
-  private send(unique: number, reply: Settled): number {
+  private send(unique: number, reply: Reply): number {
+    if (reply instanceof LentReply) {
+      try {
+        return this.send(unique, reply.parts);
+      } finally {
+        reply.release();
+      }
+    }
     if (this.isClosed) return -ENODEV;
     const res = this.output(Array.isArray(reply) ? reply : [reply]);
     if (res < 0) {
@@ -512,7 +542,7 @@ function dataReply(unique: number, data: Buffer | Buffer[], max: number): Buffer
 }
 
 /** GETXATTR/LISTXATTR: size 0 asks for the length; a value longer than `size` is ERANGE. */
-function sizedReply(unique: number, value: Buffer, size: number): Settled {
+function sizedReply(unique: number, value: Buffer, size: number): Reply {
   if (size === 0) return message(unique, 0, ReplySize.u32, (w) => w.u32(value.length).u32(0));
   if (value.length > size) return message(unique, -ERANGE, 0);
   return [header(unique, 0, value.length), value];

@@ -5,7 +5,8 @@
  * filesystems, where a call may wait on a server, everything goes through the thread pool.
  * File data always does.
  */
-import { close, closeSync, constants as K, openSync, promises as fsp, read, readSync, statfsSync } from 'fs';
+import { close, closeSync, constants as K, openSync, promises as fsp, statfsSync } from 'fs';
+import { readAt } from './fd-io';
 import { C, native, unpackDirents, STATX_FIELDS, StatxField as F, type Statx } from '../native';
 import { errnoError, errorCode } from '../util/errno';
 import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
@@ -43,6 +44,16 @@ const REMOTE_FS_MAGIC = new Set([
 
 export function isRemoteFilesystem(path: string): boolean {
   return REMOTE_FS_MAGIC.has(statfsSync(path).type >>> 0);
+}
+
+/** Filesystems whose writes never wait for a device (page allocation aside). */
+const MEMORY_FS_MAGIC = new Set([
+  0x01021994, // tmpfs
+  0x858458f6, // ramfs
+]);
+
+export function isMemoryFilesystem(path: string): boolean {
+  return MEMORY_FS_MAGIC.has(statfsSync(path).type >>> 0);
 }
 
 function identityOf(dev: number, ino: number, hasBtime: boolean, btimeSec: number, btimeNsec: number): string {
@@ -107,14 +118,9 @@ function isNoXattr(err: unknown): boolean {
 class LocalFile implements LayerFile {
   constructor(readonly fd: number, private readonly sync: boolean) {}
 
+
   read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-    if (this.sync && length <= 64 * 1024) {
-      // Small reads come from the page cache faster than a thread round trip.
-      return Promise.resolve(readSync(this.fd, buf, offset, length, position));
-    }
-    return new Promise((resolve, reject) => {
-      read(this.fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n)));
-    });
+    return readAt(this.fd, buf, offset, length, position);
   }
 
   async stat(): Promise<LayerAttr> {
@@ -146,11 +152,14 @@ export class DirLayer implements ReadableLayer {
   readonly rootFd: number;
   /** Metadata calls on the event loop (local filesystem) rather than the thread pool. */
   readonly sync: boolean;
+  /** On tmpfs or ramfs: writes may run on the event loop, as they never wait for a disk. */
+  readonly inMemory: boolean;
   private readonly statBuf = new Float64Array(STATX_FIELDS);
 
   constructor(readonly root: string, readonly label: string, opts: { sync?: boolean } = {}) {
     this.rootFd = openSync(root, K.O_RDONLY | K.O_DIRECTORY);
     this.sync = opts.sync ?? !isRemoteFilesystem(root);
+    this.inMemory = isMemoryFilesystem(root);
   }
 
   /** Where a relative layer path is, for the *at() calls. */

@@ -52,6 +52,11 @@ export interface FileLock {
 export interface DevReader {
   /** Stop polling; no further callbacks. Idempotent. */
   stop(): void;
+  /**
+   * After each batch, busy-poll the device up to this many microseconds for the next request
+   * before the loop sleeps (0, the default: never).
+   */
+  setSpin(micros: number): void;
 }
 
 export interface NativeAddon {
@@ -126,6 +131,13 @@ export interface NativeAddon {
   copyFileRange(fdIn: number, offIn: bigint, fdOut: number, offOut: bigint, len: number, flags: number): Promise<number>;
   /** ioctl(destFd, FICLONE, srcFd). */
   ficlone(destFd: number, srcFd: number): Promise<void>;
+
+  /**
+   * preadv2()/pwritev2() on the calling thread; flags such as RWF_NOWAIT. Returns bytes or
+   * -errno (-EAGAIN: with RWF_NOWAIT, the data is not in memory and the call would wait).
+   */
+  preadv2Sync(fd: number, buf: Buffer, bufOffset: number, length: number, position: number, flags: number): number;
+  pwritev2Sync(fd: number, buf: Buffer, bufOffset: number, length: number, position: number, flags: number): number;
 
   /** ioctl(FUSE_DEV_IOC_BACKING_OPEN): registers a passthrough backing file; returns its id. */
   backingOpen(fuseFd: number, backingFd: number): number;

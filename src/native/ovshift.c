@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/falloc.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -33,6 +34,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <node_api.h>
@@ -1189,6 +1191,46 @@ static napi_value js_ficlone(napi_env env, napi_callback_info info) {
   return call_start(env, c);
 }
 
+/* preadv2Sync/pwritev2Sync(fd, buf, bufOffset, length, position, flags) -> bytes | -errno, on
+ * the calling thread: with RWF_NOWAIT they answer EAGAIN instead of waiting for the disk. */
+static bool io_span(napi_env env, napi_callback_info info, int32_t *fd, struct iovec *iov, int64_t *pos, int32_t *flags) {
+  napi_value buf_v;
+  uint32_t off, len;
+  void *data;
+  size_t size;
+  if (!parse_args(env, info, "iouuni", fd, &buf_v, &off, &len, pos, flags)) return false;
+  if (napi_get_buffer_info(env, buf_v, &data, &size) != napi_ok) return throw_arg_type(env, 1, "a Buffer");
+  if ((size_t)off + len > size) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "bufOffset + length is past the end of the Buffer");
+    return false;
+  }
+  iov->iov_base = (char *)data + off;
+  iov->iov_len = len;
+  return true;
+}
+
+static napi_value js_preadv2_sync(napi_env env, napi_callback_info info) {
+  int32_t fd, flags;
+  int64_t pos;
+  struct iovec iov;
+  if (!io_span(env, info, &fd, &iov, &pos, &flags)) return NULL;
+  ssize_t n;
+  do n = preadv2(fd, &iov, 1, pos, flags);
+  while (n < 0 && errno == EINTR);
+  return js_i64(env, n < 0 ? -errno : n);
+}
+
+static napi_value js_pwritev2_sync(napi_env env, napi_callback_info info) {
+  int32_t fd, flags;
+  int64_t pos;
+  struct iovec iov;
+  if (!io_span(env, info, &fd, &iov, &pos, &flags)) return NULL;
+  ssize_t n;
+  do n = pwritev2(fd, &iov, 1, pos, flags);
+  while (n < 0 && errno == EINTR);
+  return js_i64(env, n < 0 ? -errno : n);
+}
+
 /* ---------------------------------------------------------------------------------------
  * FUSE device: open, passthrough backing files, synchronous replies
  * ------------------------------------------------------------------------------------- */
@@ -1296,6 +1338,7 @@ typedef struct reader {
   napi_async_context async_context;
   int fd;
   uint32_t max_batch;
+  uint32_t spin_us;               /* after a batch, poll this long for the next request */
   size_t buf_size;
   char *scratch;                  /* one read buffer, reused */
   napi_value *batch;              /* max_batch slots, valid within one wakeup's handle scope */
@@ -1349,6 +1392,24 @@ static void reader_deliver(reader_t *r, napi_value requests, int err) {
   report_callback_exception(env, napi_make_callback(env, r->async_context, self, callback, 2, argv, &result));
 }
 
+static uint64_t monotonic_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Busy-polls the device for a short while after a batch was answered: a process doing one
+ * syscall after another sends its next request within microseconds, and catching it here
+ * saves the daemon's sleep and wakeup. Returns as soon as a request is readable (the loop's
+ * epoll then reports it without sleeping) or the time is up. */
+static void reader_spin(reader_t *r) {
+  uint64_t until = monotonic_us() + r->spin_us;
+  struct pollfd pfd = { .fd = r->fd, .events = POLLIN, .revents = 0 };
+  do {
+    if (poll(&pfd, 1, 0) != 0) return;
+  } while (monotonic_us() < until);
+}
+
 static void reader_readable(uv_poll_t *handle, int status, int events) {
   reader_t *r = handle->data;
   if (!r->polling) return;
@@ -1389,6 +1450,7 @@ static void reader_readable(uv_poll_t *handle, int status, int events) {
     reader_stop(r);
   }
   napi_close_handle_scope(env, scope);
+  if (count > 0 && failure == 0 && r->polling && r->spin_us > 0) reader_spin(r);
 }
 
 static napi_value reader_stop_method(napi_env env, napi_callback_info info) {
@@ -1400,6 +1462,24 @@ static napi_value reader_stop_method(napi_env env, napi_callback_info info) {
     return NULL;
   }
   reader_stop(data);
+  return js_undefined(env);
+}
+
+static napi_value reader_set_spin_method(napi_env env, napi_callback_info info) {
+  napi_value self, arg;
+  size_t argc = 1;
+  void *data = NULL;
+  uint32_t us;
+  NAPI_OK(napi_get_cb_info(env, info, &argc, &arg, &self, NULL));
+  if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
+    napi_throw_type_error(env, "ERR_INVALID_THIS", "setSpin() must be called on a DevReader");
+    return NULL;
+  }
+  if (argc < 1 || napi_get_value_uint32(env, arg, &us) != napi_ok) {
+    throw_arg_type(env, 0, "a number");
+    return NULL;
+  }
+  ((reader_t *)data)->spin_us = us;
   return js_undefined(env);
 }
 
@@ -1442,12 +1522,14 @@ static napi_value js_dev_reader(napi_env env, napi_callback_info info) {
 
   /* From here on the close callback and the finalizer own r; reader_stop unwinds. */
   r->polling = true;
-  napi_value obj, stop, name;
+  napi_value obj, stop, set_spin, name;
   if (napi_create_object(env, &obj) != napi_ok) goto napi_failed;
   if (napi_wrap(env, obj, r, reader_finalize, NULL, NULL) != napi_ok) goto napi_failed;
   r->wrapped = true;
   if (napi_create_function(env, "stop", NAPI_AUTO_LENGTH, reader_stop_method, NULL, &stop) != napi_ok ||
       napi_set_named_property(env, obj, "stop", stop) != napi_ok ||
+      napi_create_function(env, "setSpin", NAPI_AUTO_LENGTH, reader_set_spin_method, NULL, &set_spin) != napi_ok ||
+      napi_set_named_property(env, obj, "setSpin", set_spin) != napi_ok ||
       napi_create_reference(env, on_batch, 1, &r->on_batch) != napi_ok ||
       napi_create_reference(env, obj, 1, &r->self) != napi_ok ||
       napi_create_string_utf8(env, "ovshift:devReader", NAPI_AUTO_LENGTH, &name) != napi_ok ||
@@ -1857,6 +1939,7 @@ static napi_value make_constants(napi_env env) {
     K(F_RDLCK), K(F_WRLCK), K(F_UNLCK),
     K(LOCK_SH), K(LOCK_EX), K(LOCK_UN), K(LOCK_NB),
     K(SEEK_SET), K(SEEK_CUR), K(SEEK_END), K(SEEK_DATA), K(SEEK_HOLE),
+    K(RWF_NOWAIT), K(RWF_HIPRI), K(RWF_DSYNC), K(RWF_SYNC), K(RWF_APPEND),
     K(FALLOC_FL_KEEP_SIZE), K(FALLOC_FL_PUNCH_HOLE), K(FALLOC_FL_ZERO_RANGE),
     K(FALLOC_FL_COLLAPSE_RANGE), K(FALLOC_FL_INSERT_RANGE), K(FALLOC_FL_UNSHARE_RANGE),
     K(MS_RDONLY), K(MS_NOSUID), K(MS_NODEV), K(MS_NOEXEC), K(MS_SYNCHRONOUS), K(MS_REMOUNT),
@@ -1976,6 +2059,8 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("truncate", js_truncate),
     FN("copyFileRange", js_copy_file_range),
     FN("ficlone", js_ficlone),
+    FN("preadv2Sync", js_preadv2_sync),
+    FN("pwritev2Sync", js_pwritev2_sync),
     FN("backingOpen", js_backing_open),
     FN("backingClose", js_backing_close),
   };

@@ -2,6 +2,7 @@
  * State shared by the overlay's operations: layers, node table, handles, copy-up, and the
  * helpers that turn a node into attributes, entries and paths.
  */
+import type { Passthrough } from './passthrough';
 import createDebug from 'debug';
 import { LRUCache } from 'lru-cache';
 import { FuseError } from '../fuse/errors';
@@ -40,6 +41,8 @@ export class OverlayCore {
   readonly dirs = new HandleTable<DirHandle>();
   readonly copyUp?: CopyUp;
   notifier?: Notifier;
+  /** Set at INIT when the kernel agreed to passthrough and the mount has an upper. */
+  passthrough?: Passthrough;
   /** Absences remembered by the daemon where the mode allows caching them. */
   private readonly absent = new LRUCache<string, true>({ max: 100_000 });
 

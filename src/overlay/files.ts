@@ -5,7 +5,10 @@
 import * as fs from 'fs';
 import { Fopen, WRITE_KILL_SUIDGID } from '../fuse/abi';
 import { FuseError } from '../fuse/errors';
+import { LentBuffer, type OpenOut } from '../fuse/replies';
+import { BufferPool } from '../util/buffer-pool';
 import { LocalFile } from '../layers/dir-layer';
+import { readAt, writeAt } from '../layers/fd-io';
 import type { LayerFile } from '../layers/types';
 import { errorCode } from '../util/errno';
 import { native } from '../native';
@@ -17,8 +20,9 @@ const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, O_DIRECT
 /** Flags that were for open(2) itself and must not be replayed on the layer file. */
 const OPEN_ONLY_FLAGS = O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_DIRECT;
 const AT_FDCWD = -100;
-/** Below this, reads and writes on a local upper skip the thread pool. */
-const SMALL_IO = 128 * 1024;
+/** Reads this large use pooled buffers, up to the largest READ (INIT's 256 pages). */
+const POOLED_READ = 64 * 1024;
+const readBuffers = new BufferPool(1024 * 1024, 8);
 
 export function layerOpenFlags(flags: number): number {
   return flags & ~OPEN_ONLY_FLAGS;
@@ -83,6 +87,7 @@ export async function open(core: OverlayCore, node: Node, flags: number): Promis
     } else {
       h.lower = await openLower(core, node);
     }
+    await chooseMode(core, h);
   } catch (err) {
     core.files.delete(h);
     await h.close();
@@ -92,23 +97,40 @@ export async function open(core: OverlayCore, node: Node, flags: number): Promis
   return h;
 }
 
-/** Cache policy for an open: pages of objects only this daemon changes may be kept. */
-export function openFlagsFor(node: Node): number {
-  return node.upperOnly ? Fopen.KEEP_CACHE : 0;
+/** Whether the kernel serves the handle's reads and writes itself (passthrough). */
+export async function chooseMode(core: OverlayCore, h: FileHandle): Promise<void> {
+  if (core.passthrough) h.mode = await core.passthrough.begin(h.node);
 }
 
-export async function read(core: OverlayCore, h: FileHandle, offset: number, size: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(size);
-  let n: number;
-  if (h.node.inUpper) {
-    const fd = await upperFd(core, h, false);
-    n = await readFd(core, fd, buf, size, offset);
-  } else if (h.lower) {
-    n = await readLower(core, h, buf, size, offset);
-  } else {
-    throw new FuseError('EBADF');
+/**
+ * The open reply: passthrough, or the cache policy (pages of objects only this daemon
+ * changes may be kept).
+ */
+export function openReply(h: FileHandle): OpenOut {
+  if (h.mode?.backingId !== undefined) return { fh: h.id, openFlags: Fopen.PASSTHROUGH, backingId: h.mode.backingId };
+  return { fh: h.id, openFlags: h.node.upperOnly ? Fopen.KEEP_CACHE : 0 };
+}
+
+export async function read(core: OverlayCore, h: FileHandle, offset: number, size: number): Promise<Buffer | LentBuffer> {
+  if (size < POOLED_READ || size > readBuffers.size) {
+    const buf = Buffer.allocUnsafe(size);
+    const n = await readInto(core, h, buf, size, offset);
+    return n === size ? buf : buf.subarray(0, n);
   }
-  return n === size ? buf : buf.subarray(0, n);
+  const buf = readBuffers.take();
+  try {
+    const n = await readInto(core, h, buf, size, offset);
+    return new LentBuffer(buf.subarray(0, n), () => readBuffers.give(buf));
+  } catch (err) {
+    readBuffers.give(buf);
+    throw err;
+  }
+}
+
+async function readInto(core: OverlayCore, h: FileHandle, buf: Buffer, size: number, offset: number): Promise<number> {
+  if (h.node.inUpper) return readAt(await upperFd(core, h, false), buf, 0, size, offset);
+  if (h.lower) return readLower(core, h, buf, size, offset);
+  throw new FuseError('EBADF');
 }
 
 /** A read that met ESTALE is retried once on the same object reopened by its path. */
@@ -124,17 +146,11 @@ async function readLower(core: OverlayCore, h: FileHandle, buf: Buffer, size: nu
   }
 }
 
-function readFd(core: OverlayCore, fd: number, buf: Buffer, size: number, offset: number): Promise<number> {
-  if (core.upper.sync && size <= SMALL_IO) return Promise.resolve(fs.readSync(fd, buf, 0, size, offset));
-  return new Promise((resolve, reject) => fs.read(fd, buf, 0, size, offset, (err, n) => (err ? reject(err) : resolve(n))));
-}
-
 export async function write(core: OverlayCore, h: FileHandle, offset: number, data: Buffer, writeFlags: number): Promise<number> {
   await core.copyUp!.ensure(h.node);
   const fd = await upperFd(core, h, true);
   if (writeFlags & WRITE_KILL_SUIDGID) await killSuidGid(fd);
-  if (core.upper.sync && data.length <= SMALL_IO) return fs.writeSync(fd, data, 0, data.length, offset);
-  return new Promise((resolve, reject) => fs.write(fd, data, 0, data.length, offset, (err, n) => (err ? reject(err) : resolve(n))));
+  return writeAt(fd, data, 0, data.length, offset, core.upper.inMemory);
 }
 
 /**
@@ -154,6 +170,7 @@ export async function killSuidGid(fd: number): Promise<void> {
 
 export async function release(core: OverlayCore, h: FileHandle): Promise<void> {
   core.files.delete(h);
+  h.mode?.done();
   await h.close();
   const node = h.node;
   node.openCount--;

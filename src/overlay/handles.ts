@@ -2,6 +2,7 @@
 import * as fs from 'fs';
 import type { LayerFile } from '../layers/types';
 import type { Node } from './nodes';
+import type { OpenMode } from './passthrough';
 
 /** The access-mode bits of open flags (Node's fs.constants lacks the mask). */
 export const O_ACCMODE = 3;
@@ -18,6 +19,8 @@ export class FileHandle {
   /** The upper file, opened at open or on first use after a copy-up. */
   upperFd?: number;
   upperWritable = false;
+  /** How the kernel serves this handle (passthrough or through the daemon), once open. */
+  mode?: OpenMode;
 
   constructor(readonly id: number, readonly node: Node, readonly flags: number) {}
 

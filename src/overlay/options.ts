@@ -26,4 +26,6 @@ export interface OverlayOptions {
   forwardLocks: boolean;
   /** uid/gid shift between the layers and the mount (identity when none is set). */
   ids: IdShift;
+  /** Let the kernel read and write upper files itself (FUSE passthrough) where it can. */
+  passthrough: boolean;
 }

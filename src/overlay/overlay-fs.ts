@@ -5,8 +5,8 @@
 import * as fs from 'fs';
 import { FSYNC_FDATASYNC, GETATTR_FH, type InitFlagName } from '../fuse/abi';
 import { FuseError } from '../fuse/errors';
-import type { FuseHandler, RequestControl } from '../fuse/handler';
-import type { AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, LockOut, OpenOut, StatfsOut } from '../fuse/replies';
+import type { ConnectionInfo, FuseHandler, RequestControl } from '../fuse/handler';
+import type { AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, LentBuffer, LockOut, OpenOut, StatfsOut } from '../fuse/replies';
 import type {
   AccessRequest, CopyFileRangeRequest, CreateRequest, FallocateRequest, FlushRequest, FsyncRequest,
   GetattrRequest, GetxattrRequest, LinkRequest, ListxattrRequest, LockRequest, LookupRequest, LseekRequest, MkdirRequest,
@@ -21,6 +21,7 @@ import { DirHandle, FileHandle, O_ACCMODE } from './handles';
 import { mergedListing } from './listing';
 import { Locking } from './locking';
 import * as ns from './namespace';
+import { Passthrough } from './passthrough';
 import { Node, S_IFDIR, S_IFLNK, S_IFREG } from './nodes';
 import type { OverlayOptions } from './options';
 import type { Layers } from './resolve';
@@ -30,13 +31,19 @@ import * as xattrs from './xattrs';
 const name = OverlayCore.checkName;
 
 export class OverlayFs implements FuseHandler {
-  readonly wantFlags: readonly InitFlagName[] = ['HANDLE_KILLPRIV_V2', 'AUTO_INVAL_DATA'];
+  readonly wantFlags: readonly InitFlagName[];
   readonly core: OverlayCore;
   readonly locking: Locking;
 
   constructor(layers: Layers, opts: OverlayOptions, root: { upper?: LayerAttr; lowers: LayerAttr[] }) {
     this.core = new OverlayCore(layers, opts, root);
     this.locking = new Locking(this.core, opts.forwardLocks);
+    const passthrough = opts.passthrough && !opts.readOnly;
+    this.wantFlags = ['HANDLE_KILLPRIV_V2', 'AUTO_INVAL_DATA', ...(passthrough ? ['PASSTHROUGH' as const] : [])];
+  }
+
+  init(info: ConnectionInfo): void {
+    if (info.backing && this.core.layers.upper) this.core.passthrough = new Passthrough(info.backing, this.core.layers.upper);
   }
 
   private file(fh: number): FileHandle {
@@ -148,7 +155,8 @@ export class OverlayFs implements FuseHandler {
     h.upperFd = fd;
     h.upperWritable = access !== fs.constants.O_RDONLY;
     node.openCount++;
-    return { entry: await this.reply(node, attr), open: { fh: h.id, openFlags: files.openFlagsFor(node) } };
+    await files.chooseMode(this.core, h);
+    return { entry: await this.reply(node, attr), open: files.openReply(h) };
   }
 
   async unlink(req: UnlinkRequest): Promise<void> {
@@ -178,10 +186,10 @@ export class OverlayFs implements FuseHandler {
   async open(req: OpenRequest): Promise<OpenOut> {
     const node = this.core.node(req.nodeid);
     const h = await files.open(this.core, node, req.flags);
-    return { fh: h.id, openFlags: files.openFlagsFor(node) };
+    return files.openReply(h);
   }
 
-  async read(req: ReadRequest): Promise<Buffer> {
+  async read(req: ReadRequest): Promise<Buffer | LentBuffer> {
     return files.read(this.core, this.file(req.fh), req.offset, req.size);
   }
 

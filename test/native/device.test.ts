@@ -85,6 +85,22 @@ describe('native FUSE device I/O (over unix sockets)', function () {
       assert.deepEqual(recorder.calls.map((c) => c.requests?.map((r) => r.toString())), [['0123', '4567'], ['89']]);
     });
 
+    it('with setSpin, still delivers every read in order, including ones that arrive while it spins', async () => {
+      const [mine, theirs] = pair();
+      const recorder = new Recorder<Batch>();
+      const reader = startReader(mine, 64, 4, recorder);
+      reader.setSpin(2000);
+      fs.writeSync(theirs, 'a');
+      await recorder.until((calls) => calls.length >= 1);
+      for (const chunk of ['b', 'c', 'd']) {
+        fs.writeSync(theirs, chunk);
+        await sleep(1);
+      }
+      await recorder.until((calls) => calls.flatMap((c) => c.requests ?? []).length >= 4);
+      assert.equal(Buffer.concat(recorder.calls.flatMap((c) => c.requests ?? [])).toString(), 'abcd');
+      assert.throws(() => reader.setSpin('soon' as unknown as number), TypeError);
+    });
+
     it('reports the peer going away once, with ENODEV, and then stays silent', async () => {
       const [mine, theirs] = pair();
       const recorder = new Recorder<Batch>();

@@ -2,6 +2,9 @@ import assert from 'assert/strict';
 import * as fs from 'fs';
 import { C, native } from '../../src/native';
 import { freshPath, onEachFilesystem, rejectsWithCode } from './fixtures';
+import { constants as osConstants } from 'os';
+
+const errnoOf = (name: string): number => (osConstants.errno as Record<string, number>)[name]!;
 
 const CHUNK = 64 * 1024;
 
@@ -21,6 +24,21 @@ describe('native space, offsets and copies', function () {
 
     afterEach(function () {
       for (const fd of fds.splice(0)) fs.closeSync(fd);
+    });
+
+    it('preadv2Sync and pwritev2Sync read and write at an offset, and answer -errno instead of throwing', () => {
+      const fd = openNew('0123456789');
+      const buf = Buffer.alloc(8, 0x2e);
+      assert.equal(native.preadv2Sync(fd, buf, 2, 4, 3, 0), 4);
+      assert.equal(buf.toString(), '..3456..');
+      assert.equal(native.preadv2Sync(fd, buf, 0, 8, 8, 0), 2, 'short at the end of the file');
+      assert.equal(native.preadv2Sync(fd, buf, 0, 8, 10, 0), 0);
+      assert.equal(native.pwritev2Sync(fd, Buffer.from('xyAB'), 2, 2, 4, 0), 2);
+      assert.equal(fs.readFileSync(fd).toString(), '0123AB6789');
+      const res = native.preadv2Sync(fd, buf, 0, 8, 0, C.RWF_NOWAIT!);
+      assert.ok(res === 8 || res === -errnoOf('EAGAIN') || res === -errnoOf('EOPNOTSUPP'), `RWF_NOWAIT: ${res}`);
+      assert.equal(native.preadv2Sync(-1, buf, 0, 1, 0, 0), -errnoOf('EBADF'));
+      assert.throws(() => native.preadv2Sync(fd, buf, 4, 8, 0, 0), RangeError);
     });
 
     it('punches a hole that lseek SEEK_HOLE / SEEK_DATA find', async () => {
