@@ -6,7 +6,7 @@
 import createDebug from 'debug';
 import * as fs from 'fs';
 import { native } from '../native';
-import type { LayerAttr, ReadableLayer } from '../layers/types';
+import type { LayerAttr, LayerFile, ReadableLayer } from '../layers/types';
 import type { Loc } from '../layers/dir-layer';
 import type { UpperDir } from '../layers/upper-dir';
 import { errnoError, errorCode } from '../util/errno';
@@ -41,6 +41,8 @@ export class CopyUp {
     private readonly nodes: NodeTable,
     /** Detaches a node whose lower object left its path (it is pinned through its open files). */
     private readonly gone: (node: Node) => void,
+    /** An open lower file of the node, for orphans of layers without descriptors (NFS). */
+    private readonly openLowerFile: (node: Node) => LayerFile | undefined,
   ) {}
 
   /** Makes sure `node` has an upper part; concurrent callers share one copy. */
@@ -141,12 +143,18 @@ export class CopyUp {
    */
   private async copyOrphan(node: Node, opts: CopyUpOptions): Promise<void> {
     const src = node.pinFd;
-    if (src === undefined || node.isDir) throw errnoError(-116, 'copy-up', node.name);
-    const st = fs.fstatSync(src);
+    const file = src === undefined ? this.openLowerFile(node) : undefined;
+    if ((src === undefined && !file) || node.isDir) throw errnoError(-116, 'copy-up', node.name);
+    const st = src !== undefined ? fs.fstatSync(src) : await file!.stat();
     const temp = this.upper.temp();
     const out = await this.upper.openAt(temp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
     try {
-      if (!opts.truncate && st.size > 0 && !(await this.copyInKernel(src, out, st.size))) {
+      if (opts.truncate || st.size === 0) {
+        // Nothing to copy.
+      } else if (src === undefined) {
+        if (file!.chunks) await this.copyChunks(file!.chunks(st.size), out);
+        else await this.copyThroughBuffer(file!, out);
+      } else if (!(await this.copyInKernel(src, out, st.size))) {
         await this.copyThroughBuffer({ read: (b, o, l, p) => readAt(src, b, o, l, p) }, out);
       }
       fs.fchownSync(out, st.uid, st.gid);
@@ -158,7 +166,7 @@ export class CopyUp {
       throw err;
     }
     log('copy-up of unlinked node %d into an orphan copy', node.id);
-    fs.closeSync(src);
+    if (src !== undefined) fs.closeSync(src);
     node.pinFd = out;
     const copied = fs.fstatSync(out);
     node.upperIdentity = `orphan:${copied.dev}:${copied.ino}`;

@@ -57,7 +57,8 @@ export class OverlayCore {
     );
     if (layers.upper) {
       this.copyUp = new CopyUp(layers, layers.upper, opts.xattrs, this.nodes,
-        (node) => this.detach(node, node.parent!, node.name, 'gone from the lower before its copy-up'));
+        (node) => this.detach(node, node.parent!, node.name, 'gone from the lower before its copy-up'),
+        (node) => [...this.files.of(node)].find((h) => h.lower)?.lower);
     }
   }
 

@@ -11,7 +11,7 @@ import { LocalFile } from '../layers/dir-layer';
 import { readAt, writeAt } from '../layers/fd-io';
 import type { LayerFile } from '../layers/types';
 import { errorCode } from '../util/errno';
-import { native } from '../native';
+import { C, native } from '../native';
 import type { OverlayCore } from './core';
 import { FileHandle, O_ACCMODE } from './handles';
 import type { Node } from './nodes';
@@ -139,7 +139,10 @@ async function readLower(core: OverlayCore, h: FileHandle, buf: Buffer, size: nu
     return await h.lower!.read(buf, 0, size, offset);
   } catch (err) {
     if (errorCode(err) !== 'ESTALE' || h.node.unlinked) throw err;
-    const again = await openLower(core, h.node);
+    // The object is gone if its path now names nothing: the handle is stale, not the path.
+    const again = await openLower(core, h.node).catch((e: unknown) => {
+      throw errorCode(e) === 'ENOENT' ? new FuseError('ESTALE', `${h.node.path} is gone`) : e;
+    });
     await h.lower!.close().catch(() => undefined);
     h.lower = again;
     return again.read(buf, 0, size, offset);
@@ -194,8 +197,15 @@ export async function fallocate(core: OverlayCore, h: FileHandle, mode: number, 
 
 export async function lseek(core: OverlayCore, h: FileHandle, offset: bigint, whence: number): Promise<bigint> {
   const fd = h.node.inUpper ? await upperFd(core, h, false) : h.lower?.fd;
-  if (fd === undefined) throw new FuseError('EINVAL');
-  return native.lseek(fd, offset, whence);
+  if (fd !== undefined) return native.lseek(fd, offset, whence);
+  if (!h.lower) throw new FuseError('EBADF');
+  // A layer file with no descriptor (NFS) has no holes to report: all of it is data, as the
+  // kernel's generic SEEK_DATA/SEEK_HOLE says of filesystems that cannot tell.
+  const size = BigInt((await h.lower.stat()).size);
+  if (offset < 0n || offset >= size) throw new FuseError('ENXIO');
+  if (whence === C.SEEK_DATA) return offset;
+  if (whence === C.SEEK_HOLE) return size;
+  throw new FuseError('EINVAL');
 }
 
 export async function copyFileRange(

@@ -199,4 +199,17 @@ os.waitpid(pid, 0)
     await m.mount(`nfs://127.0.0.1${dir}`);
     assert.equal(read(join(m.mnt, 'found')), 'through rpcbind');
   });
+
+  it('answers SEEK_DATA and SEEK_HOLE on NFS lower files as all data, ENXIO past the end', async () => {
+    const { url } = exp.area({ f: 'x'.repeat(5000) });
+    await m.mount(url);
+    const r = await python(`
+import os, sys
+fd = os.open(sys.argv[1] + '/f', os.O_RDONLY)
+print(os.lseek(fd, 100, os.SEEK_DATA), os.lseek(fd, 100, os.SEEK_HOLE))
+try: os.lseek(fd, 5000, os.SEEK_DATA)
+except OSError as e: print(e.errno == 6)
+`, [m.mnt]);
+    assert.equal(r.stdout, '100 5000\nTrue\n', r.stderr);
+  });
 });

@@ -99,17 +99,28 @@ print(os.pread(fd, 100, len(old)))
     assert.equal(r.stdout, "5023\nb'appended on the server\\n'\n", r.stderr);
   });
 
-  it('keeps a file unlinked through the mount readable through a descriptor opened before', async () => {
+  it('keeps a file unlinked through the mount usable through its descriptors: fstat, read, write, ftruncate, /proc reopen', async () => {
     const { dir, url } = exp.area({ lowerfile: 'from the server' });
     await m.mount(url);
     const r = await python(`
 import os, sys
 m = sys.argv[1]
-fd = os.open(m + '/lowerfile', os.O_RDONLY)
+out = []
+fd = os.open(m + '/lowerfile', os.O_RDWR)
 os.unlink(m + '/lowerfile')
-print(os.path.exists(m + '/lowerfile'), os.fstat(fd).st_nlink, os.pread(fd, 100, 0).decode(), os.pread(fd, 4, 5).decode())
+out.append(os.path.exists(m + '/lowerfile'))
+out.append(os.fstat(fd).st_nlink)
+out.append(os.pread(fd, 100, 0).decode())
+os.pwrite(fd, b'WRITTEN', 0)
+out.append(os.pread(fd, 100, 0).decode())
+fd2 = os.open('/proc/self/fd/%d' % fd, os.O_RDONLY)
+out.append(os.read(fd2, 100).decode())
+os.ftruncate(fd, 3)
+out.append(os.fstat(fd2).st_size)
+out.append(os.read(fd2, 100).decode() + '|' + os.pread(fd2, 100, 0).decode())
+print(repr(out))
 `, [m.mnt]);
-    assert.equal(r.stdout, 'False 0 from the server the \n', r.stderr);
+    assert.equal(r.stdout.trim(), "[False, 0, 'from the server', 'WRITTENe server', 'WRITTENe server', 3, '|WRI']", r.stderr);
     assert.equal(read(join(dir, 'lowerfile')), 'from the server', 'the server keeps its file');
   });
 
