@@ -92,11 +92,11 @@ Options:
                           itself (FUSE passthrough; needs root), off: through the daemon
   -o upper_timeout=SECS   kernel cache time for entries that depend on the upper only (60)
   -o lower_timeout=SECS   the same for entries a lower decides: one clock tick by default
-                          (at most 4 ms); 0 makes every access check the lower
+                          (4 ms at HZ=250); 0 makes every access check the lower
   -o revalidate=MODE      always: every lookup re-checks the lower (default);
                           cached: cache lower lookups, as fuse-overlayfs does;
                           kernel: cache like kernel overlayfs, ESTALE when a lower changed
-  -o locks=lower|local     locks are also taken on the files underneath, where other
+  -o locks=lower|local    locks are also taken on the files underneath, where other
                           users of the lower see them (lower, default), or only here
   -o inject=RULE[;RULE…]  fault injection on lower operations, OP[@LAYER]:GLOB:EFFECT[:LIMIT]
                           e.g. stat:docs/*:ESTALE:count=1 or read:**:delay=50:p=0.1;
