@@ -8,10 +8,12 @@ import { fuseArea } from './fuse';
 import { Cleanup } from './lib/cleanup';
 import { machineLine } from './lib/report';
 import { Workloads } from './lib/workload';
+import { locksArea } from './locks';
 import { nfsArea } from './nfs';
 import { overlayArea } from './overlay';
+import { revalidateArea } from './revalidate';
 
-const AREAS: readonly BenchArea[] = [fuseArea, overlayArea, nfsArea];
+const AREAS: readonly BenchArea[] = [fuseArea, overlayArea, nfsArea, revalidateArea, locksArea];
 
 function usage(): string {
   return [

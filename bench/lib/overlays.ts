@@ -8,6 +8,7 @@ import type { BenchContext } from '../area';
 import type { Cleanup } from './cleanup';
 import { medianOfRounds } from './measure';
 import { mountKernel, mountTmpfs, startFuseDaemon, type Mounted } from './mounts';
+import { check } from './proc';
 import { removeTree, subdir } from './trees';
 
 const OVSHIFT = resolve(__dirname, '..', '..', '..', 'bin', 'ovshift');
@@ -26,6 +27,8 @@ export interface OverlaySubject {
 
 export interface OverlayWorkload {
   name: string;
+  /** A command run on the fresh mount before the timed one, untimed (to warm its caches, say). */
+  prepare?(mnt: string): Array<string | number>;
   /** The workload command for the mount at `mnt` (see workloads.c). */
   command(mnt: string): Array<string | number>;
   /** The count the command must report, or the filesystem did not do all the work. */
@@ -43,6 +46,19 @@ export function ovshift(options: readonly string[] = [], name = 'ovshift'): Over
     mount: (cleanup, layers, dir) =>
       startFuseDaemon(cleanup, name, OVSHIFT, ['-f', '-o', layerOptions(layers, options), dir], dir),
   };
+}
+
+/**
+ * The numeric counts `ovshift ctl MNT status` reports for the ovshift mount at `mnt`: nodes,
+ * open files and dirs, pending requests (those still unanswered, lock waiters among them).
+ */
+export async function ovshiftCounts(mnt: string): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const line of (await check(OVSHIFT, ['ctl', mnt, 'status'])).split('\n')) {
+    const match = /^(.+) (\d+)$/.exec(line);
+    if (match) counts[match[1]!] = Number(match[2]);
+  }
+  return counts;
 }
 
 /** fuse-overlayfs with its default options. */
@@ -79,6 +95,7 @@ export async function timeOnOverlays(ctx: BenchContext, opts: {
     const mounted = await subject.mount(cleanup, layers, subdir(opts.scratch, `mnt-${run}`));
     let result;
     try {
+      if (workload.prepare) await helper.run(...workload.prepare(mounted.dir));
       result = await helper.run(...workload.command(mounted.dir));
     } finally {
       await mounted.unmount();

@@ -1,5 +1,9 @@
-/** Running commands from the benchmarks: asynchronously (the event loop may be serving a mount). */
+/**
+ * Running commands from the benchmarks: asynchronously (the event loop may be serving a mount);
+ * and what /proc says about a running process.
+ */
 import { spawn } from 'child_process';
+import { promises as fsp } from 'fs';
 
 export interface RunResult {
   code: number | null;
@@ -39,4 +43,12 @@ export async function check(cmd: string, args: string[], opts: { timeoutMs?: num
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The resident set size of process `pid` (VmRSS in /proc/PID/status), in bytes. */
+export async function residentBytes(pid: number): Promise<number> {
+  const status = await fsp.readFile(`/proc/${pid}/status`, 'utf8');
+  const kib = /^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1];
+  if (kib === undefined) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(kib) * 1024;
 }

@@ -9,8 +9,9 @@ export function formatNumber(value: number, fractionDigits = 0): string {
   return value.toLocaleString('en-US', { minimumFractionDigits: fractionDigits, maximumFractionDigits: fractionDigits });
 }
 
+/** Two decimals; below 0.1, two significant digits instead (two decimals would show 0.00×). */
 export function formatRatio(value: number): string {
-  return `${value.toFixed(2)}×`;
+  return `${value > 0 && value < 0.1 ? value.toPrecision(2) : value.toFixed(2)}×`;
 }
 
 /** The first column (names) is left-aligned, the others (figures) right-aligned. */
