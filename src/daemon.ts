@@ -20,10 +20,14 @@ import { C } from './native';
 import { OverlayXattrs, TRUSTED_PREFIX, USER_PREFIX } from './overlay/format';
 import { OverlayFs } from './overlay/overlay-fs';
 import { StaleRetryLayer } from './overlay/stale-retry';
+import { reclaimAfterShrink } from './util/memory';
 
 const log = createDebug('ovshift:mount');
 /** Read-ahead for the mount, KiB: one READ of the largest size INIT allows (256 pages). */
 const READ_AHEAD_KIB = 1024;
+/** Memory goes back to the system once this many nodes were dropped (checked every 2 s). */
+const RECLAIM_AFTER_NODES = 10_000;
+const RECLAIM_CHECK_MS = 2000;
 
 /** Whether this process is root of the initial user namespace (and may use trusted.* xattrs). */
 function initialNamespaceRoot(): boolean {
@@ -129,6 +133,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
       throw err;
     }
     log('serving %s on %s (%s)', o.source, layout.mountpoint, mount.method);
+    const reclaim = reclaimAfterShrink(() => fs.core.nodes.size, RECLAIM_AFTER_NODES, RECLAIM_CHECK_MS);
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => {
       stopping ??= mount.unmount().catch(async (err) => {
@@ -138,11 +143,16 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
       return stopping;
     };
     const done = session.closed.then(async (errno) => {
+      // The layers first: the process may take a while to exit, and someone may be waiting
+      // to unmount them. Nothing new starts once the connection is gone.
+      upper?.close();
+      const closingLowers = opened?.close();
+      reclaim.stop();
       control?.close();
       session.stop();
       closeSync(mount.fd);
       await privateUpper?.release();
-      await opened?.close();
+      await closingLowers;
       log('unmounted (errno %d)', errno);
       return 0;
     });

@@ -182,15 +182,16 @@ async function fusermountMount(spec: MountSpec): Promise<FuseMount> {
 /** The FUSE connection number of the mount at `mountpoint` (its device minor), if mounted. */
 export async function connectionId(mountpoint: string): Promise<number | undefined> {
   const info = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+  let id: number | undefined;
   for (const line of info.split('\n')) {
     const f = line.split(' ');
     // mountinfo escapes blanks in paths as \040.
     if (f[4]?.replace(/\\040/g, ' ') !== mountpoint) continue;
     const sep = f.indexOf('-');
-    if (!f[sep + 1]?.startsWith('fuse')) continue;
-    return Number(f[2]!.split(':')[1]);
+    // The last mount listed at a path is the one on top, the one that path reaches.
+    id = f[sep + 1]?.startsWith('fuse') ? Number(f[2]!.split(':')[1]) : undefined;
   }
-  return undefined;
+  return id;
 }
 
 /**

@@ -155,11 +155,22 @@ export class DirLayer implements ReadableLayer {
   /** On tmpfs or ramfs: writes may run on the event loop, as they never wait for a disk. */
   readonly inMemory: boolean;
   private readonly statBuf = new Float64Array(STATX_FIELDS);
+  private closed = false;
 
   constructor(readonly root: string, readonly label: string, opts: { sync?: boolean } = {}) {
     this.rootFd = openSync(root, K.O_RDONLY | K.O_DIRECTORY);
     this.sync = opts.sync ?? !isRemoteFilesystem(root);
     this.inMemory = isMemoryFilesystem(root);
+  }
+
+  /**
+   * Lets go of the layer once the mount is gone, before the process exits: whoever unmounts
+   * the layers right after the overlay (as test suites do) must not find them busy.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.rootFd);
   }
 
   /** Where a relative layer path is, for the *at() calls. */

@@ -9,7 +9,7 @@ import type { ReadableLayer } from './types';
 
 export interface OpenLowers {
   readonly layers: ReadableLayer[];
-  /** Unmounts the NFS exports (best effort, bounded). */
+  /** Closes the directories and unmounts the NFS exports (best effort, bounded). */
   close(): Promise<void>;
 }
 
@@ -22,6 +22,7 @@ export async function openLowers(locations: readonly LowerLocation[]): Promise<O
   const settled = await Promise.allSettled(opening);
   const nfs = settled.flatMap((s) => (s.status === 'fulfilled' && s.value instanceof NfsLayer ? [s.value] : []));
   const close = async (): Promise<void> => {
+    for (const s of settled) if (s.status === 'fulfilled' && s.value instanceof DirLayer) s.value.close();
     await Promise.all(nfs.map((l) => l.close()));
   };
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');

@@ -25,12 +25,19 @@ export class UpperDir extends DirLayer {
   private readonly workFd: number;
   private readonly workPath: string;
   private tempCounter = 0;
+  private workOpen = true;
 
   constructor(root: string, readonly workdir: string, label: string, opts: { sync?: boolean } = {}) {
     super(root, label, opts);
     this.workPath = `${workdir.replace(/\/+$/, '')}/work`;
     fs.mkdirSync(this.workPath, { recursive: true, mode: 0o700 });
     this.workFd = fs.openSync(this.workPath, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  }
+
+  override close(): void {
+    super.close();
+    if (this.workOpen) fs.closeSync(this.workFd);
+    this.workOpen = false;
   }
 
   /** Clears what an interrupted run left in the work directory. */

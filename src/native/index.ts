@@ -132,6 +132,9 @@ export interface NativeAddon {
   /** ioctl(destFd, FICLONE, srcFd). */
   ficlone(destFd: number, srcFd: number): Promise<void>;
 
+  /** malloc_trim(0): hands freed heap back to the system; 1 if any went back. */
+  mallocTrim(): number;
+
   /**
    * preadv2()/pwritev2() on the calling thread; flags such as RWF_NOWAIT. Returns bytes or
    * -errno (-EAGAIN: with RWF_NOWAIT, the data is not in memory and the call would wait).

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <linux/falloc.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1191,6 +1192,11 @@ static napi_value js_ficlone(napi_env env, napi_callback_info info) {
   return call_start(env, c);
 }
 
+/* mallocTrim() -> 1 if memory went back to the system: malloc_trim(0), after a large free. */
+static napi_value js_malloc_trim(napi_env env, napi_callback_info info) {
+  return js_i64(env, malloc_trim(0));
+}
+
 /* preadv2Sync/pwritev2Sync(fd, buf, bufOffset, length, position, flags) -> bytes | -errno, on
  * the calling thread: with RWF_NOWAIT they answer EAGAIN instead of waiting for the disk. */
 static bool io_span(napi_env env, napi_callback_info info, int32_t *fd, struct iovec *iov, int64_t *pos, int32_t *flags) {
@@ -2059,6 +2065,7 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("truncate", js_truncate),
     FN("copyFileRange", js_copy_file_range),
     FN("ficlone", js_ficlone),
+    FN("mallocTrim", js_malloc_trim),
     FN("preadv2Sync", js_preadv2_sync),
     FN("pwritev2Sync", js_pwritev2_sync),
     FN("backingOpen", js_backing_open),

@@ -3,7 +3,7 @@
  * node table and the layers (see core.ts, namespace.ts, files.ts, setattr.ts, xattrs.ts).
  */
 import * as fs from 'fs';
-import { FSYNC_FDATASYNC, GETATTR_FH, type InitFlagName } from '../fuse/abi';
+import { FSYNC_FDATASYNC, Fopen, GETATTR_FH, type InitFlagName } from '../fuse/abi';
 import { FuseError } from '../fuse/errors';
 import type { ConnectionInfo, FuseHandler, RequestControl } from '../fuse/handler';
 import type { AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, LentBuffer, LockOut, OpenOut, StatfsOut } from '../fuse/replies';
@@ -251,7 +251,10 @@ export class OverlayFs implements FuseHandler {
   async opendir(req: OpenRequest): Promise<OpenOut> {
     const node = this.core.dirNode(req.nodeid);
     const h = this.core.dirs.allocate((id) => new DirHandle(id, node));
-    return { fh: h.id, openFlags: 0 };
+    // The kernel may keep a listing that only the daemon can change (it drops it itself when
+    // the directory changes through the mount), or any listing where lookups are cached anyway.
+    const keep = node.upperOnly || this.core.opts.revalidate !== 'always';
+    return { fh: h.id, openFlags: keep ? Fopen.KEEP_CACHE | Fopen.CACHE_DIR : 0 };
   }
 
   async readdir(req: ReadRequest, _ctl: unknown, out: DirentList): Promise<void> {

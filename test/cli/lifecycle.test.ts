@@ -128,4 +128,33 @@ describe('mount lifecycle', function () {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'from the lower\n0\n');
   });
+
+  it('lets go of the layers as soon as it is unmounted: they can be unmounted right after', async () => {
+    const layer = s.dir('tmpfs-lower');
+    try {
+      for (let i = 0; i < 5; i++) {
+        assert.equal((await run('mount', ['-t', 'tmpfs', 'ovshift-test', layer])).code, 0);
+        writeFileSync(join(layer, 'f'), 'x');
+        const d = await startDaemon(['-o', `lowerdir=${layer}`, s.mnt], s.mnt);
+        daemons.push(d);
+        assert.equal(readFileSync(join(s.mnt, 'f'), 'utf8'), 'x');
+        assert.equal((await run('umount', [s.mnt])).code, 0);
+        const r = await run('umount', [layer]);
+        assert.equal(r.code, 0, `the lower, right after the overlay: ${r.stderr}`);
+        await d.exited;
+      }
+    } finally {
+      await run('umount', ['-l', layer]);
+    }
+  });
+
+  it('answers ovshift ctl for the mount on top when two are stacked on one path', async () => {
+    const below = await startDaemon(s.args(), s.mnt);
+    daemons.push(below);
+    const above = await startDaemon(s.args('passthrough=off'), s.mnt);
+    daemons.unshift(above);
+    const r = await run(OVSHIFT, ['ctl', s.mnt, 'status']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /passthrough files off/);
+  });
 });
