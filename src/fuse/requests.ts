@@ -279,21 +279,21 @@ export function decodeRequest(buf: Buffer, ctx: DecodeContext): Request {
     case Op.UNLINK:
     case Op.RMDIR:
     case Op.REMOVEXATTR:
-      return { ...h, op, name: r.cstring() };
+      return Object.assign(h, { op, name: r.cstring() });
     case Op.FORGET:
-      return { ...h, op, nlookup: r.u64() };
+      return Object.assign(h, { op, nlookup: r.u64() });
     case Op.BATCH_FORGET: {
       const count = r.u32();
       r.skip(4);
       if (count * 16 > r.remaining) throw new MalformedMessage(`batch of ${count} forgets overruns the request`);
       const forgets = [];
       for (let i = 0; i < count; i++) forgets.push({ nodeid: r.u64(), nlookup: r.u64() });
-      return { ...h, op, forgets };
+      return Object.assign(h, { op, forgets });
     }
     case Op.GETATTR: {
       const getattrFlags = r.u32();
       r.skip(4);
-      return { ...h, op, getattrFlags, fh: r.u64() };
+      return Object.assign(h, { op, getattrFlags, fh: r.u64() });
     }
     case Op.SETATTR: {
       const valid = r.u32();
@@ -307,53 +307,53 @@ export function decodeRequest(buf: Buffer, ctx: DecodeContext): Request {
       const newUid = r.u32();
       const newGid = r.u32();
       r.skip(4);
-      return { ...h, op, valid, fh, size, lockOwner, atime, mtime, ctime, mode, newUid, newGid };
+      return Object.assign(h, { op, valid, fh, size, lockOwner, atime, mtime, ctime, mode, newUid, newGid });
     }
     case Op.READLINK:
     case Op.STATFS:
     case Op.DESTROY:
     case Op.SETUPMAPPING:
     case Op.REMOVEMAPPING:
-      return { ...h, op };
+      return Object.assign(h, { op });
     case Op.SYNCFS:
       r.skip(8);
-      return { ...h, op };
+      return Object.assign(h, { op });
     case Op.SYMLINK: {
       const name = r.cstring();
-      return { ...h, op, name, target: r.cstring() };
+      return Object.assign(h, { op, name, target: r.cstring() });
     }
     case Op.MKNOD: {
       const mode = r.u32();
       const rdev = r.u32();
       const umask = r.u32();
       r.skip(4);
-      return { ...h, op, mode, rdev, umask, name: r.cstring() };
+      return Object.assign(h, { op, mode, rdev, umask, name: r.cstring() });
     }
     case Op.MKDIR: {
       const mode = r.u32();
       const umask = r.u32();
-      return { ...h, op, mode, umask, name: r.cstring() };
+      return Object.assign(h, { op, mode, umask, name: r.cstring() });
     }
     case Op.RENAME: {
       const newdir = r.u64();
       const name = r.cstring();
-      return { ...h, op, newdir, flags: 0, name, newname: r.cstring() };
+      return Object.assign(h, { op, newdir, flags: 0, name, newname: r.cstring() });
     }
     case Op.RENAME2: {
       const newdir = r.u64();
       const flags = r.u32();
       r.skip(4);
       const name = r.cstring();
-      return { ...h, op, newdir, flags, name, newname: r.cstring() };
+      return Object.assign(h, { op, newdir, flags, name, newname: r.cstring() });
     }
     case Op.LINK: {
       const oldnodeid = r.u64();
-      return { ...h, op, oldnodeid, newname: r.cstring() };
+      return Object.assign(h, { op, oldnodeid, newname: r.cstring() });
     }
     case Op.OPEN:
     case Op.OPENDIR: {
       const flags = r.u32();
-      return { ...h, op, flags, openFlags: r.u32() };
+      return Object.assign(h, { op, flags, openFlags: r.u32() });
     }
     case Op.READ:
     case Op.READDIR:
@@ -365,7 +365,7 @@ export function decodeRequest(buf: Buffer, ctx: DecodeContext): Request {
       const lockOwner = r.u64big();
       const flags = r.u32();
       r.skip(4);
-      return { ...h, op, fh, offset, size, readFlags, lockOwner, flags };
+      return Object.assign(h, { op, fh, offset, size, readFlags, lockOwner, flags });
     }
     case Op.WRITE: {
       const fh = r.u64();
@@ -375,21 +375,21 @@ export function decodeRequest(buf: Buffer, ctx: DecodeContext): Request {
       const lockOwner = r.u64big();
       const flags = r.u32();
       r.skip(4);
-      return { ...h, op, fh, offset, writeFlags, lockOwner, flags, data: r.bytes(size) };
+      return Object.assign(h, { op, fh, offset, writeFlags, lockOwner, flags, data: r.bytes(size) });
     }
     case Op.RELEASE:
     case Op.RELEASEDIR: {
       const fh = r.u64();
       const flags = r.u32();
       const releaseFlags = r.u32();
-      return { ...h, op, fh, flags, releaseFlags, lockOwner: r.u64big() };
+      return Object.assign(h, { op, fh, flags, releaseFlags, lockOwner: r.u64big() });
     }
     case Op.FSYNC:
     case Op.FSYNCDIR: {
       const fh = r.u64();
       const fsyncFlags = r.u32();
       r.skip(4);
-      return { ...h, op, fh, fsyncFlags };
+      return Object.assign(h, { op, fh, fsyncFlags });
     }
     case Op.SETXATTR: {
       const size = r.u32();
@@ -400,22 +400,22 @@ export function decodeRequest(buf: Buffer, ctx: DecodeContext): Request {
         r.skip(4);
       }
       const name = r.cstring();
-      return { ...h, op, flags, setxattrFlags, name, value: r.bytes(size) };
+      return Object.assign(h, { op, flags, setxattrFlags, name, value: r.bytes(size) });
     }
     case Op.GETXATTR: {
       const size = r.u32();
       r.skip(4);
-      return { ...h, op, size, name: r.cstring() };
+      return Object.assign(h, { op, size, name: r.cstring() });
     }
     case Op.LISTXATTR: {
       const size = r.u32();
       r.skip(4);
-      return { ...h, op, size };
+      return Object.assign(h, { op, size });
     }
     case Op.FLUSH: {
       const fh = r.u64();
       r.skip(8);
-      return { ...h, op, fh, lockOwner: r.u64big() };
+      return Object.assign(h, { op, fh, lockOwner: r.u64big() });
     }
     case Op.INIT: {
       const major = r.u32();
@@ -423,7 +423,7 @@ export function decodeRequest(buf: Buffer, ctx: DecodeContext): Request {
       const maxReadahead = r.u32();
       let flags = BigInt(r.u32());
       if (flags & InitFlag.INIT_EXT && r.remaining >= 4) flags |= BigInt(r.u32()) << 32n;
-      return { ...h, op, major, minor, maxReadahead, flags };
+      return Object.assign(h, { op, major, minor, maxReadahead, flags });
     }
     case Op.GETLK:
     case Op.SETLK:
@@ -436,12 +436,12 @@ export function decodeRequest(buf: Buffer, ctx: DecodeContext): Request {
       const pid = r.u32();
       const lkFlags = r.u32();
       r.skip(4);
-      return { ...h, op, fh, owner, lk: { start, end, type, pid }, lkFlags };
+      return Object.assign(h, { op, fh, owner, lk: { start, end, type, pid }, lkFlags });
     }
     case Op.ACCESS: {
       const mask = r.u32();
       r.skip(4);
-      return { ...h, op, mask };
+      return Object.assign(h, { op, mask });
     }
     case Op.CREATE:
     case Op.TMPFILE: {
@@ -449,15 +449,15 @@ export function decodeRequest(buf: Buffer, ctx: DecodeContext): Request {
       const mode = r.u32();
       const umask = r.u32();
       const openFlags = r.u32();
-      return { ...h, op, flags, mode, umask, openFlags, name: r.cstring() };
+      return Object.assign(h, { op, flags, mode, umask, openFlags, name: r.cstring() });
     }
     case Op.INTERRUPT:
-      return { ...h, op, target: r.u64() };
+      return Object.assign(h, { op, target: r.u64() });
     case Op.BMAP: {
       const block = r.u64big();
       const blocksize = r.u32();
       r.skip(4);
-      return { ...h, op, block, blocksize };
+      return Object.assign(h, { op, block, blocksize });
     }
     case Op.IOCTL: {
       const fh = r.u64();
@@ -466,20 +466,20 @@ export function decodeRequest(buf: Buffer, ctx: DecodeContext): Request {
       const arg = r.u64big();
       const inSize = r.u32();
       const outSize = r.u32();
-      return { ...h, op, fh, flags, cmd, arg, inSize, outSize, data: r.bytes(Math.min(inSize, r.remaining)) };
+      return Object.assign(h, { op, fh, flags, cmd, arg, inSize, outSize, data: r.bytes(Math.min(inSize, r.remaining)) });
     }
     case Op.POLL: {
       const fh = r.u64();
       const kh = r.u64big();
       const flags = r.u32();
-      return { ...h, op, fh, kh, flags, events: r.u32() };
+      return Object.assign(h, { op, fh, kh, flags, events: r.u32() });
     }
     case Op.NOTIFY_REPLY: {
       r.skip(8);
       const offset = r.u64();
       const size = r.u32();
       r.skip(4 + 16);
-      return { ...h, op, offset, size, data: r.bytes(Math.min(size, r.remaining)) };
+      return Object.assign(h, { op, offset, size, data: r.bytes(Math.min(size, r.remaining)) });
     }
     case Op.FALLOCATE: {
       const fh = r.u64();
@@ -487,14 +487,14 @@ export function decodeRequest(buf: Buffer, ctx: DecodeContext): Request {
       const length = r.u64big();
       const mode = r.u32();
       r.skip(4);
-      return { ...h, op, fh, offset, length, mode };
+      return Object.assign(h, { op, fh, offset, length, mode });
     }
     case Op.LSEEK: {
       const fh = r.u64();
       const offset = r.u64big();
       const whence = r.u32();
       r.skip(4);
-      return { ...h, op, fh, offset, whence };
+      return Object.assign(h, { op, fh, offset, whence });
     }
     case Op.COPY_FILE_RANGE:
     case Op.COPY_FILE_RANGE_64: {
@@ -504,14 +504,14 @@ export function decodeRequest(buf: Buffer, ctx: DecodeContext): Request {
       const fhOut = r.u64();
       const offOut = r.u64big();
       const length = r.u64big();
-      return { ...h, op, fhIn, offIn, nodeidOut, fhOut, offOut, length, flags: r.u64big() };
+      return Object.assign(h, { op, fhIn, offIn, nodeidOut, fhOut, offOut, length, flags: r.u64big() });
     }
     case Op.STATX: {
       const getattrFlags = r.u32();
       r.skip(4);
       const fh = r.u64();
       const sxFlags = r.u32();
-      return { ...h, op, getattrFlags, fh, sxFlags, sxMask: r.u32() };
+      return Object.assign(h, { op, getattrFlags, fh, sxFlags, sxMask: r.u32() });
     }
     default:
       throw new UnknownOpcode(h.opcode);
