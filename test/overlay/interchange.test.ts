@@ -69,7 +69,7 @@ describe('overlay: the upper is interchangeable with kernel overlayfs', function
 
   it('an upper written by ovshift shows the same through kernel overlayfs', async () => {
     const lowerBefore = snapshot(s.lower);
-    d = await s.mount();
+    d = await s.mount('redirect_dir=on');
     changes(s.mnt);
     const seen = view(s.mnt);
     await d.stop();
@@ -92,7 +92,7 @@ describe('overlay: the upper is interchangeable with kernel overlayfs', function
     } finally {
       execFileSync('umount', [s.mnt]);
     }
-    d = await s.mount();
+    d = await s.mount('redirect_dir=on');
     assert.deepEqual(view(s.mnt), seen);
     // And ovshift can go on changing it.
     fs.renameSync(join(s.mnt, 'usr/moved-share'), join(s.mnt, 'share-again'));

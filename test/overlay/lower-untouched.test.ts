@@ -38,7 +38,7 @@ describe('overlay: the lower is never written', function () {
 
   it('keeps every byte, xattr, owner, mode and timestamp of the lower through a full workload', async () => {
     const before = snapshot(s.lower);
-    d = await s.mount();
+    d = await s.mount('redirect_dir=on');
     const m = s.mnt;
     const r = await python(`
 import os, sys, shutil

@@ -45,7 +45,7 @@ describe('overlay: names, links, special files and file operations', function ()
 
   it('renames directories with lower parts through a redirect, in kernel overlayfs format', async () => {
     makeTree(s.lower, { 'd1/f': '1', 'd1/sub/g': '2', 'other/x': 'x' });
-    d = await s.mount();
+    d = await s.mount('redirect_dir=on');
     fs.renameSync(join(s.mnt, 'd1'), join(s.mnt, 'moved'));
     fs.renameSync(join(s.mnt, 'moved'), join(s.mnt, 'other/deeper'));
     assert.deepEqual(ls(s.mnt), ['other']);
@@ -76,7 +76,7 @@ describe('overlay: names, links, special files and file operations', function ()
 
   it('supports RENAME_NOREPLACE and RENAME_EXCHANGE, refuses RENAME_WHITEOUT', async () => {
     makeTree(s.lower, { a: 'A', b: 'B', 'da/f': 'in da' });
-    d = await s.mount();
+    d = await s.mount('redirect_dir=on');
     assert.equal((await python(RENAME2, [join(s.mnt, 'a'), join(s.mnt, 'b'), 'noreplace'])).stdout.trim(), 'File exists');
     assert.equal((await python(RENAME2, [join(s.mnt, 'a'), join(s.mnt, 'c'), 'noreplace'])).stdout.trim(), 'ok');
     assert.equal((await python(RENAME2, [join(s.mnt, 'c'), join(s.mnt, 'b'), 'exchange'])).stdout.trim(), 'ok');
@@ -91,7 +91,7 @@ describe('overlay: names, links, special files and file operations', function ()
 
   it('replaces an empty merged directory, refuses a non-empty one', async () => {
     makeTree(s.lower, { 'full/x': 'x', 'empty/gone': 'g', src: { dir: true } });
-    d = await s.mount();
+    d = await s.mount('redirect_dir=on');
     fs.unlinkSync(join(s.mnt, 'empty/gone'));
     assert.throws(() => fs.renameSync(join(s.mnt, 'src'), join(s.mnt, 'full')), { code: 'ENOTEMPTY' });
     assert.throws(() => fs.rmdirSync(join(s.mnt, 'full')), { code: 'ENOTEMPTY' });
@@ -178,7 +178,7 @@ print(st.f_namemax)
   it('gets, sets, lists and removes xattrs, keeping the overlay\'s own hidden', async () => {
     makeTree(s.lower, { f: 'f', d: { dir: true } });
     execFileSync('setfattr', ['-n', 'user.lower', '-v', 'L', join(s.lower, 'f')]);
-    d = await s.mount();
+    d = await s.mount('redirect_dir=on');
     const f = join(s.mnt, 'f');
     assert.equal(execFileSync('getfattr', ['--absolute-names', '--only-values', '-n', 'user.lower', f], { encoding: 'utf8' }), 'L');
     execFileSync('setfattr', ['-n', 'user.new', '-v', 'N', f]);
