@@ -57,8 +57,9 @@ export function isMemoryFilesystem(path: string): boolean {
 }
 
 function identityOf(dev: number, ino: number, hasBtime: boolean, btimeSec: number, btimeNsec: number): string {
-  // The birth time tells a reused inode number from the object that had it before.
-  return hasBtime ? `${dev}:${ino}:${btimeSec}.${btimeNsec}` : `${dev}:${ino}`;
+  // The birth time tells a reused inode number from the object that had it before. Joined
+  // rather than concatenated: one flat string per node, not a tree of pieces.
+  return hasBtime ? [dev, ino, btimeSec, btimeNsec].join(':') : [dev, ino].join(':');
 }
 
 export function attrFromArray(s: Float64Array): LayerAttr {

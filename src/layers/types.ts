@@ -85,7 +85,9 @@ export const DT_UNKNOWN = 0;
 
 /** Joins a relative layer path and a name. */
 export function childPath(dir: string, name: string): string {
-  return dir === '' ? name : `${dir}/${name}`;
+  // Joined rather than concatenated: nodes keep these, and a flat string is a third the size
+  // of the tree of pieces concatenation leaves.
+  return dir === '' ? name : [dir, name].join('/');
 }
 
 export function parentPath(path: string): string {

@@ -67,21 +67,19 @@ export async function mergedListing(layers: Layers, xattrs: OverlayXattrs, inode
     for (const e of entries) {
       if (taken.has(e.name)) continue;
       taken.add(e.name);
-      out.push({ name: e.name, type: e.type, ino: await entryIno(src, e, xattrs, inodes) });
+      const ino = src.upper ? await upperEntryIno(src, e, xattrs, inodes) : inodes.map(src.dev, e.ino);
+      out.push({ name: e.name, type: e.type, ino });
     }
     for (const w of whiteouts) taken.add(w);
   }
   return out;
 }
 
-async function entryIno(src: LayerListing, e: LayerDirent, xattrs: OverlayXattrs, inodes: InodeNumbers): Promise<number> {
-  if (src.upper) {
-    // A copied-up file shows the inode number of the lower file it came from.
-    const origin = await src.layer.getxattr(childPath(src.path, e.name), xattrs.origin);
-    const n = origin ? Number(origin.toString('latin1')) : NaN;
-    if (Number.isSafeInteger(n) && n > 0) return n;
-  }
-  return inodes.map(src.dev, e.ino);
+/** A copied-up file shows the inode number of the lower file it came from. */
+async function upperEntryIno(src: LayerListing, e: LayerDirent, xattrs: OverlayXattrs, inodes: InodeNumbers): Promise<number> {
+  const origin = await src.layer.getxattr(childPath(src.path, e.name), xattrs.origin);
+  const n = origin ? Number(origin.toString('latin1')) : NaN;
+  return Number.isSafeInteger(n) && n > 0 ? n : inodes.map(src.dev, e.ino);
 }
 
 /** Does the merged directory hold anything? (rmdir and rename over a directory ask.) */

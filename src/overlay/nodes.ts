@@ -19,6 +19,17 @@ export interface LowerPart {
   identity: string;
 }
 
+/**
+ * Non-directories never have children: they share one empty map, which refuses additions, so
+ * a node costs no map of its own (a large tree holds far more files than directories).
+ */
+class NoChildren extends Map<string, Node> {
+  override set(): this {
+    throw new Error('a non-directory node has no children');
+  }
+}
+const NO_CHILDREN: Map<string, Node> = new NoChildren();
+
 export class Node {
   parent: Node | undefined;
   name: string;
@@ -46,8 +57,8 @@ export class Node {
    * any more, so they can still be reopened (/proc/PID/fd/N) and copied up.
    */
   pinFd?: number;
-  /** Children the kernel knows by name. */
-  readonly children = new Map<string, Node>();
+  /** Children the kernel knows by name (directories only). */
+  readonly children: Map<string, Node>;
   /**
    * revalidate=kernel: names whose lower object changed while cached. They answer ESTALE, as
    * kernel overlayfs does, until the kernel drops this directory from its caches.
@@ -68,6 +79,7 @@ export class Node {
     this.name = name;
     this.upperIdentity = upperIdentity;
     this.lowers = lowers;
+    this.children = type === S_IFDIR ? new Map() : NO_CHILDREN;
   }
 
   get isDir(): boolean {

@@ -13,12 +13,13 @@ function isStale(err: unknown): boolean {
   return errorCode(err) === 'ESTALE';
 }
 
-async function once<T>(what: string, run: () => Promise<T>): Promise<T> {
+/** `op` and `path` name the operation in the log; joined only when it is written (the hot path allocates nothing). */
+async function once<T>(op: string, path: string, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (err) {
     if (!isStale(err)) throw err;
-    log('%s: ESTALE from the lower; resolving the path again', what);
+    log('%s %s: ESTALE from the lower; resolving the path again', op, path);
     return run();
   }
 }
@@ -31,30 +32,30 @@ export class StaleRetryLayer implements ReadableLayer {
   }
 
   stat(path: string): Promise<LayerAttr | null> {
-    return once(`stat ${path}`, () => this.inner.stat(path));
+    return once('stat', path, () => this.inner.stat(path));
   }
 
   readdir(path: string): Promise<LayerDirent[]> {
-    return once(`readdir ${path}`, () => this.inner.readdir(path));
+    return once('readdir', path, () => this.inner.readdir(path));
   }
 
   readlink(path: string): Promise<Buffer> {
-    return once(`readlink ${path}`, () => this.inner.readlink(path));
+    return once('readlink', path, () => this.inner.readlink(path));
   }
 
   getxattr(path: string, name: string): Promise<Buffer | null> {
-    return once(`getxattr ${path}`, () => this.inner.getxattr(path, name));
+    return once('getxattr', path, () => this.inner.getxattr(path, name));
   }
 
   listxattr(path: string): Promise<string[]> {
-    return once(`listxattr ${path}`, () => this.inner.listxattr(path));
+    return once('listxattr', path, () => this.inner.listxattr(path));
   }
 
   statfs(): Promise<LayerStatfs> {
-    return once('statfs', () => this.inner.statfs());
+    return once('statfs', '', () => this.inner.statfs());
   }
 
   openRead(path: string): Promise<LayerFile> {
-    return once(`open ${path}`, () => this.inner.openRead(path));
+    return once('open', path, () => this.inner.openRead(path));
   }
 }
