@@ -1,7 +1,7 @@
 /**
  * Gives memory back after a large drop in what the daemon holds (the kernel forgetting most
- * of its inodes, say): a full garbage collection, then the C heap trimmed. V8 and malloc
- * otherwise keep the freed memory resident for as long as the process lives.
+ * of its inodes, say): a full, compacting garbage collection, then the C heap trimmed. V8 and
+ * malloc otherwise keep the freed memory resident for as long as the process lives.
  */
 import createDebug from 'debug';
 import { setFlagsFromString } from 'v8';
@@ -16,6 +16,21 @@ function exposedGc(): (() => void) | undefined {
     return runInNewContext('gc') as () => void;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * A full collection that also compacts: the survivors of a large drop are scattered over pages
+ * that a plain collection keeps, each holding a few objects (measured: 38 MiB of heap kept for
+ * 7 MiB live, 16 MiB once compacted).
+ */
+function collectCompacting(gc: (() => void) | undefined): void {
+  if (!gc) return;
+  setFlagsFromString('--compact-on-every-full-gc');
+  try {
+    gc();
+  } finally {
+    setFlagsFromString('--no-compact-on-every-full-gc');
   }
 }
 
@@ -35,7 +50,7 @@ export function reclaimAfterShrink(count: () => number, threshold: number, inter
     if (now > peak) peak = now;
     else if (peak - now >= threshold) {
       const before = process.memoryUsage().rss;
-      gc?.();
+      collectCompacting(gc);
       native.mallocTrim();
       const after = process.memoryUsage();
       log('%d → %d held; RSS %d → %d MiB (heap %d of %d MiB, external %d MiB)', peak, now, before >> 20, after.rss >> 20,
