@@ -145,6 +145,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     const done = session.closed.then(async (errno) => {
       // The layers first: the process may take a while to exit, and someone may be waiting
       // to unmount them. Nothing new starts once the connection is gone.
+      fs.closeAll();
       upper?.close();
       const closingLowers = opened?.close();
       reclaim.stop();

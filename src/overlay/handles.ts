@@ -47,6 +47,22 @@ export class FileHandle {
   }
 }
 
+/**
+ * Closes every descriptor of the open files at once, when the mount is gone: RELEASEs the
+ * kernel had not sent yet never come, and the layers must not stay busy until the process
+ * exits. (Files of NFS lowers hold no descriptor.)
+ */
+export function closeAllFiles(files: HandleTable<FileHandle>): void {
+  for (const h of files.all()) {
+    const fds = [h.upperFd, h.lower?.fd, h.node.pinFd];
+    h.upperFd = undefined;
+    h.lower = undefined;
+    h.node.pinFd = undefined;
+    for (const fd of fds) if (fd !== undefined) fs.closeSync(fd);
+    files.delete(h);
+  }
+}
+
 export class DirHandle {
   /** The listing served, built at the first READDIR and again at each rewind to 0. */
   entries?: ListedEntry[];
@@ -85,6 +101,10 @@ export class HandleTable<H extends { id: number; node: Node }> {
 
   get size(): number {
     return this.byId.size;
+  }
+
+  all(): H[] {
+    return [...this.byId.values()];
   }
 }
 

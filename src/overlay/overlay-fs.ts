@@ -17,7 +17,7 @@ import type { LayerAttr } from '../layers/types';
 import { nodeAttr } from './attrs';
 import { OverlayCore } from './core';
 import * as files from './files';
-import { DirHandle, FileHandle, O_ACCMODE } from './handles';
+import { DirHandle, FileHandle, O_ACCMODE, closeAllFiles } from './handles';
 import { mergedListing } from './listing';
 import { Locking } from './locking';
 import * as ns from './namespace';
@@ -224,6 +224,11 @@ export class OverlayFs implements FuseHandler {
 
   destroy(): void {
     this.locking.dispose();
+  }
+
+  /** The mount is gone: every descriptor on the layers is closed now (see closeAllFiles). */
+  closeAll(): void {
+    closeAllFiles(this.core.files);
   }
 
   async fsync(req: FsyncRequest): Promise<void> {
