@@ -124,6 +124,12 @@ export interface NativeAddon {
   /** fcntl(fd, cmd, struct flock). For *GETLK resolves to the reported lock, else to null. */
   fcntlLock(fd: number, cmd: number, type: number, start: bigint, len: bigint): Promise<FileLock | null>;
   flock(fd: number, op: number): Promise<void>;
+  /**
+   * The same on the calling thread, for non-blocking commands on local files: null or the
+   * lock (GETLK commands), 0 for flock, or -errno.
+   */
+  fcntlLockSync(fd: number, cmd: number, type: number, start: bigint, len: bigint): FileLock | null | number;
+  flockSync(fd: number, op: number): number;
   fallocate(fd: number, mode: number, offset: bigint, len: bigint): Promise<void>;
   lseek(fd: number, offset: bigint, whence: number): Promise<bigint>;
   ftruncate(fd: number, len: bigint): Promise<void>;

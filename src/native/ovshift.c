@@ -1124,7 +1124,7 @@ static napi_value js_fremovexattr(napi_env env, napi_callback_info info) {
 
 static void run_fcntl_lock(call_t *c) { RUN_SYSCALL(c, fcntl(c->fd, c->cmd, &c->lock)); }
 
-static napi_value js_fcntl_lock(napi_env env, napi_callback_info info) {
+DUAL_CALL(js_fcntl_lock) {
   int32_t type;
   int64_t start, len;
   ASYNC_CALL("fcntl", run_fcntl_lock, result_null, "iiiBB", &c->fd, &c->cmd, &type, &start, &len);
@@ -1134,14 +1134,14 @@ static napi_value js_fcntl_lock(napi_env env, napi_callback_info info) {
   c->lock.l_len = (off_t)len;
   c->lock.l_pid = 0; /* required by the OFD commands, ignored by the others */
   if (c->cmd == F_GETLK || c->cmd == F_OFD_GETLK) c->result = result_lock;
-  return call_start(env, c);
+  FINISH(c);
 }
 
 static void run_flock(call_t *c) { RUN_SYSCALL(c, flock(c->fd, c->flags)); }
 
-static napi_value js_flock(napi_env env, napi_callback_info info) {
+DUAL_CALL(js_flock) {
   ASYNC_CALL("flock", run_flock, NULL, "ii", &c->fd, &c->flags);
-  return call_start(env, c);
+  FINISH(c);
 }
 
 static void run_fallocate(call_t *c) {
@@ -2059,6 +2059,8 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("fremovexattr", js_fremovexattr),
     FN("fcntlLock", js_fcntl_lock),
     FN("flock", js_flock),
+    FN("fcntlLockSync", js_fcntl_lock_sync),
+    FN("flockSync", js_flock_sync),
     FN("fallocate", js_fallocate),
     FN("lseek", js_lseek),
     FN("ftruncate", js_ftruncate),

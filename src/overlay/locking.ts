@@ -10,8 +10,9 @@ import type { RequestControl } from '../fuse/handler';
 import type { LockOut } from '../fuse/replies';
 import type { LockRequest as FuseLockRequest } from '../fuse/requests';
 import { F_UNLCK, LockManager, type ExternalLocks, type LockRequest } from '../locks';
-import { C, native } from '../native';
-import { errorCode } from '../util/errno';
+import { isRemoteFilesystem } from '../layers/dir-layer';
+import { C, native, type FileLock } from '../native';
+import { errnoError, errorCode } from '../util/errno';
 import type { OverlayCore } from './core';
 import type { Node } from './nodes';
 
@@ -22,13 +23,39 @@ const LOCK_EX = 2;
 const LOCK_UN = 8;
 const LOCK_NB = 4;
 
+/** A descriptor the locks underneath are taken through. */
+interface LockFd {
+  fd: number;
+  writable: boolean;
+  /**
+   * On a local filesystem, where a non-blocking lock call answers at once: made on the event
+   * loop. On a network one (a kernel NFS mount, say) it waits for the server: thread pool.
+   */
+  local: boolean;
+}
+
+function throwIfFailed<T>(res: T | number, syscall: string): T {
+  if (typeof res === 'number' && res < 0) throw errnoError(res, syscall);
+  return res as T;
+}
+
+async function fcntlLock(at: LockFd, cmd: number, type: number, start: bigint, len: bigint): Promise<FileLock | null> {
+  if (at.local) return throwIfFailed(native.fcntlLockSync(at.fd, cmd, type, start, len), 'fcntl');
+  return native.fcntlLock(at.fd, cmd, type, start, len);
+}
+
+async function flock(at: LockFd, op: number): Promise<void> {
+  if (at.local) throwIfFailed(native.flockSync(at.fd, op), 'flock');
+  else await native.flock(at.fd, op);
+}
+
 /**
  * The locks taken on the files underneath: one descriptor per lock owner and node (an OFD
  * lock or a flock belongs to the open file it was taken through, so owners must not share
  * one), opened on whatever holds the node's data, and closed once the owner holds nothing.
  */
 class UnderlyingLocks implements ExternalLocks {
-  private readonly fds = new Map<string, { fd: number; writable: boolean }>();
+  private readonly fds = new Map<string, LockFd>();
 
   constructor(private readonly core: OverlayCore) {}
 
@@ -41,15 +68,16 @@ class UnderlyingLocks implements ExternalLocks {
    * read-write, as write locks need, else read-only (a read-only lower), in which case write
    * locks stay local.
    */
-  private openFor(node: Node, fh: number): { fd: number; writable: boolean } | undefined {
+  private openFor(node: Node, fh: number): LockFd | undefined {
     const h = this.core.files.get(fh);
     const fd = h?.upperFd ?? h?.lower?.fd ?? node.pinFd;
     if (fd === undefined) return undefined; // a lower without local descriptors (nfs://): locks stay here
     const path = `/proc/self/fd/${fd}`;
+    const local = !isRemoteFilesystem(path);
     try {
-      return { fd: fs.openSync(path, fs.constants.O_RDWR), writable: true };
+      return { fd: fs.openSync(path, fs.constants.O_RDWR), writable: true, local };
     } catch {
-      return { fd: fs.openSync(path, fs.constants.O_RDONLY), writable: false };
+      return { fd: fs.openSync(path, fs.constants.O_RDONLY), writable: false, local };
     }
   }
 
@@ -58,7 +86,7 @@ class UnderlyingLocks implements ExternalLocks {
     const key = this.key(ino, r);
     let held = this.fds.get(key);
     if (r.type === F_UNLCK) {
-      if (held !== undefined) await this.unlock(held.fd, r);
+      if (held !== undefined) await this.unlock(held, r);
       return true;
     }
     if (held === undefined) {
@@ -68,10 +96,9 @@ class UnderlyingLocks implements ExternalLocks {
       held = opened;
       this.fds.set(key, held);
     }
-    const fd = held.fd;
     try {
-      if (r.family === 'flock') await native.flock(fd, (r.type === 0 ? LOCK_SH : LOCK_EX) | LOCK_NB);
-      else if (r.type === 0 || held.writable) await native.fcntlLock(fd, C.F_OFD_SETLK!, r.type, r.start, lengthOf(r));
+      if (r.family === 'flock') await flock(held, (r.type === 0 ? LOCK_SH : LOCK_EX) | LOCK_NB);
+      else if (r.type === 0 || held.writable) await fcntlLock(held, C.F_OFD_SETLK!, r.type, r.start, lengthOf(r));
       return true;
     } catch (err) {
       if (errorCode(err) === 'EAGAIN' || errorCode(err) === 'EACCES' || errorCode(err) === 'EWOULDBLOCK') {
@@ -82,9 +109,9 @@ class UnderlyingLocks implements ExternalLocks {
     }
   }
 
-  private async unlock(fd: number, r: LockRequest): Promise<void> {
-    if (r.family === 'flock') await native.flock(fd, LOCK_UN);
-    else await native.fcntlLock(fd, C.F_OFD_SETLK!, F_UNLCK, r.start, lengthOf(r));
+  private async unlock(held: LockFd, r: LockRequest): Promise<void> {
+    if (r.family === 'flock') await flock(held, LOCK_UN);
+    else await fcntlLock(held, C.F_OFD_SETLK!, F_UNLCK, r.start, lengthOf(r));
   }
 
   /**
@@ -104,12 +131,11 @@ class UnderlyingLocks implements ExternalLocks {
   async probe(node: Node, fh: number, r: LockRequest): Promise<LockOut | null> {
     const opened = this.openFor(node, fh);
     if (opened === undefined) return null;
-    const fd = opened.fd;
     try {
       if (r.family === 'flock') {
         try {
-          await native.flock(fd, (r.type === 0 ? LOCK_SH : LOCK_EX) | LOCK_NB);
-          await native.flock(fd, LOCK_UN);
+          await flock(opened, (r.type === 0 ? LOCK_SH : LOCK_EX) | LOCK_NB);
+          await flock(opened, LOCK_UN);
           return null;
         } catch (err) {
           if (errorCode(err) !== 'EWOULDBLOCK' && errorCode(err) !== 'EAGAIN') throw err;
@@ -117,12 +143,12 @@ class UnderlyingLocks implements ExternalLocks {
         }
       }
       const mine = this.fds.get(this.key(node.id, r));
-      const held = await native.fcntlLock(mine?.fd ?? fd, C.F_OFD_GETLK!, r.type, r.start, lengthOf(r));
+      const held = await fcntlLock(mine ?? opened, C.F_OFD_GETLK!, r.type, r.start, lengthOf(r));
       if (!held || held.type === F_UNLCK) return null;
       const end = held.len === 0n ? 0x7fffffffffffffffn : held.start + held.len - 1n;
       return { start: held.start, end, type: held.type, pid: held.pid > 0 ? held.pid : 0 };
     } finally {
-      fs.closeSync(fd);
+      fs.closeSync(opened.fd);
     }
   }
 }

@@ -1,7 +1,10 @@
 import assert from 'assert/strict';
 import * as fs from 'fs';
 import { C, native } from '../../src/native';
+import { constants as osConstants } from 'os';
 import { Children, collect, freshPath, makeTempDir, rejectsWithCode } from './fixtures';
+
+const errnoOf = (name: string): number => (osConstants.errno as Record<string, number>)[name]!;
 
 describe('native locks', function () {
   this.timeout(10000);
@@ -45,6 +48,22 @@ describe('native locks', function () {
     const free = await native.fcntlLock(second, C.F_OFD_GETLK, C.F_WRLCK, 0n, 0n);
     assert.equal(free?.type, C.F_UNLCK);
     assert.equal(await native.fcntlLock(second, C.F_OFD_SETLK, C.F_WRLCK, 50n, 10n), null);
+  });
+
+  it('fcntlLockSync and flockSync answer on the calling thread, with -errno instead of throwing', () => {
+    const first = open();
+    const second = open();
+    assert.equal(native.fcntlLockSync(first, C.F_OFD_SETLK!, C.F_WRLCK!, 0n, 100n), null);
+    assert.equal(native.fcntlLockSync(second, C.F_OFD_SETLK!, C.F_RDLCK!, 50n, 10n), -errnoOf('EAGAIN'));
+    assert.deepEqual(native.fcntlLockSync(second, C.F_OFD_GETLK!, C.F_RDLCK!, 10n, 0n), { type: C.F_WRLCK, start: 0n, len: 100n, pid: -1 });
+    assert.equal(native.fcntlLockSync(first, C.F_OFD_SETLK!, C.F_UNLCK!, 0n, 0n), null);
+    assert.equal(native.fcntlLockSync(second, C.F_OFD_SETLK!, C.F_WRLCK!, 50n, 10n), null);
+
+    assert.equal(native.flockSync(first, C.LOCK_EX! | C.LOCK_NB!), 0);
+    assert.equal(native.flockSync(second, C.LOCK_SH! | C.LOCK_NB!), -errnoOf('EWOULDBLOCK'));
+    assert.equal(native.flockSync(first, C.LOCK_UN!), 0);
+    assert.equal(native.flockSync(second, C.LOCK_SH! | C.LOCK_NB!), 0);
+    assert.equal(native.flockSync(-1, C.LOCK_UN!), -errnoOf('EBADF'));
   });
 
   it('OFD locks do not conflict beyond their range', async () => {
