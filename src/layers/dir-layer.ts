@@ -135,6 +135,15 @@ class LocalFile implements LayerFile {
   }
 
   close(): Promise<void> {
+    // On a local filesystem close() returns at once; on a network one it may flush to the server.
+    if (this.sync) {
+      try {
+        closeSync(this.fd);
+        return Promise.resolve();
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     return new Promise((resolve, reject) => close(this.fd, (err) => (err ? reject(err) : resolve())));
   }
 }

@@ -174,7 +174,7 @@ export async function killSuidGid(fd: number): Promise<void> {
 export async function release(core: OverlayCore, h: FileHandle): Promise<void> {
   core.files.delete(h);
   h.mode?.done();
-  await h.close();
+  await h.close(core.layers.upper?.sync ?? false);
   const node = h.node;
   node.openCount--;
   if (node.openCount === 0 && node.pinFd !== undefined) {

@@ -13,6 +13,14 @@ export interface ListedEntry {
   ino: number;
 }
 
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // gone either way
+  }
+}
+
 export class FileHandle {
   /** The lower file read while the node has no upper part. */
   lower?: LayerFile;
@@ -33,11 +41,17 @@ export class FileHandle {
     return this.upperFd ?? this.lower?.fd;
   }
 
-  async close(): Promise<void> {
+  /**
+   * Closes the handle's descriptors. `upperOnLoop`: the upper is on a local filesystem, where
+   * close() returns at once (on a network one it may wait for the server: thread pool).
+   */
+  async close(upperOnLoop = false): Promise<void> {
     if (this.upperFd !== undefined) {
       const fd = this.upperFd;
       this.upperFd = undefined;
-      await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
+      // Errors are dropped, as close(2)'s are by most callers: the descriptor is gone either way.
+      if (upperOnLoop) closeQuietly(fd);
+      else await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
     }
     if (this.lower) {
       const lower = this.lower;
