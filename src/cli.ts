@@ -8,7 +8,7 @@ import createDebug from 'debug';
 import { writeSync, closeSync } from 'fs';
 import { HELP, parseArgs, UsageError, type CliOptions } from './cli/options';
 import { sendCommand } from './control';
-import { startMount } from './daemon';
+import { startMount, type RunningMount } from './daemon';
 
 const READY_FD_ENV = 'OVSHIFT_READY_FD';
 const VERSION = '0.1.0';
@@ -26,19 +26,25 @@ async function serve(o: CliOptions, readyFd: number | undefined): Promise<void> 
     closeSync(readyFd);
     readyFd = undefined;
   };
-  let running;
-  try {
-    running = await startMount(o);
-  } catch (err) {
-    const message = (err as Error).message.split('\n')[0]!;
+  const giveUp: (message: string) => never = (message) => {
     report(`error ${message}`);
-    fail(message);
-  }
-  report('ready');
-  const onSignal = (): void => void running.stop();
+    return fail(message);
+  };
+  // Handlers first: whoever started us may signal the moment it hears "ready".
+  let running: RunningMount | undefined;
+  const onSignal = (): void => {
+    if (running) void running.stop();
+    else giveUp('interrupted before the mount was ready');
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', () => undefined);
+  try {
+    running = await startMount(o);
+  } catch (err) {
+    giveUp((err as Error).message.split('\n')[0]!);
+  }
+  report('ready');
   process.exit(await running.done);
 }
 

@@ -1,5 +1,7 @@
 import assert from 'assert/strict';
 import { chmodSync, chownSync, existsSync, readFileSync, writeFileSync } from 'fs';
+import { spawn } from 'child_process';
+import { createServer, type AddressInfo } from 'net';
 import { join } from 'path';
 import { connectionId } from '../../src/fuse/mount';
 import { OVSHIFT, Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
@@ -47,6 +49,26 @@ describe('mount lifecycle', function () {
       const { code } = await d.exited;
       assert.equal(code, 0, `exit status after ${sig}: ${d.stderr()}`);
       assert.equal(await mounted(s.mnt), false, `unmounted after ${sig}`);
+    }
+  });
+
+  it('ends with a one-line error on SIGTERM while the mount is still being made', async () => {
+    // An NFS "server" that takes the connection and never answers keeps the mount from finishing.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const child = spawn(OVSHIFT, ['-f', '-o', `lowerdir=nfs://127.0.0.1:${port}/x?mountport=${port}`, s.mnt], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      await sleep(1000);
+      child.kill('SIGTERM');
+      assert.equal(await exited, 1, stderr);
+      assert.equal(stderr, 'ovshift: interrupted before the mount was ready\n');
+      assert.equal(await mounted(s.mnt), false);
+    } finally {
+      silent.close();
     }
   });
 
