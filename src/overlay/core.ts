@@ -104,13 +104,21 @@ export class OverlayCore {
    * another object at the path answers ESTALE and the kernel looks the path up afresh.
    * lower_timeout=0 makes every single access ask.
    */
-  entryTimeoutFor(node: Node): number {
+  timeoutFor(node: Node): number {
     if (this.opts.revalidate !== 'always') return CACHE_TIMEOUT;
     return node.upperOnly ? this.opts.upperTimeout : this.opts.lowerTimeout;
   }
 
-  attrTimeoutFor(node: Node): number {
-    return this.entryTimeoutFor(node);
+  /** What the mount shows of a node's layer object; remembered for when no path reaches it. */
+  shownAttr(node: Node, a: LayerAttr): Attr {
+    const attr = nodeAttr(node, a, this.opts.ids);
+    node.lastAttr = attr;
+    return attr;
+  }
+
+  /** The entry reply for a node (counting the kernel's reference), from its layer object. */
+  entryOf(node: Node, a: LayerAttr): EntryOut {
+    return this.entry(node, this.shownAttr(node, a));
   }
 
   /** The attributes of the layer object backing a node, or null when it is gone from there. */
@@ -157,10 +165,7 @@ export class OverlayCore {
   /** The attributes shown for a node through one of its open files. */
   handleAttr(h: FileHandle): Attr | null {
     const a = fdAttr(h.anyFd);
-    if (!a) return null;
-    const attr = nodeAttr(h.node, a, this.opts.ids);
-    h.node.lastAttr = attr;
-    return attr;
+    return a ? this.shownAttr(h.node, a) : null;
   }
 
   /** Current attributes of a node, remembered for when it can no longer be reached. */
@@ -173,14 +178,12 @@ export class OverlayCore {
       // The object changed under its name: ESTALE makes the kernel look the path up again.
       throw new FuseError('ESTALE');
     }
-    const attr = nodeAttr(node, a, this.opts.ids);
-    node.lastAttr = attr;
-    return attr;
+    return this.shownAttr(node, a);
   }
 
   entry(node: Node, attr: Attr): EntryOut {
     node.nlookup++;
-    const timeout = this.entryTimeoutFor(node);
+    const timeout = this.timeoutFor(node);
     return { nodeid: node.id, generation: 1, entryTimeout: timeout, attrTimeout: timeout, attr };
   }
 
@@ -302,7 +305,7 @@ export class OverlayCore {
     if (!now || !last) return;
     if (last.size === now.size && sameTime(last.mtime, now.mtime) && sameTime(last.ctime, now.ctime)) return;
     logRevalidate('%s: node %d changed before a lock grant (size %d -> %d); invalidating its pages', node.path, node.id, last.size, now.size);
-    node.lastAttr = nodeAttr(node, now, this.opts.ids);
+    this.shownAttr(node, now);
     await this.notifier?.invalInode(node.id);
   }
 
@@ -333,9 +336,7 @@ export class OverlayCore {
       return this.negative(absenceCacheable(res.reason));
     }
     const { node, attr } = this.bind(parent, name, res);
-    const shown = nodeAttr(node, attr, this.opts.ids);
-    node.lastAttr = shown;
-    return this.entry(node, shown);
+    return this.entryOf(node, attr);
   }
 
   /** Changes made through the mount end what the daemon remembers of a name's absence. */

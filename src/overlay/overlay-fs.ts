@@ -14,15 +14,14 @@ import type {
   RmdirRequest, SetattrRequest, SetxattrRequest, StatfsRequest, SymlinkRequest, UnlinkRequest, WriteRequest,
 } from '../fuse/requests';
 import type { LayerAttr } from '../layers/types';
-import { nodeAttr } from './attrs';
 import { OverlayCore } from './core';
 import * as files from './files';
-import { DirHandle, FileHandle, O_ACCMODE, closeAllFiles } from './handles';
+import { DirHandle, FileHandle, O_ACCMODE, closeAllFiles, type ListedEntry } from './handles';
 import { mergedListing } from './listing';
 import { Locking } from './locking';
 import * as ns from './namespace';
 import { Passthrough } from './passthrough';
-import { Node, S_IFDIR, S_IFLNK, S_IFREG } from './nodes';
+import { S_IFDIR, S_IFLNK, S_IFREG } from './nodes';
 import type { OverlayOptions } from './options';
 import type { Layers } from './resolve';
 import { setattr } from './setattr';
@@ -56,11 +55,6 @@ export class OverlayFs implements FuseHandler {
     if (!this.core.layers.upper) throw new FuseError('EROFS');
   }
 
-  private async reply(node: Node, attr: LayerAttr): Promise<EntryOut> {
-    const shown = nodeAttr(node, attr, this.core.opts.ids);
-    node.lastAttr = shown;
-    return this.core.entry(node, shown);
-  }
 
   async lookup(req: LookupRequest): Promise<EntryOut> {
     return this.core.lookupEntry(this.core.dirNode(req.nodeid), name(req.name));
@@ -76,9 +70,9 @@ export class OverlayFs implements FuseHandler {
       // fstat of an open file: answer from the file itself, which outlives its name.
       const h = this.core.files.get(req.fh);
       const attr = h && (node.unlinked || h.upperFd !== undefined) ? this.core.handleAttr(h) : null;
-      if (attr) return { attrTimeout: this.core.attrTimeoutFor(node), attr };
+      if (attr) return { attrTimeout: this.core.timeoutFor(node), attr };
     }
-    return { attrTimeout: this.core.attrTimeoutFor(node), attr: await this.core.attrOf(node) };
+    return { attrTimeout: this.core.timeoutFor(node), attr: await this.core.attrOf(node) };
   }
 
   async setattr(req: SetattrRequest): Promise<AttrOut> {
@@ -91,7 +85,7 @@ export class OverlayFs implements FuseHandler {
       fd = h.upperFd ?? undefined;
     }
     await setattr(this.core, node, req, fd);
-    return { attrTimeout: this.core.attrTimeoutFor(node), attr: await this.core.attrOf(node) };
+    return { attrTimeout: this.core.timeoutFor(node), attr: await this.core.attrOf(node) };
   }
 
   async readlink(req: ReadlinkRequest): Promise<Buffer> {
@@ -112,7 +106,7 @@ export class OverlayFs implements FuseHandler {
       mode: req.mode, ...this.core.layerOwner(req.uid, req.gid),
       make: (at) => upper.mknod(at, req.mode, major, minor),
     });
-    return this.reply(node, attr);
+    return this.core.entryOf(node, attr);
   }
 
   async mkdir(req: MkdirRequest): Promise<EntryOut> {
@@ -124,7 +118,7 @@ export class OverlayFs implements FuseHandler {
       mode, ...this.core.layerOwner(req.uid, req.gid),
       make: (at) => upper.mkdir(at, mode & 0o7777),
     });
-    return this.reply(node, attr);
+    return this.core.entryOf(node, attr);
   }
 
   async symlink(req: SymlinkRequest): Promise<EntryOut> {
@@ -135,7 +129,7 @@ export class OverlayFs implements FuseHandler {
       mode: S_IFLNK | 0o777, ...this.core.layerOwner(req.uid, req.gid),
       make: (at) => upper.symlink(req.target, at),
     });
-    return this.reply(node, attr);
+    return this.core.entryOf(node, attr);
   }
 
   async create(req: CreateRequest): Promise<CreateOut> {
@@ -156,7 +150,7 @@ export class OverlayFs implements FuseHandler {
     h.upperWritable = access !== fs.constants.O_RDONLY;
     node.openCount++;
     await files.chooseMode(this.core, h);
-    return { entry: await this.reply(node, attr), open: files.openReply(h) };
+    return { entry: this.core.entryOf(node, attr), open: files.openReply(h) };
   }
 
   async unlink(req: UnlinkRequest): Promise<void> {
@@ -180,7 +174,7 @@ export class OverlayFs implements FuseHandler {
   async link(req: LinkRequest): Promise<EntryOut> {
     this.writable();
     const { node, attr } = await ns.link(this.core, this.core.node(req.oldnodeid), this.core.dirNode(req.nodeid), name(req.newname));
-    return this.reply(node, attr);
+    return this.core.entryOf(node, attr);
   }
 
   async open(req: OpenRequest): Promise<OpenOut> {
@@ -262,14 +256,21 @@ export class OverlayFs implements FuseHandler {
     return { fh: h.id, openFlags: keep ? Fopen.KEEP_CACHE | Fopen.CACHE_DIR : 0 };
   }
 
-  async readdir(req: ReadRequest, _ctl: unknown, out: DirentList): Promise<void> {
+  /**
+   * The listing a READDIR or READDIRPLUS serves: a read from the start reads the directory
+   * again, as on a local filesystem.
+   */
+  private async listing(req: ReadRequest): Promise<{ h: DirHandle; entries: ListedEntry[] }> {
     const h = this.core.dirs.get(req.fh);
     if (!h) throw new FuseError('EBADF');
     if (req.offset === 0 || !h.entries) {
-      // A rewind to the start reads the directory again, as on a local filesystem.
       h.entries = await mergedListing(this.core.layers, this.core.opts.xattrs, this.core.inodes, h.node);
     }
-    const entries = h.entries;
+    return { h, entries: h.entries };
+  }
+
+  async readdir(req: ReadRequest, _ctl: unknown, out: DirentList): Promise<void> {
+    const { entries } = await this.listing(req);
     for (let i = req.offset; i < entries.length; i++) {
       const e = entries[i]!;
       if (!out.add(Buffer.from(e.name, 'latin1'), e.ino, e.type, i + 1)) break;
@@ -281,12 +282,7 @@ export class OverlayFs implements FuseHandler {
    * as LOOKUP would, so a listing followed by stats costs one request per batch of entries.
    */
   async readdirplus(req: ReadRequest, _ctl: unknown, out: DirentPlusList): Promise<void> {
-    const h = this.core.dirs.get(req.fh);
-    if (!h) throw new FuseError('EBADF');
-    if (req.offset === 0 || !h.entries) {
-      h.entries = await mergedListing(this.core.layers, this.core.opts.xattrs, this.core.inodes, h.node);
-    }
-    const entries = h.entries;
+    const { h, entries } = await this.listing(req);
     for (let i = req.offset; i < entries.length; i++) {
       const e = entries[i]!;
       const name = Buffer.from(e.name, 'latin1');
@@ -301,9 +297,7 @@ export class OverlayFs implements FuseHandler {
       const res = await this.core.resolve(h.node, e.name);
       if (!res.positive) continue; // gone since the listing was read
       const { node, attr } = this.core.bind(h.node, e.name, res);
-      const shown = nodeAttr(node, attr, this.core.opts.ids);
-      node.lastAttr = shown;
-      out.add(name, this.core.entry(node, shown), e.type, i + 1);
+      out.add(name, this.core.entryOf(node, attr), e.type, i + 1);
     }
   }
 
