@@ -9,6 +9,7 @@ import { native } from '../native';
 import type { LayerAttr, LayerFile, ReadableLayer } from '../layers/types';
 import type { Loc } from '../layers/dir-layer';
 import type { UpperDir } from '../layers/upper-dir';
+import { readAt, writeAt } from '../layers/fd-io';
 import { errnoError, errorCode } from '../util/errno';
 import { isPrivateXattr, type OverlayXattrs } from './format';
 import { Node, NodeTable, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './nodes';
@@ -29,8 +30,18 @@ function isUnsupported(err: unknown): boolean {
   return code === 'EOPNOTSUPP' || code === 'ENOTSUP';
 }
 
-function readAt(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+/** Where copy-up reads a file's bytes: a layer file, or a pinned descriptor. */
+type ByteSource = Pick<LayerFile, 'read' | 'fd' | 'chunks'>;
+
+/** A source's bytes in order, a buffer at a time (each chunk is written before the next read). */
+async function* readChunks(src: ByteSource): AsyncGenerator<Buffer, void, undefined> {
+  const buf = Buffer.allocUnsafe(CHUNK);
+  for (let pos = 0; ;) {
+    const n = await src.read(buf, 0, CHUNK, pos);
+    if (n === 0) return;
+    yield buf.subarray(0, n);
+    pos += n;
+  }
 }
 
 export class CopyUp {
@@ -124,10 +135,7 @@ export class CopyUp {
       if (truncate || attr.size === 0) return;
       const src = await layer.openRead(from);
       try {
-        if (src.chunks) await this.copyChunks(src.chunks(attr.size), out);
-        else if (src.fd === undefined || !(await this.copyInKernel(src.fd, out, attr.size))) {
-          await this.copyThroughBuffer(src, out);
-        }
+        await this.copyData(src, out, attr.size);
       } finally {
         await src.close();
       }
@@ -149,13 +157,9 @@ export class CopyUp {
     const temp = this.upper.temp();
     const out = await this.upper.openAt(temp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
     try {
-      if (opts.truncate || st.size === 0) {
-        // Nothing to copy.
-      } else if (src === undefined) {
-        if (file!.chunks) await this.copyChunks(file!.chunks(st.size), out);
-        else await this.copyThroughBuffer(file!, out);
-      } else if (!(await this.copyInKernel(src, out, st.size))) {
-        await this.copyThroughBuffer({ read: (b, o, l, p) => readAt(src, b, o, l, p) }, out);
+      if (!opts.truncate && st.size > 0) {
+        const pinned: ByteSource | undefined = src === undefined ? undefined : { fd: src, read: (b, o, l, p) => readAt(src, b, o, l, p) };
+        await this.copyData(pinned ?? file!, out, st.size);
       }
       fs.fchownSync(out, st.uid, st.gid);
       fs.fchmodSync(out, st.mode & 0o7777);
@@ -196,21 +200,20 @@ export class CopyUp {
     }
   }
 
-  private async copyThroughBuffer(src: { read(b: Buffer, o: number, l: number, p: number): Promise<number> }, dst: number): Promise<void> {
-    const buf = Buffer.allocUnsafe(CHUNK);
-    for (let pos = 0; ;) {
-      const n = await src.read(buf, 0, CHUNK, pos);
-      if (n === 0) return;
-      await new Promise<void>((resolve, reject) => fs.write(dst, buf, 0, n, pos, (err) => (err ? reject(err) : resolve())));
-      pos += n;
-    }
+  /**
+   * Copies `size` bytes of `src` into `dst`: streamed where the layer reads ahead (NFS), else
+   * in the kernel where it can, else a buffer at a time.
+   */
+  private async copyData(src: ByteSource, dst: number, size: number): Promise<void> {
+    if (src.chunks) return this.writeChunks(src.chunks(size), dst);
+    if (src.fd !== undefined && (await this.copyInKernel(src.fd, dst, size))) return;
+    await this.writeChunks(readChunks(src), dst);
   }
 
-  private async copyChunks(chunks: AsyncIterable<Buffer>, dst: number): Promise<void> {
+  private async writeChunks(chunks: AsyncIterable<Buffer>, dst: number): Promise<void> {
     let pos = 0;
     for await (const chunk of chunks) {
-      await new Promise<void>((resolve, reject) => fs.write(dst, chunk, 0, chunk.length, pos, (err) => (err ? reject(err) : resolve())));
-      pos += chunk.length;
+      pos += await writeAt(dst, chunk, 0, chunk.length, pos, this.upper.inMemory);
     }
   }
 
