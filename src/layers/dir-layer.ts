@@ -5,8 +5,8 @@
  * filesystems, where a call may wait on a server, everything goes through the thread pool.
  * File data always does.
  */
-import { close, closeSync, constants as K, openSync, promises as fsp, statfsSync } from 'fs';
-import { readAt } from './fd-io';
+import { closeSync, constants as K, openSync, promises as fsp, statfsSync } from 'fs';
+import { closeFd, readAt } from './fd-io';
 import { C, native, unpackDirents, STATX_FIELDS, StatxField as F, type Statx } from '../native';
 import { errnoError, errorCode } from '../util/errno';
 import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
@@ -119,7 +119,6 @@ function isNoXattr(err: unknown): boolean {
 class LocalFile implements LayerFile {
   constructor(readonly fd: number, private readonly sync: boolean) {}
 
-
   read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
     return readAt(this.fd, buf, offset, length, position);
   }
@@ -135,16 +134,7 @@ class LocalFile implements LayerFile {
   }
 
   close(): Promise<void> {
-    // On a local filesystem close() returns at once; on a network one it may flush to the server.
-    if (this.sync) {
-      try {
-        closeSync(this.fd);
-        return Promise.resolve();
-      } catch (err) {
-        return Promise.reject(err);
-      }
-    }
-    return new Promise((resolve, reject) => close(this.fd, (err) => (err ? reject(err) : resolve())));
+    return closeFd(this.fd, this.sync);
   }
 }
 
@@ -165,7 +155,7 @@ export class DirLayer implements ReadableLayer {
   /** On tmpfs or ramfs: writes may run on the event loop, as they never wait for a disk. */
   readonly inMemory: boolean;
   private readonly statBuf = new Float64Array(STATX_FIELDS);
-  private closed = false;
+  protected closed = false;
 
   constructor(readonly root: string, readonly label: string, opts: { sync?: boolean } = {}) {
     this.rootFd = openSync(root, K.O_RDONLY | K.O_DIRECTORY);

@@ -42,6 +42,20 @@ export function writeAt(fd: number, buf: Buffer, offset: number, length: number,
   return threadWrite(fd, buf, offset + done, length - done, position + done).then((n) => done + n);
 }
 
+/**
+ * close(): on the loop for files of local filesystems, where it returns at once; on the thread
+ * pool for network ones, where it may flush to the server first.
+ */
+export function closeFd(fd: number, onLoop: boolean): Promise<void> {
+  if (!onLoop) return new Promise((resolve, reject) => fs.close(fd, (err) => (err ? reject(err) : resolve())));
+  try {
+    fs.closeSync(fd);
+    return Promise.resolve();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
 function threadRead(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => fs.read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
 }

@@ -25,7 +25,6 @@ export class UpperDir extends DirLayer {
   private readonly workFd: number;
   private readonly workPath: string;
   private tempCounter = 0;
-  private workOpen = true;
 
   constructor(root: string, readonly workdir: string, label: string, opts: { sync?: boolean } = {}) {
     super(root, label, opts);
@@ -35,9 +34,9 @@ export class UpperDir extends DirLayer {
   }
 
   override close(): void {
+    if (this.closed) return;
     super.close();
-    if (this.workOpen) fs.closeSync(this.workFd);
-    this.workOpen = false;
+    fs.closeSync(this.workFd);
   }
 
   /** Clears what an interrupted run left in the work directory. */

@@ -1,5 +1,6 @@
 /** Open files and directories, by the fh handed to the kernel. */
 import * as fs from 'fs';
+import { closeFd } from '../layers/fd-io';
 import type { LayerFile } from '../layers/types';
 import type { Node } from './nodes';
 import type { OpenMode } from './passthrough';
@@ -50,8 +51,7 @@ export class FileHandle {
       const fd = this.upperFd;
       this.upperFd = undefined;
       // Errors are dropped, as close(2)'s are by most callers: the descriptor is gone either way.
-      if (upperOnLoop) closeQuietly(fd);
-      else await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
+      await closeFd(fd, upperOnLoop).catch(() => undefined);
     }
     if (this.lower) {
       const lower = this.lower;
@@ -72,7 +72,7 @@ export function closeAllFiles(files: HandleTable<FileHandle>): void {
     h.upperFd = undefined;
     h.lower = undefined;
     h.node.pinFd = undefined;
-    for (const fd of fds) if (fd !== undefined) fs.closeSync(fd);
+    for (const fd of fds) if (fd !== undefined) closeQuietly(fd);
     files.delete(h);
   }
 }
