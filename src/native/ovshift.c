@@ -1215,27 +1215,19 @@ static bool io_span(napi_env env, napi_callback_info info, int32_t *fd, struct i
   return true;
 }
 
-static napi_value js_preadv2_sync(napi_env env, napi_callback_info info) {
+static napi_value io_span_sync(napi_env env, napi_callback_info info, bool write) {
   int32_t fd, flags;
   int64_t pos;
   struct iovec iov;
   if (!io_span(env, info, &fd, &iov, &pos, &flags)) return NULL;
   ssize_t n;
-  do n = preadv2(fd, &iov, 1, pos, flags);
+  do n = write ? pwritev2(fd, &iov, 1, pos, flags) : preadv2(fd, &iov, 1, pos, flags);
   while (n < 0 && errno == EINTR);
   return js_i64(env, n < 0 ? -errno : n);
 }
 
-static napi_value js_pwritev2_sync(napi_env env, napi_callback_info info) {
-  int32_t fd, flags;
-  int64_t pos;
-  struct iovec iov;
-  if (!io_span(env, info, &fd, &iov, &pos, &flags)) return NULL;
-  ssize_t n;
-  do n = pwritev2(fd, &iov, 1, pos, flags);
-  while (n < 0 && errno == EINTR);
-  return js_i64(env, n < 0 ? -errno : n);
-}
+static napi_value js_preadv2_sync(napi_env env, napi_callback_info info) { return io_span_sync(env, info, false); }
+static napi_value js_pwritev2_sync(napi_env env, napi_callback_info info) { return io_span_sync(env, info, true); }
 
 /* ---------------------------------------------------------------------------------------
  * FUSE device: open, passthrough backing files, synchronous replies
@@ -1945,7 +1937,7 @@ static napi_value make_constants(napi_env env) {
     K(F_RDLCK), K(F_WRLCK), K(F_UNLCK),
     K(LOCK_SH), K(LOCK_EX), K(LOCK_UN), K(LOCK_NB),
     K(SEEK_SET), K(SEEK_CUR), K(SEEK_END), K(SEEK_DATA), K(SEEK_HOLE),
-    K(RWF_NOWAIT), K(RWF_HIPRI), K(RWF_DSYNC), K(RWF_SYNC), K(RWF_APPEND),
+    K(RWF_NOWAIT),
     K(FALLOC_FL_KEEP_SIZE), K(FALLOC_FL_PUNCH_HOLE), K(FALLOC_FL_ZERO_RANGE),
     K(FALLOC_FL_COLLAPSE_RANGE), K(FALLOC_FL_INSERT_RANGE), K(FALLOC_FL_UNSHARE_RANGE),
     K(MS_RDONLY), K(MS_NOSUID), K(MS_NODEV), K(MS_NOEXEC), K(MS_SYNCHRONOUS), K(MS_REMOUNT),
