@@ -50,12 +50,18 @@ function nfsLower(what: string, text: string): LowerLocation {
 
 export async function checkLayout(o: CliOptions): Promise<Layout> {
   const locations: LowerLocation[] = [];
+  // Only directories can hold the mountpoint or the upper, or be inside them: [name, path].
+  const lowerDirs: Array<[string, string]> = [];
   for (const [i, l] of o.lowers.entries()) {
     const what = o.lowers.length > 1 ? `lower layer ${i + 1}` : 'lower layer';
-    locations.push(isNfsLower(l) ? nfsLower(what, l) : { kind: 'dir', path: await directory(what, l, K.R_OK | K.X_OK) });
+    if (isNfsLower(l)) {
+      locations.push(nfsLower(what, l));
+      continue;
+    }
+    const path = await directory(what, l, K.R_OK | K.X_OK);
+    locations.push({ kind: 'dir', path });
+    lowerDirs.push([`${what} ${path}`, path]);
   }
-  // Only directories can hold the mountpoint or the upper, or be inside them.
-  const lowers = locations.flatMap((l) => (l.kind === 'dir' ? [l.path] : []));
   const upper = o.upper === undefined ? undefined : await directory('upperdir', o.upper, K.R_OK | K.W_OK | K.X_OK);
   const work = o.work === undefined ? undefined : await directory('workdir', o.work, K.R_OK | K.W_OK | K.X_OK);
   let mountpoint: string;
@@ -68,8 +74,7 @@ export async function checkLayout(o: CliOptions): Promise<Layout> {
     throw new LayoutError(`mountpoint ${o.mountpoint}: ${(err as Error).message}`);
   }
   const layers: Array<[string, string]> = [
-    ...locations.flatMap((l, i): Array<[string, string]> =>
-      l.kind === 'dir' ? [[locations.length > 1 ? `lower layer ${i + 1} ${l.path}` : `lower layer ${l.path}`, l.path]] : []),
+    ...lowerDirs,
     ...(upper ? [[`upperdir ${upper}`, upper] as [string, string]] : []),
     ...(work ? [[`workdir ${work}`, work] as [string, string]] : []),
   ];
@@ -78,7 +83,7 @@ export async function checkLayout(o: CliOptions): Promise<Layout> {
     if (inside(dir, mountpoint)) throw new LayoutError(`${name} is inside the mountpoint ${mountpoint}: the mount would hide it`);
   }
   if (upper) {
-    for (const l of lowers) {
+    for (const [, l] of lowerDirs) {
       if (inside(upper, l)) throw new LayoutError(`upperdir ${upper} is inside lower layer ${l}`);
       if (inside(l, upper)) throw new LayoutError(`lower layer ${l} is inside upperdir ${upper}`);
     }
