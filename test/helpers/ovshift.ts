@@ -83,6 +83,7 @@ export class Scratch {
   readonly upper: string;
   readonly work: string;
   readonly mnt: string;
+  private readonly daemons: Daemon[] = [];
 
   constructor(prefix = 'ovshift-test-') {
     this.root = mkdtempSync(join(tmpdir(), prefix));
@@ -105,11 +106,20 @@ export class Scratch {
     return ['-o', `lowerdir=${this.lower},upperdir=${this.upper},workdir=${this.work}${extra ? `,${extra}` : ''}`, this.mnt];
   }
 
-  async mount(extra = ''): Promise<Daemon> {
-    return startDaemon(this.args(extra), this.mnt);
+  /** Mounts this tree (`extra`: more -o options); `dispose` stops the daemon. */
+  async mount(extra = '', opts: { env?: NodeJS.ProcessEnv } = {}): Promise<Daemon> {
+    const d = await startDaemon(this.args(extra), this.mnt, opts);
+    this.daemons.push(d);
+    return d;
   }
 
   remove(): void {
     rmSync(this.root, { recursive: true, force: true });
+  }
+
+  /** For afterEach: stops the daemons `mount` started, then removes the tree. */
+  async dispose(): Promise<void> {
+    for (const d of this.daemons.splice(0).reverse()) await d.stop();
+    this.remove();
   }
 }

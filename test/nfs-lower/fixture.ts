@@ -69,3 +69,25 @@ export class NfsLowerMount {
     this.scratch.remove();
   }
 }
+
+/**
+ * The hooks of a suite of mounts over one export: the server lives for the suite, each test
+ * gets a fresh mount, removed after it (after `beforeRemove`, when given).
+ */
+export function exportPerSuite(opts: { beforeRemove?: () => Promise<void> } = {}): { readonly exp: NfsExport; readonly m: NfsLowerMount } {
+  const suite = {} as { exp: NfsExport; m: NfsLowerMount };
+  before(async () => {
+    suite.exp = await NfsExport.start();
+  });
+  after(async () => {
+    await suite.exp?.stop();
+  });
+  beforeEach(() => {
+    suite.m = new NfsLowerMount();
+  });
+  afterEach(async () => {
+    await opts.beforeRemove?.();
+    await suite.m.remove();
+  });
+  return suite;
+}

@@ -2,7 +2,7 @@ import assert from 'assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { join } from 'path';
-import { Scratch, type Daemon } from '../helpers/ovshift';
+import { Scratch } from '../helpers/ovshift';
 import { python, run } from '../helpers/proc';
 import { ls, makeTree, read } from '../helpers/tree';
 
@@ -17,21 +17,16 @@ print('ok' if r == 0 else os.strerror(ctypes.get_errno()))
 describe('overlay: names, links, special files and file operations', function () {
   this.timeout(30000);
   let s: Scratch;
-  let d: Daemon | undefined;
 
   beforeEach(() => {
     s = new Scratch();
   });
 
-  afterEach(async () => {
-    await d?.stop();
-    d = undefined;
-    s.remove();
-  });
+  afterEach(() => s.dispose());
 
   it('renames files over lower and upper files, leaving whiteouts where lower names must stay hidden', async () => {
     makeTree(s.lower, { a: 'A', b: 'B', sub: { dir: true } });
-    d = await s.mount();
+    await s.mount();
     fs.renameSync(join(s.mnt, 'a'), join(s.mnt, 'b'));
     assert.deepEqual(ls(s.mnt), ['b', 'sub']);
     assert.equal(read(join(s.mnt, 'b')), 'A');
@@ -45,7 +40,7 @@ describe('overlay: names, links, special files and file operations', function ()
 
   it('renames directories with lower parts through a redirect, in kernel overlayfs format', async () => {
     makeTree(s.lower, { 'd1/f': '1', 'd1/sub/g': '2', 'other/x': 'x' });
-    d = await s.mount('redirect_dir=on');
+    const d = await s.mount('redirect_dir=on');
     fs.renameSync(join(s.mnt, 'd1'), join(s.mnt, 'moved'));
     fs.renameSync(join(s.mnt, 'moved'), join(s.mnt, 'other/deeper'));
     assert.deepEqual(ls(s.mnt), ['other']);
@@ -67,7 +62,7 @@ describe('overlay: names, links, special files and file operations', function ()
 
   it('answers EXDEV for such renames with redirect_dir=off', async () => {
     makeTree(s.lower, { 'd1/f': '1' });
-    d = await s.mount('redirect_dir=off');
+    await s.mount('redirect_dir=off');
     assert.throws(() => fs.renameSync(join(s.mnt, 'd1'), join(s.mnt, 'd2')), { code: 'EXDEV' });
     fs.mkdirSync(join(s.mnt, 'fresh'));
     fs.renameSync(join(s.mnt, 'fresh'), join(s.mnt, 'fresh2'));
@@ -76,7 +71,7 @@ describe('overlay: names, links, special files and file operations', function ()
 
   it('supports RENAME_NOREPLACE and RENAME_EXCHANGE, refuses RENAME_WHITEOUT', async () => {
     makeTree(s.lower, { a: 'A', b: 'B', 'da/f': 'in da' });
-    d = await s.mount('redirect_dir=on');
+    await s.mount('redirect_dir=on');
     assert.equal((await python(RENAME2, [join(s.mnt, 'a'), join(s.mnt, 'b'), 'noreplace'])).stdout.trim(), 'File exists');
     assert.equal((await python(RENAME2, [join(s.mnt, 'a'), join(s.mnt, 'c'), 'noreplace'])).stdout.trim(), 'ok');
     assert.equal((await python(RENAME2, [join(s.mnt, 'c'), join(s.mnt, 'b'), 'exchange'])).stdout.trim(), 'ok');
@@ -91,7 +86,7 @@ describe('overlay: names, links, special files and file operations', function ()
 
   it('replaces an empty merged directory, refuses a non-empty one', async () => {
     makeTree(s.lower, { 'full/x': 'x', 'empty/gone': 'g', src: { dir: true } });
-    d = await s.mount('redirect_dir=on');
+    await s.mount('redirect_dir=on');
     fs.unlinkSync(join(s.mnt, 'empty/gone'));
     assert.throws(() => fs.renameSync(join(s.mnt, 'src'), join(s.mnt, 'full')), { code: 'ENOTEMPTY' });
     assert.throws(() => fs.rmdirSync(join(s.mnt, 'full')), { code: 'ENOTEMPTY' });
@@ -103,7 +98,7 @@ describe('overlay: names, links, special files and file operations', function ()
 
   it('makes hard links (copying a lower file up first) that share st_ino and count in st_nlink', async () => {
     makeTree(s.lower, { f: 'shared' });
-    d = await s.mount();
+    await s.mount();
     fs.linkSync(join(s.mnt, 'f'), join(s.mnt, 'g'));
     fs.linkSync(join(s.mnt, 'g'), join(s.mnt, 'h'));
     const [f, g, h] = ['f', 'g', 'h'].map((n) => fs.statSync(join(s.mnt, n)));
@@ -118,7 +113,7 @@ describe('overlay: names, links, special files and file operations', function ()
   });
 
   it('creates symlinks, FIFOs, sockets and device nodes, owned by the caller', async () => {
-    d = await s.mount();
+    await s.mount();
     fs.symlinkSync('target/path', join(s.mnt, 'ln'));
     assert.equal(fs.readlinkSync(join(s.mnt, 'ln')), 'target/path');
     execFileSync('mkfifo', [join(s.mnt, 'fifo')]);
@@ -143,7 +138,7 @@ describe('overlay: names, links, special files and file operations', function ()
     fs.mkdirSync(join(s.lower, 'shared'));
     fs.chownSync(join(s.lower, 'shared'), 0, 4321);
     fs.chmodSync(join(s.lower, 'shared'), 0o2777);
-    d = await s.mount();
+    await s.mount();
     await run('setpriv', ['--reuid=1234', '--regid=5678', '--clear-groups', 'sh', '-c', `touch ${s.mnt}/shared/f && mkdir ${s.mnt}/shared/d`]);
     const f = fs.statSync(join(s.mnt, 'shared/f'));
     const dd = fs.statSync(join(s.mnt, 'shared/d'));
@@ -153,7 +148,7 @@ describe('overlay: names, links, special files and file operations', function ()
 
   it('truncates, fallocates, seeks data and holes, fsyncs, and reports the upper filesystem in statfs', async () => {
     makeTree(s.lower, { f: 'x'.repeat(10000) });
-    d = await s.mount();
+    await s.mount();
     const r = await python(`
 import os, sys
 p = sys.argv[1]
@@ -178,7 +173,7 @@ print(st.f_namemax)
   it('gets, sets, lists and removes xattrs, keeping the overlay\'s own hidden', async () => {
     makeTree(s.lower, { f: 'f', d: { dir: true } });
     execFileSync('setfattr', ['-n', 'user.lower', '-v', 'L', join(s.lower, 'f')]);
-    d = await s.mount('redirect_dir=on');
+    await s.mount('redirect_dir=on');
     const f = join(s.mnt, 'f');
     assert.equal(execFileSync('getfattr', ['--absolute-names', '--only-values', '-n', 'user.lower', f], { encoding: 'utf8' }), 'L');
     execFileSync('setfattr', ['-n', 'user.new', '-v', 'N', f]);
@@ -196,7 +191,7 @@ print(st.f_namemax)
   });
 
   it('answers ENAMETOOLONG for names over NAME_MAX', async () => {
-    d = await s.mount();
+    await s.mount();
     const long = 'n'.repeat(256);
     assert.throws(() => fs.writeFileSync(join(s.mnt, long), ''), { code: 'ENAMETOOLONG' });
     assert.throws(() => fs.statSync(join(s.mnt, long)), { code: 'ENAMETOOLONG' });

@@ -7,7 +7,7 @@ import assert from 'assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { join } from 'path';
-import { OVSHIFT, Scratch, type Daemon } from '../helpers/ovshift';
+import { OVSHIFT, Scratch } from '../helpers/ovshift';
 import { python, run } from '../helpers/proc';
 import { makeTree, read, sha256 } from '../helpers/tree';
 
@@ -22,20 +22,15 @@ async function passthroughFiles(mnt: string): Promise<string> {
 describe('overlay: passthrough and read paths', function () {
   this.timeout(60000);
   let s: Scratch;
-  let d: Daemon | undefined;
 
   beforeEach(() => {
     s = new Scratch();
   });
 
-  afterEach(async () => {
-    await d?.stop();
-    d = undefined;
-    s.remove();
-  });
+  afterEach(() => s.dispose());
 
   it('lets the kernel serve open upper files itself, with the same bytes, sizes and mmap as through the daemon', async () => {
-    d = await s.mount();
+    await s.mount();
     const r = await python(`
 import mmap, os, sys
 p = sys.argv[1] + '/new'
@@ -58,7 +53,7 @@ print(os.pread(fd, 8, 0).decode(), os.pread(fd, 4, 100000).decode(), os.fstat(fd
 
   it('reports passthrough files in ctl status while they are open, and none after close', async () => {
     makeTree(s.lower, { low: 'lower bytes' });
-    d = await s.mount();
+    await s.mount();
     fs.writeFileSync(join(s.mnt, 'up'), 'upper bytes');
     const fd = fs.openSync(join(s.mnt, 'up'), 'r+');
     const lowFd = fs.openSync(join(s.mnt, 'low'), 'r');
@@ -75,7 +70,7 @@ print(os.pread(fd, 8, 0).decode(), os.pread(fd, 4, 100000).decode(), os.fstat(fd
 
   it('keeps a file opened before its copy-up with the daemon, so every handle sees the copy', async () => {
     makeTree(s.lower, { f: 'lower content' });
-    d = await s.mount();
+    await s.mount();
     const r = await python(`
 import os, subprocess, sys
 mnt, ovshift = sys.argv[1:3]
@@ -99,7 +94,7 @@ os.close(fresh)
   });
 
   it('clears set-user-ID and set-group-ID when another user writes a passthrough file', async () => {
-    d = await s.mount();
+    await s.mount();
     const p = join(s.mnt, 'tool');
     fs.writeFileSync(p, 'binary');
     fs.chmodSync(p, 0o6777);
@@ -115,7 +110,7 @@ os.close(fresh)
   });
 
   it('serves every read and write through the daemon with passthrough=off', async () => {
-    d = await s.mount('passthrough=off');
+    await s.mount('passthrough=off');
     fs.writeFileSync(join(s.mnt, 'f'), 'through the daemon');
     const fd = fs.openSync(join(s.mnt, 'f'), 'r');
     try {
@@ -131,7 +126,7 @@ os.close(fresh)
     for (let i = 0; i + 4 <= block.length; i += 4) block.writeUInt32LE(i, i);
     fs.writeFileSync(join(s.lower, 'a'), block);
     fs.writeFileSync(join(s.lower, 'b'), block.subarray(1000));
-    d = await s.mount('passthrough=off');
+    await s.mount('passthrough=off');
     fs.writeFileSync(join(s.mnt, 'c'), block.subarray(7));
     const want = [sha256(join(s.lower, 'a')), sha256(join(s.lower, 'b')), sha256(join(s.upper, 'c'))];
     const r = await python(`
@@ -157,7 +152,7 @@ for n in 'abc': print(' '.join(sorted(set(out[(n, k)] for k in range(4)))))
   });
 
   it('sets the mount read-ahead to 1 MiB, the largest READ', async () => {
-    d = await s.mount();
+    await s.mount();
     const st = fs.statSync(s.mnt);
     const minor = (st.dev & 0xff) | ((st.dev >> 12) & 0xfff00);
     assert.equal(fs.readFileSync(`/sys/class/bdi/0:${minor}/read_ahead_kb`, 'utf8').trim(), '1024');

@@ -1,7 +1,8 @@
 import assert from 'assert/strict';
 import * as fs from 'fs';
 import { join } from 'path';
-import { OVSHIFT, Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
+import { APPEND_WHILE_OPEN, RENAME_OVER_EDITS, UNLINKED_BUT_OPEN } from '../helpers/lower-changes';
+import { OVSHIFT, Scratch } from '../helpers/ovshift';
 import { python, run, sleep } from '../helpers/proc';
 import { ls, makeTree, read } from '../helpers/tree';
 
@@ -22,22 +23,17 @@ function renameOverEdit(path: string, content: string): void {
 describe('a lower that changes underneath', function () {
   this.timeout(60000);
   let s: Scratch;
-  let d: Daemon | undefined;
 
   beforeEach(() => {
     s = new Scratch();
   });
 
-  afterEach(async () => {
-    await d?.stop();
-    d = undefined;
-    s.remove();
-  });
+  afterEach(() => s.dispose());
 
   describe('revalidate=always (default)', () => {
     it('shows names appearing, vanishing and being replaced on the lower, files and directories', async () => {
       makeTree(s.lower, { 'etc/keep': 'k', 'etc/old': 'o', 'dir/inner': 'i', 'flip': 'a file' });
-      d = await s.mount();
+      await s.mount();
       assert.deepEqual(ls(join(s.mnt, 'etc')), ['keep', 'old']);
       assert.throws(() => fs.statSync(join(s.mnt, 'etc/new')), { code: 'ENOENT' });
       fs.writeFileSync(join(s.lower, 'etc/new'), 'appeared');
@@ -65,64 +61,23 @@ describe('a lower that changes underneath', function () {
 
     it('never serves stale bytes after rename-over edits on the lower (checked by md5, in a loop)', async () => {
       makeTree(s.lower, { 'conf/app.cfg': 'v0' });
-      d = await s.mount();
-      const r = await python(`
-import hashlib, os, sys
-lower, mnt = sys.argv[1], sys.argv[2]
-bad = 0
-for i in range(300):
-    data = (('version %d ' % i) * (1 + i % 50)).encode()
-    with open(lower + '/conf/app.cfg.tmp', 'wb') as f: f.write(data)
-    os.rename(lower + '/conf/app.cfg.tmp', lower + '/conf/app.cfg')
-    with open(mnt + '/conf/app.cfg', 'rb') as f: got = f.read()
-    if hashlib.md5(got).hexdigest() != hashlib.md5(data).hexdigest(): bad += 1
-print(bad)
-`, [s.lower, s.mnt]);
+      await s.mount();
+      const r = await python(RENAME_OVER_EDITS, [s.lower, s.mnt]);
       assert.equal(r.stdout.trim(), '0', r.stderr);
     });
 
     it('reads bytes appended on the lower to an open file once stat shows the new size, never zeros (seed 000)', async () => {
       makeTree(s.lower, { mbox: 'x'.repeat(5000) });
-      d = await s.mount();
-      const r = await python(`
-import os, sys, time
-lower, mnt = sys.argv[1], sys.argv[2]
-fd = os.open(mnt + '/mbox', os.O_RDWR)
-old = os.read(fd, 1 << 20)
-with open(lower + '/mbox', 'ab') as f: f.write(b'appended on the server\\n')
-for _ in range(200):
-    if os.fstat(fd).st_size > len(old): break
-    time.sleep(0.01)
-print(os.fstat(fd).st_size)
-print(os.pread(fd, 100, len(old)))
-`, [s.lower, s.mnt]);
+      await s.mount();
+      const r = await python(APPEND_WHILE_OPEN, [s.lower, s.mnt]);
       assert.equal(r.stdout, "5023\nb'appended on the server\\n'\n", r.stderr);
     });
 
     it('keeps an unlinked file usable through its open descriptors: fstat, read, write, ftruncate, /proc reopen', async () => {
       makeTree(s.lower, { lowerfile: 'from the lower' });
       fs.writeFileSync(join(s.upper, 'upperfile'), 'from the upper');
-      d = await s.mount();
-      const r = await python(`
-import os, sys
-m = sys.argv[1]
-out = []
-for name in ('upperfile', 'lowerfile'):
-    fd = os.open(m + '/' + name, os.O_RDWR)
-    os.unlink(m + '/' + name)
-    out.append(os.path.exists(m + '/' + name))
-    out.append(os.fstat(fd).st_nlink)
-    out.append(os.pread(fd, 100, 0).decode())
-    os.pwrite(fd, b'WRITTEN', 0)
-    out.append(os.pread(fd, 100, 0).decode())
-    fd2 = os.open('/proc/self/fd/%d' % fd, os.O_RDONLY)
-    out.append(os.read(fd2, 100).decode())
-    os.ftruncate(fd, 3)
-    out.append(os.fstat(fd2).st_size)
-    out.append(os.read(fd2, 100).decode() + '|' + os.pread(fd2, 100, 0).decode())
-    os.close(fd2); os.close(fd)
-print(repr(out))
-`, [s.mnt]);
+      await s.mount();
+      const r = await python(UNLINKED_BUT_OPEN, [s.mnt, 'upperfile', 'lowerfile']);
       assert.equal(r.stdout.trim(), repr([
         false, 0, 'from the upper', 'WRITTENe upper', 'WRITTENe upper', 3, '|WRI',
         false, 0, 'from the lower', 'WRITTENe lower', 'WRITTENe lower', 3, '|WRI',
@@ -132,7 +87,7 @@ print(repr(out))
 
     it('keeps a lower file deleted on the lower readable and writable through a descriptor opened before', async () => {
       makeTree(s.lower, { doomed: 'still here' });
-      d = await s.mount();
+      await s.mount();
       const r = await python(`
 import os, sys, time
 lower, m = sys.argv[1], sys.argv[2]
@@ -147,7 +102,7 @@ print(os.pread(fd, 100, 0).decode())
     });
 
     it('answers fstat on an unlinked device node', async () => {
-      d = await s.mount('dev');
+      await s.mount('dev');
       const r = await python(`
 import os, sys
 m = sys.argv[1]
@@ -162,7 +117,7 @@ print(st.st_nlink, os.major(st.st_rdev), os.minor(st.st_rdev), os.write(fd, b'go
 
     it('gives ENOENT for relative lookups from a cwd removed on the lower', async () => {
       makeTree(s.lower, { 'work/file': 'f', 'work/sub/x': 'x' });
-      d = await s.mount();
+      await s.mount();
       const r = await python(`
 import os, shutil, sys, time
 lower, m = sys.argv[1], sys.argv[2]
@@ -180,7 +135,7 @@ for name in ('file', 'sub/x', 'nothing'):
 
     it('re-resolves by path once on ESTALE from the lower: the application never sees it (fault injection)', async () => {
       makeTree(s.lower, { 'data/f': 'content', 'data/g': 'other' });
-      d = await startDaemon([...s.args('inject=stat:data/f:ESTALE:count=1;readdir:data:ESTALE:count=1;open:data/g:ESTALE:count=1')], s.mnt,
+      const d = await s.mount('inject=stat:data/f:ESTALE:count=1;readdir:data:ESTALE:count=1;open:data/g:ESTALE:count=1',
         { env: { DEBUG: 'ovshift:revalidate' } });
       assert.equal(read(join(s.mnt, 'data/f')), 'content');
       assert.deepEqual(ls(join(s.mnt, 'data')), ['f', 'g']);
@@ -194,7 +149,7 @@ for name in ('file', 'sub/x', 'nothing'):
 
     it('changes fault rules at runtime through ovshift ctl', async () => {
       makeTree(s.lower, { 'a/b': 'b' });
-      d = await s.mount();
+      await s.mount();
       let r = await run(OVSHIFT, ['ctl', s.mnt, 'inject', 'add', 'open:a/*:EIO']);
       assert.equal(r.code, 0, r.stderr);
       assert.throws(() => read(join(s.mnt, 'a/b')), { code: 'EIO' });
@@ -211,7 +166,7 @@ for name in ('file', 'sub/x', 'nothing'):
 
     it('logs every revalidation decision under DEBUG=ovshift:revalidate', async () => {
       makeTree(s.lower, { f: 'one' });
-      d = await startDaemon(s.args(), s.mnt, { env: { DEBUG: 'ovshift:revalidate' } });
+      const d = await s.mount('', { env: { DEBUG: 'ovshift:revalidate' } });
       const fd = fs.openSync(join(s.mnt, 'f'), 'r');
       renameOverEdit(join(s.lower, 'f'), 'two');
       assert.equal(read(join(s.mnt, 'f')), 'two');
@@ -226,7 +181,7 @@ for name in ('file', 'sub/x', 'nothing'):
 
     it('drops nodes when the kernel forgets them', async () => {
       for (let i = 0; i < 2000; i++) fs.writeFileSync(join(s.lower, `f${i}`), '');
-      d = await s.mount();
+      await s.mount();
       await python('import os, sys\nfor n in os.listdir(sys.argv[1]): os.stat(os.path.join(sys.argv[1], n))', [s.mnt]);
       const nodes = async () => Number((await run(OVSHIFT, ['ctl', s.mnt, 'status'])).stdout.match(/nodes (\d+)/)![1]);
       assert.ok((await nodes()) >= 2000);
@@ -239,7 +194,7 @@ for name in ('file', 'sub/x', 'nothing'):
   describe('revalidate=cached and revalidate=kernel', () => {
     it('cached: like fuse-overlayfs, what was looked up stays as it was', async () => {
       makeTree(s.lower, { f: 'first' });
-      d = await s.mount('revalidate=cached');
+      await s.mount('revalidate=cached');
       assert.equal(read(join(s.mnt, 'f')), 'first');
       assert.equal(fs.existsSync(join(s.mnt, 'g')), false);
       fs.writeFileSync(join(s.lower, 'g'), 'new');
@@ -260,12 +215,12 @@ try:
     print(open(m + '/usr/lib/libfoo.so').read())
 except OSError as e: print(os.strerror(e.errno))
 `;
-      d = await s.mount('revalidate=kernel');
+      const kernelMode = await s.mount('revalidate=kernel');
       const kernel = await python(probe, [s.mnt, s.lower]);
       assert.equal(kernel.stdout, 'v1\nStale file handle\n', kernel.stderr);
-      await d.stop();
+      await kernelMode.stop();
       renameOverEdit(join(s.lower, 'usr/lib/libfoo.so'), 'v1');
-      d = await s.mount();
+      await s.mount();
       const always = await python(probe, [s.mnt, s.lower]);
       assert.equal(always.stdout, 'v1\nv2\n', always.stderr);
     });
