@@ -7,7 +7,7 @@
 import { nfsAuthorityLength } from '../layers/lower-location';
 
 /** The shortest non-zero cache time: the kernel rounds it up to one jiffy. */
-export const ONE_TICK = 1e-9;
+const ONE_TICK = 1e-9;
 
 export class UsageError extends Error {
   constructor(message: string) {

@@ -52,7 +52,7 @@ const MEMORY_FS_MAGIC = new Set([
   0x858458f6, // ramfs
 ]);
 
-export function isMemoryFilesystem(path: string): boolean {
+function isMemoryFilesystem(path: string): boolean {
   return MEMORY_FS_MAGIC.has(statfsSync(path).type >>> 0);
 }
 

@@ -46,7 +46,7 @@ const DTYPE_OF: Record<FileType, number> = {
 };
 
 /** st_dev for an NFS filesystem: its fsid folded to 52 bits, above every local device number. */
-export function nfsDev(fsid: bigint): number {
+function nfsDev(fsid: bigint): number {
   return NFS_DEV_BASE + Number((fsid ^ (fsid >> 52n)) & DEV_MASK);
 }
 
