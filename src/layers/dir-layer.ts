@@ -6,15 +6,13 @@
  * File data always does.
  */
 import { closeSync, constants as K, openSync, promises as fsp, statfsSync } from 'fs';
+import { beneathError, openDirBeneath, openDirBeneathSync } from './beneath';
 import { closeFd, readAt } from './fd-io';
-import { C, native, unpackDirents, STATX_FIELDS, StatxField as F, type Statx } from '../native';
+import { AT_FDCWD, C, native, unpackDirents, STATX_FIELDS, StatxField as F, type Statx } from '../native';
 import { errnoError, errorCode } from '../util/errno';
 import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
 
 const O_CLOEXEC = C.O_CLOEXEC!;
-const O_PATH = C.O_PATH!;
-/** Paths from this length on are reached a piece at a time (PATH_MAX is 4096 with the NUL). */
-const LONG_PATH = 4000;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const STATX_BASIC_STATS = 0x7ff;
 const STATX_BTIME = 0x800;
@@ -106,6 +104,10 @@ export function attrFromStatx(s: Statx): LayerAttr {
   };
 }
 
+function isAbsentErrno(res: number): boolean {
+  return res === ENOENT || res === ENOTDIR || res === ENAMETOOLONG;
+}
+
 function isAbsent(err: unknown): boolean {
   const code = errorCode(err);
   return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG';
@@ -140,6 +142,29 @@ class LocalFile implements LayerFile {
 
 export { LocalFile };
 
+/** Runs `op` on `name` in the directory `fd`, then closes `fd`. */
+function runIn<T>(fd: number, name: Buffer, op: (short: Loc) => Promise<T>): Promise<T> {
+  let pending: Promise<T>;
+  try {
+    pending = op({ fd, path: name });
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  return pending.finally(() => closeSync(fd));
+}
+
+/**
+ * The layer root, as a private copy of its mount without the mounts below it (open_tree
+ * OPEN_TREE_CLONE, not recursive): like kernel overlayfs, the overlay then sees the layer's
+ * own directories under anything mounted on them, and never a filesystem someone mounted inside
+ * a layer. Without the privilege for that (an unprivileged daemon), the root itself.
+ */
+function openLayerRoot(root: string): number {
+  const fd = native.openTreeSync(root, C.OPEN_TREE_CLONE! | C.OPEN_TREE_CLOEXEC!);
+  return fd >= 0 ? fd : openSync(root, K.O_RDONLY | K.O_DIRECTORY | O_CLOEXEC);
+}
+
 /** An object reached relative to a directory descriptor. */
 export interface Loc {
   readonly fd: number;
@@ -157,8 +182,12 @@ export class DirLayer implements ReadableLayer {
   private readonly statBuf = new Float64Array(STATX_FIELDS);
   protected closed = false;
 
-  constructor(readonly root: string, readonly label: string, opts: { sync?: boolean } = {}) {
-    this.rootFd = openSync(root, K.O_RDONLY | K.O_DIRECTORY);
+  /**
+   * `ownMount: false` keeps the root on its mount as it is (the upper: its work directory must
+   * be on the same mount for renames between them).
+   */
+  constructor(readonly root: string, readonly label: string, opts: { sync?: boolean; ownMount?: boolean } = {}) {
+    this.rootFd = opts.ownMount === false ? openSync(root, K.O_RDONLY | K.O_DIRECTORY | O_CLOEXEC) : openLayerRoot(root);
     this.sync = opts.sync ?? !isRemoteFilesystem(root);
     this.inMemory = isMemoryFilesystem(root);
   }
@@ -179,49 +208,57 @@ export class DirLayer implements ReadableLayer {
   }
 
   /**
-   * Runs `op` on `at`. A path too long for one syscall (deep in the layer, near PATH_MAX) is
-   * reached by opening its directories a piece at a time, as a local filesystem's dentries
-   * would; the descriptors live only for the call.
+   * Runs `op` on `at`'s last component, in its parent directory reached beneath `at.fd` (see
+   * beneath.ts): no symlink or mount on the way is followed, whoever swapped one in. `op` must
+   * not follow the last component either (AT_SYMLINK_NOFOLLOW, O_NOFOLLOW, or a call that never
+   * follows it). The parent's descriptor lives only for the call.
    */
   protected reach<T>(at: Loc, op: (short: Loc) => Promise<T>): Promise<T> {
-    if (at.path.length < LONG_PATH) return op(at);
-    let fd = at.fd;
-    let rest = at.path;
-    try {
-      while (rest.length >= LONG_PATH) {
-        const cut = rest.lastIndexOf(0x2f, LONG_PATH - 1);
-        if (cut <= 0) throw errnoError(-36, 'openat', at.path.toString());
-        const next = native.openatSync(fd, rest.subarray(0, cut), O_PATH | K.O_DIRECTORY | O_CLOEXEC, 0);
-        if (fd !== at.fd) closeSync(fd);
-        if (next < 0) throw errnoError(next, 'openat', at.path.toString());
-        fd = next;
-        rest = rest.subarray(cut + 1);
-      }
-    } catch (err) {
-      return Promise.reject(err);
+    const cut = at.path.lastIndexOf(0x2f);
+    if (cut < 0) return op(at);
+    const dir = at.path.subarray(0, cut);
+    const name = at.path.subarray(cut + 1);
+    if (this.sync) {
+      const fd = openDirBeneathSync(at.fd, dir);
+      return fd < 0 ? Promise.reject(beneathError(fd, at.path)) : runIn(fd, name, op);
     }
-    const opened = fd;
-    return op({ fd: opened, path: rest }).finally(() => closeSync(opened));
+    return openDirBeneath(at.fd, dir).then((fd) => {
+      if (fd < 0) throw beneathError(fd, at.path);
+      return runIn(fd, name, op);
+    });
   }
 
   stat(path: string): Promise<LayerAttr | null> {
-    return this.reach(this.loc(path), (at) => this.statAt(at, path));
-  }
-
-  private async statAt(at: Loc, path: string): Promise<LayerAttr | null> {
     if (this.sync) {
-      const res = native.statxSync(at.fd, at.path, AT_SYMLINK_NOFOLLOW, STATX_MASK, this.statBuf);
-      // A path too long to pass names nothing (the `.wh.` probe of a long name, say).
-      if (res === ENOENT || res === ENOTDIR || res === ENAMETOOLONG) return null;
-      if (res < 0) throw errnoError(res, 'statx', this.describe(path));
-      return attrFromArray(this.statBuf);
+      try {
+        return Promise.resolve(this.statSync(path));
+      } catch (err) {
+        return Promise.reject(err);
+      }
     }
-    try {
-      return attrFromStatx(await native.statx(at.fd, at.path, AT_SYMLINK_NOFOLLOW, STATX_MASK));
-    } catch (err) {
+    return this.reach(this.loc(path), (at) => this.statAsync(at)).catch((err) => {
       if (isAbsent(err)) return null;
       throw err;
-    }
+    });
+  }
+
+  /** The hot path of every lookup, on the loop: no Promise until the end. */
+  private statSync(path: string): LayerAttr | null {
+    const full = this.loc(path).path;
+    const cut = full.lastIndexOf(0x2f);
+    const fd = cut < 0 ? this.rootFd : openDirBeneathSync(this.rootFd, full.subarray(0, cut));
+    if (isAbsentErrno(fd)) return null;
+    if (fd < 0) throw beneathError(fd, full);
+    const res = native.statxSync(fd, cut < 0 ? full : full.subarray(cut + 1), AT_SYMLINK_NOFOLLOW, STATX_MASK, this.statBuf);
+    if (fd !== this.rootFd) closeSync(fd);
+    // A path too long to pass names nothing (the `.wh.` probe of a long name, say).
+    if (isAbsentErrno(res)) return null;
+    if (res < 0) throw errnoError(res, 'statx', this.describe(path));
+    return attrFromArray(this.statBuf);
+  }
+
+  private async statAsync(at: Loc): Promise<LayerAttr> {
+    return attrFromStatx(await native.statx(at.fd, at.path, AT_SYMLINK_NOFOLLOW, STATX_MASK));
   }
 
   readdir(path: string): Promise<LayerDirent[]> {
@@ -298,15 +335,26 @@ export class DirLayer implements ReadableLayer {
     return new LocalFile(await this.openAt(this.loc(path), flags, mode), this.sync);
   }
 
-  /** openat(); O_CLOEXEC always. */
+  /** openat(); O_CLOEXEC and O_NOFOLLOW always (a symlink in a layer is never opened through). */
   openAt(target: Loc, flags: number, mode = 0): Promise<number> {
-    const f = flags | O_CLOEXEC;
+    const f = flags | O_CLOEXEC | K.O_NOFOLLOW;
     return this.reach(target, async (at) => {
       if (!this.sync) return native.openat(at.fd, at.path, f, mode);
       const fd = native.openatSync(at.fd, at.path, f, mode);
       if (fd < 0) throw errnoError(fd, 'open', at.path.toString());
       return fd;
     });
+  }
+
+  /**
+   * Opens the object an open descriptor of this layer holds, with new flags (through its
+   * /proc/self/fd link: the object may have no name any more).
+   */
+  reopen(fd: number, flags: number): Promise<number> {
+    const path = Buffer.from(`/proc/self/fd/${fd}`);
+    if (!this.sync) return native.openat(AT_FDCWD, path, flags | O_CLOEXEC, 0);
+    const res = native.openatSync(AT_FDCWD, path, flags | O_CLOEXEC, 0);
+    return res < 0 ? Promise.reject(errnoError(res, 'open', path.toString())) : Promise.resolve(res);
   }
 
   async statfs(): Promise<LayerStatfs> {

@@ -6,7 +6,7 @@
  */
 import * as fs from 'fs';
 import { native } from '../native';
-import { errnoError } from '../util/errno';
+import { errnoError, errorCode } from '../util/errno';
 import { DirLayer, type Loc } from './dir-layer';
 
 const AT_SYMLINK_NOFOLLOW = 0x100;
@@ -27,7 +27,7 @@ export class UpperDir extends DirLayer {
   private tempCounter = 0;
 
   constructor(root: string, readonly workdir: string, label: string, opts: { sync?: boolean } = {}) {
-    super(root, label, opts);
+    super(root, label, { ...opts, ownMount: false });
     this.workPath = `${workdir.replace(/\/+$/, '')}/work`;
     fs.mkdirSync(this.workPath, { recursive: true, mode: 0o700 });
     this.workFd = fs.openSync(this.workPath, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
@@ -120,9 +120,19 @@ export class UpperDir extends DirLayer {
       (a) => native.fchownat(a.fd, a.path, uid, gid, AT_SYMLINK_NOFOLLOW), 'lchown');
   }
 
-  /** chmod of a non-symlink (Linux cannot change a symlink's mode). */
-  chmod(at: Loc, mode: number): Promise<void> {
-    return this.call(at, (a) => native.fchmodatSync(a.fd, a.path, mode, 0), (a) => native.fchmodat(a.fd, a.path, mode, 0), 'chmod');
+  /**
+   * chmod of a non-symlink (Linux cannot change a symlink's mode), never through one: a symlink
+   * found there was swapped in for the object, which is then gone (ENOENT).
+   */
+  async chmod(at: Loc, mode: number): Promise<void> {
+    try {
+      await this.call(at,
+        (a) => native.fchmodatSync(a.fd, a.path, mode, AT_SYMLINK_NOFOLLOW),
+        (a) => native.fchmodat(a.fd, a.path, mode, AT_SYMLINK_NOFOLLOW), 'chmod');
+    } catch (err) {
+      if (errorCode(err) === 'EOPNOTSUPP') throw errnoError(-2, 'chmod', at.path.toString());
+      throw err;
+    }
   }
 
   utimens(at: Loc, atime: TimeArg, mtime: TimeArg): Promise<void> {

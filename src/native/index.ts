@@ -206,6 +206,11 @@ export interface NativeAddon {
   readdirat(dirfd: number, p: PathLike): Promise<Buffer>;
   readdiratSync(dirfd: number, p: PathLike): Buffer | number;
   openatSync(dirfd: number, p: PathLike, flags: number, mode: number): number;
+  /** openat2(); `resolve` is a RESOLVE_* mask. The Sync twin returns the fd or -errno. */
+  openat2(dirfd: number, p: PathLike, flags: number, mode: number, resolve: number): Promise<number>;
+  openat2Sync(dirfd: number, p: PathLike, flags: number, mode: number, resolve: number): number;
+  /** open_tree(AT_FDCWD, path, flags) on the calling thread: the fd, or -errno. */
+  openTreeSync(p: PathLike, flags: number): number;
 
   readonly constants: Readonly<Record<string, number>>;
 }

@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <linux/falloc.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -756,8 +757,8 @@ static napi_value js_getxattr_sync(napi_env env, napi_callback_info info) {
  */
 static int pack_directory(int dirfd, const char *path, void **out, size_t *out_len) {
   /* O_NOATIME where allowed: listing a layer must not change it, not even its atime. */
-  int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOATIME);
-  if (fd < 0 && errno == EPERM) fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return errno;
   DIR *dir = fdopendir(fd);
   if (dir == NULL) {
@@ -1918,6 +1919,45 @@ DUAL_CALL(js_openat) {
   FINISH(c);
 }
 
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+
+static void run_openat2(call_t *c) {
+  struct open_how how = { .flags = (uint64_t)(uint32_t)c->flags, .mode = c->mode, .resolve = c->mask };
+  RUN_SYSCALL(c, syscall(SYS_openat2, c->fd, c->path, &how, sizeof how));
+}
+
+/* openat2(dirfd, path, flags, mode, resolve): `resolve` is the RESOLVE_* mask. */
+DUAL_CALL(js_openat2) {
+  ASYNC_CALL("openat2", run_openat2, result_number, "ipiuu", &c->fd, &c->path, &c->flags, &c->mode, &c->mask);
+  FINISH(c);
+}
+
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+
+/* openTreeSync(path, flags) -> fd | -errno */
+static napi_value js_open_tree_sync(napi_env env, napi_callback_info info) {
+  char *path = NULL;
+  int32_t flags;
+  if (!parse_args(env, info, "pi", &path, &flags)) {
+    free(path);
+    return NULL;
+  }
+  long fd = syscall(SYS_open_tree, AT_FDCWD, path, (unsigned int)flags);
+  int res = fd < 0 ? -errno : (int)fd;
+  free(path);
+  return js_i64(env, res);
+}
+
 static napi_value make_constants(napi_env env) {
   static const struct {
     const char *name;
@@ -1948,6 +1988,8 @@ static napi_value make_constants(napi_env env) {
     K(O_RDONLY), K(O_WRONLY), K(O_RDWR), K(O_CREAT), K(O_EXCL), K(O_TRUNC), K(O_APPEND),
     K(O_PATH), K(O_NOFOLLOW), K(O_DIRECTORY), K(O_TMPFILE), K(O_NOATIME), K(O_CLOEXEC),
     K(O_NONBLOCK),
+    K(RESOLVE_BENEATH), K(RESOLVE_NO_SYMLINKS), K(RESOLVE_NO_MAGICLINKS), K(RESOLVE_NO_XDEV),
+    K(OPEN_TREE_CLONE), K(OPEN_TREE_CLOEXEC),
     K(S_IFMT), K(S_IFREG), K(S_IFDIR), K(S_IFLNK), K(S_IFCHR), K(S_IFBLK), K(S_IFIFO), K(S_IFSOCK),
 #undef K
   };
@@ -2026,6 +2068,9 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("readdirat", js_readdirat),
     FN("readdiratSync", js_readdirat_sync),
     FN("openatSync", js_openat_sync),
+    FN("openat2", js_openat2),
+    FN("openat2Sync", js_openat2_sync),
+    FN("openTreeSync", js_open_tree_sync),
     FN("mknodatSync", js_mknodat_sync),
     FN("renameat2Sync", js_renameat2_sync),
     FN("utimensatSync", js_utimensat_sync),

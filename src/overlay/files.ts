@@ -19,7 +19,6 @@ import type { Node } from './nodes';
 const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, O_DIRECT } = fs.constants;
 /** Flags that were for open(2) itself and must not be replayed on the layer file. */
 const OPEN_ONLY_FLAGS = O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_DIRECT;
-const AT_FDCWD = -100;
 /** Reads this large use pooled buffers, up to the largest READ (INIT's 256 pages). */
 const POOLED_READ = 64 * 1024;
 const readBuffers = new BufferPool(1024 * 1024, 8);
@@ -37,7 +36,7 @@ async function upperFd(core: OverlayCore, h: FileHandle, write: boolean): Promis
   let fd: number;
   if (node.unlinked) {
     if (node.pinFd === undefined) throw new FuseError('ESTALE');
-    fd = await core.upper.openAt(procFd(node.pinFd), flags | access);
+    fd = await core.upper.reopen(node.pinFd, flags | access);
   } else {
     fd = await core.upper.openAt(core.upper.loc(node.path), flags | access | fs.constants.O_NOFOLLOW);
   }
@@ -45,11 +44,6 @@ async function upperFd(core: OverlayCore, h: FileHandle, write: boolean): Promis
   h.upperFd = fd;
   h.upperWritable = access !== O_RDONLY;
   return fd;
-}
-
-/** The /proc path that reopens an open descriptor with new flags. */
-function procFd(fd: number): { fd: number; path: Buffer } {
-  return { fd: AT_FDCWD, path: Buffer.from(`/proc/self/fd/${fd}`) };
 }
 
 /**
