@@ -33,7 +33,7 @@ async function serve(o: CliOptions, readyFd: number | undefined): Promise<void> 
   // Handlers first: whoever started us may signal the moment it hears "ready".
   let running: RunningMount | undefined;
   const onSignal = (): void => {
-    if (running) void running.stop();
+    if (running) void running.stop().catch((err: Error) => process.stderr.write(`ovshift: ${err.message.split('\n')[0]}\n`));
     else giveUp('interrupted before the mount was ready');
   };
   process.on('SIGINT', onSignal);

@@ -9,7 +9,7 @@ import { checkLayout } from './cli/layout';
 import type { CliOptions } from './cli/options';
 import { makePrivateUpper, type PrivateUpper } from './cli/private-upper';
 import { serveControl } from './control';
-import { connectionId, mountFuse, setReadAhead } from './fuse/mount';
+import { connectionId, mountFuse, setReadAhead, type FuseMount } from './fuse/mount';
 import { FuseSession } from './fuse/session';
 import { FaultPlan, FaultyLayer, parseRules } from './layers/faults';
 import { createIdShift } from './idmap';
@@ -68,10 +68,23 @@ function fuseDev(minor: number | undefined): number {
   return (minor & 0xff) + Math.floor(minor / 256) * 256 * 4096;
 }
 
+/**
+ * Unmounts here, lazily if busy. The connection outlives that while a copy of the mount is
+ * held in another mount namespace, or files are open on a lazily detached one.
+ */
+async function unmountHere(mount: FuseMount): Promise<void> {
+  try {
+    await mount.unmount();
+  } catch (err) {
+    log('unmount failed (%s); detaching lazily', (err as Error).message);
+    await mount.unmount({ lazy: true });
+  }
+}
+
 export interface RunningMount {
   /** Settles with the exit status once the filesystem is unmounted and cleaned up. */
   done: Promise<number>;
-  /** Unmounts (lazily if busy); `done` settles after. */
+  /** Unmounts here (lazily if busy) and ends the connection everywhere; `done` settles after. */
   stop(): Promise<void>;
 }
 
@@ -136,10 +149,10 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     const reclaim = reclaimAfterShrink(() => fs.core.nodes.size, RECLAIM_AFTER_NODES, RECLAIM_CHECK_MS);
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => {
-      stopping ??= mount.unmount().catch(async (err) => {
-        log('unmount failed (%s); detaching lazily', (err as Error).message);
-        await mount.unmount({ lazy: true });
-      });
+      // After the unmount here, the connection ends, as with fuse-overlayfs: a copy of the mount
+      // in another mount namespace must not keep the daemon alive. The session stops, `done`
+      // closes the device, the kernel aborts the connection (such copies answer ENOTCONN).
+      stopping ??= unmountHere(mount).finally(() => session.stop());
       return stopping;
     };
     const done = session.closed.then(async (errno) => {
