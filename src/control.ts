@@ -1,7 +1,8 @@
 /**
  * The control socket of a running mount: `ovshift ctl MOUNTPOINT COMMAND…` talks to the daemon
- * serving MOUNTPOINT over a unix socket named after the mount's device. One request line in,
- * reply lines out; the first reply line is "ok" or "error: …".
+ * serving MOUNTPOINT over a unix socket named after the mount's device, in a directory only
+ * the daemon's user can reach (/run/ovshift for root, else XDG_RUNTIME_DIR or /tmp,
+ * `ovshift-UID`). One request line in, reply lines out; the first is "ok" or "error: …".
  *
  *   inject add RULE    add fault rules (see src/layers/faults.ts for the syntax)
  *   inject list        the rules in force, with their hit counts
@@ -13,13 +14,34 @@ import * as fs from 'fs';
 import * as net from 'net';
 import { join } from 'path';
 import { FaultRuleError, parseRules, type FaultPlan } from './layers/faults';
+import { errorCode } from './util/errno';
 
 const log = createDebug('ovshift:control');
+
+const ROOT_DIR = '/run/ovshift';
+
+/** A control socket directory someone else could have made or could reach into. */
+export class ControlDirError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ControlDirError';
+  }
+}
+
+/** Root that owns /run: not the root of a user namespace whose ids map elsewhere on the host. */
+function ownsRun(): boolean {
+  if (process.geteuid?.() !== 0) return false;
+  try {
+    return fs.statSync('/run').uid === 0;
+  } catch {
+    return false;
+  }
+}
 
 /** Where control sockets may live, most specific first: root's /run, else a per-user directory. */
 function controlDirs(): string[] {
   const user = join(process.env.XDG_RUNTIME_DIR || '/tmp', `ovshift-${process.getuid?.() ?? 0}`);
-  return process.geteuid?.() === 0 ? ['/run/ovshift', user] : [user];
+  return ownsRun() ? [ROOT_DIR, user] : [user];
 }
 
 /** The socket of the mount whose device is `dev` (st_dev of its root), wherever it was made. */
@@ -27,6 +49,43 @@ export function controlPath(dev: number): string {
   const dirs = controlDirs();
   const name = `mount-${dev}.sock`;
   return dirs.map((d) => join(d, name)).find((p) => fs.existsSync(p)) ?? join(dirs[0]!, name);
+}
+
+/** Why `dir` may not hold our socket (someone else made it, or could reach into it), if so. */
+function whyNotPrivate(dir: string): string | undefined {
+  const st = fs.lstatSync(dir);
+  const uid = process.geteuid?.() ?? 0;
+  if (st.isSymbolicLink()) return 'is a symlink';
+  if (!st.isDirectory()) return 'is not a directory';
+  if (st.uid !== uid) return `is owned by uid ${st.uid}, not ${uid}`;
+  const mode = st.mode & 0o7777;
+  if (mode & 0o077) return `has mode ${mode.toString(8).padStart(4, '0')}, not 0700`;
+  return undefined;
+}
+
+/** Makes `dir` (0700) or checks the one there; false when it cannot be made. */
+function privateDir(dir: string): boolean {
+  try {
+    fs.mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    if (errorCode(err) !== 'EEXIST') {
+      log('cannot make %s: %s', dir, (err as Error).message);
+      return false;
+    }
+  }
+  const problem = whyNotPrivate(dir);
+  if (problem) throw new ControlDirError(`control socket directory ${dir} ${problem}; refusing to use it`);
+  return true;
+}
+
+/**
+ * The directory for this daemon's control socket, made private to its user (root of a user
+ * namespace cannot write the host's /run: the next place is tried); undefined when none can be
+ * made, and the mount works on without one. Throws ControlDirError for a directory that
+ * exists but is not private to us.
+ */
+export function controlDir(): string | undefined {
+  return controlDirs().find(privateDir);
 }
 
 export interface ControlTarget {
@@ -61,42 +120,47 @@ export function handleCommand(line: string, target: ControlTarget): string[] {
 }
 
 /**
- * Serves the control socket until `close()`, in the first place it can be made (root of a user
- * namespace cannot write the host's /run); undefined when none can be made: the mount works on
- * without one.
+ * Serves the control socket in `dir` (from controlDir) until `close()`; undefined when it
+ * cannot be made: the mount works on without one. The umask is process-wide: call it while
+ * nothing else can be creating files.
  */
-export async function serveControl(dev: number, target: ControlTarget): Promise<{ path: string; close(): void } | undefined> {
-  for (const dir of controlDirs()) {
-    try {
-      return await listen(join(dir, `mount-${dev}.sock`), dir, target);
-    } catch (err) {
-      log('no control socket in %s: %s', dir, (err as Error).message);
-    }
+export async function serveControl(dir: string, dev: number, target: ControlTarget): Promise<{ path: string; close(): void } | undefined> {
+  try {
+    return await listen(join(dir, `mount-${dev}.sock`), target);
+  } catch (err) {
+    log('no control socket in %s: %s', dir, (err as Error).message);
+    return undefined;
   }
-  return undefined;
 }
 
-async function listen(path: string, dir: string, target: ControlTarget): Promise<{ path: string; close(): void }> {
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  fs.rmSync(path, { force: true });
-  const server = net.createServer((sock) => {
-    let buf = '';
-    sock.setEncoding('utf8');
-    sock.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      const reply = handleCommand(buf.slice(0, nl), target);
-      log('%s -> %s', buf.slice(0, nl), reply[0]);
-      sock.end(reply.join('\n') + '\n');
-    });
-    sock.on('error', () => undefined);
+function answer(sock: net.Socket, target: ControlTarget): void {
+  let buf = '';
+  sock.setEncoding('utf8');
+  sock.on('data', (d: string) => {
+    buf += d;
+    const nl = buf.indexOf('\n');
+    if (nl < 0) return;
+    const reply = handleCommand(buf.slice(0, nl), target);
+    log('%s -> %s', buf.slice(0, nl), reply[0]);
+    sock.end(reply.join('\n') + '\n');
   });
+  sock.on('error', () => undefined);
+}
+
+async function listen(path: string, target: ControlTarget): Promise<{ path: string; close(): void }> {
+  fs.rmSync(path, { force: true });
+  const server = net.createServer((sock) => answer(sock, target));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(path, () => resolve());
+    // bind(2) makes the socket under the umask: born 0600, with no moment in which a chmod
+    // still has to narrow it. listen() binds before it returns.
+    const previous = process.umask(0o177);
+    try {
+      server.listen(path, () => resolve());
+    } finally {
+      process.umask(previous);
+    }
   });
-  fs.chmodSync(path, 0o600);
   server.unref();
   return {
     path,

@@ -8,7 +8,7 @@ import { closeSync, readFileSync } from 'fs';
 import { checkLayout } from './cli/layout';
 import type { CliOptions } from './cli/options';
 import { makePrivateUpper, type PrivateUpper } from './cli/private-upper';
-import { serveControl } from './control';
+import { controlDir, serveControl } from './control';
 import { connectionId, mountFuse, setReadAhead, type FuseMount } from './fuse/mount';
 import { FuseSession } from './fuse/session';
 import { FaultPlan, FaultyLayer, parseRules } from './layers/faults';
@@ -93,6 +93,8 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
   // Modes from the kernel are final (it applied the caller's umask); ours must not mask them again.
   process.umask(0);
   const layout = await checkLayout(o);
+  // Before anything is mounted: an unsafe socket directory refuses the mount.
+  const socketDir = controlDir();
   let privateUpper: PrivateUpper | undefined;
   let upperPath = layout.upper;
   let workPath = layout.work;
@@ -128,20 +130,23 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     });
     const session = new FuseSession(mount.fd, fs);
     fs.core.notifier = { invalInode: (id) => session.notifyInvalInode(id).then(() => undefined) };
-    session.start();
     let control: { close(): void } | undefined;
     try {
-      await session.ready;
       const id = await connectionId(layout.mountpoint);
-      if (id !== undefined) await setReadAhead(id, READ_AHEAD_KIB);
-      control = await serveControl(fuseDev(id), {
+      // Before the session starts: the umask the socket is bound under is process-wide, and no
+      // request may be creating files meanwhile.
+      control = socketDir === undefined ? undefined : await serveControl(socketDir, fuseDev(id), {
         faults,
         status: () => ({
           nodes: fs.core.nodes.size, 'open files': fs.core.files.size, 'open dirs': fs.core.dirs.size,
           'passthrough files': fs.core.passthrough?.activeFiles ?? 'off', pending: session.pendingCount,
         }),
       });
+      session.start();
+      await session.ready;
+      if (id !== undefined) await setReadAhead(id, READ_AHEAD_KIB);
     } catch (err) {
+      control?.close();
       await mount.unmount({ lazy: true }).catch(() => undefined);
       throw err;
     }
