@@ -11,7 +11,7 @@ import type { Loc } from '../layers/dir-layer';
 import type { UpperDir } from '../layers/upper-dir';
 import { readAt, writeAt } from '../layers/fd-io';
 import { errnoError, errorCode } from '../util/errno';
-import { isPrivateXattr, type OverlayXattrs } from './format';
+import type { OverlayXattrs } from './format';
 import { Node, NodeTable, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './nodes';
 import type { Layers } from './resolve';
 
@@ -224,7 +224,7 @@ export class CopyUp {
    */
   private async copyXattrs(temp: Loc, layer: ReadableLayer, from: string): Promise<void> {
     for (const name of await layer.listxattr(from)) {
-      if (isPrivateXattr(name)) continue;
+      if (this.xattrs.isPrivate(name)) continue;
       const value = await layer.getxattr(from, name);
       if (value === null) continue;
       try {

@@ -15,7 +15,13 @@ export const OPAQUE_MARKER = '.wh..wh..opq';
 export const TRUSTED_PREFIX = 'trusted.overlay.';
 export const USER_PREFIX = 'user.overlay.';
 
-/** Names of the overlay's own xattrs, in the namespace this mount writes. */
+/**
+ * Names of the overlay's own xattrs, in the one namespace that is overlay metadata on this
+ * mount: trusted.overlay.* on a mount by root in the initial user namespace, user.overlay.*
+ * only where trusted.* cannot be used (as kernel overlayfs's `userxattr`). On a root mount
+ * user.overlay.* is plain user data: any user may set it on their own files, so it decides
+ * nothing there.
+ */
 export class OverlayXattrs {
   readonly opaque: string;
   readonly redirect: string;
@@ -27,15 +33,15 @@ export class OverlayXattrs {
     this.redirect = `${prefix}redirect`;
     this.origin = `${prefix}ovshift.origin`;
   }
+
+  /** Overlay metadata: never shown, set or removed through the mount, never copied up. */
+  isPrivate(name: string): boolean {
+    return name.startsWith(this.prefix);
+  }
 }
 
 export function isWhiteout(attr: LayerAttr): boolean {
   return (attr.mode & S_IFMT) === S_IFCHR && attr.rdevMajor === 0 && attr.rdevMinor === 0;
-}
-
-/** xattrs that describe the overlay itself and are never shown through the mount. */
-export function isPrivateXattr(name: string): boolean {
-  return name.startsWith(TRUSTED_PREFIX) || name.startsWith(USER_PREFIX);
 }
 
 /** Directory entries that are overlay bookkeeping, not files. */
@@ -51,11 +57,10 @@ export async function whiteoutFile(layer: ReadableLayer, dir: string, name: stri
 }
 
 /** Is the directory at `path` opaque in `layer` (lower layers are not merged below it)? */
-export async function isOpaque(layer: ReadableLayer, path: string): Promise<boolean> {
-  for (const name of [`${TRUSTED_PREFIX}opaque`, `${USER_PREFIX}opaque`]) {
-    const v = await layer.getxattr(path, name);
-    if (v !== null && v.length === 1 && v[0] === 0x79 /* 'y' */) return true;
-  }
+export async function isOpaque(layer: ReadableLayer, path: string, xattrs: OverlayXattrs): Promise<boolean> {
+  // As kernel overlayfs: "y" is opaque, anything else is not.
+  const v = await layer.getxattr(path, xattrs.opaque);
+  if (v !== null && v.length === 1 && v[0] === 0x79 /* 'y' */) return true;
   return (await layer.stat(childPath(path, OPAQUE_MARKER))) !== null;
 }
 
@@ -66,15 +71,37 @@ export async function isOpaque(layer: ReadableLayer, path: string): Promise<bool
  */
 export type Redirect = { absolute: string } | { name: string };
 
-export async function readRedirect(layer: ReadableLayer, path: string): Promise<Redirect | undefined> {
-  for (const name of [`${TRUSTED_PREFIX}redirect`, `${USER_PREFIX}redirect`]) {
-    const v = await layer.getxattr(path, name);
-    if (v === null || v.length === 0) continue;
-    const target = v.toString('latin1');
-    if (target.startsWith('/')) return { absolute: target.replace(/^\/+/, '').replace(/\/+$/, '') };
-    return { name: target };
+/** A redirect that is neither of the two forms: the directory answers EIO rather than guess. */
+export class InvalidRedirect extends Error {
+  constructor(readonly value: string) {
+    super(`invalid redirect ${JSON.stringify(value)}`);
   }
-  return undefined;
+}
+
+function isPlainName(name: string): boolean {
+  return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0') &&
+    Buffer.byteLength(name, 'latin1') <= NAME_MAX;
+}
+
+/**
+ * Checks a redirect as kernel overlayfs does, and more strictly: an absolute one has no empty,
+ * "." or ".." component (so it stays below the layer roots), a relative one is a single name.
+ */
+export function parseRedirect(value: Buffer): Redirect {
+  const target = value.toString('latin1');
+  if (target.startsWith('/')) {
+    const parts = target.slice(1).split('/');
+    if (!parts.every(isPlainName)) throw new InvalidRedirect(target);
+    return { absolute: parts.join('/') };
+  }
+  if (!isPlainName(target)) throw new InvalidRedirect(target);
+  return { name: target };
+}
+
+/** The directory's redirect, if any; InvalidRedirect if it has one that is malformed. */
+export async function readRedirect(layer: ReadableLayer, path: string, xattrs: OverlayXattrs): Promise<Redirect | undefined> {
+  const v = await layer.getxattr(path, xattrs.redirect);
+  return v === null ? undefined : parseRedirect(v);
 }
 
 export function isDirMode(mode: number): boolean {

@@ -114,7 +114,7 @@ async function remove(core: OverlayCore, parent: Node, name: string, node: Node)
   const path = parent.childPath(name);
   if (!node.links?.length) await core.pin(node);
   if (node.inUpper) {
-    const shadowed = await lowerShadows(core.layers, parent, name);
+    const shadowed = await lowerShadows(core.layers, core.opts.xattrs, parent, name);
     if (shadowed) await removeLeavingWhiteout(upper, path);
     else await removeUpper(upper, path, node.isDir);
   } else {
@@ -160,8 +160,8 @@ export async function rename(core: OverlayCore, a: RenameArgs): Promise<void> {
 
   const oldPath = a.from.childPath(a.oldName);
   const newPath = a.to.childPath(a.newName);
-  const oldShadowed = await lowerShadows(core.layers, a.from, a.oldName);
-  const newShadowed = await lowerShadows(core.layers, a.to, a.newName);
+  const oldShadowed = await lowerShadows(core.layers, core.opts.xattrs, a.from, a.oldName);
+  const newShadowed = await lowerShadows(core.layers, core.opts.xattrs, a.to, a.newName);
 
   if (exchange) {
     await upper.rename(upper.loc(oldPath), upper.loc(newPath), RENAME_EXCHANGE);

@@ -5,7 +5,8 @@
  */
 import type { UpperDir } from '../layers/upper-dir';
 import { baseName, childPath, parentPath, type LayerAttr, type ReadableLayer } from '../layers/types';
-import { isDirMode, isOpaque, isWhiteout, readRedirect, whiteoutFile, type OverlayXattrs } from './format';
+import { FuseError } from '../fuse/errors';
+import { InvalidRedirect, isDirMode, isOpaque, isWhiteout, readRedirect, whiteoutFile, type OverlayXattrs, type Redirect } from './format';
 import type { LowerPart, Node } from './nodes';
 
 export interface Layers {
@@ -55,6 +56,28 @@ async function readOrigin(upper: UpperDir, path: string, xattrs: OverlayXattrs):
   return Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 
+/** Paths whose invalid redirect was reported already: one line each, not one per lookup. */
+const reported = new Set<string>();
+const MAX_REPORTED = 1000;
+
+/**
+ * A directory's redirect; a malformed one (hostile, or damaged) is never followed: the
+ * directory answers EIO, and the first time one line on stderr names it.
+ */
+async function checkedRedirect(layer: ReadableLayer, path: string, xattrs: OverlayXattrs): Promise<Redirect | undefined> {
+  try {
+    return await readRedirect(layer, path, xattrs);
+  } catch (err) {
+    if (!(err instanceof InvalidRedirect)) throw err;
+    const key = `${layer.label}\0${path}`;
+    if (!reported.has(key) && reported.size < MAX_REPORTED) {
+      reported.add(key);
+      process.stderr.write(`ovshift: ${layer.label}: directory "${path}" has an ${err.message}; it answers EIO\n`);
+    }
+    throw new FuseError('EIO', err.message);
+  }
+}
+
 /** Where the search looks in each lower layer, as redirects change it on the way down. */
 class LowerSearch {
   private relativeName: string;
@@ -64,7 +87,7 @@ class LowerSearch {
     this.relativeName = name;
   }
 
-  redirect(r: { absolute: string } | { name: string }): void {
+  redirect(r: Redirect): void {
     if ('absolute' in r) this.absolute = r.absolute;
     else this.relativeName = r.name;
   }
@@ -96,23 +119,23 @@ export async function resolveChild(layers: Layers, xattrs: OverlayXattrs, parent
       if (isWhiteout(upperAttr)) return WHITEOUT;
       const origin = await readOrigin(upper, path, xattrs);
       if (!isDirMode(upperAttr.mode)) return { positive: true, upper: upperAttr, lowers: [], opaque: false, origin };
-      opaque = await isOpaque(upper, path);
-      const redirect = opaque ? undefined : await readRedirect(upper, path);
+      opaque = await isOpaque(upper, path, xattrs);
+      const redirect = opaque ? undefined : await checkedRedirect(upper, path, xattrs);
       if (redirect) search.redirect(redirect);
       if (opaque) return { positive: true, upper: upperAttr, lowers: [], opaque, origin };
-      const found = await searchLowers(layers, parent, search, true);
+      const found = await searchLowers(layers, xattrs, parent, search, true);
       return { positive: true, upper: upperAttr, lowers: found.dirs, opaque, origin };
     }
   }
   if (parent.lowers.length === 0 || (parent.opaque && parent.inUpper)) return UPPER_ONLY;
-  const found = await searchLowers(layers, parent, search, false);
+  const found = await searchLowers(layers, xattrs, parent, search, false);
   if (found.shown) return { positive: true, lowers: [found.shown], opaque: false };
   if (found.dirs.length > 0) return { positive: true, lowers: found.dirs, opaque: false };
   return LOWER_MISS;
 }
 
 async function searchLowers(
-  layers: Layers, parent: Node, search: LowerSearch, haveUpperDir: boolean,
+  layers: Layers, xattrs: OverlayXattrs, parent: Node, search: LowerSearch, haveUpperDir: boolean,
 ): Promise<{ dirs: FoundLower[]; shown?: FoundLower }> {
   const dirs: FoundLower[] = [];
   for (let i = 0; i < layers.lowers.length; i++) {
@@ -132,16 +155,16 @@ async function searchLowers(
       break;
     }
     dirs.push({ layer: i, path: p, attr });
-    if (await isOpaque(layer, p)) break;
-    const redirect = await readRedirect(layer, p);
+    if (await isOpaque(layer, p, xattrs)) break;
+    const redirect = await checkedRedirect(layer, p, xattrs);
     if (redirect) search.redirect(redirect);
   }
   return { dirs };
 }
 
 /** Would a lower layer show something at `name` in `parent` (so removing it needs a whiteout)? */
-export async function lowerShadows(layers: Layers, parent: Node, name: string): Promise<boolean> {
+export async function lowerShadows(layers: Layers, xattrs: OverlayXattrs, parent: Node, name: string): Promise<boolean> {
   if (parent.lowers.length === 0) return false;
-  const found = await searchLowers(layers, parent, new LowerSearch(parent, name), false);
+  const found = await searchLowers(layers, xattrs, parent, new LowerSearch(parent, name), false);
   return found.shown !== undefined || found.dirs.length > 0;
 }

@@ -1,9 +1,11 @@
-/** Extended attributes through the mount; the overlay's own (trusted/user.overlay.*) stay hidden. */
+/**
+ * Extended attributes through the mount. The overlay's own (see OverlayXattrs) cannot be read,
+ * set or removed through it: EOPNOTSUPP, as kernel overlayfs answers for its own xattrs.
+ */
 import { FuseError } from '../fuse/errors';
 import { ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, CAP_XATTR, aclToLayer, aclToView, capToLayer, capToView, type IdShift } from '../idmap';
 import type { ReadableLayer } from '../layers/types';
 import type { OverlayCore } from './core';
-import { isPrivateXattr } from './format';
 import type { Node } from './nodes';
 
 /** The layer object whose xattrs a node shows: its upper copy, else its top lower object. */
@@ -33,8 +35,12 @@ function toLayer(ids: IdShift, name: string, value: Buffer): Buffer {
   return value;
 }
 
+function refusePrivate(core: OverlayCore, name: string): void {
+  if (core.opts.xattrs.isPrivate(name)) throw new FuseError('EOPNOTSUPP');
+}
+
 export async function getxattr(core: OverlayCore, node: Node, name: string): Promise<Buffer> {
-  if (isPrivateXattr(name)) throw new FuseError('ENODATA');
+  refusePrivate(core, name);
   const { layer, path } = holder(core, node);
   const v = await layer.getxattr(path, name);
   const shown = v === null ? null : toView(core.opts.ids, name, v);
@@ -45,19 +51,19 @@ export async function getxattr(core: OverlayCore, node: Node, name: string): Pro
 
 export async function listxattr(core: OverlayCore, node: Node): Promise<Buffer> {
   const { layer, path } = holder(core, node);
-  const names = (await layer.listxattr(path)).filter((n) => !isPrivateXattr(n));
+  const names = (await layer.listxattr(path)).filter((n) => !core.opts.xattrs.isPrivate(n));
   return Buffer.from(names.map((n) => `${n}\0`).join(''), 'latin1');
 }
 
 export async function setxattr(core: OverlayCore, node: Node, name: string, value: Buffer, flags: number): Promise<void> {
-  if (isPrivateXattr(name)) throw new FuseError('EPERM');
+  refusePrivate(core, name);
   const stored = toLayer(core.opts.ids, name, value);
   await core.copyUp!.ensure(node);
   await core.upper.setxattr(core.upper.loc(node.path), name, stored, flags);
 }
 
 export async function removexattr(core: OverlayCore, node: Node, name: string): Promise<void> {
-  if (isPrivateXattr(name)) throw new FuseError('ENODATA');
+  refusePrivate(core, name);
   if (!node.inUpper) {
     // Removing what is not there must not cost a copy-up.
     await getxattr(core, node, name);
