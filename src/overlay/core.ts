@@ -20,6 +20,7 @@ import { childPath } from '../layers/types';
 import { Node, NodeTable, S_IFMT } from './nodes';
 import type { OverlayOptions } from './options';
 import { absenceCacheable, resolveChild, toLowerParts, type Layers, type Resolution } from './resolve';
+import { isPrivateName } from './format';
 
 const logRevalidate = createDebug('ovshift:revalidate');
 
@@ -93,6 +94,16 @@ export class OverlayCore {
   static checkName(name: Buffer): string {
     if (name.length > NAME_MAX) throw new FuseError('ENAMETOOLONG');
     return name.toString('latin1');
+  }
+
+  /**
+   * A name a new object may take: never an overlay-private one (`.wh.NAME` would hide another
+   * user's NAME, `.wh..wh..opq` a whole directory), whatever format the upper uses.
+   */
+  static checkNewName(name: Buffer): string {
+    const s = OverlayCore.checkName(name);
+    if (isPrivateName(s)) throw new FuseError('EINVAL', `${s}: overlay-private name`);
+    return s;
   }
 
   /**
@@ -318,6 +329,8 @@ export class OverlayCore {
 
   /** Looks a name up and returns its entry (counting the kernel's reference) or a negative one. */
   async lookupEntry(parent: Node, name: string): Promise<EntryOut> {
+    // Whiteout files and opaque markers are bookkeeping, never entries.
+    if (isPrivateName(name)) return this.negative(true);
     if (this.opts.revalidate === 'cached') {
       // As fuse-overlayfs: what was looked up once is not checked again.
       const known = parent.children.get(name);

@@ -28,6 +28,7 @@ import { setattr } from './setattr';
 import * as xattrs from './xattrs';
 
 const name = OverlayCore.checkName;
+const newName = OverlayCore.checkNewName;
 
 export class OverlayFs implements FuseHandler {
   readonly wantFlags: readonly InitFlagName[];
@@ -102,7 +103,7 @@ export class OverlayFs implements FuseHandler {
     const upper = this.core.upper;
     const major = (req.rdev & 0xfff00) >>> 8;
     const minor = (req.rdev & 0xff) | ((req.rdev >>> 12) & 0xfff00);
-    const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
+    const { node, attr } = await ns.createObject(this.core, parent, newName(req.name), {
       mode: req.mode, ...this.core.layerOwner(req.uid, req.gid),
       make: (at) => upper.mknod(at, req.mode, major, minor),
     });
@@ -114,7 +115,7 @@ export class OverlayFs implements FuseHandler {
     const parent = this.core.dirNode(req.nodeid);
     const upper = this.core.upper;
     const mode = S_IFDIR | (req.mode & 0o7777);
-    const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
+    const { node, attr } = await ns.createObject(this.core, parent, newName(req.name), {
       mode, ...this.core.layerOwner(req.uid, req.gid),
       make: (at) => upper.mkdir(at, mode & 0o7777),
     });
@@ -125,7 +126,7 @@ export class OverlayFs implements FuseHandler {
     this.writable();
     const parent = this.core.dirNode(req.nodeid);
     const upper = this.core.upper;
-    const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
+    const { node, attr } = await ns.createObject(this.core, parent, newName(req.name), {
       mode: S_IFLNK | 0o777, ...this.core.layerOwner(req.uid, req.gid),
       make: (at) => upper.symlink(req.target, at),
     });
@@ -139,7 +140,7 @@ export class OverlayFs implements FuseHandler {
     const mode = S_IFREG | (req.mode & 0o7777);
     let fd: number | undefined;
     const access = req.flags & O_ACCMODE;
-    const { node, attr } = await ns.createObject(this.core, parent, name(req.name), {
+    const { node, attr } = await ns.createObject(this.core, parent, newName(req.name), {
       mode, ...this.core.layerOwner(req.uid, req.gid),
       make: async (at) => {
         fd = await upper.openAt(at, files.layerOpenFlags(req.flags) | access | fs.constants.O_CREAT | fs.constants.O_EXCL, mode & 0o7777);
@@ -167,13 +168,13 @@ export class OverlayFs implements FuseHandler {
     this.writable();
     await ns.rename(this.core, {
       from: this.core.dirNode(req.nodeid), oldName: name(req.name),
-      to: this.core.dirNode(req.newdir), newName: name(req.newname), flags: req.flags,
+      to: this.core.dirNode(req.newdir), newName: newName(req.newname), flags: req.flags,
     });
   }
 
   async link(req: LinkRequest): Promise<EntryOut> {
     this.writable();
-    const { node, attr } = await ns.link(this.core, this.core.node(req.oldnodeid), this.core.dirNode(req.nodeid), name(req.newname));
+    const { node, attr } = await ns.link(this.core, this.core.node(req.oldnodeid), this.core.dirNode(req.nodeid), newName(req.newname));
     return this.core.entryOf(node, attr);
   }
 
