@@ -7,7 +7,7 @@ import createDebug from 'debug';
 import { closeSync, readFileSync } from 'fs';
 import { checkLayout } from './cli/layout';
 import type { CliOptions } from './cli/options';
-import { makePrivateUpper, type PrivateUpper } from './cli/private-upper';
+import { makePrivateUpper, matchLowerRoot, type PrivateUpper } from './cli/private-upper';
 import { controlDir, serveControl } from './control';
 import { connectionId, mountFuse, setReadAhead, type FuseMount } from './fuse/mount';
 import { FuseSession } from './fuse/session';
@@ -116,6 +116,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     const lowers = opened.layers.map((l, i) => new StaleRetryLayer(new FaultyLayer(l, i + 1, faults)));
     const upper = upperPath ? new UpperDir(upperPath, workPath!, privateUpper ? `private ${privateUpper.kind} upper` : `upperdir (${upperPath})`) : undefined;
     upper?.clearWorkdir();
+    if (upper && privateUpper) await matchLowerRoot(upper, lowers[0]!);
     const xattrs = new OverlayXattrs(initialNamespaceRoot() ? TRUSTED_PREFIX : USER_PREFIX);
     const root = {
       upper: upper ? await rootAttr(upper) : undefined,

@@ -8,6 +8,9 @@ import createDebug from 'debug';
 import * as fs from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
+import { ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR } from '../idmap';
+import type { ReadableLayer } from '../layers/types';
+import type { UpperDir } from '../layers/upper-dir';
 import { native, C } from '../native';
 import { errorCode } from '../util/errno';
 
@@ -55,4 +58,24 @@ export async function makePrivateUpper(size: string | undefined): Promise<Privat
     kind: 'tmpfs',
     release: async () => fs.closeSync(fd),
   };
+}
+
+/**
+ * Gives a private upper's root the topmost lower root's owner, mode and ACLs, as an upper root
+ * made by hand for kernel overlayfs would have: the merged root is the lower's root, not a
+ * fresh world-writable directory where any user could replace /bin of a shared root.
+ */
+export async function matchLowerRoot(upper: UpperDir, lower: ReadableLayer): Promise<void> {
+  const attr = await lower.stat('');
+  if (!attr) throw new Error(`${lower.label}: its root is gone`);
+  const root = upper.loc('');
+  await upper.chown(root, attr.uid, attr.gid).catch((err) => {
+    // An unprivileged daemon keeps its own ids: only it can use its mount anyway.
+    if (errorCode(err) !== 'EPERM') throw err;
+  });
+  await upper.chmod(root, attr.mode & 0o7777);
+  for (const name of [ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR]) {
+    const acl = await lower.getxattr('', name);
+    if (acl) await upper.setxattr(root, name, acl);
+  }
 }
