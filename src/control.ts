@@ -38,9 +38,28 @@ function ownsRun(): boolean {
   }
 }
 
+/**
+ * Our uid as the parent user namespace knows it: the roots of two user namespaces (rootless
+ * containers) are both uid 0 inside, but must not share, or refuse each other's, directory.
+ */
+function outerUid(): number {
+  const uid = process.geteuid?.() ?? 0;
+  try {
+    for (const line of fs.readFileSync('/proc/self/uid_map', 'utf8').split('\n')) {
+      const [inside, outside, count] = line.trim().split(/\s+/).map(Number);
+      if (inside !== undefined && outside !== undefined && count !== undefined && uid >= inside && uid < inside + count) {
+        return outside + (uid - inside);
+      }
+    }
+  } catch {
+    // No /proc: the uid as we see it.
+  }
+  return uid;
+}
+
 /** Where control sockets may live, most specific first: root's /run, else a per-user directory. */
 function controlDirs(): string[] {
-  const user = join(process.env.XDG_RUNTIME_DIR || '/tmp', `ovshift-${process.getuid?.() ?? 0}`);
+  const user = join(process.env.XDG_RUNTIME_DIR || '/tmp', `ovshift-${outerUid()}`);
   return ownsRun() ? [ROOT_DIR, user] : [user];
 }
 
