@@ -25,6 +25,7 @@ const DIR_FLAGS = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 
 const ENOENT = -2;
 const EXDEV = -18;
+const ENOTDIR = -20;
 const ENOSYS = -38;
 const ELOOP = -40;
 const ENAMETOOLONG = -36;
@@ -33,10 +34,20 @@ const LONG_PATH = 4000;
 
 let haveOpenat2 = true;
 
-/** A symlink or mount on the way, or an attempt to climb out: the object is not there. */
+const WHY: Record<number, string> = {
+  [ELOOP]: 'a symlink on the way',
+  [EXDEV]: 'outside the layer or across a mount',
+  [ENOTDIR]: 'a non-directory (or a symlink) where a directory was',
+};
+
+/**
+ * A symlink or mount on the way, an attempt to climb out, or a directory replaced by something
+ * else: the object is not there (ENOENT), whichever component it was.
+ */
 function confined(res: number, path: Buffer): number {
-  if (res !== ELOOP && res !== EXDEV) return res;
-  log('%s: leaves its layer (%s); treated as absent', path.toString(), res === ELOOP ? 'symlink on the way' : 'outside or across a mount');
+  const why = WHY[res];
+  if (why === undefined) return res;
+  log('%s: %s; treated as absent', path.toString(), why);
   return ENOENT;
 }
 

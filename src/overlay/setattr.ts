@@ -7,7 +7,7 @@ import { native } from '../native';
 import { UTIME_NOW, UTIME_OMIT, type TimeArg } from '../layers/upper-dir';
 import type { OverlayCore } from './core';
 import { killSuidGid, withoutSuidGid } from './files';
-import { S_IFLNK, S_IFREG, type Node } from './nodes';
+import { S_IFLNK, S_IFMT, S_IFREG, type Node } from './nodes';
 
 const CHANGES = Fattr.MODE | Fattr.UID | Fattr.GID | Fattr.SIZE | Fattr.ATIME | Fattr.MTIME | Fattr.ATIME_NOW
   | Fattr.MTIME_NOW | Fattr.CTIME | Fattr.KILL_SUIDGID;
@@ -16,6 +16,16 @@ function timeArg(valid: number, set: number, now: number, t: { sec: number; nsec
   if (valid & now) return { sec: 0, nsec: UTIME_NOW };
   if (valid & set) return t;
   return { sec: 0, nsec: UTIME_OMIT };
+}
+
+/**
+ * The upper object at the node's path is still of the node's kind. Calls by path never follow
+ * a symlink, but one swapped in for the object would still get the change itself: the object
+ * is gone instead, as for every other call (see src/layers/beneath.ts).
+ */
+async function checkSameKind(core: OverlayCore, node: Node): Promise<void> {
+  const now = await core.upper.stat(node.path);
+  if (!now || (now.mode & S_IFMT) !== node.type) throw new FuseError('ENOENT');
 }
 
 /** Applies a SETATTR; `fd` is an open upper descriptor of the file when the kernel named one. */
@@ -30,6 +40,7 @@ export async function setattr(core: OverlayCore, node: Node, req: SetattrRequest
   await core.copyUp!.ensure(node, { truncate: (v & Fattr.SIZE) !== 0 && req.size === 0n && !node.isDir });
   if (node.unlinked && fd === undefined) throw new FuseError('ESTALE');
   const at = upper.loc(node.path);
+  if (fd === undefined) await checkSameKind(core, node);
   if (v & (Fattr.UID | Fattr.GID)) {
     if (fd !== undefined) fs.fchownSync(fd, uid, gid);
     else await upper.chown(at, uid, gid);
