@@ -27,8 +27,10 @@ export interface Daemon {
  * Runs `ovshift -f ARGS` and resolves once its mount is ready (the daemon's own readiness
  * report), or rejects with the daemon's error line.
  */
-export async function startDaemon(args: string[], mnt: string, opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {}): Promise<Daemon> {
-  const child = spawn(OVSHIFT, ['-f', ...args], {
+export async function startDaemon(
+  args: string[], mnt: string, opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; command?: string } = {},
+): Promise<Daemon> {
+  const child = spawn(opts.command ?? OVSHIFT, ['-f', ...args], {
     stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...opts.env, OVSHIFT_READY_FD: '3' },
     uid: opts.uid,

@@ -2,7 +2,8 @@ import assert from 'assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { join, resolve } from 'path';
-import { OVSHIFT, Scratch, type Daemon } from '../helpers/ovshift';
+import { Scratch, type Daemon } from '../helpers/ovshift';
+import { reachableOvshift } from '../helpers/reachable';
 import { run } from '../helpers/proc';
 import { makeTree } from '../helpers/tree';
 
@@ -158,7 +159,7 @@ describe('uid/gid shift', function () {
     fs.chmodSync(s.root, 0o755);
     const script = [
       'set -e',
-      `${OVSHIFT} -o lowerdir=${s.lower},upperdir=${s.upper},workdir=${s.work},uidmapping=1000:2000:1,gidmapping=1000:2000:1 ${s.mnt}`,
+      `${reachableOvshift()} -o lowerdir=${s.lower},upperdir=${s.upper},workdir=${s.work},uidmapping=1000:2000:1,gidmapping=1000:2000:1 ${s.mnt}`,
       `stat -c %u:%g ${s.mnt}/etc/passwd ${s.mnt}/home/user`,
       `setpriv --reuid=2000 --regid=2000 --clear-groups touch ${s.mnt}/home/user/by-ns-user`,
       `stat -c %u:%g ${s.upper}/home/user/by-ns-user`,

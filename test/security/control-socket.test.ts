@@ -7,10 +7,11 @@
  */
 import assert from 'assert/strict';
 import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'fs';
-import { join, resolve } from 'path';
+import { join } from 'path';
 import { connectionId } from '../../src/fuse/mount';
 import { allowFuseDevice, disallowFuseDevice } from '../helpers/fuse-device';
 import { OVSHIFT, Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
+import { reachableOvshift } from '../helpers/reachable';
 import { Background, run, sleep, type RunResult } from '../helpers/proc';
 import { createUser, removeUser, type TestUser } from '../helpers/users';
 
@@ -79,15 +80,9 @@ describe('security: control socket', function () {
     rmSync(`/tmp/ovshift-${owner.uid}`, { recursive: true, force: true });
   });
 
-  /** Skips the test when the daemon cannot run as another user (a checkout under /root). */
-  async function skipUnlessReachable(ctx: Mocha.Context): Promise<void> {
-    const cli = resolve(OVSHIFT, '..', '..', 'dist', 'src', 'cli.js');
-    if ((await owner.run(['test', '-r', cli])).code !== 0) ctx.skip();
-  }
-
   async function startAsOwner(runtimeDir: string): Promise<Daemon> {
     const d = await startDaemon(['-o', `lowerdir=${s.lower},ro`, s.mnt], s.mnt, {
-      uid: owner.uid, gid: owner.gid, env: { XDG_RUNTIME_DIR: runtimeDir },
+      uid: owner.uid, gid: owner.gid, env: { XDG_RUNTIME_DIR: runtimeDir }, command: reachableOvshift(),
     });
     daemons.push(d);
     return d;
@@ -106,7 +101,6 @@ describe('security: control socket', function () {
   });
 
   it('of an unprivileged daemon: its own 0700 directory in XDG_RUNTIME_DIR and a 0600 socket; only it connects', async function () {
-    await skipUnlessReachable(this);
     await startAsOwner(xdg);
     const dir = join(xdg, `ovshift-${owner.uid}`);
     assertPrivate(dir, 'directory', owner.uid, 0o700);
@@ -119,7 +113,6 @@ describe('security: control socket', function () {
   });
 
   it('of an unprivileged daemon without XDG_RUNTIME_DIR: /tmp/ovshift-UID, 0700, its own', async function () {
-    await skipUnlessReachable(this);
     await startAsOwner('');
     const dir = `/tmp/ovshift-${owner.uid}`;
     assertPrivate(dir, 'directory', owner.uid, 0o700);
@@ -158,11 +151,10 @@ describe('security: control socket', function () {
   ];
   for (const c of unsafe) {
     it(`refuses to start, in one line naming it, on a pre-existing directory ${c.what}`, async function () {
-      await skipUnlessReachable(this);
       const dir = join(xdg, `ovshift-${owner.uid}`);
       c.make(dir);
       const before = lstatSync(dir);
-      const r = await run(OVSHIFT, ['-o', `lowerdir=${s.lower},ro`, s.mnt], {
+      const r = await run(reachableOvshift(), ['-o', `lowerdir=${s.lower},ro`, s.mnt], {
         uid: owner.uid, gid: owner.gid, cwd: '/', env: { ...process.env, XDG_RUNTIME_DIR: xdg }, timeoutMs: 15000,
       });
       assert.equal(r.code, 1, `exit status; stderr: ${r.stderr}`);

@@ -1,0 +1,50 @@
+/**
+ * The ovshift command for tests that run it as another user (an unprivileged user, the root of
+ * a user namespace): this checkout when every user can reach it, else a throwaway copy of what
+ * the command needs (bin, compiled sources, native addon, runtime dependencies) in a 0755
+ * temporary directory, removed when the test process exits. A checkout under /root (0700) is
+ * reachable by root alone.
+ */
+import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, statSync } from 'fs';
+import { tmpdir } from 'os';
+import { dirname, join, resolve } from 'path';
+import { OVSHIFT } from './ovshift';
+
+const CHECKOUT = resolve(OVSHIFT, '..', '..');
+/** What bin/ovshift loads at run time, relative to the checkout. */
+const RUNTIME = ['bin', 'package.json', join('dist', 'src'), join('build', 'Release', 'ovshift_native.node'),
+  join('node_modules', 'debug'), join('node_modules', 'ms'), join('node_modules', 'lru-cache')];
+
+let copy: string | undefined;
+
+/** Every directory from / down to `path` lets others through, and `path` lets them read. */
+function othersReach(path: string): boolean {
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) return false;
+    if (dirname(dir) === dir) break;
+  }
+  return (statSync(path).mode & 0o004) !== 0;
+}
+
+/** The path of an ovshift command any user can run. */
+export function reachableOvshift(): string {
+  if (othersReach(join(CHECKOUT, 'dist', 'src', 'cli.js')) && othersReach(OVSHIFT)) return OVSHIFT;
+  if (!copy) {
+    const root = mkdtempSync(join(tmpdir(), 'ovshift-reachable-'));
+    process.on('exit', () => rmSync(root, { recursive: true, force: true }));
+    for (const part of RUNTIME) cpSync(join(CHECKOUT, part), join(root, part), { recursive: true });
+    copy = join(root, 'bin', 'ovshift');
+    makeReadable(root);
+  }
+  return copy;
+}
+
+/** Directories 0755 and files readable by all (mkdtemp makes 0700; a umask may have masked). */
+function makeReadable(root: string): void {
+  const walk = (p: string): void => {
+    const st = statSync(p);
+    chmodSync(p, st.isDirectory() ? 0o755 : (st.mode & 0o111 ? 0o755 : 0o644));
+    if (st.isDirectory()) for (const name of readdirSync(p)) walk(join(p, name));
+  };
+  walk(root);
+}
