@@ -6,7 +6,7 @@
 import { spawn } from 'child_process';
 import createDebug from 'debug';
 import { writeSync, closeSync } from 'fs';
-import { HELP, parseArgs, UsageError, type CliOptions } from './cli/options';
+import { HELP, OptionValueError, parseArgs, UsageError, type CliOptions } from './cli/options';
 import { sendCommand } from './control';
 import { startMount, type RunningMount } from './daemon';
 
@@ -96,7 +96,7 @@ export function main(argv: string[]): void {
   try {
     cmd = parseArgs([...defaults, ...argv]);
   } catch (err) {
-    if (err instanceof UsageError) fail(err.message, 2);
+    if (err instanceof UsageError) fail(err.message, err instanceof OptionValueError ? 1 : 2);
     throw err;
   }
   if (cmd.kind === 'help') {

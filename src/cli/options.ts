@@ -4,7 +4,10 @@
  *   ovshift SOURCE MOUNTPOINT -o …                                           (mount.fuse3)
  *   ovshift --lower A --lower B --upper U --work W MOUNTPOINT                 (long options)
  */
+import { parseIdRanges, parseSquashId } from '../idmap';
+import { parseRules } from '../layers/faults';
 import { nfsAuthorityLength } from '../layers/lower-location';
+import { CACHE_SECONDS, boundedNumber, expected } from '../util/bounds';
 
 /** The shortest non-zero cache time: the kernel rounds it up to one jiffy. */
 const ONE_TICK = 1e-9;
@@ -13,6 +16,17 @@ export class UsageError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';
+  }
+}
+
+/**
+ * A value an option does not take (malformed, or outside its range). Refused like any mount
+ * that cannot be made (exit 1), where a misused command line exits 2.
+ */
+export class OptionValueError extends UsageError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OptionValueError';
   }
 }
 
@@ -80,17 +94,20 @@ Options:
   -d, -o debug            foreground, and log every request (DEBUG=ovshift:*)
   -o lowerdir=A:B         lower layers, topmost first; "\\:" is a literal colon
                           a layer may be nfs://HOST[:PORT]/EXPORT[/DIR][?OPTS]: an NFSv3
-                          export read in userspace (OPTS: mountport=N uid=N gid=N soft
-                          timeo=DECISECS retrans=N actimeo=SECS dircache=SECS, joined by &)
+                          export read in userspace (OPTS: mountport=1..65535 uid=ID gid=ID
+                          soft timeo=1..36000 (deciseconds) retrans=0..1000
+                          actimeo=0..3600 dircache=0..3600 (seconds), joined by &)
   -o upperdir=DIR         writable upper layer (kernel overlayfs format)
   -o workdir=DIR          work directory on the same filesystem as upperdir
-  -o upper_size=SIZE      size of the private tmpfs upper (as tmpfs size=, default 50%)
+  -o upper_size=SIZE      size of the private tmpfs upper (as tmpfs size=, default 50%):
+                          4k to 1p (suffix k, m, g, t, p: powers of 1024), or 1% to 100%
   -o ro                   read-only mount
   -o redirect_dir=on|off  renaming directories that have lower parts: on records a
                           redirect (default), off answers EXDEV
   -o passthrough=on|off   on (default): the kernel reads and writes files in the upper
                           itself (FUSE passthrough; needs root), off: through the daemon
-  -o upper_timeout=SECS   kernel cache time for entries that depend on the upper only (60)
+  -o upper_timeout=SECS   kernel cache time for entries that depend on the upper only (60);
+                          both timeouts from 0 to 31536000 seconds (a year)
   -o lower_timeout=SECS   the same for entries a lower decides: one clock tick by default
                           (4 ms at HZ=250); 0 makes every access check the lower
   -o revalidate=MODE      always: every lookup re-checks the lower (default);
@@ -99,12 +116,14 @@ Options:
   -o locks=lower|local    locks are also taken on the files underneath, where other
                           users of the lower see them (lower, default), or only here
   -o inject=RULE[;RULE…]  fault injection on lower operations, OP[@LAYER]:GLOB:EFFECT[:LIMIT]
-                          e.g. stat:docs/*:ESTALE:count=1 or read:**:delay=50:p=0.1;
+                          e.g. stat:docs/*:ESTALE:count=1 or read:**:delay=50:p=0.1
+                          (delay=0..3600000 ms, count=1..1000000000, p=0..1);
                           change it at runtime with: ovshift ctl MOUNTPOINT inject add RULE
   -o allow_other          let other users in (default when mounting as root)
   -o uidmapping=L:V:N[:…] show layer uid L as V, for N ids (fuse-overlayfs syntax)
   -o gidmapping=L:V:N[:…] the same for gids
-  -o squash_to_root, squash_to_uid=N, squash_to_gid=N
+  -o squash_to_root, squash_to_uid=ID, squash_to_gid=ID
+                          show every file as owned by root, or by ID (0 to 4294967294)
   Standard mount options: rw, ro, suid, nosuid, dev, nodev, exec, noexec, atime, noatime,
   diratime, nodiratime, relatime, strictatime, lazytime, sync, async, dirsync, defaults.
   --lower DIR, --upper DIR, --work DIR, --uidmap SPEC, --gidmap SPEC: long forms of the above.
@@ -173,13 +192,50 @@ function unescape(s: string): string {
 function onOff(name: string, v: string): boolean {
   if (v === 'on' || v === 'true' || v === '1') return true;
   if (v === 'off' || v === 'false' || v === '0') return false;
-  throw new UsageError(`option ${name}=${v}: expected on or off`);
+  throw new OptionValueError(`option ${name}=${v}: expected on or off`);
 }
 
 function seconds(name: string, v: string): number {
-  const n = Number(v);
-  if (v === '' || !Number.isFinite(n) || n < 0) throw new UsageError(`option ${name}=${v}: expected a number of seconds`);
+  const n = boundedNumber(v, CACHE_SECONDS);
+  if (n === undefined) throw new OptionValueError(`option ${name}=${v}: ${expected(CACHE_SECONDS)}`);
   return n;
+}
+
+const SIZE_SUFFIXES = 'kmgtp';
+const MIN_UPPER_SIZE = 4096;
+const MAX_UPPER_SIZE = 1024 ** 5;
+const UPPER_SIZE_RANGE = 'expected a size from 4k to 1p (k, m, g, t, p: powers of 1024), or 1% to 100% of RAM';
+
+/** tmpfs's size=, bounded: a whole number of bytes with an optional suffix, or a share of RAM. */
+function upperSize(v: string): string {
+  const percent = /^([0-9]+)%$/.exec(v);
+  if (percent) {
+    if (boundedNumber(percent[1]!, { min: 1, max: 100, unit: '%' }) === undefined) throw new OptionValueError(`option upper_size=${v}: ${UPPER_SIZE_RANGE}`);
+    return v;
+  }
+  const size = /^([0-9]+)([kmgtp]?)$/i.exec(v);
+  const power = size?.[2] ? SIZE_SUFFIXES.indexOf(size[2].toLowerCase()) + 1 : 0;
+  const bytes = size ? Number(size[1]) * 1024 ** power : NaN;
+  if (!(bytes >= MIN_UPPER_SIZE && bytes <= MAX_UPPER_SIZE)) throw new OptionValueError(`option upper_size=${v}: ${UPPER_SIZE_RANGE}`);
+  return v;
+}
+
+/** Runs a value check of another module; its refusal becomes this option's, prefixed. */
+function refuseAs(prefix: string, check: () => unknown): void {
+  try {
+    check();
+  } catch (err) {
+    throw new OptionValueError(`${prefix}${(err as Error).message}`);
+  }
+}
+
+/** Values checked once every option is in (a fault rule's layer needs the number of lowers). */
+function checkValues(o: Omit<CliOptions, 'mountpoint' | 'source'>): void {
+  if (o.squashToUid !== undefined) refuseAs('option ', () => parseSquashId('squash_to_uid', o.squashToUid!));
+  if (o.squashToGid !== undefined) refuseAs('option ', () => parseSquashId('squash_to_gid', o.squashToGid!));
+  if (o.uidmapping !== undefined) refuseAs('option ', () => parseIdRanges('uidmapping', o.uidmapping!));
+  if (o.gidmapping !== undefined) refuseAs('option ', () => parseIdRanges('gidmapping', o.gidmapping!));
+  if (o.inject !== undefined) refuseAs('option inject: ', () => parseRules(o.inject!, o.lowers.length));
 }
 
 function defaults(): Omit<CliOptions, 'mountpoint' | 'source'> {
@@ -214,7 +270,7 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
     case 'lowerdir': o.lowers.push(...splitLowerdir(needValue())); return;
     case 'upperdir': o.upper = unescape(needValue()); return;
     case 'workdir': o.work = unescape(needValue()); return;
-    case 'upper_size': o.upperSize = needValue(); return;
+    case 'upper_size': o.upperSize = upperSize(needValue()); return;
     case 'ro': o.flags.readOnly = true; return;
     case 'rw': o.flags.readOnly = false; return;
     case 'suid': o.flags.nosuid = false; return;
@@ -236,14 +292,14 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
     case 'lower_timeout': o.lowerTimeout = seconds(key, needValue()); return;
     case 'revalidate': {
       const v = needValue();
-      if (v !== 'always' && v !== 'cached' && v !== 'kernel') throw new UsageError(`option revalidate=${v}: expected always, cached or kernel`);
+      if (v !== 'always' && v !== 'cached' && v !== 'kernel') throw new OptionValueError(`option revalidate=${v}: expected always, cached or kernel`);
       o.revalidate = v;
       return;
     }
     case 'inject': o.inject = needValue(); return;
     case 'locks': {
       const v = needValue();
-      if (v !== 'lower' && v !== 'local') throw new UsageError(`option locks=${v}: expected lower or local`);
+      if (v !== 'lower' && v !== 'local') throw new OptionValueError(`option locks=${v}: expected lower or local`);
       o.forwardLocks = v === 'lower';
       return;
     }
@@ -306,5 +362,6 @@ export function parseArgs(argv: string[]): Command {
   if ((o.upper === undefined) !== (o.work === undefined)) {
     throw new UsageError(o.upper === undefined ? 'workdir given without upperdir' : 'upperdir given without workdir');
   }
+  checkValues(o);
   return { kind: 'mount', options: { ...o, mountpoint, source } };
 }

@@ -1,6 +1,7 @@
 import { IdMap } from './id-map';
 import { type OverflowIds, systemOverflowIds } from './overflow';
-import { MAX_MAPPABLE_ID, parseIdRanges } from './ranges';
+import { ID, boundedNumber, expected } from '../util/bounds';
+import { parseIdRanges } from './ranges';
 
 /** The id options, named after fuse-overlayfs's -o options, with values as the user wrote them. */
 export interface IdShiftOptions {
@@ -46,9 +47,9 @@ export function createIdShift(options: IdShiftOptions, overflow: OverflowIds = s
   );
 }
 
-function parseSquashId(option: string, value: string): number {
-  if (!/^[0-9]+$/.test(value) || Number(value) > MAX_MAPPABLE_ID) {
-    throw new Error(`${option}: "${value}" is not an id from 0 to ${MAX_MAPPABLE_ID}`);
-  }
-  return Number(value);
+/** A squash_to_uid= or squash_to_gid= value; throws naming the option and the range. */
+export function parseSquashId(option: string, value: string): number {
+  const id = boundedNumber(value, ID);
+  if (id === undefined) throw new Error(`${option}=${value}: ${expected(ID)}`);
+  return id;
 }

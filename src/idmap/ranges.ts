@@ -4,6 +4,7 @@
  * for 0 <= i < COUNT (verified against fuse-overlayfs 1.10: `0:100000:65536` shows a root-owned
  * file as 100000).
  */
+import { ID } from '../util/bounds';
 
 /** One contiguous range: layer ids layer..layer+count-1 appear as view..view+count-1. */
 export interface IdRange {
@@ -18,7 +19,7 @@ export type MappingOption = 'uidmapping' | 'gidmapping';
  * The highest id a range may cover. (uid_t)-1 is not an id: chown(2) reads it as "leave
  * unchanged" and the kernel's uid_map refuses ranges that reach it, so we do too.
  */
-export const MAX_MAPPABLE_ID = 0xfffffffe;
+export const MAX_MAPPABLE_ID = ID.max;
 
 const DECIMAL = /^[0-9]+$/;
 

@@ -4,14 +4,16 @@
  *
  * Rule syntax: OP[@LAYER]:GLOB:EFFECT[:LIMIT]
  *   OP      stat, readdir, readlink, getxattr, listxattr, open, read, statfs, or * (any)
- *   LAYER   lower layer number (1 = topmost), default any
+ *   LAYER   lower layer number (1 = topmost, up to the number of lowers), default any
  *   GLOB    path inside the layer, no leading slash: * within a name, ** across names, ? one char
- *   EFFECT  an errno name (ESTALE), delay=MS, or both joined by + (EIO+delay=200)
- *   LIMIT   count=N (the first N matches) or p=0.25 (each match with that probability)
+ *   EFFECT  an errno name (ESTALE), delay=MS (0 to 3600000), or both joined by + (EIO+delay=200)
+ *   LIMIT   count=N (the first N matches, 1 to 1000000000) or p=0.25 (each match with that
+ *           probability, 0 to 1)
  * Several rules: separated by ';'.
  */
 import createDebug from 'debug';
 import { constants } from 'os';
+import { DELAY_MS, boundedNumber, expected, type Bounds } from '../util/bounds';
 import { errnoError } from '../util/errno';
 import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
 
@@ -36,6 +38,25 @@ export interface FaultRule {
 
 export class FaultRuleError extends Error {}
 
+const COUNT: Bounds = { min: 1, max: 1_000_000_000, unit: 'a count' };
+const PROBABILITY: Bounds = { min: 0, max: 1, unit: 'a probability', fraction: true };
+
+/** One number of a rule, or a refusal naming the rule, the parameter and its range. */
+function ruleNumber(rule: string, label: string, text: string, b: Bounds): number {
+  const n = boundedNumber(text, b);
+  if (n === undefined) throw new FaultRuleError(`fault rule "${rule}": ${label}: ${expected(b)}`);
+  return n;
+}
+
+function layerBounds(lowers: number | undefined): Bounds {
+  return { min: 1, max: lowers ?? Number.MAX_SAFE_INTEGER, unit: 'a lower layer number' };
+}
+
+/** "expected a lower layer number from 1 to N", or "… to the number of lower layers". */
+function layerRange(lowers: number | undefined): string {
+  return lowers === undefined ? 'expected a lower layer number from 1 to the number of lower layers' : expected(layerBounds(lowers));
+}
+
 function globRegExp(glob: string): RegExp {
   let re = '';
   for (let i = 0; i < glob.length; i++) {
@@ -50,7 +71,8 @@ function globRegExp(glob: string): RegExp {
   return new RegExp(`^${re}$`);
 }
 
-export function parseRule(text: string): FaultRule {
+/** One rule; `lowers`, when known, bounds its layer number. */
+export function parseRule(text: string, lowers?: number): FaultRule {
   const parts = text.split(':');
   if (parts.length < 3 || parts.length > 4) throw new FaultRuleError(`fault rule "${text}": expected OP[@LAYER]:GLOB:EFFECT[:LIMIT]`);
   const [opPart, glob, effect, limit] = parts as [string, string, string, string | undefined];
@@ -58,15 +80,13 @@ export function parseRule(text: string): FaultRule {
   if (!(OPS as readonly string[]).includes(op)) throw new FaultRuleError(`fault rule "${text}": unknown operation ${op} (${OPS.join(', ')})`);
   const rule: FaultRule = { op: op as FaultOp, glob: glob.replace(/^\/+/, ''), text, hits: 0 };
   if (layerText !== undefined) {
-    const n = Number(layerText);
-    if (!Number.isInteger(n) || n < 1) throw new FaultRuleError(`fault rule "${text}": bad layer ${layerText}`);
+    const n = boundedNumber(layerText, layerBounds(lowers));
+    if (n === undefined) throw new FaultRuleError(`fault rule "${text}": layer ${layerText}: ${layerRange(lowers)}`);
     rule.layer = n;
   }
   for (const e of effect.split('+')) {
     if (e.startsWith('delay=')) {
-      const ms = Number(e.slice(6).replace(/ms$/, ''));
-      if (!Number.isFinite(ms) || ms < 0) throw new FaultRuleError(`fault rule "${text}": bad delay ${e}`);
-      rule.delayMs = ms;
+      rule.delayMs = ruleNumber(text, e, e.slice(6).replace(/ms$/, ''), DELAY_MS);
     } else if ((constants.errno as Record<string, number>)[e] !== undefined) {
       rule.errno = e;
     } else {
@@ -75,13 +95,9 @@ export function parseRule(text: string): FaultRule {
   }
   if (limit !== undefined) {
     if (limit.startsWith('count=')) {
-      const n = Number(limit.slice(6));
-      if (!Number.isInteger(n) || n < 1) throw new FaultRuleError(`fault rule "${text}": bad ${limit}`);
-      rule.count = n;
+      rule.count = ruleNumber(text, limit, limit.slice(6), COUNT);
     } else if (limit.startsWith('p=')) {
-      const p = Number(limit.slice(2));
-      if (!(p >= 0 && p <= 1)) throw new FaultRuleError(`fault rule "${text}": bad ${limit}`);
-      rule.probability = p;
+      rule.probability = ruleNumber(text, limit, limit.slice(2), PROBABILITY);
     } else {
       throw new FaultRuleError(`fault rule "${text}": limit must be count=N or p=P`);
     }
@@ -89,16 +105,37 @@ export function parseRule(text: string): FaultRule {
   return rule;
 }
 
-export function parseRules(text: string): FaultRule[] {
-  return text.split(';').filter((t) => t.trim() !== '').map((t) => parseRule(t.trim()));
+export function parseRules(text: string, lowers?: number): FaultRule[] {
+  return text.split(';').filter((t) => t.trim() !== '').map((t) => parseRule(t.trim(), lowers));
 }
 
 /** The rules in force; changed at runtime through the control socket. */
 export class FaultPlan {
   private rules: Array<FaultRule & { re: RegExp }> = [];
+  /** How many lowers the mount has, as its FaultyLayers report; 0 until they exist. */
+  private lowers = 0;
 
+  /** Refuses a rule for a lower the mount does not have (rules added at runtime). */
   add(rule: FaultRule): void {
+    this.check(rule);
     this.rules.push({ ...rule, re: globRegExp(rule.glob) });
+  }
+
+  private check(rule: FaultRule): void {
+    if (this.lowers > 0 && rule.layer !== undefined && rule.layer > this.lowers) {
+      throw new FaultRuleError(`fault rule "${rule.text}": layer ${rule.layer}: ${layerRange(this.lowers)}`);
+    }
+  }
+
+  /** Several rules, all or none: each is checked before any is added. */
+  addAll(rules: readonly FaultRule[]): void {
+    for (const rule of rules) this.check(rule);
+    for (const rule of rules) this.add(rule);
+  }
+
+  /** A FaultyLayer of the mount: lower `index` (1-based) exists. */
+  coverLayer(index: number): void {
+    this.lowers = Math.max(this.lowers, index);
   }
 
   clear(): void {
@@ -128,7 +165,9 @@ export class FaultPlan {
 
 /** A lower layer whose operations first go through the fault plan. */
 export class FaultyLayer implements ReadableLayer {
-  constructor(private readonly inner: ReadableLayer, private readonly index: number, private readonly plan: FaultPlan) {}
+  constructor(private readonly inner: ReadableLayer, private readonly index: number, private readonly plan: FaultPlan) {
+    plan.coverLayer(index);
+  }
 
   get label(): string {
     return this.inner.label;

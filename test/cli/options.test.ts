@@ -2,7 +2,7 @@ import assert from 'assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { join } from 'path';
-import { parseArgs, splitLowerdir, UsageError } from '../../src/cli/options';
+import { OptionValueError, parseArgs, splitLowerdir, UsageError } from '../../src/cli/options';
 import { connectionId } from '../../src/fuse/mount';
 import { OVSHIFT, Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
 import { run } from '../helpers/proc';
@@ -40,6 +40,56 @@ describe('command line', function () {
       assert.throws(() => parseArgs(['-o', 'lowerdir=/a,upperdir=/u', '/m']), /upperdir given without workdir/);
       assert.throws(() => parseArgs(['-o', 'lowerdir=/a,redirect_dir=maybe', '/m']), /redirect_dir=maybe: expected on or off/);
       assert.throws(() => parseArgs(['-o', 'lowerdir=/a::/b', '/m']), /empty layer/);
+    });
+
+    it('takes numeric options at both ends of their ranges', () => {
+      const cmd = parseArgs(['-o', [
+        'lowerdir=/a:/b', 'upper_timeout=31536000', 'lower_timeout=0.004', 'upper_size=1p',
+        'squash_to_uid=4294967294', 'squash_to_gid=0', 'uidmapping=0:4294901759:65536',
+        'inject=stat@2:**:delay=3600000:count=1000000000;read@1:**:EIO:p=0;open:**:delay=0ms:p=1',
+      ].join(','), '/m']);
+      assert.ok(cmd.kind === 'mount');
+      assert.equal(cmd.options.upperTimeout, 31536000);
+      assert.equal(cmd.options.lowerTimeout, 0.004);
+      for (const size of ['4k', '4096', '16M', '2g', '1T', '1%', '100%']) {
+        const c = parseArgs(['-o', `lowerdir=/a,upper_size=${size},upper_timeout=0`, '/m']);
+        assert.ok(c.kind === 'mount' && c.options.upperSize === size && c.options.upperTimeout === 0);
+      }
+    });
+
+    it('refuses a number outside its range in one line naming the option and the range', () => {
+      const cases: Array<[string, string]> = [
+        ['upper_timeout=31536001', 'option upper_timeout=31536001: expected seconds from 0 to 31536000'],
+        ['lower_timeout=1e9', 'option lower_timeout=1e9: expected seconds from 0 to 31536000'],
+        ['lower_timeout=-1', 'option lower_timeout=-1: expected seconds from 0 to 31536000'],
+        ['lower_timeout=', 'option lower_timeout needs a value (lower_timeout=…)'],
+        ['upper_size=0', 'option upper_size=0: expected a size from 4k to 1p (k, m, g, t, p: powers of 1024), or 1% to 100% of RAM'],
+        ['upper_size=4095', 'option upper_size=4095: expected a size from 4k to 1p (k, m, g, t, p: powers of 1024), or 1% to 100% of RAM'],
+        ['upper_size=1025t', 'option upper_size=1025t: expected a size from 4k to 1p (k, m, g, t, p: powers of 1024), or 1% to 100% of RAM'],
+        ['upper_size=101%', 'option upper_size=101%: expected a size from 4k to 1p (k, m, g, t, p: powers of 1024), or 1% to 100% of RAM'],
+        ['upper_size=1.5g', 'option upper_size=1.5g: expected a size from 4k to 1p (k, m, g, t, p: powers of 1024), or 1% to 100% of RAM'],
+        ['squash_to_uid=4294967295', 'option squash_to_uid=4294967295: expected an id from 0 to 4294967294'],
+        ['squash_to_gid=-1', 'option squash_to_gid=-1: expected an id from 0 to 4294967294'],
+        ['uidmapping=0:0:4294967296', 'option uidmapping: range 0:0:4294967296 goes past 4294967294 on the layer side'],
+        ['gidmapping=0:1:0', 'option gidmapping: range 0:1:0 has count 0'],
+        ['inject=stat:**:delay=99999999999', 'option inject: fault rule "stat:**:delay=99999999999": delay=99999999999: expected milliseconds from 0 to 3600000'],
+        ['inject=stat:**:delay=3600001ms', 'option inject: fault rule "stat:**:delay=3600001ms": delay=3600001ms: expected milliseconds from 0 to 3600000'],
+        ['inject=stat:**:delay=', 'option inject: fault rule "stat:**:delay=": delay=: expected milliseconds from 0 to 3600000'],
+        ['inject=stat:**:EIO:count=0', 'option inject: fault rule "stat:**:EIO:count=0": count=0: expected a count from 1 to 1000000000'],
+        ['inject=stat:**:EIO:count=1000000001', 'option inject: fault rule "stat:**:EIO:count=1000000001": count=1000000001: expected a count from 1 to 1000000000'],
+        ['inject=stat:**:EIO:p=1.01', 'option inject: fault rule "stat:**:EIO:p=1.01": p=1.01: expected a probability from 0 to 1'],
+        ['inject=stat:**:EIO:p=', 'option inject: fault rule "stat:**:EIO:p=": p=: expected a probability from 0 to 1'],
+        ['inject=stat@0:**:EIO', 'option inject: fault rule "stat@0:**:EIO": layer 0: expected a lower layer number from 1 to 1'],
+        ['inject=stat@2:**:EIO', 'option inject: fault rule "stat@2:**:EIO": layer 2: expected a lower layer number from 1 to 1'],
+      ];
+      for (const [opt, message] of cases) {
+        assert.throws(() => parseArgs(['-o', `lowerdir=/a,${opt}`, '/m']), (e: Error) => {
+          assert.ok(e instanceof UsageError, opt);
+          assert.equal(e.message, message);
+          assert.equal(e instanceof OptionValueError, !message.includes('needs a value'), `${opt}: a refused value, not a misused command line`);
+          return true;
+        });
+      }
     });
   });
 

@@ -65,14 +65,14 @@ describe('createIdShift', function () {
     for (const bad of ['', 'abc', '-1', '4294967295']) {
       it(`refuses squash_to_uid=${bad}`, () => {
         assert.throws(() => createIdShift({ squashToUid: bad }, OVERFLOW), {
-          message: `squash_to_uid: "${bad}" is not an id from 0 to 4294967294`,
+          message: `squash_to_uid=${bad}: expected an id from 0 to 4294967294`,
         });
       });
     }
 
     it('refuses a bad squash_to_gid by name', () => {
       assert.throws(() => createIdShift({ squashToGid: 'x' }, OVERFLOW), {
-        message: 'squash_to_gid: "x" is not an id from 0 to 4294967294',
+        message: 'squash_to_gid=x: expected an id from 0 to 4294967294',
       });
     });
   });

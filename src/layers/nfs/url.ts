@@ -1,4 +1,5 @@
 // nfs://HOST[:PORT]/EXPORT[/SUBDIR][?mountport=N&uid=U&gid=G&soft&timeo=T&retrans=R&actimeo=S&dircache=S&noresvport]
+import { ID, boundedNumber, expected, type Bounds } from '../../util/bounds';
 
 export interface NfsUrl {
   /** Host name or address; an IPv6 address without its brackets. */
@@ -35,7 +36,12 @@ export interface NfsUrl {
 
 const DEFAULT_TIMEO = 600;
 const DEFAULT_RETRANS = 2;
-const UINT32_MAX = 0xffffffff;
+
+const PORT: Bounds = { min: 1, max: 65535, unit: 'a port' };
+/** An hour per try: timeo × 100 ms becomes a Node timer. */
+const TIMEO: Bounds = { min: 1, max: 36000, unit: 'deciseconds' };
+const RETRANS: Bounds = { min: 0, max: 1000, unit: 'retransmissions' };
+const CACHE_SECONDS: Bounds = { min: 0, max: 3600, unit: 'seconds' };
 
 const URL_SHAPE = /^nfs:\/\/(\[[^\]]*\]|[^/:?#[\]]*)(?::([^/?#]*))?(\/[^?#]*)?(?:\?([^#]*))?$/;
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/;
@@ -45,11 +51,9 @@ function fail(url: string, problem: string): never {
   throw new Error(`invalid NFS URL '${url}': ${problem}`);
 }
 
-function parseNumber(url: string, what: string, text: string, min: number, max: number): number {
-  if (!/^\d+$/.test(text)) fail(url, `${what} '${text}' is not a number`);
-  const value = Number(text);
-  if (value < min || value > max) fail(url, `${what} ${text} is out of range ${min}..${max}`);
-  return value;
+/** `label` names the number as written: "timeo=0", "port 0". */
+function parseNumber(url: string, label: string, text: string, b: Bounds): number {
+  return boundedNumber(text, b) ?? fail(url, `${label}: ${expected(b)}`);
 }
 
 function percentDecode(url: string, component: string): Buffer {
@@ -119,7 +123,7 @@ export function parseNfsUrl(url: string): NfsUrl {
     dircache: 0,
     resvport: true,
   };
-  if (rawPort !== undefined) parsed.port = parseNumber(url, 'port', rawPort, 1, 65535);
+  if (rawPort !== undefined) parsed.port = parseNumber(url, `port ${rawPort}`, rawPort, PORT);
 
   for (const option of (query ?? '').split('&')) {
     if (option === '') continue;
@@ -127,18 +131,19 @@ export function parseNfsUrl(url: string): NfsUrl {
     const key = eq < 0 ? option : option.slice(0, eq);
     const value = eq < 0 ? undefined : option.slice(eq + 1);
     const needValue = (): string => value ?? fail(url, `option '${key}' needs a value`);
+    const number = (b: Bounds): number => parseNumber(url, `${key}=${value ?? ''}`, needValue(), b);
     const noValue = (): void => {
       if (value !== undefined) fail(url, `option '${key}' takes no value`);
     };
     switch (key) {
       case 'mountport':
-        parsed.mountPort = parseNumber(url, 'mountport', needValue(), 1, 65535);
+        parsed.mountPort = number(PORT);
         break;
       case 'uid':
-        parsed.uid = parseNumber(url, 'uid', needValue(), 0, UINT32_MAX);
+        parsed.uid = number(ID);
         break;
       case 'gid':
-        parsed.gid = parseNumber(url, 'gid', needValue(), 0, UINT32_MAX);
+        parsed.gid = number(ID);
         break;
       case 'soft':
         noValue();
@@ -149,16 +154,16 @@ export function parseNfsUrl(url: string): NfsUrl {
         parsed.soft = false;
         break;
       case 'timeo':
-        parsed.timeo = parseNumber(url, 'timeo', needValue(), 1, 36000);
+        parsed.timeo = number(TIMEO);
         break;
       case 'retrans':
-        parsed.retrans = parseNumber(url, 'retrans', needValue(), 0, 1000);
+        parsed.retrans = number(RETRANS);
         break;
       case 'actimeo':
-        parsed.actimeo = parseNumber(url, 'actimeo', needValue(), 0, 3600);
+        parsed.actimeo = number(CACHE_SECONDS);
         break;
       case 'dircache':
-        parsed.dircache = parseNumber(url, 'dircache', needValue(), 0, 3600);
+        parsed.dircache = number(CACHE_SECONDS);
         break;
       case 'noresvport':
         noValue();
