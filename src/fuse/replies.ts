@@ -292,6 +292,16 @@ export class DirentPlusList {
     return this.used + direntAlign(DIRENTPLUS_NAME_OFFSET + name.length) <= this.buf.length;
   }
 
+  /** Bytes an entry with this name takes, for a caller that works ahead on several entries. */
+  static recordLength(name: Buffer): number {
+    return direntAlign(DIRENTPLUS_NAME_OFFSET + name.length);
+  }
+
+  /** Bytes left for entries. */
+  get room(): number {
+    return this.buf.length - this.used;
+  }
+
   add(name: Buffer, entry: EntryOut, type: number, nextOffset: number): boolean {
     const recLen = direntAlign(DIRENTPLUS_NAME_OFFSET + name.length);
     if (this.used + recLen > this.buf.length) return false;

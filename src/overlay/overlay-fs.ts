@@ -17,7 +17,7 @@ import type { LayerAttr } from '../layers/types';
 import { OverlayCore } from './core';
 import * as files from './files';
 import { DirHandle, FileHandle, O_ACCMODE, closeAllFiles, type ListedEntry } from './handles';
-import { mergedListing } from './listing';
+import { fillDirentPlus, mergedListing } from './listing';
 import { Locking } from './locking';
 import * as ns from './namespace';
 import { Passthrough } from './passthrough';
@@ -261,17 +261,17 @@ export class OverlayFs implements FuseHandler {
    * The listing a READDIR or READDIRPLUS serves: a read from the start reads the directory
    * again, as on a local filesystem.
    */
-  private async listing(req: ReadRequest): Promise<{ h: DirHandle; entries: ListedEntry[] }> {
+  private async listing(req: ReadRequest, ctl: RequestControl): Promise<{ h: DirHandle; entries: ListedEntry[] }> {
     const h = this.core.dirs.get(req.fh);
     if (!h) throw new FuseError('EBADF');
     if (req.offset === 0 || !h.entries) {
-      h.entries = await mergedListing(this.core.layers, this.core.opts.xattrs, this.core.inodes, h.node);
+      h.entries = await mergedListing(this.core.layers, this.core.opts.xattrs, this.core.inodes, h.node, ctl);
     }
     return { h, entries: h.entries };
   }
 
-  async readdir(req: ReadRequest, _ctl: unknown, out: DirentList): Promise<void> {
-    const { entries } = await this.listing(req);
+  async readdir(req: ReadRequest, ctl: RequestControl, out: DirentList): Promise<void> {
+    const { entries } = await this.listing(req, ctl);
     for (let i = req.offset; i < entries.length; i++) {
       const e = entries[i]!;
       if (!out.add(Buffer.from(e.name, 'latin1'), e.ino, e.type, i + 1)) break;
@@ -282,24 +282,9 @@ export class OverlayFs implements FuseHandler {
    * READDIRPLUS: each entry comes with its node and attributes, looked up through the layers
    * as LOOKUP would, so a listing followed by stats costs one request per batch of entries.
    */
-  async readdirplus(req: ReadRequest, _ctl: unknown, out: DirentPlusList): Promise<void> {
-    const { h, entries } = await this.listing(req);
-    for (let i = req.offset; i < entries.length; i++) {
-      const e = entries[i]!;
-      const name = Buffer.from(e.name, 'latin1');
-      if (!out.fits(name)) break;
-      if (e.name === '.' || e.name === '..') {
-        // The kernel takes no reference for these and ignores their entry, but not d_ino
-        // (readdir(3) skips entries whose inode number is 0).
-        const dot = this.core.negative(false);
-        out.add(name, { ...dot, attr: { ...dot.attr, ino: e.ino } }, e.type, i + 1);
-        continue;
-      }
-      const res = await this.core.resolve(h.node, e.name);
-      if (!res.positive) continue; // gone since the listing was read
-      const { node, attr } = this.core.bind(h.node, e.name, res);
-      out.add(name, this.core.entryOf(node, attr), e.type, i + 1);
-    }
+  async readdirplus(req: ReadRequest, ctl: RequestControl, out: DirentPlusList): Promise<void> {
+    const { h, entries } = await this.listing(req, ctl);
+    await fillDirentPlus(this.core, h.node, entries, req.offset, out, ctl);
   }
 
   async releasedir(req: ReleaseRequest): Promise<void> {

@@ -1,0 +1,95 @@
+/**
+ * A lower that answers slowly (here: every stat of an entry delayed by fault injection) must not
+ * make a listing cost one delay per entry, and a listing whose caller was killed must be
+ * answered at once rather than leave the caller in state D until every entry is checked.
+ */
+import assert from 'assert/strict';
+import { join } from 'path';
+import { OVSHIFT, Scratch } from '../helpers/ovshift';
+import { Background, python, run, sleep } from '../helpers/proc';
+import { makeTree } from '../helpers/tree';
+
+const ENTRIES = 20;
+const NAMES = Array.from({ length: ENTRIES }, (_, i) => `f${String(i).padStart(2, '0')}`);
+
+/** How long the child took to be reaped after `since`; gives up (Infinity) after `capMs`. */
+async function reapedAfter(child: Background, since: number, capMs = 5000): Promise<number> {
+  const reaped = await Promise.race([child.exited.then(() => true), sleep(capMs).then(() => false)]);
+  return reaped ? Date.now() - since : Infinity;
+}
+
+/** Names and d_ino of a directory as readdir(3) returns them, in its order. */
+async function dirents(dir: string): Promise<string> {
+  const r = await python('import os, sys\nfor e in os.scandir(sys.argv[1]): print(e.name, e.inode())', [dir]);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout;
+}
+
+describe('slow lower: listings', function () {
+  this.timeout(60000);
+  let s: Scratch;
+  const children: Background[] = [];
+
+  beforeEach(() => {
+    s = new Scratch();
+    makeTree(s.lower, Object.fromEntries(NAMES.map((n) => [`d/${n}`, n])));
+  });
+
+  afterEach(async () => {
+    // The mount first: a child stuck in a request is freed once its connection goes.
+    await s.dispose();
+    for (const c of children.splice(0)) await c.stop();
+  });
+
+  it('checks the entries of a listing concurrently: 20 entries whose stat takes 500 ms list in well under 10 s', async () => {
+    await s.mount('inject=stat:d/f*:delay=500');
+    const start = Date.now();
+    const r = await run('ls', ['-1', join(s.mnt, 'd')], { timeoutMs: 30000 });
+    const took = Date.now() - start;
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.split('\n').filter((l) => l !== ''), NAMES);
+    // Entry by entry this takes 20 × 500 ms; concurrently, about one delay.
+    assert.ok(took < 3000, `listing took ${took} ms`);
+  });
+
+  it('lists the same names and inode numbers, in the same order, when the layers are slow', async () => {
+    makeTree(s.lower, { 'd/gone': 'g', 'd/sub/x': 'x', 'd/dev': { whiteout: true } });
+    makeTree(s.upper, { 'd/up': 'u', 'd/f03': 'copied', 'd/gone': { whiteout: true } });
+    await s.mount();
+    const fast = await dirents(join(s.mnt, 'd'));
+    const add = await run(OVSHIFT, ['ctl', s.mnt, 'inject', 'add', 'stat:**:delay=20;getxattr:**:delay=10;readdir:**:delay=30']);
+    assert.equal(add.code, 0, add.stderr);
+    const slow = await dirents(join(s.mnt, 'd'));
+    assert.equal(slow, fast);
+    for (const name of ['up', 'sub', ...NAMES]) assert.match(fast, new RegExp(`^${name} `, 'm'));
+    for (const name of ['gone', 'dev']) assert.doesNotMatch(fast, new RegExp(`^${name} `, 'm'));
+  });
+
+  it('lets an ls -l killed during the listing go at once (500 ms per entry)', async () => {
+    await s.mount('inject=stat:d/f*:delay=500');
+    const ls = new Background('ls', ['-l', join(s.mnt, 'd')]);
+    children.push(ls);
+    await sleep(300);
+    const killed = Date.now();
+    ls.signal('SIGKILL');
+    const took = await reapedAfter(ls, killed);
+    assert.ok(took < 2000, `reaped ${took} ms after SIGKILL`);
+  });
+
+  it('answers an interrupted listing without waiting for its checks (10 s per entry)', async () => {
+    await s.mount('inject=stat:d/f*:delay=10000');
+    const ls = new Background('ls', ['-l', join(s.mnt, 'd')]);
+    children.push(ls);
+    await sleep(300);
+    const killed = Date.now();
+    ls.signal('SIGKILL');
+    const took = await reapedAfter(ls, killed);
+    assert.ok(took < 2000, `reaped ${took} ms after SIGKILL`);
+    // The mount is still whole: without the delay, the listing is all there.
+    const clear = await run(OVSHIFT, ['ctl', s.mnt, 'inject', 'clear']);
+    assert.equal(clear.code, 0, clear.stderr);
+    const r = await run('ls', ['-1', join(s.mnt, 'd')], { timeoutMs: 30000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.split('\n').filter((l) => l !== ''), NAMES);
+  });
+});
