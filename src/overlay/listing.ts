@@ -131,13 +131,16 @@ export async function mergedListing(layers: Layers, xattrs: OverlayXattrs, inode
  * Nothing is looked up that the reply cannot hold. Interrupted, the request gets the entries
  * already added, or EINTR when there are none (no lookup reference was counted then).
  */
+/** An entry whose lookup failed: listed by name, its lookup answers the error on access. */
+const UNRESOLVED = Symbol('unresolved');
+
 export async function fillDirentPlus(
   core: OverlayCore, dir: Node, entries: readonly ListedEntry[], offset: number, out: DirentPlusList, stop?: Interruptible,
 ): Promise<void> {
   const names: Buffer[] = [];
   let reserved = 0;
   try {
-    await forEachOrdered<ListedEntry, Resolution | null>(entries, offset, {
+    await forEachOrdered<ListedEntry, Resolution | null | typeof UNRESOLVED>(entries, offset, {
       limit: CHECKS_IN_FLIGHT,
       stop,
       admit: (e, i) => {
@@ -146,15 +149,17 @@ export async function fillDirentPlus(
         reserved += length;
         return true;
       },
-      run: (e) => (e.name === '.' || e.name === '..' ? null : core.resolve(dir, e.name)),
+      run: (e) => (e.name === '.' || e.name === '..' ? null : core.resolve(dir, e.name).catch(() => UNRESOLVED)),
       take: (res, e, i) => {
         const name = names[i - offset]!;
         reserved -= DirentPlusList.recordLength(name);
-        if (res === null) {
-          // The kernel takes no reference for "." and ".." and ignores their entry, but not
-          // d_ino (readdir(3) skips entries whose inode number is 0).
-          const dot = core.negative(false);
-          out.add(name, { ...dot, attr: { ...dot.attr, ino: e.ino } }, e.type, i + 1);
+        if (res === null || res === UNRESOLVED) {
+          // No node: the kernel takes no reference and lists the name alone, but keeps d_ino
+          // (readdir(3) skips entries whose inode number is 0). So for "." and "..", and for an
+          // entry whose lookup fails (a directory with a malformed redirect answers EIO to its
+          // own lookup, not to its parent's listing, as with kernel overlayfs).
+          const bare = core.negative(false);
+          out.add(name, { ...bare, attr: { ...bare.attr, ino: e.ino } }, e.type, i + 1);
         } else if (res.positive) {
           const { node, attr } = core.bind(dir, e.name, res);
           out.add(name, core.entryOf(node, attr), e.type, i + 1);
