@@ -118,7 +118,7 @@ export function handleCommand(line: string, target: ControlTarget): string[] {
   try {
     if (cmd === 'inject' && sub === 'add' && rest.length > 0) {
       const rules = parseRules(rest.join(' '));
-      for (const r of rules) target.faults.add(r);
+      target.faults.addAll(rules);
       return ['ok', ...rules.map((r) => `added ${r.text}`)];
     }
     if (cmd === 'inject' && sub === 'list') {
