@@ -180,6 +180,8 @@ export class DirLayer implements ReadableLayer {
   /** On tmpfs or ramfs: writes may run on the event loop, as they never wait for a disk. */
   readonly inMemory: boolean;
   private readonly statBuf = new Float64Array(STATX_FIELDS);
+  private heldParent: { path: string; fd: number } | undefined;
+  private dropScheduled = false;
   protected closed = false;
 
   /**
@@ -199,6 +201,7 @@ export class DirLayer implements ReadableLayer {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.dropHeldParent();
     closeSync(this.rootFd);
   }
 
@@ -244,17 +247,44 @@ export class DirLayer implements ReadableLayer {
 
   /** The hot path of every lookup, on the loop: no Promise until the end. */
   private statSync(path: string): LayerAttr | null {
-    const full = this.loc(path).path;
-    const cut = full.lastIndexOf(0x2f);
-    const fd = cut < 0 ? this.rootFd : openDirBeneathSync(this.rootFd, full.subarray(0, cut));
+    const cut = path.lastIndexOf('/');
+    const fd = cut < 0 ? this.rootFd : this.statParent(path.slice(0, cut));
     if (isAbsentErrno(fd)) return null;
-    if (fd < 0) throw beneathError(fd, full);
-    const res = native.statxSync(fd, cut < 0 ? full : full.subarray(cut + 1), AT_SYMLINK_NOFOLLOW, STATX_MASK, this.statBuf);
-    if (fd !== this.rootFd) closeSync(fd);
+    if (fd < 0) throw beneathError(fd, Buffer.from(path, 'latin1'));
+    const name = cut < 0 ? this.loc(path).path : Buffer.from(path.slice(cut + 1), 'latin1');
+    const res = native.statxSync(fd, name, AT_SYMLINK_NOFOLLOW, STATX_MASK, this.statBuf);
     // A path too long to pass names nothing (the `.wh.` probe of a long name, say).
     if (isAbsentErrno(res)) return null;
     if (res < 0) throw errnoError(res, 'statx', this.describe(path));
     return attrFromArray(this.statBuf);
+  }
+
+  /**
+   * The directory `dir` reached beneath the root for statSync, or -errno. A listing's entries
+   * and a path walk's names share their parent: the descriptor is kept for the stats that
+   * follow in the same turn of the event loop (one batch of requests), and closed when the
+   * loop turns, so what a stat sees is never older than the batch it answers.
+   */
+  private statParent(dir: string): number {
+    if (this.heldParent?.path === dir) return this.heldParent.fd;
+    const fd = openDirBeneathSync(this.rootFd, Buffer.from(dir, 'latin1'));
+    if (fd < 0) return fd;
+    this.dropHeldParent();
+    this.heldParent = { path: dir, fd };
+    if (!this.dropScheduled) {
+      this.dropScheduled = true;
+      setImmediate(() => {
+        this.dropScheduled = false;
+        this.dropHeldParent();
+      });
+    }
+    return fd;
+  }
+
+  /** Forgets the held parent (the upper does before each change it makes to its tree). */
+  protected dropHeldParent(): void {
+    if (this.heldParent) closeSync(this.heldParent.fd);
+    this.heldParent = undefined;
   }
 
   private async statAsync(at: Loc): Promise<LayerAttr> {

@@ -56,6 +56,7 @@ export class UpperDir extends DirLayer {
    * on `at` made short enough for one syscall.
    */
   private call(at: Loc, sync: (at: Loc) => number, async: (at: Loc) => Promise<void>, syscall: string): Promise<void> {
+    this.dropHeldParent();
     return this.reach(at, (short) => {
       if (!this.sync) return async(short);
       const res = sync(short);
@@ -65,6 +66,7 @@ export class UpperDir extends DirLayer {
 
   /** As `call`, for the calls that name two places. */
   private call2(a: Loc, b: Loc, sync: (a: Loc, b: Loc) => number, async: (a: Loc, b: Loc) => Promise<void>, syscall: string): Promise<void> {
+    this.dropHeldParent();
     return this.reach(a, (sa) => this.reach(b, (sb) => {
       if (!this.sync) return async(sa, sb);
       const res = sync(sa, sb);
@@ -104,6 +106,7 @@ export class UpperDir extends DirLayer {
 
   /** Removes a tree in the work directory (what a replaced directory left behind). */
   removeTemp(at: Loc): Promise<void> {
+    this.dropHeldParent();
     return fs.promises.rm(Buffer.concat([Buffer.from(`${this.workPath}/`), at.path]), { recursive: true, force: true });
   }
 
