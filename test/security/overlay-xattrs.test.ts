@@ -10,38 +10,13 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { join } from 'path';
 import { Scratch } from '../helpers/ovshift';
-import { python, run } from '../helpers/proc';
+import { run } from '../helpers/proc';
 import { makeTree, snapshot } from '../helpers/tree';
 import { createUser, removeUser, type TestUser } from '../helpers/users';
+import { ops, type Op } from './probe';
 
-const OPS = `
-import errno, json, os, sys
-def run(op):
-    kind, a = op[0], op[1:]
-    if kind == 'ls': return sorted(os.listdir(a[0]))
-    if kind == 'getxattr': return os.getxattr(a[0], a[1]).decode('latin1')
-    if kind == 'setxattr': os.setxattr(a[0], a[1], a[2].encode('latin1')); return 'ok'
-    if kind == 'removexattr': os.removexattr(a[0], a[1]); return 'ok'
-    if kind == 'listxattr': return sorted(os.listxattr(a[0]))
-    if kind == 'create': os.close(os.open(a[0], os.O_CREAT | os.O_WRONLY, 0o644)); return 'ok'
-    raise Exception('unknown op ' + kind)
-out = []
-for op in json.loads(sys.argv[1]):
-    try: out.append(run(op))
-    except OSError as e:
-        n = errno.errorcode.get(e.errno, str(e.errno))
-        out.append('EOPNOTSUPP' if n == 'ENOTSUP' else n)
-print(json.dumps(out))
-`;
 
-type Op = [string, ...string[]];
 
-async function ops(list: Op[], as?: TestUser): Promise<unknown[]> {
-  const args = ['-c', OPS, JSON.stringify(list)];
-  const r = as ? await as.run(['/usr/bin/python3', ...args], { timeoutMs: 15000 }) : await python(OPS, [JSON.stringify(list)], { timeoutMs: 15000 });
-  assert.equal(r.code, 0, `probe failed (${r.code ?? r.signal}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as unknown[];
-}
 
 /** Every xattr name the host sees on `p` (as root, without following a symlink). */
 function hostXattrs(p: string): string[] {

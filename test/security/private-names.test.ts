@@ -16,44 +16,13 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { join } from 'path';
 import { Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
-import { python, run } from '../helpers/proc';
+import { run } from '../helpers/proc';
 import { makeTree } from '../helpers/tree';
 import { createUser, removeUser, type TestUser } from '../helpers/users';
+import { ops, type Op } from './probe';
 
-const OPS = `
-import errno, json, os, sys
-def run(op):
-    kind, a = op[0], op[1:]
-    if kind == 'stat': os.lstat(a[0]); return 'ok'
-    if kind == 'ls': return sorted(os.listdir(a[0]))
-    if kind == 'read': return open(a[0]).read()
-    if kind == 'create': os.close(os.open(a[0], os.O_CREAT | os.O_WRONLY, 0o644)); return 'ok'
-    if kind == 'write': open(a[0], 'w').write(a[1]); return 'ok'
-    if kind == 'mkfifo': os.mkfifo(a[0]); return 'ok'
-    if kind == 'mkdir': os.mkdir(a[0]); return 'ok'
-    if kind == 'symlink': os.symlink(a[1], a[0]); return 'ok'
-    if kind == 'link': os.link(a[0], a[1]); return 'ok'
-    if kind == 'rename': os.rename(a[0], a[1]); return 'ok'
-    if kind == 'unlink': os.unlink(a[0]); return 'ok'
-    raise Exception('unknown op ' + kind)
-out = []
-for op in json.loads(sys.argv[1]):
-    try: out.append(run(op))
-    except OSError as e:
-        n = errno.errorcode.get(e.errno, str(e.errno))
-        out.append('EOPNOTSUPP' if n == 'ENOTSUP' else n)
-print(json.dumps(out))
-`;
 
-type Op = [string, ...string[]];
 
-async function ops(list: Op[], as?: TestUser): Promise<unknown[]> {
-  const r = as
-    ? await as.run(['/usr/bin/python3', '-c', OPS, JSON.stringify(list)], { timeoutMs: 15000 })
-    : await python(OPS, [JSON.stringify(list)], { timeoutMs: 15000 });
-  assert.equal(r.code, 0, `probe failed (${r.code ?? r.signal}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as unknown[];
-}
 
 /** Every path under `root` with its type, as the host sees it. */
 function tree(root: string): string[] {

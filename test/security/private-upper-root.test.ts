@@ -9,43 +9,12 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { join } from 'path';
 import { Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
-import { run } from '../helpers/proc';
 import { makeTree, snapshot } from '../helpers/tree';
 import { createUser, removeUser, type TestUser } from '../helpers/users';
+import { ops } from './probe';
 
-const OPS = `
-import errno, json, os, sys
-def run(op):
-    kind, a = op[0], op[1:]
-    if kind == 'stat':
-        st = os.lstat(a[0]); return '%o %d:%d' % (st.st_mode & 0o7777, st.st_uid, st.st_gid)
-    if kind == 'ls': return sorted(os.listdir(a[0]))
-    if kind == 'read': return open(a[0]).read()
-    if kind == 'create': os.close(os.open(a[0], os.O_CREAT | os.O_WRONLY, 0o644)); return 'ok'
-    if kind == 'mkdir': os.mkdir(a[0]); return 'ok'
-    if kind == 'rename': os.rename(a[0], a[1]); return 'ok'
-    if kind == 'unlink': os.unlink(a[0]); return 'ok'
-    if kind == 'rmdir': os.rmdir(a[0]); return 'ok'
-    if kind == 'symlink': os.symlink(a[1], a[0]); return 'ok'
-    raise Exception('unknown op ' + kind)
-out = []
-for op in json.loads(sys.argv[1]):
-    try: out.append(run(op))
-    except OSError as e:
-        n = errno.errorcode.get(e.errno, str(e.errno))
-        out.append('EOPNOTSUPP' if n == 'ENOTSUP' else n)
-print(json.dumps(out))
-`;
 
-type Op = [string, ...string[]];
 
-async function ops(list: Op[], as?: TestUser): Promise<unknown[]> {
-  const r = as
-    ? await as.run(['/usr/bin/python3', '-c', OPS, JSON.stringify(list)], { timeoutMs: 15000 })
-    : await run('python3', ['-c', OPS, JSON.stringify(list)], { timeoutMs: 15000 });
-  assert.equal(r.code, 0, `probe failed (${r.code ?? r.signal}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as unknown[];
-}
 
 /** getfacl's answer without its "# file:" line (the path differs). */
 function acl(p: string): string {
@@ -92,7 +61,7 @@ describe('security: the root of a private-upper mount is the top lower root\'s (
     fs.chmodSync(s.lower, 0o700);
     await mount([s.lower]);
     assert.deepEqual(await ops([['ls', s.mnt], ['read', join(s.mnt, 'secret')]], user), ['EACCES', 'EACCES']);
-    assert.deepEqual(await ops([['stat', s.mnt]]), ['700 0:0']);
+    assert.deepEqual(await ops([['mode', s.mnt]]), ['700 0:0']);
   });
 
   it('lower root 0755 owned by a user: the mount root is 0755 with that owner', async function () {
@@ -104,7 +73,7 @@ describe('security: the root of a private-upper mount is the top lower root\'s (
     // The owner may write at the top; another user may not.
     assert.deepEqual(await ops([['create', join(s.mnt, 'byother')]], other), ['EACCES']);
     assert.deepEqual(await ops([['create', join(s.mnt, 'byowner')]], user), ['ok']);
-    assert.deepEqual(await ops([['stat', s.mnt]]), [`755 ${user.uid}:${user.gid}`]);
+    assert.deepEqual(await ops([['mode', s.mnt]]), [`755 ${user.uid}:${user.gid}`]);
   });
 
   it('lower root 0755 root: another user cannot delete, move or replace bin, nor create at the top', async function () {
@@ -130,7 +99,7 @@ describe('security: the root of a private-upper mount is the top lower root\'s (
     assert.deepEqual(res, ['ok', 'ok', 'EACCES', 'EACCES', 'EACCES', 'EACCES', 'EACCES', 'EACCES', 'EACCES', 'EACCES']);
     const after = await ops([['ls', m], ['ls', join(m, 'bin')], ['read', join(m, 'bin/sh')], ['read', join(m, 'etcfile')]]);
     assert.deepEqual(after, [['bin', 'etcfile', 'srv', 'tmp'], ['sh'], '#!/bin/true\n', 'e']);
-    assert.deepEqual(await ops([['stat', m]]), ['755 0:0']);
+    assert.deepEqual(await ops([['mode', m]]), ['755 0:0']);
     await d.stop();
     assert.deepEqual(snapshot(s.lower), lowerBefore, 'the lower changed');
   });
@@ -160,7 +129,7 @@ describe('security: the root of a private-upper mount is the top lower root\'s (
       fs.chownSync(b, user.uid, user.gid);
       await mount([a, b]);
       assert.deepEqual(await ops([['ls', s.mnt], ['create', join(s.mnt, 'x')]], user), ['EACCES', 'EACCES']);
-      assert.deepEqual(await ops([['stat', s.mnt], ['ls', s.mnt]]), ['700 0:0', ['fa', 'fb']]);
+      assert.deepEqual(await ops([['mode', s.mnt], ['ls', s.mnt]]), ['700 0:0', ['fa', 'fb']]);
     });
 
     it('A 0755 owned by a user over B 0700 root: 0755 with A\'s owner', async function () {
@@ -175,7 +144,7 @@ describe('security: the root of a private-upper mount is the top lower root\'s (
       await mount([a, b]);
       assert.deepEqual(await ops([['create', join(s.mnt, 'byother')]], other), ['EACCES']);
       assert.deepEqual(await ops([['ls', s.mnt], ['create', join(s.mnt, 'byowner')]], user), [['fa', 'fb'], 'ok']);
-      assert.deepEqual(await ops([['stat', s.mnt]]), [`755 ${user.uid}:${user.gid}`]);
+      assert.deepEqual(await ops([['mode', s.mnt]]), [`755 ${user.uid}:${user.gid}`]);
     });
 
     it('A with an ACL over B without: A\'s ACL shows', async function () {

@@ -14,38 +14,14 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { join } from 'path';
 import { Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
-import { python, sleep } from '../helpers/proc';
+import { sleep } from '../helpers/proc';
 import { makeTree, snapshot, type Snapshot } from '../helpers/tree';
 import { createUser, removeUser, type TestUser } from '../helpers/users';
+import { ops } from './probe';
 
 /** Runs each operation, answering its result or the errno name it failed with. */
-const OPS = `
-import errno, json, os, sys
-def run(op):
-    kind, a = op[0], op[1:]
-    if kind == 'stat': os.lstat(a[0]); return 'ok'
-    if kind == 'ls': return sorted(os.listdir(a[0]))
-    if kind == 'read': return open(a[0]).read()
-    if kind == 'create': os.close(os.open(a[0], os.O_CREAT | os.O_WRONLY, 0o644)); return 'ok'
-    if kind == 'mkdir': os.mkdir(a[0]); return 'ok'
-    if kind == 'getxattr': return os.getxattr(a[0], a[1]).decode('latin1')
-    raise Exception('unknown op ' + kind)
-out = []
-for op in json.loads(sys.argv[1]):
-    try: out.append(run(op))
-    except OSError as e:
-        n = errno.errorcode.get(e.errno, str(e.errno))
-        out.append('EOPNOTSUPP' if n == 'ENOTSUP' else n)
-print(json.dumps(out))
-`;
 
-type Op = [string, ...string[]];
 
-async function ops(list: Op[]): Promise<unknown[]> {
-  const r = await python(OPS, [JSON.stringify(list)], { timeoutMs: 15000 });
-  assert.equal(r.code, 0, `probe failed (${r.code ?? r.signal}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as unknown[];
-}
 
 /** Names that only the host's /etc has here: any of them in a listing means /etc leaked. */
 const HOST_ETC = ['passwd', 'shadow', 'group', 'hostname', 'os-release'];
