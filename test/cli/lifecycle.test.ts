@@ -4,7 +4,7 @@ import { spawn } from 'child_process';
 import { createServer, type AddressInfo } from 'net';
 import { join } from 'path';
 import { connectionId } from '../../src/fuse/mount';
-import { OVSHIFT, Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
+import { OVSHIFT, Scratch, controlDirsMadeBy, startDaemon, type Daemon } from '../helpers/ovshift';
 import { reachableOvshift } from '../helpers/reachable';
 import { run, sleep } from '../helpers/proc';
 
@@ -16,6 +16,9 @@ describe('mount lifecycle', function () {
   this.timeout(30000);
   let s: Scratch;
   const daemons: Daemon[] = [];
+  // nobody's daemon, and a user namespace's root (host uid 0), make theirs in /tmp.
+  const removeControlDirs = controlDirsMadeBy([65534, 0]);
+  after(removeControlDirs);
 
   beforeEach(() => {
     s = new Scratch();

@@ -3,7 +3,7 @@
  * removed in `stop()` even when the daemon hangs (abort through fusectl, lazy unmount).
  */
 import { spawn, type ChildProcess } from 'child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join, resolve } from 'path';
 import { abortConnection, connectionId } from '../../src/fuse/mount';
@@ -75,6 +75,17 @@ export async function startDaemon(
       })();
       return stopping;
     },
+  };
+}
+
+/**
+ * For after-hooks: removes the control socket directories (`ovshift-UID`) that daemons of these
+ * host uids made during the suite, leaving any that existed before it.
+ */
+export function controlDirsMadeBy(uids: number[]): () => void {
+  const dirs = uids.map((uid) => join(process.env.XDG_RUNTIME_DIR || tmpdir(), `ovshift-${uid}`)).filter((d) => !existsSync(d));
+  return () => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
   };
 }
 

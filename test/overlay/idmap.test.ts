@@ -2,7 +2,7 @@ import assert from 'assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { join, resolve } from 'path';
-import { Scratch, type Daemon } from '../helpers/ovshift';
+import { Scratch, controlDirsMadeBy, type Daemon } from '../helpers/ovshift';
 import { reachableOvshift } from '../helpers/reachable';
 import { run } from '../helpers/proc';
 import { makeTree } from '../helpers/tree';
@@ -44,6 +44,9 @@ describe('uid/gid shift', function () {
     fs.chmodSync(join(s.lower, 'shared'), 0o2777);
     fs.chownSync(join(s.lower, 'shared'), 0, 100);
   });
+
+  // The daemon started by a user namespace's root (host uid 100000) makes its own in /tmp.
+  after(controlDirsMadeBy([100000]));
 
   afterEach(async () => {
     await d?.stop();
