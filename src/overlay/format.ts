@@ -104,6 +104,12 @@ export async function readRedirect(layer: ReadableLayer, path: string, xattrs: O
   return v === null ? undefined : parseRedirect(v);
 }
 
+/** The inode number an origin xattr records (a positive integer), if it holds one. */
+export function parseOrigin(value: Buffer | null): number | undefined {
+  const n = value === null ? NaN : Number(value.toString('latin1'));
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
 export function isDirMode(mode: number): boolean {
   return (mode & S_IFMT) === 0o040000;
 }

@@ -7,7 +7,7 @@ import type { LayerDirent, ReadableLayer } from '../layers/types';
 import { childPath } from '../layers/types';
 import { Interrupted, forEachOrdered, mapBounded, type Interruptible } from '../util/concurrency';
 import type { OverlayCore } from './core';
-import { OPAQUE_MARKER, WHITEOUT_PREFIX, isWhiteout, type OverlayXattrs } from './format';
+import { OPAQUE_MARKER, WHITEOUT_PREFIX, isWhiteout, parseOrigin, type OverlayXattrs } from './format';
 import type { ListedEntry } from './handles';
 import type { InodeNumbers } from './inodes';
 import type { Node } from './nodes';
@@ -65,11 +65,6 @@ async function checkDevice(src: LayerListing, path: string, xattrs: OverlayXattr
   return src.upper ? src.layer.getxattr(path, xattrs.origin) : undefined;
 }
 
-/** A copied-up file shows the inode number of the lower file it came from. */
-function originIno(origin: Checked): number | undefined {
-  const n = origin instanceof Buffer ? Number(origin.toString('latin1')) : NaN;
-  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
-}
 
 /** The layer directories a listing merges, topmost first; lower ones checked concurrently. */
 async function listingSources(layers: Layers, node: Node, stop?: Interruptible): Promise<LayerListing[]> {
@@ -118,7 +113,7 @@ export async function mergedListing(layers: Layers, xattrs: OverlayXattrs, inode
       if (c === WHITED_OUT) return void whiteouts.push(e.name);
       if (taken.has(e.name)) return;
       taken.add(e.name);
-      out.push({ name: e.name, type: e.type, ino: originIno(c) ?? inodes.map(src.dev, e.ino) });
+      out.push({ name: e.name, type: e.type, ino: (c instanceof Buffer ? parseOrigin(c) : undefined) ?? inodes.map(src.dev, e.ino) });
     });
     for (const w of whiteouts) taken.add(w);
   }

@@ -6,7 +6,7 @@
 import type { UpperDir } from '../layers/upper-dir';
 import { baseName, childPath, parentPath, type LayerAttr, type ReadableLayer } from '../layers/types';
 import { FuseError } from '../fuse/errors';
-import { InvalidRedirect, isDirMode, isOpaque, isWhiteout, readRedirect, whiteoutFile, type OverlayXattrs, type Redirect } from './format';
+import { InvalidRedirect, isDirMode, parseOrigin, isOpaque, isWhiteout, readRedirect, whiteoutFile, type OverlayXattrs, type Redirect } from './format';
 import type { LowerPart, Node } from './nodes';
 
 export interface Layers {
@@ -50,10 +50,7 @@ export function toLowerParts(found: FoundLower[]): LowerPart[] {
 }
 
 async function readOrigin(upper: UpperDir, path: string, xattrs: OverlayXattrs): Promise<number | undefined> {
-  const v = await upper.getxattr(path, xattrs.origin);
-  if (v === null) return undefined;
-  const n = Number(v.toString('latin1'));
-  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+  return parseOrigin(await upper.getxattr(path, xattrs.origin));
 }
 
 /** Paths whose invalid redirect was reported already: one line each, not one per lookup. */
