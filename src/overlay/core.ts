@@ -44,10 +44,15 @@ export class OverlayCore {
   notifier?: Notifier;
   /** Set at INIT when the kernel agreed to passthrough and the mount has an upper. */
   passthrough?: Passthrough;
-  /** Absences remembered by the daemon where the mode allows caching them. */
-  private readonly absent = new LRUCache<string, true>({ max: 100_000 });
+  /**
+   * Absences remembered by the daemon where the mode allows caching them (revalidate=cached
+   * only). Made there alone: an LRUCache allocates its whole capacity up front (20 ms and
+   * megabytes per mount).
+   */
+  private readonly absent?: LRUCache<string, true>;
 
   constructor(readonly layers: Layers, readonly opts: OverlayOptions, root: { upper?: LayerAttr; lowers: LayerAttr[] }) {
+    if (opts.revalidate === 'cached') this.absent = new LRUCache<string, true>({ max: 100_000 });
     if (root.upper) this.inodes.register(root.upper.dev);
     for (const l of root.lowers) this.inodes.register(l.dev);
     const top = root.upper ?? root.lowers[0]!;
@@ -335,7 +340,7 @@ export class OverlayCore {
       // As fuse-overlayfs: what was looked up once is not checked again.
       const known = parent.children.get(name);
       if (known && !known.unlinked && known.lastAttr) return this.entry(known, known.lastAttr);
-      if (this.absent.has(`${parent.id}/${name}`)) return this.negative(true);
+      if (this.absent?.has(`${parent.id}/${name}`)) return this.negative(true);
     }
     if (parent.staleNames?.has(name)) throw new FuseError('ESTALE');
     const res = await this.resolve(parent, name);
@@ -345,7 +350,7 @@ export class OverlayCore {
         if (this.opts.revalidate === 'kernel') this.goStale(parent, name, gone, 'vanished underneath');
         this.detach(gone, parent, name, `gone (${res.reason})`);
       }
-      if (this.opts.revalidate === 'cached') this.absent.set(`${parent.id}/${name}`, true);
+      this.absent?.set(`${parent.id}/${name}`, true);
       return this.negative(absenceCacheable(res.reason));
     }
     const { node, attr } = this.bind(parent, name, res);
@@ -354,7 +359,7 @@ export class OverlayCore {
 
   /** Changes made through the mount end what the daemon remembers of a name's absence. */
   forgetAbsence(parent: Node, name: string): void {
-    this.absent.delete(`${parent.id}/${name}`);
+    this.absent?.delete(`${parent.id}/${name}`);
   }
 
   /** A positive resolution or ENOENT. */
