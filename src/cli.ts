@@ -6,7 +6,8 @@
 import { spawn } from 'child_process';
 import createDebug from 'debug';
 import { writeSync, closeSync } from 'fs';
-import { HELP, OptionValueError, parseArgs, UsageError, type CliOptions } from './cli/options';
+import { parseCommandLine, refusalStatus } from './cli/command';
+import { HELP, UsageError, type CliOptions } from './cli/options';
 import { sendCommand } from './control';
 import { startMount, type RunningMount } from './daemon';
 
@@ -90,13 +91,10 @@ export function main(argv: string[]): void {
     return;
   }
   let cmd;
-  // Defaults for every mount of this environment, as a module parameter would be for kernel
-  // overlayfs: for tools that cannot pass options (e.g. redirect_dir=off).
-  const defaults = process.env.OVSHIFT_OPTIONS ? ['-o', process.env.OVSHIFT_OPTIONS] : [];
   try {
-    cmd = parseArgs([...defaults, ...argv]);
+    cmd = parseCommandLine(argv, process.env.OVSHIFT_OPTIONS);
   } catch (err) {
-    if (err instanceof UsageError) fail(err.message, err instanceof OptionValueError ? 1 : 2);
+    if (err instanceof UsageError) fail(err.message, refusalStatus(err));
     throw err;
   }
   if (cmd.kind === 'help') {

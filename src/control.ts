@@ -82,8 +82,11 @@ function whyNotPrivate(dir: string): string | undefined {
   return undefined;
 }
 
-/** Makes `dir` (0700) or checks the one there; false when it cannot be made. */
-function privateDir(dir: string): boolean {
+/**
+ * Makes `dir` (0700) or checks the one there; false when it cannot be made. Throws
+ * ControlDirError for one that exists but is not private to us.
+ */
+export function privateDir(dir: string): boolean {
   try {
     fs.mkdirSync(dir, { mode: 0o700 });
   } catch (err) {
@@ -140,8 +143,7 @@ export function handleCommand(line: string, target: ControlTarget): string[] {
 
 /**
  * Serves the control socket in `dir` (from controlDir) until `close()`; undefined when it
- * cannot be made: the mount works on without one. The umask is process-wide: call it while
- * nothing else can be creating files.
+ * cannot be made: the mount works on without one.
  */
 export async function serveControl(dir: string, dev: number, target: ControlTarget): Promise<{ path: string; close(): void } | undefined> {
   try {
@@ -171,15 +173,11 @@ async function listen(path: string, target: ControlTarget): Promise<{ path: stri
   const server = net.createServer((sock) => answer(sock, target));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    // bind(2) makes the socket under the umask: born 0600, with no moment in which a chmod
-    // still has to narrow it. listen() binds before it returns.
-    const previous = process.umask(0o177);
-    try {
-      server.listen(path, () => resolve());
-    } finally {
-      process.umask(previous);
-    }
+    server.listen(path, () => resolve());
   });
+  // Not the umask: it is process-wide, and a server's other mounts may be creating files.
+  // Until this chmod only the directory (private, checked) keeps others out.
+  fs.chmodSync(path, 0o600);
   server.unref();
   return {
     path,

@@ -134,8 +134,6 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     let control: { close(): void } | undefined;
     try {
       const id = await connectionId(layout.mountpoint);
-      // Before the session starts: the umask the socket is bound under is process-wide, and no
-      // request may be creating files meanwhile.
       control = socketDir === undefined ? undefined : await serveControl(socketDir, fuseDev(id), {
         faults,
         status: () => ({
