@@ -11,8 +11,8 @@ import { dirname, join, resolve } from 'path';
 import { OVSHIFT } from './ovshift';
 
 const CHECKOUT = resolve(OVSHIFT, '..', '..');
-/** What bin/ovshift loads at run time, relative to the checkout. */
-const RUNTIME = ['bin', 'package.json', join('dist', 'src'), join('build', 'Release', 'ovshift_native.node'),
+/** What the commands (bin/*, the native front end) load at run time, relative to the checkout. */
+const RUNTIME = ['bin', 'package.json', join('dist', 'src'), join('build', 'Release', 'ovshift_native.node'), join('build', 'Release', 'ovshift'),
   join('node_modules', 'debug'), join('node_modules', 'ms'), join('node_modules', 'lru-cache')];
 
 let copy: string | undefined;
@@ -26,17 +26,27 @@ function othersReach(path: string): boolean {
   return (statSync(path).mode & 0o004) !== 0;
 }
 
-/** The path of an ovshift command any user can run. */
-export function reachableOvshift(): string {
-  if (othersReach(join(CHECKOUT, 'dist', 'src', 'cli.js')) && othersReach(OVSHIFT)) return OVSHIFT;
+/** The root of a copy of the checkout any user can run from (the checkout itself if it can). */
+function reachableRoot(): string {
+  if (othersReach(join(CHECKOUT, 'dist', 'src', 'cli.js')) && othersReach(OVSHIFT) && othersReach(join(CHECKOUT, 'build', 'Release', 'ovshift'))) return CHECKOUT;
   if (!copy) {
     const root = mkdtempSync(join(tmpdir(), 'ovshift-reachable-'));
     process.on('exit', () => rmSync(root, { recursive: true, force: true }));
     for (const part of RUNTIME) cpSync(join(CHECKOUT, part), join(root, part), { recursive: true });
-    copy = join(root, 'bin', 'ovshift');
+    copy = root;
     makeReadable(root);
   }
   return copy;
+}
+
+/** The path of an ovshift Node command line (bin/ovshift) any user can run. */
+export function reachableOvshift(): string {
+  return join(reachableRoot(), 'bin', 'ovshift');
+}
+
+/** The path of the native front end (the installed `ovshift` command) any user can run. */
+export function reachableFrontEnd(): string {
+  return join(reachableRoot(), 'build', 'Release', 'ovshift');
 }
 
 /** Directories 0755 and files readable by all (mkdtemp makes 0700; a umask may have masked). */

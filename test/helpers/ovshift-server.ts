@@ -1,0 +1,88 @@
+/**
+ * The mount servers the native `ovshift` front end starts (one per user and namespace, found by
+ * the pid files beside their sockets). Tests that mount through the front end take a snapshot
+ * of the servers running before them and stop, by PID, only those that appeared since.
+ */
+import { existsSync, readdirSync, readFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join, resolve } from 'path';
+import { sleep } from './proc';
+
+/** The native front end of this checkout (build/Release/ovshift). */
+export const FRONT_END = resolve(__dirname, '..', '..', '..', 'build', 'Release', 'ovshift');
+
+/** Every directory a server's socket and pid file can be in: root's, and each uid's. */
+export function serverDirs(): string[] {
+  const base = process.env.XDG_RUNTIME_DIR || tmpdir();
+  const perUser = existsSync(base) ? readdirSync(base).filter((n) => /^ovshift-\d+$/.test(n)).map((n) => join(base, n)) : [];
+  return ['/run/ovshift', ...perUser];
+}
+
+export interface ServerProcess {
+  pid: number;
+  pidFile: string;
+}
+
+/** Whether `pid` is an ovshift server (a stale pid file may name a pid reused since). */
+function isServer(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a.endsWith('/ovshift-server'));
+  } catch {
+    return false;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Servers running now whose pid files are in `dirs`. */
+export function runningServers(dirs: string[]): ServerProcess[] {
+  const found: ServerProcess[] = [];
+  for (const dir of dirs) {
+    if (!existsSync(dir)) continue;
+    for (const name of readdirSync(dir)) {
+      if (!/^server-.*\.pid$/.test(name)) continue;
+      const pidFile = join(dir, name);
+      const pid = Number(readFileSync(pidFile, 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0 && isServer(pid)) found.push({ pid, pidFile });
+    }
+  }
+  return found;
+}
+
+/** Waits up to `ms` for a process to be gone. */
+export async function waitGone(pid: number, ms: number): Promise<boolean> {
+  for (let waited = 0; waited < ms; waited += 50) {
+    if (!alive(pid)) return true;
+    await sleep(50);
+  }
+  return !alive(pid);
+}
+
+/** Servers that were running before this test process loaded this module: not ours to stop. */
+const preexisting = new Set(runningServers(serverDirs()).map((s) => s.pid));
+
+/** Servers started since this test process began (by any test of it). */
+export function startedServers(): ServerProcess[] {
+  return runningServers(serverDirs()).filter((s) => !preexisting.has(s.pid));
+}
+
+/**
+ * For after-hooks of tests that mounted through the front end: ends (SIGTERM, then SIGKILL
+ * after 5 s) every server the test process started, which unmounts what they still serve.
+ */
+export async function stopOvshiftServers(): Promise<void> {
+  for (const s of startedServers()) {
+    process.kill(s.pid, 'SIGTERM');
+    if (!(await waitGone(s.pid, 5000))) {
+      process.kill(s.pid, 'SIGKILL');
+      await waitGone(s.pid, 5000);
+    }
+  }
+}
