@@ -190,7 +190,7 @@ describe('security: control socket', function () {
       // A server's other mounts create files all the while: a umask set for the bind would
       // mask their modes too.
       const umasks = lines.map((l) => / umask\((0\d*)\)/.exec(l)?.[1]).filter((m) => m !== undefined);
-      assert.deepEqual([...new Set(umasks)], ['0'], 'the only umask ever set is the daemon\'s 0');
+      assert.deepEqual([...new Set(umasks.map((m) => parseInt(m, 8)))], [0], 'the only umask ever set is the daemon\'s 0');
       const chmod = lines.findIndex((l) => /chmod/.test(l) && l.includes(socket) && l.includes('0600'));
       assert.ok(chmod > bind, 'the socket is narrowed to 0600 after the bind');
     } finally {
