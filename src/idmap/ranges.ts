@@ -2,7 +2,8 @@
  * Parsing of fuse-overlayfs's `uidmapping=` / `gidmapping=` values:
  * `LAYER:VIEW:COUNT[:LAYER:VIEW:COUNT…]`, where a layer file owned by LAYER+i appears as VIEW+i
  * for 0 <= i < COUNT (verified against fuse-overlayfs 1.10: `0:100000:65536` shows a root-owned
- * file as 100000).
+ * file as 100000). One leading colon is allowed: containers-storage writes a ':' before every
+ * range, the first included (`uidmapping=:0:100000:65536`).
  */
 import { ID } from '../util/bounds';
 
@@ -34,10 +35,11 @@ interface WrittenRange extends IdRange {
  * MAX_MAPPABLE_ID, or two ranges overlap on the layer side or the view side.
  */
 export function parseIdRanges(option: MappingOption, spec: string): IdRange[] {
-  if (spec === '') {
+  const chain = spec.startsWith(':') ? spec.slice(1) : spec;
+  if (chain === '') {
     throw new Error(`${option}: empty mapping, expected LAYER:VIEW:COUNT[:LAYER:VIEW:COUNT…]`);
   }
-  const fields = spec.split(':');
+  const fields = chain.split(':');
   const ranges: WrittenRange[] = [];
   for (let i = 0; i < fields.length; i += 3) {
     const written = fields.slice(i, i + 3);
@@ -49,6 +51,9 @@ export function parseIdRanges(option: MappingOption, spec: string): IdRange[] {
 
 function parseRange(option: MappingOption, written: string[]): WrittenRange {
   const text = written.join(':');
+  if (text === '') {
+    throw new Error(`${option}: empty range after the last ':', expected LAYER:VIEW:COUNT`);
+  }
   if (written.length < 3) {
     throw new Error(`${option}: range ${text} is incomplete, expected LAYER:VIEW:COUNT`);
   }

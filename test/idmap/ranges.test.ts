@@ -22,6 +22,14 @@ describe('parseIdRanges', function () {
     ]);
   });
 
+  it('takes one leading colon, as containers-storage writes the option', () => {
+    assert.deepEqual(parseIdRanges('uidmapping', ':0:100000:65536'), [{ layer: 0, view: 100000, count: 65536 }]);
+    assert.deepEqual(parseIdRanges('gidmapping', ':0:1000:1:1:110000:65536'), [
+      { layer: 0, view: 1000, count: 1 },
+      { layer: 1, view: 110000, count: 65536 },
+    ]);
+  });
+
   it('accepts a range ending at 4294967294, the highest id', () => {
     assert.deepEqual(parseIdRanges('uidmapping', '0:0:4294967295'), [{ layer: 0, view: 0, count: 4294967295 }]);
     assert.deepEqual(parseIdRanges('uidmapping', '4294967294:7:1'), [{ layer: 4294967294, view: 7, count: 1 }]);
@@ -29,6 +37,10 @@ describe('parseIdRanges', function () {
 
   const refused: Array<[string, string, string]> = [
     ['empty value', '', 'uidmapping: empty mapping, expected LAYER:VIEW:COUNT[:LAYER:VIEW:COUNT…]'],
+    ['a leading colon and nothing else', ':', 'uidmapping: empty mapping, expected LAYER:VIEW:COUNT[:LAYER:VIEW:COUNT…]'],
+    ['two leading colons', '::0:1:1', 'uidmapping: range :0:1 has "" where a decimal number belongs'],
+    ['a trailing colon', '0:1:1:', "uidmapping: empty range after the last ':', expected LAYER:VIEW:COUNT"],
+    ['an empty range between two', '0:1:1::2:2:2', 'uidmapping: range :2:2 has "" where a decimal number belongs'],
     ['non-numeric field', '0:abc:10', 'uidmapping: range 0:abc:10 has "abc" where a decimal number belongs'],
     ['negative number', '0:-1:10', 'uidmapping: range 0:-1:10 has "-1" where a decimal number belongs'],
     ['empty field', '0::10', 'uidmapping: range 0::10 has "" where a decimal number belongs'],
