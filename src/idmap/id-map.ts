@@ -47,6 +47,15 @@ export class IdMap {
     return undefined;
   }
 
+  /**
+   * The layer id a new object of a caller with this view id is stored with: mapped, or the
+   * overflow id when the caller has no mapping. fuse-overlayfs stores it so, and podman relies
+   * on it: it creates files in a container's root as its own unmapped id (/etc/mtab).
+   */
+  creatorToLayer(viewId: number): number {
+    return this.toLayer(viewId) ?? this.overflowId;
+  }
+
   /** The layer id for a view id, or undefined when unmapped (the caller answers EOVERFLOW). */
   toLayer(viewId: number): number | undefined {
     if (this.isIdentity) return viewId;

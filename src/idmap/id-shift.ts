@@ -24,9 +24,9 @@ export class IdShift {
     readonly gids: IdMap,
   ) {}
 
-  /** Whether a caller with this view uid and gid can own a new file in the layers at all. */
-  canCreate(uid: number, gid: number): boolean {
-    return this.uids.toLayer(uid) !== undefined && this.gids.toLayer(gid) !== undefined;
+  /** The layer owner of a new object made by a caller with these view ids (see creatorToLayer). */
+  creatorToLayer(uid: number, gid: number): { uid: number; gid: number } {
+    return { uid: this.uids.creatorToLayer(uid), gid: this.gids.creatorToLayer(gid) };
   }
 }
 

@@ -86,14 +86,11 @@ export class OverlayCore {
   }
 
   /**
-   * The layer ids a caller's new object gets, or EOVERFLOW when the caller's view ids have no
-   * mapping (what the kernel answers on idmapped mounts); nothing is created then.
+   * The layer ids a caller's new object gets; the overflow id for a caller id without a
+   * mapping, as fuse-overlayfs stores it (a chown to such an id still fails, see setattr).
    */
   layerOwner(viewUid: number, viewGid: number): { uid: number; gid: number } {
-    const uid = this.opts.ids.uids.toLayer(viewUid);
-    const gid = this.opts.ids.gids.toLayer(viewGid);
-    if (uid === undefined || gid === undefined) throw new FuseError('EOVERFLOW', `ids ${viewUid}:${viewGid} have no mapping`);
-    return { uid, gid };
+    return this.opts.ids.creatorToLayer(viewUid, viewGid);
   }
 
   static checkName(name: Buffer): string {

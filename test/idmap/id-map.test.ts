@@ -35,6 +35,13 @@ describe('IdMap', function () {
       assert.equal(map.toLayer(0), undefined);
     });
 
+    it('stores a creator without a mapping as the overflow id, a mapped one as its layer id', () => {
+      assert.equal(map.creatorToLayer(100000), 0);
+      assert.equal(map.creatorToLayer(300009), 70009);
+      assert.equal(map.creatorToLayer(0), OVERFLOW);
+      assert.equal(map.creatorToLayer(165536), OVERFLOW);
+    });
+
     it('finds view ids by the ranges alone, undefined when unmapped', () => {
       assert.equal(map.findView(1000), 101000);
       assert.equal(map.findView(65536), undefined);

@@ -77,28 +77,28 @@ describe('createIdShift', function () {
     });
   });
 
-  describe('canCreate', () => {
+  describe('creatorToLayer', () => {
     const shift = createIdShift({ uidmapping: '0:100000:65536', gidmapping: '0:200000:65536' }, OVERFLOW);
 
-    it('is true when both the uid and the gid map into the layers', () => {
-      assert.equal(shift.canCreate(100000, 200000), true);
-      assert.equal(shift.canCreate(165535, 265535), true);
+    it('stores a mapped caller as its layer ids', () => {
+      assert.deepEqual(shift.creatorToLayer(100000, 200000), { uid: 0, gid: 0 });
+      assert.deepEqual(shift.creatorToLayer(165535, 265535), { uid: 65535, gid: 65535 });
     });
 
-    it('is false when the uid or the gid has no mapping', () => {
-      assert.equal(shift.canCreate(0, 200000), false);
-      assert.equal(shift.canCreate(100000, 0), false);
-      assert.equal(shift.canCreate(165536, 265536), false);
+    it('stores the overflow ids for a uid or gid without a mapping, each kind on its own (as fuse-overlayfs)', () => {
+      assert.deepEqual(shift.creatorToLayer(0, 200000), { uid: OVERFLOW.uid, gid: 0 });
+      assert.deepEqual(shift.creatorToLayer(100000, 0), { uid: 0, gid: OVERFLOW.gid });
+      assert.deepEqual(shift.creatorToLayer(165536, 265536), { uid: OVERFLOW.uid, gid: OVERFLOW.gid });
     });
 
     it('ignores squash options, which only change what attributes show', () => {
       const squashed = createIdShift({ uidmapping: '0:100000:65536', squashToRoot: true }, OVERFLOW);
-      assert.equal(squashed.canCreate(0, 0), false);
-      assert.equal(squashed.canCreate(100000, 0), true);
+      assert.deepEqual(squashed.creatorToLayer(0, 0), { uid: OVERFLOW.uid, gid: 0 });
+      assert.deepEqual(squashed.creatorToLayer(100000, 7), { uid: 0, gid: 7 });
     });
 
-    it('is always true with identity maps', () => {
-      assert.equal(createIdShift({}, OVERFLOW).canCreate(4294967294, 0), true);
+    it('passes every id through with identity maps', () => {
+      assert.deepEqual(createIdShift({}, OVERFLOW).creatorToLayer(4294967294, 0), { uid: 4294967294, gid: 0 });
     });
   });
 });
