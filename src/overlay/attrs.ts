@@ -13,12 +13,15 @@ export function decodeDev(rdev: number): { major: number; minor: number } {
   return { major: (rdev & 0xfff00) >>> 8, minor: (rdev & 0xff) | ((rdev >>> 12) & 0xfff00) };
 }
 
-/** What the mount shows of a layer object: owners mapped from layer ids to view ids. */
-export function nodeAttr(node: Node, a: LayerAttr, ids: IdShift): Attr {
+/**
+ * What the mount shows of a layer object: owners mapped from layer ids to view ids. With
+ * `staticNlink`, every directory shows 1 link.
+ */
+export function nodeAttr(node: Node, a: LayerAttr, ids: IdShift, staticNlink = false): Attr {
   let nlink = a.nlink;
   // A directory merged from several layers: counting its subdirectories is not worth it, and
   // 1 tells find(1) not to rely on the count (as kernel overlayfs does).
-  if (node.isDir && (node.inUpper ? 1 : 0) + node.lowers.length > 1) nlink = 1;
+  if (node.isDir && (staticNlink || (node.inUpper ? 1 : 0) + node.lowers.length > 1)) nlink = 1;
   if (node.unlinked) nlink = 0;
   return {
     ino: node.ino,

@@ -124,7 +124,7 @@ export class OverlayCore {
 
   /** What the mount shows of a node's layer object; remembered for when no path reaches it. */
   shownAttr(node: Node, a: LayerAttr): Attr {
-    const attr = nodeAttr(node, a, this.opts.ids);
+    const attr = nodeAttr(node, a, this.opts.ids, this.opts.staticNlink);
     node.lastAttr = attr;
     return attr;
   }

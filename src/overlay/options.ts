@@ -28,4 +28,16 @@ export interface OverlayOptions {
   ids: IdShift;
   /** Let the kernel read and write upper files itself (FUSE passthrough) where it can. */
   passthrough: boolean;
+  /**
+   * Kernel overlayfs's volatile (fuse-overlayfs: also fsync=0): nothing syncs the upper, FSYNC
+   * and FSYNCDIR succeed at once. Data may be lost in a crash; the upper is then to be dropped.
+   */
+  volatile?: boolean;
+  /** fuse-overlayfs's static_nlink: every directory shows st_nlink 1. */
+  staticNlink?: boolean;
+  /**
+   * fuse-overlayfs's noxattrs=1: every xattr request answers ENOSYS, which the kernel remembers
+   * and turns into EOPNOTSUPP for this mount.
+   */
+  noXattrs?: boolean;
 }

@@ -227,23 +227,34 @@ export class OverlayFs implements FuseHandler {
   }
 
   async fsync(req: FsyncRequest): Promise<void> {
-    await files.fsync(this.file(req.fh), (req.fsyncFlags & FSYNC_FDATASYNC) !== 0);
+    const h = this.file(req.fh);
+    if (this.core.opts.volatile) return;
+    await files.fsync(h, (req.fsyncFlags & FSYNC_FDATASYNC) !== 0);
+  }
+
+  /** noxattrs: ENOSYS, as fuse-overlayfs answers; the kernel stops asking (EOPNOTSUPP). */
+  private checkXattrsEnabled(): void {
+    if (this.core.opts.noXattrs) throw new FuseError('ENOSYS');
   }
 
   async setxattr(req: SetxattrRequest): Promise<void> {
+    this.checkXattrsEnabled();
     this.writable();
     await xattrs.setxattr(this.core, this.core.node(req.nodeid), req.name.toString('latin1'), Buffer.from(req.value), req.flags);
   }
 
   async getxattr(req: GetxattrRequest): Promise<Buffer> {
+    this.checkXattrsEnabled();
     return xattrs.getxattr(this.core, this.core.node(req.nodeid), req.name.toString('latin1'));
   }
 
   async listxattr(req: ListxattrRequest): Promise<Buffer> {
+    this.checkXattrsEnabled();
     return xattrs.listxattr(this.core, this.core.node(req.nodeid));
   }
 
   async removexattr(req: RemovexattrRequest): Promise<void> {
+    this.checkXattrsEnabled();
     this.writable();
     await xattrs.removexattr(this.core, this.core.node(req.nodeid), req.name.toString('latin1'));
   }
@@ -294,7 +305,7 @@ export class OverlayFs implements FuseHandler {
 
   async fsyncdir(req: FsyncRequest): Promise<void> {
     const node = this.core.dirNode(req.nodeid);
-    if (node.inUpper) await this.core.upper.fsyncDir(this.core.upper.loc(node.path));
+    if (node.inUpper && !this.core.opts.volatile) await this.core.upper.fsyncDir(this.core.upper.loc(node.path));
   }
 
   async access(_req: AccessRequest): Promise<void> {}
