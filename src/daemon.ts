@@ -125,6 +125,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     const fs = new OverlayFs({ upper, lowers }, {
       revalidate: o.revalidate, upperTimeout: o.upperTimeout, lowerTimeout: o.lowerTimeout, xattrs, redirectDir: o.redirectDir, readOnly: !upper,
       forwardLocks: o.forwardLocks, ids, passthrough: o.passthrough,
+      volatile: o.volatile || !o.fsync, staticNlink: o.staticNlink, noXattrs: o.noXattrs,
     }, root);
     const mount = await mountFuse({
       mountpoint: layout.mountpoint, fsname: o.source, subtype: 'ovshift', flags: mountFlags(o), allowOther: o.allowOther,

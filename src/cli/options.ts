@@ -7,7 +7,7 @@
 import { parseIdRanges, parseSquashId } from '../idmap';
 import { parseRules } from '../layers/faults';
 import { nfsAuthorityLength } from '../layers/lower-location';
-import { CACHE_SECONDS, boundedNumber, expected } from '../util/bounds';
+import { CACHE_SECONDS, boundedNumber, expected, type Bounds } from '../util/bounds';
 
 /** The shortest non-zero cache time: the kernel rounds it up to one jiffy. */
 const ONE_TICK = 1e-9;
@@ -72,6 +72,14 @@ export interface CliOptions {
   squashToRoot: boolean;
   squashToUid?: string;
   squashToGid?: string;
+  /** volatile: nothing syncs the upper (kernel overlayfs's meaning; fuse-overlayfs's too). */
+  volatile: boolean;
+  /** fsync=0|1 (fuse-overlayfs): 0 means volatile; volatile wins over fsync=1. */
+  fsync: boolean;
+  /** static_nlink: directories show st_nlink 1. */
+  staticNlink: boolean;
+  /** noxattrs=1: no xattrs through the mount (EOPNOTSUPP). */
+  noXattrs: boolean;
 }
 
 export type Command =
@@ -91,7 +99,7 @@ removed when ovshift exits; with -o ro and no upper, the view is read-only.
 
 Options:
   -f                      stay in the foreground (otherwise return once mounted)
-  -d, -o debug            foreground, and log every request (DEBUG=ovshift:*)
+  -d, --debug, -o debug   foreground, and log every request (DEBUG=ovshift:*)
   -o lowerdir=A:B         lower layers, topmost first; "\\:" is a literal colon
                           a layer may be nfs://HOST[:PORT]/EXPORT[/DIR][?OPTS]: an NFSv3
                           export read in userspace (OPTS: mountport=1..65535 uid=ID gid=ID
@@ -122,8 +130,31 @@ Options:
   -o allow_other          let other users in (default when mounting as root)
   -o uidmapping=L:V:N[:…] show layer uid L as V, for N ids (fuse-overlayfs syntax)
   -o gidmapping=L:V:N[:…] the same for gids
+                          (a leading ":", as containers-storage writes it, is allowed);
+                          a creating caller with no mapping stores the overflow id (65534)
   -o squash_to_root, squash_to_uid=ID, squash_to_gid=ID
                           show every file as owned by root, or by ID (0 to 4294967294)
+  -o volatile, fsync=0    never sync the upper: fsync succeeds at once (kernel overlayfs's
+                          volatile); a crash may lose data, drop the upper then. fsync=1:
+                          sync (default), unless volatile is also given
+  -o static_nlink         every directory shows 1 link
+  -o noxattrs=0|1         1: no extended attributes through the mount (EOPNOTSUPP)
+  -o timeout=SECS         fuse-overlayfs's cache time: sets upper_timeout and lower_timeout
+  Accepted from fuse-overlayfs and containers-storage, without effect here:
+    noacl                 ovshift never has the kernel enforce POSIX ACLs (ACL xattrs are
+                          stored and translated, not enforced): what noacl asks for
+    context=, fscontext=, defcontext=, rootcontext=
+                          SELinux labels; fuse-overlayfs ignores them too. A value may be
+                          quoted: context="system_u:object_r:container_file_t:s0:c1,c2"
+    xattr_permissions=0|1|2
+                          owners and modes are always stored for real (chown, chmod on the
+                          upper); override_stat xattrs are neither written nor read
+    threaded=N, -s        one event loop serves every request without threads
+    fast_ino=0|1          inode numbers are ovshift's own, never slow to compute
+    writeback=0|1         no kernel writeback cache: writes reach the upper at once
+    plugins=PATH[:PATH]   layer backends are built in (directories, nfs:// URLs)
+    splice_read, splice_write, splice_move, kernel_cache, max_write[=N]
+                          libfuse tuning: ovshift speaks /dev/fuse itself and chooses
   Standard mount options: rw, ro, suid, nosuid, dev, nodev, exec, noexec, atime, noatime,
   diratime, nodiratime, relatime, strictatime, lazytime, sync, async, dirsync, defaults.
   --lower DIR, --upper DIR, --work DIR, --uidmap SPEC, --gidmap SPEC: long forms of the above.
@@ -143,18 +174,30 @@ Examples:
 /** Options that only mount(8) or fstab care about. */
 const IGNORED = new Set(['defaults', 'auto', 'noauto', 'user', 'nouser', 'users', '_netdev', 'nofail', 'async', 'relatime', 'atime', 'diratime', 'exec', 'default_permissions']);
 
-/** Splits an -o string at commas that are not escaped by a backslash. */
+/**
+ * Splits an -o string at commas that are neither escaped by a backslash nor inside double
+ * quotes, and drops the quotes: containers-storage passes SELinux labels, which hold commas,
+ * as context="system_u:object_r:container_file_t:s0:c1,c2".
+ */
 export function splitOptions(s: string): string[] {
   const out: string[] = [];
   let cur = '';
+  let quoted = false;
+  let optionAt = 0;
   for (let i = 0; i < s.length; i++) {
     const c = s[i]!;
     if (c === '\\' && i + 1 < s.length) {
       cur += c + s[++i];
-    } else if (c === ',') {
+    } else if (c === '"') {
+      quoted = !quoted;
+    } else if (c === ',' && !quoted) {
       out.push(cur);
       cur = '';
+      optionAt = i + 1;
     } else cur += c;
+  }
+  if (quoted) {
+    throw new OptionValueError(`option ${s.slice(optionAt)}: the double quote is never closed`);
   }
   out.push(cur);
   return out.filter((o) => o !== '');
@@ -193,6 +236,21 @@ function onOff(name: string, v: string): boolean {
   if (v === 'on' || v === 'true' || v === '1') return true;
   if (v === 'off' || v === 'false' || v === '0') return false;
   throw new OptionValueError(`option ${name}=${v}: expected on or off`);
+}
+
+/** fuse-overlayfs's 0|1 switches (fsync=, noxattrs=, fast_ino=, writeback=). */
+function zeroOne(name: string, v: string): boolean {
+  if (v === '0' || v === '1') return v === '1';
+  throw new OptionValueError(`option ${name}=${v}: expected 0 or 1`);
+}
+
+/** threaded=N: fuse-overlayfs reads a C int. */
+const THREADED: Bounds = { min: 0, max: 2 ** 31 - 1, unit: 'a number' };
+/** max_write=N: libfuse reads an unsigned int. */
+const MAX_WRITE: Bounds = { min: 0, max: 2 ** 32 - 1, unit: 'bytes' };
+
+function checkNumber(name: string, v: string, bounds: Bounds): void {
+  if (boundedNumber(v, bounds) === undefined) throw new OptionValueError(`option ${name}=${v}: ${expected(bounds)}`);
 }
 
 function seconds(name: string, v: string): number {
@@ -255,6 +313,10 @@ function defaults(): Omit<CliOptions, 'mountpoint' | 'source'> {
     forwardLocks: true,
     passthrough: true,
     squashToRoot: false,
+    volatile: false,
+    fsync: true,
+    staticNlink: false,
+    noXattrs: false,
   };
 }
 
@@ -308,6 +370,34 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
     case 'squash_to_root': o.squashToRoot = true; return;
     case 'squash_to_uid': o.squashToUid = needValue(); return;
     case 'squash_to_gid': o.squashToGid = needValue(); return;
+    case 'volatile': o.volatile = true; return;
+    case 'fsync': o.fsync = zeroOne(key, needValue()); return;
+    case 'static_nlink': o.staticNlink = true; return;
+    case 'noxattrs': o.noXattrs = zeroOne(key, needValue()); return;
+    case 'timeout': o.upperTimeout = o.lowerTimeout = seconds(key, needValue()); return;
+    // Accepted without effect; why, for each, in HELP.
+    case 'xattr_permissions': {
+      const v = needValue();
+      if (v !== '0' && v !== '1' && v !== '2') throw new OptionValueError(`option xattr_permissions=${v}: expected 0, 1 or 2`);
+      return;
+    }
+    case 'fast_ino':
+    case 'writeback':
+      zeroOne(key, needValue());
+      return;
+    case 'threaded': checkNumber(key, needValue(), THREADED); return;
+    case 'max_write': if (eq >= 0) checkNumber(key, value, MAX_WRITE); return;
+    case 'noacl':
+    case 'splice_read':
+    case 'splice_write':
+    case 'splice_move':
+    case 'kernel_cache':
+      return;
+    case 'context':
+    case 'fscontext':
+    case 'defcontext':
+    case 'rootcontext':
+    case 'plugins':
     case 'fsname':
     case 'subtype':
       needValue();
@@ -332,7 +422,7 @@ export function parseArgs(argv: string[]): Command {
       case '-h': case '--help': return { kind: 'help' };
       case '-V': case '--version': return { kind: 'version' };
       case '-f': o.foreground = true; break;
-      case '-d': o.debug = true; o.foreground = true; break;
+      case '-d': case '--debug': o.debug = true; o.foreground = true; break;
       case '-s': break; // fuse-overlayfs's single-threaded flag: ovshift always is
       case '-o': for (const opt of splitOptions(take(i, '-o'))) applyOption(o, opt); i++; break;
       case '--lower': o.lowers.push(take(i, a)); i++; break;

@@ -2,7 +2,7 @@ import assert from 'assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { join } from 'path';
-import { OptionValueError, parseArgs, splitLowerdir, UsageError } from '../../src/cli/options';
+import { OptionValueError, parseArgs, splitLowerdir, splitOptions, UsageError, type CliOptions } from '../../src/cli/options';
 import { connectionId } from '../../src/fuse/mount';
 import { OVSHIFT, Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
 import { run } from '../helpers/proc';
@@ -40,6 +40,94 @@ describe('command line', function () {
       assert.throws(() => parseArgs(['-o', 'lowerdir=/a,upperdir=/u', '/m']), /upperdir given without workdir/);
       assert.throws(() => parseArgs(['-o', 'lowerdir=/a,redirect_dir=maybe', '/m']), /redirect_dir=maybe: expected on or off/);
       assert.throws(() => parseArgs(['-o', 'lowerdir=/a::/b', '/m']), /empty layer/);
+    });
+
+    it('keeps commas inside double quotes and drops the quotes (an SELinux label as containers-storage passes it)', () => {
+      const label = 'system_u:object_r:container_file_t:s0:c1,c2';
+      assert.deepEqual(splitOptions(`lowerdir=/a,context="${label}",ro`), ['lowerdir=/a', `context=${label}`, 'ro']);
+      assert.deepEqual(splitOptions('lowerdir="/x,y":/z,rw'), ['lowerdir=/x,y:/z', 'rw']);
+      const cmd = parseArgs(['-o', `lowerdir=/a,context="${label}",fscontext="${label}",defcontext="${label}",rootcontext="${label}",ro`, '/m']);
+      assert.ok(cmd.kind === 'mount' && cmd.options.flags.readOnly);
+      assert.throws(() => parseArgs(['-o', 'lowerdir=/a,context="system_u:c1,c2', '/m']), (e: Error) => {
+        assert.ok(e instanceof OptionValueError);
+        assert.equal(e.message, 'option context="system_u:c1,c2: the double quote is never closed');
+        return true;
+      });
+    });
+
+    it('reads the -o string podman 4.3 (containers-storage) gives its mount program', () => {
+      const label = 'system_u:object_r:container_file_t:s0:c100,c200';
+      const cmd = parseArgs(['-o', [
+        'lowerdir=/s/l/AAA:/s/l/BBB', 'upperdir=/s/c/diff', 'workdir=/s/c/work', 'nodev', 'volatile',
+        `context="${label}"`, 'uidmapping=:0:100000:65536', 'gidmapping=:0:100000:1:1:100001:65535', 'xattr_permissions=2',
+      ].join(','), '/s/c/merged']);
+      assert.ok(cmd.kind === 'mount');
+      assert.deepEqual(cmd.options.lowers, ['/s/l/AAA', '/s/l/BBB']);
+      assert.equal(cmd.options.volatile, true);
+      assert.equal(cmd.options.flags.nodev, true);
+      assert.equal(cmd.options.uidmapping, ':0:100000:65536');
+      assert.equal(cmd.options.gidmapping, ':0:100000:1:1:100001:65535');
+      const squashed = parseArgs(['-o', 'lowerdir=/a,upperdir=/u,workdir=/w,squash_to_uid=1000,squash_to_gid=1000', '/m']);
+      assert.ok(squashed.kind === 'mount' && squashed.options.squashToUid === '1000' && squashed.options.squashToGid === '1000');
+    });
+
+    it('takes every fuse-overlayfs 1.10 option, with its effect where ovshift has one', () => {
+      const opts = (extra: string): CliOptions => {
+        const cmd = parseArgs(['-o', `lowerdir=/a,${extra}`, '/m']);
+        assert.ok(cmd.kind === 'mount', extra);
+        return cmd.options;
+      };
+      assert.equal(opts('volatile').volatile, true);
+      assert.equal(opts('fsync=0').fsync, false);
+      assert.equal(opts('fsync=1').fsync, true);
+      assert.equal(opts('').fsync && !opts('').volatile, true, 'syncing by default');
+      assert.equal(opts('static_nlink').staticNlink, true);
+      assert.equal(opts('noxattrs=1').noXattrs, true);
+      assert.equal(opts('noxattrs=0').noXattrs, false);
+      const t = opts('timeout=2.5');
+      assert.deepEqual([t.upperTimeout, t.lowerTimeout], [2.5, 2.5]);
+      assert.equal(opts('redirect_dir=off').redirectDir, false);
+      assert.equal(opts('squash_to_root').squashToRoot, true);
+      for (const noEffect of [
+        'noacl', 'threaded=0', 'threaded=1', 'threaded=8', 'fast_ino=0', 'fast_ino=1', 'writeback=0', 'writeback=1',
+        'plugins=/usr/libexec/fuse-overlayfs/a.so:/b.so', 'xattr_permissions=0', 'xattr_permissions=1', 'xattr_permissions=2',
+        'context=system_u:object_r:container_file_t:s0', 'splice_read', 'splice_write', 'splice_move', 'kernel_cache',
+        'max_write', 'max_write=131072', 'default_permissions', 'allow_other', 'lazytime', 'debug',
+      ]) {
+        const o = opts(noEffect);
+        assert.equal(o.volatile || o.staticNlink || o.noXattrs || !o.fsync, false, noEffect);
+      }
+      for (const flag of ['-d', '--debug', '-s']) {
+        const cmd = parseArgs([flag, '-o', 'lowerdir=/a', '/m']);
+        assert.ok(cmd.kind === 'mount' && cmd.options.foreground === (flag !== '-s'), flag);
+      }
+    });
+
+    it('refuses a fuse-overlayfs option\'s bad value in one line naming it', () => {
+      const cases: Array<[string, string]> = [
+        ['fsync=2', 'option fsync=2: expected 0 or 1'],
+        ['fsync=yes', 'option fsync=yes: expected 0 or 1'],
+        ['noxattrs=on', 'option noxattrs=on: expected 0 or 1'],
+        ['fast_ino=-1', 'option fast_ino=-1: expected 0 or 1'],
+        ['writeback=2', 'option writeback=2: expected 0 or 1'],
+        ['xattr_permissions=3', 'option xattr_permissions=3: expected 0, 1 or 2'],
+        ['threaded=-1', 'option threaded=-1: expected a number from 0 to 2147483647'],
+        ['threaded=2147483648', 'option threaded=2147483648: expected a number from 0 to 2147483647'],
+        ['max_write=1M', 'option max_write=1M: expected bytes from 0 to 4294967295'],
+        ['timeout=1e9', 'option timeout=1e9: expected seconds from 0 to 31536000'],
+        ['uidmapping=:', 'option uidmapping: empty mapping, expected LAYER:VIEW:COUNT[:LAYER:VIEW:COUNT…]'],
+        ['gidmapping=::0:1:1', 'option gidmapping: range :0:1 has "" where a decimal number belongs'],
+      ];
+      for (const [opt, message] of cases) {
+        assert.throws(() => parseArgs(['-o', `lowerdir=/a,${opt}`, '/m']), (e: Error) => {
+          assert.ok(e instanceof OptionValueError, opt);
+          assert.equal(e.message, message);
+          return true;
+        });
+      }
+      for (const key of ['fsync', 'noxattrs', 'context', 'fscontext', 'defcontext', 'rootcontext', 'plugins', 'threaded', 'xattr_permissions', 'timeout']) {
+        assert.throws(() => parseArgs(['-o', `lowerdir=/a,${key}`, '/m']), { message: `option ${key} needs a value (${key}=…)` });
+      }
     });
 
     it('takes numeric options at both ends of their ranges', () => {
