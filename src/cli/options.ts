@@ -157,6 +157,8 @@ Options:
                           libfuse tuning: ovshift speaks /dev/fuse itself and chooses
   Standard mount options: rw, ro, suid, nosuid, dev, nodev, exec, noexec, atime, noatime,
   diratime, nodiratime, relatime, strictatime, lazytime, sync, async, dirsync, defaults.
+  Mounts by root are suid by default (as fuse-overlayfs's), nodev; other users' mounts are
+  always nosuid,nodev (fusermount3's rule), whatever is asked.
   --lower DIR, --upper DIR, --work DIR, --uidmap SPEC, --gidmap SPEC: long forms of the above.
   OVSHIFT_OPTIONS=OPTS    environment: options applied before the command line's, for
                           tools that cannot pass any (like a kernel module parameter)
@@ -296,16 +298,25 @@ function checkValues(o: Omit<CliOptions, 'mountpoint' | 'source'>): void {
   if (o.inject !== undefined) refuseAs('option inject: ', () => parseRules(o.inject!, o.lowers.length));
 }
 
+/**
+ * Whether this process mounts with mount(2) as root (also a user namespace's root), where
+ * fuse-overlayfs's choices apply: suid, allow_other. Anyone else mounts through fusermount3,
+ * which makes every such mount nosuid and nodev.
+ */
+function mountsAsRoot(): boolean {
+  return process.geteuid?.() === 0;
+}
+
 function defaults(): Omit<CliOptions, 'mountpoint' | 'source'> {
   return {
     lowers: [],
     foreground: false,
     debug: false,
     flags: {
-      readOnly: false, nosuid: true, nodev: true, noexec: false, noatime: false, nodiratime: false,
+      readOnly: false, nosuid: !mountsAsRoot(), nodev: true, noexec: false, noatime: false, nodiratime: false,
       strictatime: false, lazytime: false, sync: false, dirsync: false,
     },
-    allowOther: process.geteuid?.() === 0,
+    allowOther: mountsAsRoot(),
     redirectDir: true,
     upperTimeout: 60,
     lowerTimeout: ONE_TICK,
@@ -453,5 +464,9 @@ export function parseArgs(argv: string[]): Command {
     throw new UsageError(o.upper === undefined ? 'workdir given without upperdir' : 'upperdir given without workdir');
   }
   checkValues(o);
+  if (!mountsAsRoot()) {
+    o.flags.nosuid = true;
+    o.flags.nodev = true;
+  }
   return { kind: 'mount', options: { ...o, mountpoint, source } };
 }

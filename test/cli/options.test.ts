@@ -2,7 +2,7 @@ import assert from 'assert/strict';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { join } from 'path';
-import { OptionValueError, parseArgs, splitLowerdir, splitOptions, UsageError, type CliOptions } from '../../src/cli/options';
+import { OptionValueError, parseArgs, splitLowerdir, splitOptions, UsageError, type CliOptions, type MountFlags } from '../../src/cli/options';
 import { connectionId } from '../../src/fuse/mount';
 import { OVSHIFT, Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
 import { run } from '../helpers/proc';
@@ -127,6 +127,28 @@ describe('command line', function () {
       }
       for (const key of ['fsync', 'noxattrs', 'context', 'fscontext', 'defcontext', 'rootcontext', 'plugins', 'threaded', 'xattr_permissions', 'timeout']) {
         assert.throws(() => parseArgs(['-o', `lowerdir=/a,${key}`, '/m']), { message: `option ${key} needs a value (${key}=…)` });
+      }
+    });
+
+    it('mounts suid by default as root (as fuse-overlayfs), and always nosuid,nodev as anyone else', () => {
+      const flags = (argv: string[]): MountFlags => {
+        const cmd = parseArgs([...argv, '/m']);
+        assert.ok(cmd.kind === 'mount');
+        return cmd.options.flags;
+      };
+      const geteuid = process.geteuid;
+      try {
+        process.geteuid = () => 0;
+        assert.deepEqual([flags(['-o', 'lowerdir=/a']).nosuid, flags(['-o', 'lowerdir=/a']).nodev], [false, true]);
+        assert.equal(flags(['-o', 'lowerdir=/a,nosuid']).nosuid, true);
+        assert.equal(flags(['-o', 'lowerdir=/a,dev']).nodev, false);
+        process.geteuid = () => 1000;
+        for (const asked of ['', ',suid', ',dev', ',suid,dev']) {
+          const f = flags(['-o', `lowerdir=/a${asked}`]);
+          assert.deepEqual([f.nosuid, f.nodev], [true, true], asked);
+        }
+      } finally {
+        process.geteuid = geteuid;
       }
     });
 
