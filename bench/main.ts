@@ -4,6 +4,7 @@
  * undone at the end, also when it fails or the run is interrupted.
  */
 import type { BenchArea } from './area';
+import { containersArea } from './containers';
 import { fuseArea } from './fuse';
 import { Cleanup } from './lib/cleanup';
 import { machineLine } from './lib/report';
@@ -13,7 +14,7 @@ import { nfsArea } from './nfs';
 import { overlayArea } from './overlay';
 import { revalidateArea } from './revalidate';
 
-const AREAS: readonly BenchArea[] = [fuseArea, overlayArea, nfsArea, revalidateArea, locksArea];
+const AREAS: readonly BenchArea[] = [fuseArea, overlayArea, nfsArea, revalidateArea, locksArea, containersArea];
 
 function usage(): string {
   return [
