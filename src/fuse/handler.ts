@@ -22,6 +22,12 @@ export interface RequestControl {
   readonly interrupted: boolean;
   /** Runs `cb` when the kernel interrupts this request (at once if it already has). */
   onInterrupt(cb: () => void): void;
+  /**
+   * Interrupted, and its caller is dying or gone (src/fuse/caller.ts): for work whose EINTR
+   * a caller that handles a signal must never see (a listing), but that a killed one must
+   * not wait for.
+   */
+  readonly abandoned: { readonly interrupted: boolean; onInterrupt(cb: () => void): void };
 }
 
 /** FUSE passthrough: files the kernel reads and writes itself, registered by descriptor. */

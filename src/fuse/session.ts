@@ -8,6 +8,7 @@ import { native, type DevReader } from '../native';
 import {
   InitFlag, type InitFlagName, KERNEL_MINOR_VERSION, KERNEL_VERSION, MIN_MINOR_VERSION, Op, EXPIRE_ONLY,
 } from './abi';
+import { callerDying } from './caller';
 import { errnoNumber, errnoOf } from './errors';
 import { formatError, formatReply, formatRequest, opName } from './format';
 import type { ConnectionInfo, FuseHandler, RequestControl } from './handler';
@@ -56,11 +57,34 @@ export interface SessionOptions {
   write?: (parts: Buffer[]) => number;
 }
 
-class PendingRequest implements RequestControl {
+/** How often the caller of an interrupted request is checked for dying. */
+const CALLER_CHECK_MS = 100;
+
+/** Fires once, when the caller of an interrupted request is found dying (RequestControl.abandoned). */
+class Abandonment {
   interrupted = false;
   private callbacks?: Array<() => void>;
 
-  constructor(readonly opcode: number) {}
+  onInterrupt(cb: () => void): void {
+    if (this.interrupted) cb();
+    else (this.callbacks ??= []).push(cb);
+  }
+
+  fire(): void {
+    if (this.interrupted) return;
+    this.interrupted = true;
+    for (const cb of this.callbacks ?? []) cb();
+    this.callbacks = undefined;
+  }
+}
+
+class PendingRequest implements RequestControl {
+  interrupted = false;
+  readonly abandoned = new Abandonment();
+  private callbacks?: Array<() => void>;
+  private watch?: NodeJS.Timeout;
+
+  constructor(readonly opcode: number, private readonly pid: number) {}
 
   onInterrupt(cb: () => void): void {
     if (this.interrupted) cb();
@@ -72,6 +96,24 @@ class PendingRequest implements RequestControl {
     this.interrupted = true;
     for (const cb of this.callbacks ?? []) cb();
     this.callbacks = undefined;
+    // The kernel sends one INTERRUPT per request: a caller that handles this signal and is
+    // killed later must still be noticed while the request runs.
+    const check = (): void => {
+      if (!callerDying(this.pid)) return;
+      this.settle();
+      this.abandoned.fire();
+    };
+    check();
+    if (!this.abandoned.interrupted) {
+      this.watch = setInterval(check, CALLER_CHECK_MS);
+      this.watch.unref();
+    }
+  }
+
+  /** The request is answered: nothing more to watch. */
+  settle(): void {
+    clearInterval(this.watch);
+    this.watch = undefined;
   }
 }
 
@@ -287,7 +329,7 @@ export class FuseSession {
   /** Runs the handler for one request and answers with whatever it settles to. */
   private serve(req: Request): void {
     const unique = req.unique;
-    const ctl = new PendingRequest(req.opcode);
+    const ctl = new PendingRequest(req.opcode, req.pid);
     this.pending.set(unique, ctl);
     let work: Promise<Reply> | undefined;
     try {
@@ -451,6 +493,7 @@ export class FuseSession {
 
   /** Writes the reply to a pending request; a second answer to the same request is dropped. */
   private writeReply(unique: number, reply: Reply): number {
+    this.pending.get(unique)?.settle();
     if (!this.pending.delete(unique)) {
       if (!this.isClosed) log('#%d answered twice; ignoring the second answer', unique);
       if (reply instanceof LentReply) reply.release();

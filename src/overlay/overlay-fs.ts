@@ -276,7 +276,8 @@ export class OverlayFs implements FuseHandler {
     const h = this.core.dirs.get(req.fh);
     if (!h) throw new FuseError('EBADF');
     if (req.offset === 0 || !h.entries) {
-      h.entries = await mergedListing(this.core.layers, this.core.opts.xattrs, this.core.inodes, h.node, ctl);
+      // Stopped only for a caller that is dying: one that handles a signal would see EINTR.
+      h.entries = await mergedListing(this.core.layers, this.core.opts.xattrs, this.core.inodes, h.node, ctl.abandoned);
     }
     return { h, entries: h.entries };
   }
@@ -295,7 +296,7 @@ export class OverlayFs implements FuseHandler {
    */
   async readdirplus(req: ReadRequest, ctl: RequestControl, out: DirentPlusList): Promise<void> {
     const { h, entries } = await this.listing(req, ctl);
-    await fillDirentPlus(this.core, h.node, entries, req.offset, out, ctl);
+    await fillDirentPlus(this.core, h.node, entries, req.offset, out, ctl.abandoned);
   }
 
   async releasedir(req: ReleaseRequest): Promise<void> {

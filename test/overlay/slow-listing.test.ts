@@ -1,7 +1,8 @@
 /**
  * A lower that answers slowly (here: every stat of an entry delayed by fault injection) must not
  * make a listing cost one delay per entry, and a listing whose caller was killed must be
- * answered at once rather than leave the caller in state D until every entry is checked.
+ * answered at once rather than leave the caller in state D until every entry is checked; a
+ * signal the caller handles must not make its listing fail (EINTR) or come back short.
  */
 import assert from 'assert/strict';
 import { join } from 'path';
@@ -63,6 +64,48 @@ describe('slow lower: listings', function () {
     assert.equal(slow, fast);
     for (const name of ['up', 'sub', ...NAMES]) assert.match(fast, new RegExp(`^${name} `, 'm'));
     for (const name of ['gone', 'dev']) assert.doesNotMatch(fast, new RegExp(`^${name} `, 'm'));
+  });
+
+  it('lists in full, never EINTR, for a caller whose handled signals interrupt the listing (as Go preempts with SIGURG)', async () => {
+    await s.mount('inject=stat:d/f*:delay=300;readdir:d:delay=300');
+    // readdir(3) passes a getdents EINTR on (perl retries nothing): a handler that returns must
+    // leave the listing whole, as on a local filesystem.
+    const lister = new Background('perl', ['-e', `
+      $SIG{USR1} = sub {}; $| = 1; print "ready\n";
+      for my $round (1 .. 3) {
+        opendir(my $d, $ARGV[0]) or die "opendir: $!";
+        my @names; $! = 0;
+        while (defined(my $e = readdir($d))) { push @names, $e }
+        die "readdir: $!" if $!;
+        closedir($d);
+        print scalar(grep { !/^\\./ } @names), "\\n";
+      }`, join(s.mnt, 'd')]);
+    children.push(lister);
+    await sleep(200);
+    let signals = 0;
+    while (lister.running && signals < 400) {
+      lister.signal('SIGUSR1');
+      signals++;
+      await sleep(10);
+    }
+    await Promise.race([lister.exited, sleep(20000)]);
+    assert.equal(lister.stderr, '', `${signals} signals`);
+    assert.equal(lister.stdout, `ready\n${ENTRIES}\n${ENTRIES}\n${ENTRIES}\n`);
+  });
+
+  it('lets a caller go at once when it is killed after a signal it handled interrupted the listing (10 s per entry)', async () => {
+    await s.mount('inject=stat:d/f*:delay=10000');
+    const lister = new Background('perl', ['-e', '$SIG{USR1} = sub {}; $| = 1; print "ready\\n"; opendir(my $d, $ARGV[0]) or die; my @n = readdir($d);', join(s.mnt, 'd')]);
+    children.push(lister);
+    await lister.waitFor('ready', 5000);
+    await sleep(300);
+    lister.signal('SIGUSR1');
+    await sleep(500);
+    assert.ok(lister.running, 'a handled signal does not end the listing');
+    const killed = Date.now();
+    lister.signal('SIGKILL');
+    const took = await reapedAfter(lister, killed);
+    assert.ok(took < 2000, `reaped ${took} ms after SIGKILL`);
   });
 
   it('lets an ls -l killed during the listing go at once (500 ms per entry)', async () => {
