@@ -99,7 +99,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
   let upperPath = layout.upper;
   let workPath = layout.work;
   if (!upperPath && !o.flags.readOnly) {
-    privateUpper = await makePrivateUpper(o.upperSize);
+    privateUpper = await makePrivateUpper(o.upperSize, o.tempDir);
     upperPath = privateUpper.upper;
     workPath = privateUpper.work;
   }

@@ -51,6 +51,8 @@ export interface CliOptions {
   work?: string;
   /** Size of the private tmpfs upper, as tmpfs's size= takes it. */
   upperSize?: string;
+  /** Where the private upper's mountpoint is made (the caller's TMPDIR); os.tmpdir() if unset. */
+  tempDir?: string;
   foreground: boolean;
   debug: boolean;
   flags: MountFlags;

@@ -24,8 +24,8 @@ export interface PrivateUpper {
   release(): Promise<void>;
 }
 
-export async function makePrivateUpper(size: string | undefined): Promise<PrivateUpper> {
-  const where = fs.mkdtempSync(join(tmpdir(), 'ovshift-upper-'));
+export async function makePrivateUpper(size: string | undefined, tempDir = tmpdir()): Promise<PrivateUpper> {
+  const where = fs.mkdtempSync(join(tempDir, 'ovshift-upper-'));
   try {
     await native.mount('ovshift-upper', where, 'tmpfs', C.MS_NOSUID! | C.MS_NODEV!, `mode=0755${size ? `,size=${size}` : ''}`);
   } catch (err) {

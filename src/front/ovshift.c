@@ -9,7 +9,8 @@
  * every mount; this front end costs a connect and one round trip.
  *
  * What it sends (one request per connection, fields NUL-terminated, then shutdown(SHUT_WR)):
- *   "ovshift-mount-1", the working directory, OVSHIFT_OPTIONS (or ""), then every argument.
+ *   "ovshift-mount-2", the working directory, OVSHIFT_OPTIONS and TMPDIR (each "" when unset),
+ *   then every argument.
  * What it reads back (one line): "ok", "exec" (run the Node command line yourself: foreground,
  * help, anything the server does not take), or "error STATUS MESSAGE".
  *
@@ -41,7 +42,7 @@
 #define OVSHIFT_NODE "/usr/bin/node"
 #endif
 
-#define PROTOCOL "ovshift-mount-1"
+#define PROTOCOL "ovshift-mount-2"
 #define NODE_FLAGS "--max-semi-space-size=4"
 #define READY_FD 3
 
@@ -301,6 +302,8 @@ int main(int argc, char **argv) {
   send_field(fd, cwd);
   const char *defaults = getenv("OVSHIFT_OPTIONS");
   send_field(fd, defaults ? defaults : "");
+  const char *tmp = getenv("TMPDIR");
+  send_field(fd, tmp ? tmp : "");
   for (int i = 1; i < argc; i++) send_field(fd, argv[i]);
   shutdown(fd, SHUT_WR);
 

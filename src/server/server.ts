@@ -157,7 +157,7 @@ export class MountServer {
     // Help, version, a foreground or debug run: the caller's own process does those.
     if (cmd.kind !== 'mount' || cmd.options.foreground) return reply.exec;
     if (this.stopping) return reply.error(1, 'the ovshift server is shutting down; try again');
-    const options = resolvePaths(cmd.options, request.cwd);
+    const options = resolvePaths(cmd.options, request.cwd, request.tmpDir);
     let running: RunningMount;
     try {
       running = await startMount(options);

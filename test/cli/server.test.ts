@@ -78,6 +78,20 @@ describe('ovshift front end and mount server', function () {
     assert.throws(() => writeFileSync(join(s.mnt, 'new'), 'x'), /EROFS/, 'OVSHIFT_OPTIONS=ro reached the server');
   });
 
+  it('makes a private upper in the caller\'s TMPDIR, not in that of whoever started the server', async () => {
+    await stopOvshiftServers();
+    const first = s.dir('tmp-first');
+    const other = s.dir('mnt2');
+    extra.push(other);
+    assert.equal((await run(FRONT_END, s.args(), { env: { ...process.env, TMPDIR: first } })).code, 0);
+    rmSync(first, { recursive: true });
+    const r = await run(FRONT_END, ['-o', `lowerdir=${s.lower}`, other], { env: { ...process.env, TMPDIR: s.dir('tmp-second') } });
+    assert.equal(r.code, 0, r.stderr);
+    writeFileSync(join(other, 'new'), 'in the private upper\n');
+    assert.equal(readFileSync(join(other, 'new'), 'utf8'), 'in the private upper\n');
+    assert.equal(startedServers().length, 1, 'the same server made both');
+  });
+
   it('refuses bad command lines and layouts with one line and the usual status, mounting nothing', async () => {
     const cases: Array<[string[], number, RegExp]> = [
       [['-o', `lowerdir=${s.lower},bogus`, s.mnt], 2, /^ovshift: unknown option "bogus"/],
@@ -136,8 +150,10 @@ describe('ovshift front end and mount server', function () {
   it('SIGTERM to the server unmounts every mount, removes its socket and pid file, and exits', async () => {
     const other = s.dir('mnt2');
     extra.push(other);
-    assert.equal((await run(FRONT_END, s.args())).code, 0);
-    assert.equal((await run(FRONT_END, ['-o', `lowerdir=${s.lower}`, other])).code, 0);
+    for (const args of [s.args(), ['-o', `lowerdir=${s.lower}`, other]]) {
+      const r = await run(FRONT_END, args);
+      assert.equal(r.code, 0, r.stderr);
+    }
     const [server] = startedServers();
     assert.ok(server, 'a server runs');
     const sock = server.pidFile.replace(/\.pid$/, '.sock');
