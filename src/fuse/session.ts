@@ -60,8 +60,8 @@ export interface SessionOptions {
 /** How often the caller of an interrupted request is checked for dying. */
 const CALLER_CHECK_MS = 100;
 
-/** Fires once, when the caller of an interrupted request is found dying (RequestControl.abandoned). */
-class Abandonment {
+/** Fires its callbacks once: an interruption (RequestControl's `interrupted`/`onInterrupt`). */
+class Interruption {
   interrupted = false;
   private callbacks?: Array<() => void>;
 
@@ -79,23 +79,24 @@ class Abandonment {
 }
 
 class PendingRequest implements RequestControl {
-  interrupted = false;
-  readonly abandoned = new Abandonment();
-  private callbacks?: Array<() => void>;
+  private readonly interruption = new Interruption();
+  /** Fired once the caller of the interrupted request is found dying. */
+  readonly abandoned = new Interruption();
   private watch?: NodeJS.Timeout;
 
   constructor(readonly opcode: number, private readonly pid: number) {}
 
+  get interrupted(): boolean {
+    return this.interruption.interrupted;
+  }
+
   onInterrupt(cb: () => void): void {
-    if (this.interrupted) cb();
-    else (this.callbacks ??= []).push(cb);
+    this.interruption.onInterrupt(cb);
   }
 
   interrupt(): void {
     if (this.interrupted) return;
-    this.interrupted = true;
-    for (const cb of this.callbacks ?? []) cb();
-    this.callbacks = undefined;
+    this.interruption.fire();
     // The kernel sends one INTERRUPT per request: a caller that handles this signal and is
     // killed later must still be noticed while the request runs.
     const check = (): void => {
