@@ -12,21 +12,13 @@ import { connectionId } from '../../src/fuse/mount';
 import { OVSHIFT, Scratch, controlDirsMadeBy, startDaemon, type Daemon } from '../helpers/ovshift';
 import { run, type RunResult } from '../helpers/proc';
 import { reachableOvshift } from '../helpers/reachable';
+import { hasFuseOverlayfs } from '../helpers/fuse-overlayfs';
 
 const LABEL = 'system_u:object_r:container_file_t:s0:c1,c2';
 /** As containers-storage writes the maps: a ':' before every range. */
 const MAP = 'uidmapping=:0:100000:65536,gidmapping=:0:100000:65536';
 const NOBODY = 65534;
 const USERNS = resolve(__dirname, '..', '..', '..', 'test', 'helpers', 'userns.py');
-
-function hasFuseOverlayfs(): boolean {
-  try {
-    execFileSync('fuse-overlayfs', ['--version'], { stdio: 'ignore', timeout: 5000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function owner(p: string): string {
   const st = fs.lstatSync(p);

@@ -4,6 +4,7 @@ import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writ
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { createIdShift, type IdShiftOptions } from '../../src/idmap/id-shift';
+import { hasFuseOverlayfs } from '../helpers/fuse-overlayfs';
 
 /**
  * Side by side with fuse-overlayfs 1.10: for the same options, the owners it shows through a
@@ -13,15 +14,6 @@ describe('ids shown match fuse-overlayfs', function () {
   this.timeout(30000);
   const mounted: string[] = [];
   let root: string;
-
-  function hasFuseOverlayfs(): boolean {
-    try {
-      execFileSync('fuse-overlayfs', ['--version'], { stdio: 'ignore', timeout: 5000 });
-      return true;
-    } catch {
-      return false;
-    }
-  }
 
   function isMountPoint(dir: string): boolean {
     return readFileSync('/proc/self/mountinfo', 'utf8')
