@@ -253,6 +253,21 @@ static void start_server(const char *root, const char *socket_path) {
   die(1, "the ovshift server exited before it was ready");
 }
 
+/* Opens and locks `path`; a server that ends unlinks it under the lock, so a lock taken on a
+ * file no longer at that path is let go and the new one taken. */
+static int lock_file(const char *path) {
+  for (;;) {
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) die(1, "cannot open %s: %s", path, strerror(errno));
+    while (flock(fd, LOCK_EX) != 0) {
+      if (errno != EINTR) die(1, "cannot lock %s: %s", path, strerror(errno));
+    }
+    struct stat held, now;
+    if (fstat(fd, &held) == 0 && stat(path, &now) == 0 && held.st_ino == now.st_ino && held.st_dev == now.st_dev) return fd;
+    close(fd);
+  }
+}
+
 /* A connection to the server, started first when none answers. */
 static int server_connection(const char *root) {
   char dir[PATH_MAX], sock[PATH_MAX], lock[PATH_MAX];
@@ -263,11 +278,7 @@ static int server_connection(const char *root) {
   if (errno != ENOENT && errno != ECONNREFUSED) die(1, "cannot reach the ovshift server at %s: %s", sock, strerror(errno));
   /* One starter at a time; whoever waited behind it finds the server running. */
   server_file(lock, sizeof lock, dir, root, "lock");
-  int lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (lockfd < 0) die(1, "cannot open %s: %s", lock, strerror(errno));
-  while (flock(lockfd, LOCK_EX) != 0) {
-    if (errno != EINTR) die(1, "cannot lock %s: %s", lock, strerror(errno));
-  }
+  int lockfd = lock_file(lock);
   fd = connect_to(sock);
   if (fd < 0) {
     start_server(root, sock);

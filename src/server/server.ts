@@ -14,12 +14,13 @@
  * OVSHIFT_SERVER_IDLE seconds (default 60), so a host's containers keep one warm server.
  */
 import createDebug from 'debug';
-import { closeSync, readFileSync, rmSync, statSync, writeFileSync, writeSync, chmodSync } from 'fs';
+import { chmodSync, closeSync, constants as K, openSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'fs';
 import * as net from 'net';
 import { dirname } from 'path';
 import { parseCommandLine, refusalStatus } from '../cli/command';
 import { UsageError } from '../cli/options';
 import { privateDir } from '../control';
+import { C, native } from '../native';
 import { startMount, type RunningMount } from '../daemon';
 import { MAX_REQUEST_BYTES, parseRequest, reply, RequestError, resolvePaths } from './request';
 
@@ -56,6 +57,11 @@ export class MountServer {
     return this.socketPath.replace(/\.sock$/, '.pid');
   }
 
+  /** The file front ends flock while one of them starts a server (src/front/ovshift.c). */
+  get lockPath(): string {
+    return this.socketPath.replace(/\.sock$/, '.lock');
+  }
+
   async listen(): Promise<void> {
     // The front end checked the directory too; a server started by hand must not trust it blind.
     if (!privateDir(dirname(this.socketPath))) throw new Error(`cannot make ${dirname(this.socketPath)}`);
@@ -90,8 +96,23 @@ export class MountServer {
     return this.mounts.size;
   }
 
-  /** Removes our socket and pid file, but not a successor's that took their names. */
+  /**
+   * Removes our socket and pid file, but not a successor's that took their names; and the lock
+   * file, under its lock (a front end that locked it meanwhile finds it unlinked and opens
+   * the new one).
+   */
   private forgetFiles(): void {
+    try {
+      const fd = openSync(this.lockPath, K.O_RDWR | K.O_NOFOLLOW);
+      try {
+        native.flockSync(fd, C.LOCK_EX!);
+        unlinkSync(this.lockPath);
+      } finally {
+        closeSync(fd);
+      }
+    } catch {
+      // None: a server started by hand.
+    }
     try {
       if (statSync(this.socketPath).ino === this.socketIno) rmSync(this.socketPath, { force: true });
     } catch {
