@@ -103,6 +103,14 @@ export class Model {
     return this;
   }
 
+  /** `cp -p path tmp && mv tmp path`: a file of its own, leaving its hard-link group. */
+  separate(path: string): this {
+    const e = this.must(path);
+    if (e.kind !== 'f') throw new Error(`model: ${path} is not a file`);
+    this.entries.set(path, { kind: 'f', inode: { ...e.inode } });
+    return this;
+  }
+
   /** `rm -rf path` */
   remove(path: string): this {
     this.must(path);
