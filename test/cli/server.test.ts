@@ -69,6 +69,36 @@ describe('ovshift front end and mount server', function () {
     assert.equal(readFileSync(join(mnts[0]!, 'file'), 'utf8'), 'from the lower\n');
   });
 
+  it('keeps serving its other mounts while one waits on a slow lower', async () => {
+    const slow = s.dir('slow');
+    extra.push(slow);
+    assert.equal((await run(FRONT_END, s.args())).code, 0);
+    assert.equal((await run(FRONT_END, ['-o', `lowerdir=${s.lower},inject=read:**:delay=5000`, slow])).code, 0);
+    assert.equal(startedServers().length, 1, 'one server serves both');
+    const stuck = run('cat', [join(slow, 'file')], { timeoutMs: 20000 });
+    await sleep(300);
+    const started = Date.now();
+    for (let i = 0; i < 20; i++) {
+      writeFileSync(join(s.mnt, `f${i}`), `${i}\n`);
+      assert.equal(readFileSync(join(s.mnt, 'file'), 'utf8'), 'from the lower\n');
+    }
+    const took = Date.now() - started;
+    assert.ok(took < 2000, `20 writes and reads on the other mount took ${took} ms`);
+    assert.equal((await stuck).stdout, 'from the lower\n', 'the slow read completes');
+  });
+
+  it('with OVSHIFT_SERVER=off, gives the mount a process of its own', async () => {
+    const r = await run(FRONT_END, s.args(), { env: { ...process.env, OVSHIFT_SERVER: 'off' } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(join(s.mnt, 'file'), 'utf8'), 'from the lower\n');
+    const daemon = await run('pgrep', ['-f', `bin/ovshift -o lowerdir=${s.lower},upperdir=${s.upper}`]);
+    const pid = Number(daemon.stdout.trim().split('\n')[0]);
+    assert.ok(pid > 0, `a daemon of its own: ${daemon.stdout}`);
+    assert.ok(!startedServers().some((p) => p.pid === pid), 'not a server');
+    assert.equal((await run('umount', [s.mnt])).code, 0);
+    assert.ok(await waitGone(pid, 5000), 'the daemon ends with its mount');
+  });
+
   it('resolves relative paths against the caller\'s directory and takes OVSHIFT_OPTIONS', async () => {
     const r = await run(FRONT_END, ['-o', 'lowerdir=lower,upperdir=upper,workdir=work', 'mnt'], {
       cwd: s.root, env: { ...process.env, OVSHIFT_OPTIONS: 'ro' },
