@@ -164,6 +164,12 @@ Options:
   --lower DIR, --upper DIR, --work DIR, --uidmap SPEC, --gidmap SPEC: long forms of the above.
   OVSHIFT_OPTIONS=OPTS    environment: options applied before the command line's, for
                           tools that cannot pass any (like a kernel module parameter)
+  Without -f, the installed ovshift (a native front end) has the user's mount server make
+  and serve the mount, starting the server when none runs; umount ends one mount, SIGTERM
+  to the server (pid in /run/ovshift or $XDG_RUNTIME_DIR/ovshift-UID) ends them all.
+  OVSHIFT_SERVER=off      environment: a process of its own for this mount instead
+  OVSHIFT_SERVER_IDLE=S   environment of the command that starts the server: it exits after
+                          S seconds without a mount (default 60)
   -h, --help              this text
   -V, --version           version
 
