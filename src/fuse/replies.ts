@@ -6,8 +6,11 @@ import {
   ATTR_OUT_SIZE, DIRENTPLUS_NAME_OFFSET, DIRENT_NAME_OFFSET, ENTRY_OUT_SIZE, FILE_LOCK_SIZE,
   INIT_OUT_SIZE, KSTATFS_SIZE, NotifyCode, OPEN_OUT_SIZE, OUT_HEADER_SIZE, STATX_OUT_SIZE, direntAlign,
 } from './abi';
+import { errnoNumber } from './errors';
 import type { Timespec } from './requests';
 import { WireWriter } from './wire';
+
+const ERANGE = errnoNumber('ERANGE');
 
 export interface Attr {
   ino: number;
@@ -235,6 +238,83 @@ export function header(unique: number, error: number, bodySize: number): Buffer 
   const buf = Buffer.allocUnsafe(OUT_HEADER_SIZE);
   new WireWriter(buf).u32(OUT_HEADER_SIZE + bodySize).i32(error).u64(unique);
   return buf;
+}
+
+/** A reply whose buffers are lent: `release` runs once it is written (or dropped). */
+export class LentReply {
+  constructor(readonly parts: Buffer[], readonly release: () => void) {}
+}
+
+/** A whole reply message, header included: one buffer, several, or lent ones. */
+export type Reply = Buffer | Buffer[] | LentReply;
+
+// Replies built from what a handler method settles to, one per kind of result.
+
+export function emptyReply(unique: number): Buffer {
+  return message(unique, 0, 0);
+}
+
+function fixedReply<T>(size: number, encode: (w: WireWriter, value: T) => void): (unique: number, value: T) => Buffer {
+  return (unique, value) => message(unique, 0, size, (w) => encode(w, value));
+}
+
+export const entryReply = fixedReply(ReplySize.entry, encodeEntry);
+export const attrReply = fixedReply(ReplySize.attr, encodeAttrOut);
+export const openReply = fixedReply(ReplySize.open, encodeOpen);
+export const statfsReply = fixedReply(ReplySize.statfs, encodeStatfs);
+export const lockReply = fixedReply(ReplySize.lock, encodeLock);
+export const statxReply = fixedReply(ReplySize.statx, encodeStatxOut);
+export const createReply = fixedReply(ReplySize.create, (w, c: CreateOut) => {
+  encodeEntry(w, c.entry);
+  encodeOpen(w, c.open);
+});
+/** fuse_write_out / fuse_poll_out: a u32 and padding. */
+export const u32Reply = fixedReply(ReplySize.u32, (w, n: number) => w.u32(n).u32(0));
+/** fuse_bmap_out / fuse_lseek_out / fuse_copy_file_range_out (64-bit). */
+export const u64Reply = fixedReply(ReplySize.u64, (w, n: bigint) => w.u64big(n));
+/** The old COPY_FILE_RANGE answers in a fuse_write_out: counts beyond 32 bits are clamped. */
+export const copiedReply32 = fixedReply(ReplySize.u32, (w, n: bigint) => {
+  w.u32(Number(n > 0xffffffffn ? 0xffffffffn : n)).u32(0);
+});
+
+export function ioctlReply(unique: number, r: IoctlOut): Buffer {
+  return message(unique, 0, ReplySize.ioctl + r.data.length, (w) => {
+    w.i32(r.result).u32(r.flags).u32(r.inIovs).u32(r.outIovs).bytes(r.data);
+  });
+}
+
+/** A body of bytes as they are (READLINK's target, a directory listing). */
+export function bytesReply(unique: number, body: Buffer): Buffer[] {
+  return [header(unique, 0, body.length), body];
+}
+
+/** READ: the data, cut to the size asked for; lent data goes back to its lender once written. */
+export function readReply(unique: number, data: Buffer | Buffer[] | LentBuffer, size: number): Reply {
+  if (data instanceof LentBuffer) return new LentReply(dataReply(unique, data.data, size), data.release);
+  return dataReply(unique, data, size);
+}
+
+function dataReply(unique: number, data: Buffer | Buffer[], max: number): Buffer[] {
+  const parts = Array.isArray(data) ? data : [data];
+  let total = 0;
+  const out: Buffer[] = [];
+  for (const p of parts) {
+    if (total + p.length > max) {
+      out.push(p.subarray(0, max - total));
+      total = max;
+      break;
+    }
+    out.push(p);
+    total += p.length;
+  }
+  return [header(unique, 0, total), ...out];
+}
+
+/** GETXATTR/LISTXATTR: size 0 asks for the length; a value longer than `size` is ERANGE. */
+export function xattrReply(unique: number, value: Buffer, size: number): Reply {
+  if (size === 0) return message(unique, 0, ReplySize.u32, (w) => w.u32(value.length).u32(0));
+  if (value.length > size) return message(unique, -ERANGE, 0);
+  return [header(unique, 0, value.length), value];
 }
 
 /** d_type from st_mode. */

@@ -12,10 +12,10 @@ import { callerDying } from './caller';
 import { errnoNumber, errnoOf } from './errors';
 import { formatError, formatReply, formatRequest, opName } from './format';
 import type { ConnectionInfo, FuseHandler, RequestControl } from './handler';
+import { NO_REPLY, opcodeEntry, type HandlerOpcode } from './opcodes';
 import {
-  DirentList, DirentPlusList, LentBuffer, ReplySize, encodeAttrOut, encodeEntry, encodeInit, encodeLock, encodeOpen,
-  encodeStatfs, encodeStatxOut, header, message, notifyDelete, notifyInvalEntry, notifyInvalInode,
-  notifyPollWakeup, notifyPrune, notifyRetrieve, notifyStore,
+  LentReply, ReplySize, encodeInit, message, notifyDelete, notifyInvalEntry, notifyInvalInode,
+  notifyPollWakeup, notifyPrune, notifyRetrieve, notifyStore, type Reply,
 } from './replies';
 import type { InitRequest, Request } from './requests';
 import { MalformedMessage, UnknownOpcode, decodeHeader, decodeRequest, type DecodeContext } from './requests';
@@ -28,7 +28,6 @@ const PAGE_SIZE = 4096;
 const ENOSYS = errnoNumber('ENOSYS');
 const EINVAL = errnoNumber('EINVAL');
 const EAGAIN = errnoNumber('EAGAIN');
-const ERANGE = errnoNumber('ERANGE');
 const EPROTO = errnoNumber('EPROTO');
 const ENODEV = errnoNumber('ENODEV');
 const ENOENT = errnoNumber('ENOENT');
@@ -117,13 +116,6 @@ class PendingRequest implements RequestControl {
     this.watch = undefined;
   }
 }
-
-/** A reply whose buffers are lent: `release` runs once it is written (or dropped). */
-class LentReply {
-  constructor(readonly parts: Buffer[], readonly release: () => void) {}
-}
-
-type Reply = Buffer | Buffer[] | LentReply;
 
 export class FuseSession {
   private readonly pending = new Map<number, PendingRequest>();
@@ -214,24 +206,17 @@ export class FuseSession {
   }
 
   private dispatch(req: Request): void {
-    switch (req.op) {
-      case Op.FORGET:
-        this.fs.forget?.(req.nodeid, req.nlookup);
+    const entry = opcodeEntry(req);
+    switch (entry.kind) {
+      case 'notice':
+        entry.notify(this.fs, req);
         return;
-      case Op.BATCH_FORGET:
-        if (this.fs.forget) for (const f of req.forgets) this.fs.forget(f.nodeid, f.nlookup);
+      case 'handler':
+        this.serve(req, entry);
         return;
-      case Op.INTERRUPT:
-        this.interrupt(req.unique, req.target);
-        return;
-      case Op.NOTIFY_REPLY:
-        this.fs.notifyReply?.(req);
-        return;
-      case Op.INIT:
-        this.init(req);
-        return;
-      default:
-        this.serve(req);
+      case 'session':
+        if (req.op === Op.INIT) this.init(req);
+        else if (req.op === Op.INTERRUPT) this.interrupt(req.unique, req.target);
     }
   }
 
@@ -244,7 +229,7 @@ export class FuseSession {
       log('dropping %d-byte message without a readable header', buf.length);
       return;
     }
-    if (opcode === Op.FORGET || opcode === Op.BATCH_FORGET || opcode === Op.INTERRUPT || opcode === Op.NOTIFY_REPLY) {
+    if (NO_REPLY.has(opcode)) {
       log('dropping malformed %s: %s', opName(opcode), (err as Error).message);
       return;
     }
@@ -328,13 +313,16 @@ export class FuseSession {
   }
 
   /** Runs the handler for one request and answers with whatever it settles to. */
-  private serve(req: Request): void {
+  private serve<R extends Request>(req: R, entry: HandlerOpcode<R>): void {
     const unique = req.unique;
     const ctl = new PendingRequest(req.opcode, req.pid);
     this.pending.set(unique, ctl);
+    const trace = (result: unknown): void => {
+      if (log.enabled) log(formatReply(unique, req.opcode, result));
+    };
     let work: Promise<Reply> | undefined;
     try {
-      work = this.call(req, ctl);
+      work = entry.answer(this.fs, req, ctl, trace);
     } catch (err) {
       this.fail(unique, req.opcode, err);
       return;
@@ -359,137 +347,6 @@ export class FuseSession {
     }
     if (log.enabled) log(formatError(unique, opcode, errno));
     this.writeReply(unique, message(unique, -errno, 0));
-  }
-
-  /** Calls the handler method for `req`; undefined when the handler lacks it. */
-  private call(req: Request, ctl: PendingRequest): Promise<Reply> | undefined {
-    const fs = this.fs;
-    const u = req.unique;
-    const op = req.opcode;
-    const trace = <T>(result: T): T => {
-      if (log.enabled) log(formatReply(u, op, result));
-      return result;
-    };
-    const ok = (): Buffer => message(u, 0, 0);
-    const done = (): Buffer => {
-      trace(undefined);
-      return ok();
-    };
-    switch (req.op) {
-      case Op.LOOKUP:
-        return fs.lookup?.(req, ctl).then((e) => message(u, 0, ReplySize.entry, (w) => encodeEntry(w, trace(e))));
-      case Op.GETATTR:
-        return fs.getattr?.(req, ctl).then((a) => message(u, 0, ReplySize.attr, (w) => encodeAttrOut(w, trace(a))));
-      case Op.SETATTR:
-        return fs.setattr?.(req, ctl).then((a) => message(u, 0, ReplySize.attr, (w) => encodeAttrOut(w, trace(a))));
-      case Op.READLINK:
-        return fs.readlink?.(req, ctl).then((target) => [header(u, 0, target.length), trace(target)]);
-      case Op.SYMLINK:
-        return fs.symlink?.(req, ctl).then((e) => message(u, 0, ReplySize.entry, (w) => encodeEntry(w, trace(e))));
-      case Op.MKNOD:
-        return fs.mknod?.(req, ctl).then((e) => message(u, 0, ReplySize.entry, (w) => encodeEntry(w, trace(e))));
-      case Op.MKDIR:
-        return fs.mkdir?.(req, ctl).then((e) => message(u, 0, ReplySize.entry, (w) => encodeEntry(w, trace(e))));
-      case Op.LINK:
-        return fs.link?.(req, ctl).then((e) => message(u, 0, ReplySize.entry, (w) => encodeEntry(w, trace(e))));
-      case Op.UNLINK:
-        return fs.unlink?.(req, ctl).then(() => done());
-      case Op.RMDIR:
-        return fs.rmdir?.(req, ctl).then(() => done());
-      case Op.RENAME:
-      case Op.RENAME2:
-        return fs.rename?.(req, ctl).then(() => done());
-      case Op.OPEN:
-        return fs.open?.(req, ctl).then((o) => message(u, 0, ReplySize.open, (w) => encodeOpen(w, trace(o))));
-      case Op.OPENDIR:
-        return fs.opendir?.(req, ctl).then((o) => message(u, 0, ReplySize.open, (w) => encodeOpen(w, trace(o))));
-      case Op.READ:
-        return fs.read?.(req, ctl).then((data) => data instanceof LentBuffer
-          ? new LentReply(dataReply(u, trace(data.data), req.size), data.release)
-          : dataReply(u, trace(data), req.size));
-      case Op.WRITE:
-        return fs.write?.(req, ctl).then((n) => message(u, 0, ReplySize.u32, (w) => w.u32(trace(n)).u32(0)));
-      case Op.STATFS:
-        return fs.statfs?.(req, ctl).then((s) => message(u, 0, ReplySize.statfs, (w) => encodeStatfs(w, trace(s))));
-      case Op.RELEASE:
-        return fs.release ? fs.release(req, ctl).then(() => done()) : Promise.resolve(ok());
-      case Op.RELEASEDIR:
-        return fs.releasedir ? fs.releasedir(req, ctl).then(() => done()) : Promise.resolve(ok());
-      case Op.FSYNC:
-        return fs.fsync?.(req, ctl).then(() => done());
-      case Op.FSYNCDIR:
-        return fs.fsyncdir?.(req, ctl).then(() => done());
-      case Op.FLUSH:
-        return fs.flush?.(req, ctl).then(() => done());
-      case Op.SETXATTR:
-        return fs.setxattr?.(req, ctl).then(() => done());
-      case Op.GETXATTR:
-        return fs.getxattr?.(req, ctl).then((v) => sizedReply(u, trace(v), req.size));
-      case Op.LISTXATTR:
-        return fs.listxattr?.(req, ctl).then((v) => sizedReply(u, trace(v), req.size));
-      case Op.REMOVEXATTR:
-        return fs.removexattr?.(req, ctl).then(() => done());
-      case Op.READDIR: {
-        if (!fs.readdir) return undefined;
-        const out = new DirentList(req.size);
-        return fs.readdir(req, ctl, out).then(() => [header(u, 0, out.bytes.length), trace(out.bytes)]);
-      }
-      case Op.READDIRPLUS: {
-        if (!fs.readdirplus) return undefined;
-        const out = new DirentPlusList(req.size);
-        return fs.readdirplus(req, ctl, out).then(() => [header(u, 0, out.bytes.length), trace(out.bytes)]);
-      }
-      case Op.GETLK:
-        return fs.getlk?.(req, ctl).then((l) => message(u, 0, ReplySize.lock, (w) => encodeLock(w, trace(l))));
-      case Op.SETLK:
-      case Op.SETLKW:
-        return fs.setlk?.(req, ctl).then(() => done());
-      case Op.ACCESS:
-        return fs.access?.(req, ctl).then(() => done());
-      case Op.CREATE:
-      case Op.TMPFILE: {
-        const method = req.op === Op.CREATE ? fs.create : fs.tmpfile;
-        return method?.call(fs, req, ctl).then((c) => message(u, 0, ReplySize.create, (w) => {
-          trace(c);
-          encodeEntry(w, c.entry);
-          encodeOpen(w, c.open);
-        }));
-      }
-      case Op.BMAP:
-        return fs.bmap?.(req, ctl).then((b) => message(u, 0, ReplySize.u64, (w) => w.u64big(trace(b))));
-      case Op.IOCTL:
-        return fs.ioctl?.(req, ctl).then((r) => {
-          trace(r);
-          const head = message(u, 0, ReplySize.ioctl + r.data.length, (w) => {
-            w.i32(r.result).u32(r.flags).u32(r.inIovs).u32(r.outIovs).bytes(r.data);
-          });
-          return head;
-        });
-      case Op.POLL:
-        return fs.poll?.(req, ctl).then((ev) => message(u, 0, ReplySize.u32, (w) => w.u32(trace(ev)).u32(0)));
-      case Op.FALLOCATE:
-        return fs.fallocate?.(req, ctl).then(() => done());
-      case Op.LSEEK:
-        return fs.lseek?.(req, ctl).then((off) => message(u, 0, ReplySize.u64, (w) => w.u64big(trace(off))));
-      case Op.COPY_FILE_RANGE:
-        return fs.copyFileRange?.(req, ctl).then((n) => message(u, 0, ReplySize.u32, (w) => {
-          const copied = trace(n);
-          w.u32(Number(copied > 0xffffffffn ? 0xffffffffn : copied)).u32(0);
-        }));
-      case Op.COPY_FILE_RANGE_64:
-        return fs.copyFileRange?.(req, ctl).then((n) => message(u, 0, ReplySize.u64, (w) => w.u64big(trace(n))));
-      case Op.SYNCFS:
-        return fs.syncfs?.(req, ctl).then(() => done());
-      case Op.STATX:
-        return fs.statx?.(req, ctl).then((s) => message(u, 0, ReplySize.statx, (w) => encodeStatxOut(w, trace(s))));
-      case Op.DESTROY:
-        fs.destroy?.();
-        return Promise.resolve(done());
-      case Op.SETUPMAPPING:
-      case Op.REMOVEMAPPING:
-      default:
-        return undefined;
-    }
   }
 
   /** Writes the reply to a pending request; a second answer to the same request is dropped. */
@@ -567,29 +424,6 @@ export class FuseSession {
   notifyPrune(nodeids: number[]): Promise<number> {
     return this.notify(`prune ${nodeids.length} nodes`, notifyPrune(nodeids));
   }
-}
-
-function dataReply(unique: number, data: Buffer | Buffer[], max: number): Buffer[] {
-  const parts = Array.isArray(data) ? data : [data];
-  let total = 0;
-  const out: Buffer[] = [];
-  for (const p of parts) {
-    if (total + p.length > max) {
-      out.push(p.subarray(0, max - total));
-      total = max;
-      break;
-    }
-    out.push(p);
-    total += p.length;
-  }
-  return [header(unique, 0, total), ...out];
-}
-
-/** GETXATTR/LISTXATTR: size 0 asks for the length; a value longer than `size` is ERANGE. */
-function sizedReply(unique: number, value: Buffer, size: number): Reply {
-  if (size === 0) return message(unique, 0, ReplySize.u32, (w) => w.u32(value.length).u32(0));
-  if (value.length > size) return message(unique, -ERANGE, 0);
-  return [header(unique, 0, value.length), value];
 }
 
 function describeFlags(flags: bigint): string {

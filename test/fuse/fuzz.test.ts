@@ -2,6 +2,7 @@ import assert from 'assert/strict';
 import { randomBytes } from 'crypto';
 import { IN_HEADER_SIZE, Op } from '../../src/fuse/abi';
 import type { FuseHandler } from '../../src/fuse/handler';
+import { NO_REPLY } from '../../src/fuse/opcodes';
 import { decodeRequest, MalformedMessage, UnknownOpcode } from '../../src/fuse/requests';
 import { FuseSession } from '../../src/fuse/session';
 import * as K from './kernel-structs';
@@ -18,7 +19,6 @@ function prng(seed: number): () => number {
   };
 }
 
-const NO_REPLY = new Set<number>([Op.FORGET, Op.BATCH_FORGET, Op.INTERRUPT, Op.NOTIFY_REPLY]);
 const ALL_OPS = Object.values(Op).filter((v): v is number => typeof v === 'number');
 
 /** Valid requests of every opcode, built from the kernel layouts, to truncate and mutate. */
