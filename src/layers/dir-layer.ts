@@ -8,7 +8,7 @@
 import { closeSync, constants as K, openSync, promises as fsp, statfsSync } from 'fs';
 import { beneathError, openDirBeneath, openDirBeneathSync } from './beneath';
 import { closeFd, readAt } from './fd-io';
-import { AT_FDCWD, C, native, unpackDirents, STATX_FIELDS, StatxField as F, type Statx } from '../native';
+import { AT_FDCWD, C, native, unpackDirents, STATX_FIELDS, StatxField as F } from '../native';
 import { errnoError, errorCode } from '../util/errno';
 import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
 
@@ -82,28 +82,6 @@ export function attrFromArray(s: Float64Array): LayerAttr {
   };
 }
 
-export function attrFromStatx(s: Statx): LayerAttr {
-  const dev = s.devMajor * 0x100000 + s.devMinor;
-  const ino = Number(s.ino);
-  return {
-    mode: s.mode,
-    nlink: s.nlink,
-    uid: s.uid,
-    gid: s.gid,
-    rdevMajor: s.rdevMajor,
-    rdevMinor: s.rdevMinor,
-    size: Number(s.size),
-    blocks: Number(s.blocks),
-    blksize: s.blksize,
-    atime: { sec: s.atimeSec, nsec: s.atimeNsec },
-    mtime: { sec: s.mtimeSec, nsec: s.mtimeNsec },
-    ctime: { sec: s.ctimeSec, nsec: s.ctimeNsec },
-    ino,
-    dev,
-    identity: identityOf(dev, ino, (s.mask & STATX_BTIME) !== 0, s.btimeSec, s.btimeNsec),
-  };
-}
-
 function isAbsentErrno(res: number): boolean {
   return res === ENOENT || res === ENOTDIR || res === ENAMETOOLONG;
 }
@@ -132,7 +110,7 @@ class LocalFile implements LayerFile {
       if (res < 0) throw errnoError(res, 'fstatx');
       return attrFromArray(out);
     }
-    return attrFromStatx(await native.fstatx(this.fd, STATX_MASK));
+    return attrFromArray(await native.fstatx(this.fd, STATX_MASK));
   }
 
   close(): Promise<void> {
@@ -288,7 +266,7 @@ export class DirLayer implements ReadableLayer {
   }
 
   private async statAsync(at: Loc): Promise<LayerAttr> {
-    return attrFromStatx(await native.statx(at.fd, at.path, AT_SYMLINK_NOFOLLOW, STATX_MASK));
+    return attrFromArray(await native.statx(at.fd, at.path, AT_SYMLINK_NOFOLLOW, STATX_MASK));
   }
 
   readdir(path: string): Promise<LayerDirent[]> {

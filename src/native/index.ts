@@ -1,6 +1,7 @@
 /**
  * Typed face of the N-API addon (src/native/ovshift.c): the syscalls Node lacks, as thin
- * functions. No logic lives here or in the C file.
+ * functions, and the FUSE device polling and notifier thread that must be in C (the C file's
+ * header says which is which, and why). No logic lives here.
  *
  * Conventions:
  * - Paths are Buffers (raw bytes, never re-encoded) or strings (UTF-8).
@@ -16,31 +17,6 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 export type PathLike = Buffer | string;
-
-export interface Statx {
-  mask: number;
-  blksize: number;
-  attributes: bigint;
-  nlink: number;
-  uid: number;
-  gid: number;
-  mode: number;
-  ino: bigint;
-  size: bigint;
-  blocks: bigint;
-  atimeSec: number;
-  atimeNsec: number;
-  btimeSec: number;
-  btimeNsec: number;
-  ctimeSec: number;
-  ctimeNsec: number;
-  mtimeSec: number;
-  mtimeNsec: number;
-  rdevMajor: number;
-  rdevMinor: number;
-  devMajor: number;
-  devMinor: number;
-}
 
 export interface FileLock {
   type: number; // F_RDLCK, F_WRLCK, F_UNLCK
@@ -94,12 +70,11 @@ export interface NativeAddon {
   recvFd(sock: number): Promise<number>;
   /** Sets O_NONBLOCK (the fd fusermount3 passes arrives blocking). Synchronous. */
   setNonblock(fd: number): void;
-  /** Clears FD_CLOEXEC so a child process inherits the fd. Synchronous. */
-  clearCloexec(fd: number): void;
 
   openat(dirfd: number, p: PathLike, flags: number, mode: number): Promise<number>;
-  statx(dirfd: number, p: PathLike, flags: number, mask: number): Promise<Statx>;
-  fstatx(fd: number, mask: number): Promise<Statx>;
+  /** statx(): resolves to a new Float64Array laid out as statxSync fills it (see StatxField). */
+  statx(dirfd: number, p: PathLike, flags: number, mask: number): Promise<Float64Array>;
+  fstatx(fd: number, mask: number): Promise<Float64Array>;
   mknodat(dirfd: number, p: PathLike, mode: number, rdevMajor: number, rdevMinor: number): Promise<void>;
   renameat2(olddirfd: number, oldp: PathLike, newdirfd: number, newp: PathLike, flags: number): Promise<void>;
   /** utimensat(); nsec may be UTIME_NOW or UTIME_OMIT. */
@@ -109,17 +84,6 @@ export interface NativeAddon {
   /** uid or gid -1 leaves it unchanged. */
   fchownat(dirfd: number, p: PathLike, uid: number, gid: number, flags: number): Promise<void>;
   fchmodat(dirfd: number, p: PathLike, mode: number, flags: number): Promise<void>;
-
-  /** lgetxattr (follow=false) or getxattr. Resolves to the value. */
-  getxattr(p: PathLike, name: PathLike, follow: boolean): Promise<Buffer>;
-  fgetxattr(fd: number, name: PathLike): Promise<Buffer>;
-  setxattr(p: PathLike, name: PathLike, value: Buffer, flags: number, follow: boolean): Promise<void>;
-  fsetxattr(fd: number, name: PathLike, value: Buffer, flags: number): Promise<void>;
-  /** Resolves to the raw NUL-separated name list. */
-  listxattr(p: PathLike, follow: boolean): Promise<Buffer>;
-  flistxattr(fd: number): Promise<Buffer>;
-  removexattr(p: PathLike, name: PathLike, follow: boolean): Promise<void>;
-  fremovexattr(fd: number, name: PathLike): Promise<void>;
 
   /** fcntl(fd, cmd, struct flock). For *GETLK resolves to the reported lock, else to null. */
   fcntlLock(fd: number, cmd: number, type: number, start: bigint, len: bigint): Promise<FileLock | null>;
@@ -133,7 +97,6 @@ export interface NativeAddon {
   fallocate(fd: number, mode: number, offset: bigint, len: bigint): Promise<void>;
   lseek(fd: number, offset: bigint, whence: number): Promise<bigint>;
   ftruncate(fd: number, len: bigint): Promise<void>;
-  truncate(p: PathLike, len: bigint): Promise<void>;
   copyFileRange(fdIn: number, offIn: bigint, fdOut: number, offOut: bigint, len: number, flags: number): Promise<number>;
   /** ioctl(destFd, FICLONE, srcFd). */
   ficlone(destFd: number, srcFd: number): Promise<void>;
@@ -159,15 +122,6 @@ export interface NativeAddon {
   statxSync(dirfd: number, p: PathLike, flags: number, mask: number, out: Float64Array): number;
   /** fstatx of an open fd on the calling thread; as statxSync. */
   fstatxSync(fd: number, out: Float64Array): number;
-  /**
-   * A directory's entries except "." and "..", packed: per entry u32 ino low, u32 ino high,
-   * u16 name length, u8 d_type, then the name bytes (see unpackDirents).
-   */
-  readdir(p: PathLike): Promise<Buffer>;
-  /** readdir on the calling thread, for local filesystems: the packed entries, or -errno. */
-  readdirSync(p: PathLike): Buffer | number;
-  /** getxattr()/lgetxattr() on the calling thread: the value, or -errno. */
-  getxattrSync(p: PathLike, name: PathLike, follow: boolean): Buffer | number;
 
   // Calling-thread twins of the calls above, for local-filesystem layers (see statxSync):
   // they return 0 (or the value) on success and -errno on failure, without throwing.
@@ -177,9 +131,6 @@ export interface NativeAddon {
     mtimeSec: number, mtimeNsec: number, flags: number): number;
   fchownatSync(dirfd: number, p: PathLike, uid: number, gid: number, flags: number): number;
   fchmodatSync(dirfd: number, p: PathLike, mode: number, flags: number): number;
-  setxattrSync(p: PathLike, name: PathLike, value: Buffer, flags: number, follow: boolean): number;
-  listxattrSync(p: PathLike, follow: boolean): Buffer | number;
-  removexattrSync(p: PathLike, name: PathLike, follow: boolean): number;
 
   // Relative to a directory fd (AT_FDCWD for plain paths): layers are reached through their
   // root's descriptor, so paths near PATH_MAX inside them still fit. xattr calls use Linux
@@ -202,7 +153,11 @@ export interface NativeAddon {
   unlinkatSync(dirfd: number, p: PathLike, flags: number): number;
   readlinkat(dirfd: number, p: PathLike): Promise<Buffer>;
   readlinkatSync(dirfd: number, p: PathLike): Buffer | number;
-  /** Packed entries as readdir returns them. */
+  /**
+   * A directory's entries except "." and "..", packed: per entry u32 ino low, u32 ino high,
+   * u16 name length, u8 d_type, then the name bytes (see unpackDirents). The directory is
+   * opened O_NOATIME where permitted.
+   */
   readdirat(dirfd: number, p: PathLike): Promise<Buffer>;
   readdiratSync(dirfd: number, p: PathLike): Buffer | number;
   openatSync(dirfd: number, p: PathLike, flags: number, mode: number): number;
@@ -221,7 +176,7 @@ export interface PackedDirent {
   ino: number;
 }
 
-/** Unpacks what readdir/readdirSync return. */
+/** Unpacks what readdirat/readdiratSync return. */
 export function unpackDirents(buf: Buffer): PackedDirent[] {
   const out: PackedDirent[] = [];
   for (let at = 0; at < buf.length;) {
@@ -234,7 +189,10 @@ export function unpackDirents(buf: Buffer): PackedDirent[] {
   return out;
 }
 
-/** Layout of the Float64Array statxSync fills (mirrors the enum in ovshift.c). */
+/**
+ * Layout of the Float64Array statx/fstatx resolve to and statxSync/fstatxSync fill (mirrors the
+ * enum in ovshift.c). ino, size and blocks are exact below 2^53; inoHi/inoLo give the exact ino.
+ */
 export const StatxField = {
   mask: 0, mode: 1, nlink: 2, uid: 3, gid: 4, rdevMajor: 5, rdevMinor: 6, devMajor: 7, devMinor: 8,
   ino: 9, inoHi: 10, inoLo: 11, size: 12, blocks: 13, blksize: 14, atimeSec: 15, atimeNsec: 16,

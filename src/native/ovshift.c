@@ -1,13 +1,39 @@
 /*
- * ovshift native addon: the syscalls Node lacks, as thin N-API wrappers.
+ * ovshift native addon. The contract (names, argument order, sync/async, error shape) is
+ * src/native/index.ts.
  *
- * The contract (names, argument order, sync/async, error shape) is src/native/index.ts.
- * Nothing here decides anything: arguments are converted, the syscall is made, and failures
- * become Node-shaped errors (code 'ENOENT', errno -2, syscall 'lgetxattr').
+ * Almost all of it is syscalls Node lacks, as thin N-API wrappers: statx, the *at() family
+ * (mknodat, renameat2, linkat, openat2, open_tree, the *xattrat calls…), OFD and flock locks,
+ * fallocate, copy_file_range, FICLONE, preadv2/pwritev2 with RWF_NOWAIT, mount/umount2,
+ * SCM_RIGHTS fd passing, the FUSE passthrough ioctls, malloc_trim. These decide nothing:
+ * arguments are converted, the syscall is made (retried on EINTR), and a failure becomes a
+ * Node-shaped error (code 'ENOENT', errno -2, syscall 'statx'). The Promise-returning ones run
+ * on the libuv threadpool (napi_async_work) and never touch JS memory there: paths, names and
+ * values are copied into the call before it is queued. The *Sync twins run on the calling
+ * thread and return -errno instead of throwing. Small helpers that stay at the syscall level:
+ * the size probe and ERANGE retry of xattr reads (read_xattr_buffer), the *xattrat fallback
+ * through /proc/self/fd/<dirfd>/<path> on kernels before 6.13, packing a directory listing
+ * into one buffer (one call and one copy per listing).
  *
- * Threads: blocking calls run on the libuv threadpool (napi_async_work) and never touch JS
- * memory there: paths, names and values are copied into the call before it is queued.
- * notifyWrite has its own thread (see the notifier section for why).
+ * What is not a syscall, and must be in C because JS cannot do it:
+ *
+ * - devReader (uv_poll + read until EAGAIN + busy-poll): Node can neither poll an arbitrary
+ *   fd for readability on the main loop nor read a non-blocking character device there
+ *   (fs.read goes through the threadpool, net.Socket refuses a char device). Requests are
+ *   read in batches in the poll callback, and the optional busy-poll after a batch (setSpin)
+ *   must spin without returning to the loop, so it lives next to the read.
+ * - ENODEV mapping in devReader: read() = 0 counts as ENODEV, EINTR/ENOENT (an interrupted
+ *   request) are retried, and libuv's UV_EBADF from POLLERR (what an unmounted device says)
+ *   is replaced by the errno read() reported. Only the C side sees both the poll status and
+ *   the read's errno.
+ * - The notifier thread (notifyWrite): a notify_inval_entry write may block until the kernel
+ *   gets a directory lock that a request we have not answered yet holds; the answer comes
+ *   from the main loop, whose fs work would queue behind blocked writes in a full libuv pool.
+ *   A pthread of our own (results handed back with uv_async) can block without starving
+ *   anyone. Node offers no thread outside the pool short of a Worker.
+ * - The O_NOATIME retry when listing a directory (pack_directory): open with O_NOATIME so
+ *   reading a layer does not change its atime, and again without it on EPERM (not the
+ *   owner, no CAP_FOWNER). Node's opendir takes no flags.
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -290,21 +316,9 @@ static napi_value js_null(napi_env env) {
   return v;
 }
 
-static napi_value js_u32(napi_env env, uint32_t n) {
-  napi_value v = NULL;
-  napi_create_uint32(env, n, &v);
-  return v;
-}
-
 static napi_value js_i64(napi_env env, int64_t n) {
   napi_value v = NULL;
   napi_create_int64(env, n, &v);
-  return v;
-}
-
-static napi_value js_big_u64(napi_env env, uint64_t n) {
-  napi_value v = NULL;
-  napi_create_bigint_uint64(env, n, &v);
   return v;
 }
 
@@ -316,37 +330,6 @@ static napi_value js_big_i64(napi_env env, int64_t n) {
 
 #define PROP(name, value) \
   { (name), NULL, NULL, NULL, NULL, (value), napi_default_jsproperty, NULL }
-
-static napi_value statx_object(napi_env env, const struct statx *s) {
-  napi_value obj;
-  if (napi_create_object(env, &obj) != napi_ok) return NULL;
-  const napi_property_descriptor props[] = {
-    PROP("mask", js_u32(env, s->stx_mask)),
-    PROP("blksize", js_u32(env, s->stx_blksize)),
-    PROP("attributes", js_big_u64(env, s->stx_attributes)),
-    PROP("nlink", js_u32(env, s->stx_nlink)),
-    PROP("uid", js_u32(env, s->stx_uid)),
-    PROP("gid", js_u32(env, s->stx_gid)),
-    PROP("mode", js_u32(env, s->stx_mode)),
-    PROP("ino", js_big_u64(env, s->stx_ino)),
-    PROP("size", js_big_u64(env, s->stx_size)),
-    PROP("blocks", js_big_u64(env, s->stx_blocks)),
-    PROP("atimeSec", js_i64(env, s->stx_atime.tv_sec)),
-    PROP("atimeNsec", js_u32(env, s->stx_atime.tv_nsec)),
-    PROP("btimeSec", js_i64(env, s->stx_btime.tv_sec)),
-    PROP("btimeNsec", js_u32(env, s->stx_btime.tv_nsec)),
-    PROP("ctimeSec", js_i64(env, s->stx_ctime.tv_sec)),
-    PROP("ctimeNsec", js_u32(env, s->stx_ctime.tv_nsec)),
-    PROP("mtimeSec", js_i64(env, s->stx_mtime.tv_sec)),
-    PROP("mtimeNsec", js_u32(env, s->stx_mtime.tv_nsec)),
-    PROP("rdevMajor", js_u32(env, s->stx_rdev_major)),
-    PROP("rdevMinor", js_u32(env, s->stx_rdev_minor)),
-    PROP("devMajor", js_u32(env, s->stx_dev_major)),
-    PROP("devMinor", js_u32(env, s->stx_dev_minor)),
-  };
-  if (napi_define_properties(env, obj, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
-  return obj;
-}
 
 static napi_value flock_object(napi_env env, const struct flock *l) {
   napi_value obj;
@@ -515,7 +498,6 @@ static napi_value call_run_now(napi_env env, call_t *c) {
 
 static napi_value result_number(napi_env env, const call_t *c) { return js_i64(env, c->ret); }
 static napi_value result_bigint(napi_env env, const call_t *c) { return js_big_i64(env, c->ret); }
-static napi_value result_statx(napi_env env, const call_t *c) { return statx_object(env, &c->stx); }
 static napi_value result_lock(napi_env env, const call_t *c) { return flock_object(env, &c->lock); }
 static napi_value result_null(napi_env env, const call_t *c) { return js_null(env); }
 
@@ -603,14 +585,6 @@ static napi_value js_recv_fd(napi_env env, napi_callback_info info) {
   return call_start(env, c);
 }
 
-static napi_value js_clear_cloexec(napi_env env, napi_callback_info info) {
-  int32_t fd;
-  if (!parse_args(env, info, "i", &fd)) return NULL;
-  int flags = fcntl(fd, F_GETFD);
-  if (flags < 0 || fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0) return throw_errno(env, errno, "fcntl");
-  return js_undefined(env);
-}
-
 static napi_value js_set_nonblock(napi_env env, napi_callback_info info) {
   int32_t fd;
   if (!parse_args(env, info, "i", &fd)) return NULL;
@@ -659,6 +633,18 @@ static void fill_statx_array(double *o, const struct statx *s) {
   o[SX_ATTRIBUTES] = (double)s->stx_attributes;
 }
 
+/* The async statx/fstatx result: a fresh Float64Array laid out as statxSync fills it. */
+static napi_value result_statx(napi_env env, const call_t *c) {
+  napi_value buffer, array;
+  void *data;
+  if (napi_create_arraybuffer(env, SX_FIELDS * sizeof(double), &data, &buffer) != napi_ok ||
+      napi_create_typedarray(env, napi_float64_array, SX_FIELDS, buffer, 0, &array) != napi_ok) {
+    return NULL;
+  }
+  fill_statx_array(data, &c->stx);
+  return array;
+}
+
 static bool float64_out(napi_env env, napi_value value, double **out) {
   napi_typedarray_type type;
   size_t length;
@@ -700,54 +686,6 @@ static napi_value js_fstatx_sync(napi_env env, napi_callback_info info) {
   if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_BTIME, &stx) != 0) return js_i64(env, -errno);
   fill_statx_array(out, &stx);
   return js_i64(env, 0);
-}
-
-/* getxattrSync(path, name, follow) -> Buffer | -errno */
-static napi_value js_getxattr_sync(napi_env env, napi_callback_info info) {
-  char *path = NULL, *name = NULL;
-  bool follow;
-  if (!parse_args(env, info, "ppb", &path, &name, &follow)) {
-    free(path);
-    free(name);
-    return NULL;
-  }
-  char small[256];
-  ssize_t n = follow ? getxattr(path, name, small, sizeof small) : lgetxattr(path, name, small, sizeof small);
-  napi_value result = NULL;
-  if (n >= 0) {
-    void *copy;
-    napi_create_buffer_copy(env, (size_t)n, small, &copy, &result);
-  } else if (errno != ERANGE) {
-    result = js_i64(env, -errno);
-  } else {
-    for (;;) {
-      ssize_t size = follow ? getxattr(path, name, NULL, 0) : lgetxattr(path, name, NULL, 0);
-      if (size < 0) {
-        result = js_i64(env, -errno);
-        break;
-      }
-      char *big = malloc(size > 0 ? (size_t)size : 1);
-      if (big == NULL) {
-        result = js_i64(env, -ENOMEM);
-        break;
-      }
-      n = follow ? getxattr(path, name, big, (size_t)size) : lgetxattr(path, name, big, (size_t)size);
-      if (n >= 0) {
-        void *copy;
-        napi_create_buffer_copy(env, (size_t)n, big, &copy, &result);
-      }
-      int err = errno;
-      free(big);
-      if (n >= 0) break;
-      if (err != ERANGE) {
-        result = js_i64(env, -err);
-        break;
-      }
-    }
-  }
-  free(path);
-  free(name);
-  return result;
 }
 
 /*
@@ -810,32 +748,6 @@ static int pack_directory(int dirfd, const char *path, void **out, size_t *out_l
   *out = buf;
   *out_len = len;
   return 0;
-}
-
-static void run_readdir(call_t *c) { c->err = pack_directory(AT_FDCWD, c->path, &c->value, &c->value_len); }
-
-static napi_value js_readdir(napi_env env, napi_callback_info info) {
-  ASYNC_CALL("opendir", run_readdir, result_value, "p", &c->path);
-  return call_start(env, c);
-}
-
-/* readdirSync(path) -> Buffer | -errno; for local filesystems, like statxSync. */
-static napi_value js_readdir_sync(napi_env env, napi_callback_info info) {
-  char *path = NULL;
-  if (!parse_args(env, info, "p", &path)) {
-    free(path);
-    return NULL;
-  }
-  void *packed = NULL;
-  size_t len = 0;
-  int err = pack_directory(AT_FDCWD, path, &packed, &len);
-  free(path);
-  if (err != 0) return js_i64(env, -err);
-  napi_value result = NULL;
-  void *copy;
-  napi_create_buffer_copy(env, len, len > 0 ? packed : "", &copy, &result);
-  free(packed);
-  return result;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1039,84 +951,18 @@ static int xattr_remove(int dirfd, const char *path, bool follow, const char *na
 static ssize_t read_path_value(const call_t *c, void *buf, size_t size) {
   return xattr_get(c->fd, c->path, c->follow, c->name, buf, size);
 }
-static ssize_t read_fd_value(const call_t *c, void *buf, size_t size) {
-  return fgetxattr(c->fd, c->name, buf, size);
-}
 static ssize_t read_path_list(const call_t *c, void *buf, size_t size) {
   return xattr_list(c->fd, c->path, c->follow, buf, size);
 }
-static ssize_t read_fd_list(const call_t *c, void *buf, size_t size) {
-  return flistxattr(c->fd, buf, size);
-}
 
 static void run_getxattr(call_t *c) { read_xattr_buffer(c, read_path_value); }
-static void run_fgetxattr(call_t *c) { read_xattr_buffer(c, read_fd_value); }
 static void run_listxattr(call_t *c) { read_xattr_buffer(c, read_path_list); }
-static void run_flistxattr(call_t *c) { read_xattr_buffer(c, read_fd_list); }
 
 static void run_setxattr(call_t *c) {
   RUN_SYSCALL(c, xattr_set(c->fd, c->path, c->follow, c->name, c->value, c->value_len, c->flags));
 }
-static void run_fsetxattr(call_t *c) {
-  RUN_SYSCALL(c, fsetxattr(c->fd, c->name, c->value, c->value_len, c->flags));
-}
 static void run_removexattr(call_t *c) {
   RUN_SYSCALL(c, xattr_remove(c->fd, c->path, c->follow, c->name));
-}
-static void run_fremovexattr(call_t *c) { RUN_SYSCALL(c, fremovexattr(c->fd, c->name)); }
-
-/* The syscall name of a path xattr call depends on `follow`, known only after parsing. */
-static void name_path_call(call_t *c, const char *follow_name, const char *nofollow_name) {
-  c->syscall = c->follow ? follow_name : nofollow_name;
-}
-
-static napi_value js_getxattr(napi_env env, napi_callback_info info) {
-  ASYNC_CALL("getxattr", run_getxattr, result_value, "ppb", &c->path, &c->name, &c->follow);
-  c->fd = AT_FDCWD;
-  name_path_call(c, "getxattr", "lgetxattr");
-  return call_start(env, c);
-}
-
-static napi_value js_fgetxattr(napi_env env, napi_callback_info info) {
-  ASYNC_CALL("fgetxattr", run_fgetxattr, result_value, "ip", &c->fd, &c->name);
-  return call_start(env, c);
-}
-
-DUAL_CALL(js_setxattr) {
-  ASYNC_CALL("setxattr", run_setxattr, NULL, "ppvib", &c->path, &c->name, &c->value, &c->value_len,
-      &c->flags, &c->follow);
-  c->fd = AT_FDCWD;
-  name_path_call(c, "setxattr", "lsetxattr");
-  FINISH(c);
-}
-
-static napi_value js_fsetxattr(napi_env env, napi_callback_info info) {
-  ASYNC_CALL("fsetxattr", run_fsetxattr, NULL, "ipvi", &c->fd, &c->name, &c->value, &c->value_len, &c->flags);
-  return call_start(env, c);
-}
-
-DUAL_CALL(js_listxattr) {
-  ASYNC_CALL("listxattr", run_listxattr, result_value, "pb", &c->path, &c->follow);
-  c->fd = AT_FDCWD;
-  name_path_call(c, "listxattr", "llistxattr");
-  FINISH(c);
-}
-
-static napi_value js_flistxattr(napi_env env, napi_callback_info info) {
-  ASYNC_CALL("flistxattr", run_flistxattr, result_value, "i", &c->fd);
-  return call_start(env, c);
-}
-
-DUAL_CALL(js_removexattr) {
-  ASYNC_CALL("removexattr", run_removexattr, NULL, "ppb", &c->path, &c->name, &c->follow);
-  c->fd = AT_FDCWD;
-  name_path_call(c, "removexattr", "lremovexattr");
-  FINISH(c);
-}
-
-static napi_value js_fremovexattr(napi_env env, napi_callback_info info) {
-  ASYNC_CALL("fremovexattr", run_fremovexattr, NULL, "ip", &c->fd, &c->name);
-  return call_start(env, c);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1165,13 +1011,6 @@ static void run_ftruncate(call_t *c) { RUN_SYSCALL(c, ftruncate(c->fd, (off_t)c-
 
 static napi_value js_ftruncate(napi_env env, napi_callback_info info) {
   ASYNC_CALL("ftruncate", run_ftruncate, NULL, "iB", &c->fd, &c->length);
-  return call_start(env, c);
-}
-
-static void run_truncate(call_t *c) { RUN_SYSCALL(c, truncate(c->path, (off_t)c->length)); }
-
-static napi_value js_truncate(napi_env env, napi_callback_info info) {
-  ASYNC_CALL("truncate", run_truncate, NULL, "pB", &c->path, &c->length);
   return call_start(env, c);
 }
 
@@ -2038,15 +1877,11 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("umount2", js_umount2),
     FN("socketpair", js_socketpair),
     FN("recvFd", js_recv_fd),
-    FN("clearCloexec", js_clear_cloexec),
     FN("setNonblock", js_set_nonblock),
     FN("openat", js_openat),
     FN("statx", js_statx),
     FN("statxSync", js_statx_sync),
     FN("fstatxSync", js_fstatx_sync),
-    FN("getxattrSync", js_getxattr_sync),
-    FN("readdir", js_readdir),
-    FN("readdirSync", js_readdir_sync),
     FN("getxattrat", js_getxattrat),
     FN("getxattratSync", js_getxattrat_sync),
     FN("setxattrat", js_setxattrat),
@@ -2076,9 +1911,6 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("utimensatSync", js_utimensat_sync),
     FN("fchownatSync", js_fchownat_sync),
     FN("fchmodatSync", js_fchmodat_sync),
-    FN("setxattrSync", js_setxattr_sync),
-    FN("listxattrSync", js_listxattr_sync),
-    FN("removexattrSync", js_removexattr_sync),
     FN("fstatx", js_fstatx),
     FN("mknodat", js_mknodat),
     FN("renameat2", js_renameat2),
@@ -2086,14 +1918,6 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("futimens", js_futimens),
     FN("fchownat", js_fchownat),
     FN("fchmodat", js_fchmodat),
-    FN("getxattr", js_getxattr),
-    FN("fgetxattr", js_fgetxattr),
-    FN("setxattr", js_setxattr),
-    FN("fsetxattr", js_fsetxattr),
-    FN("listxattr", js_listxattr),
-    FN("flistxattr", js_flistxattr),
-    FN("removexattr", js_removexattr),
-    FN("fremovexattr", js_fremovexattr),
     FN("fcntlLock", js_fcntl_lock),
     FN("flock", js_flock),
     FN("fcntlLockSync", js_fcntl_lock_sync),
@@ -2101,7 +1925,6 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("fallocate", js_fallocate),
     FN("lseek", js_lseek),
     FN("ftruncate", js_ftruncate),
-    FN("truncate", js_truncate),
     FN("copyFileRange", js_copy_file_range),
     FN("ficlone", js_ficlone),
     FN("mallocTrim", js_malloc_trim),

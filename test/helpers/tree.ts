@@ -2,7 +2,7 @@
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import { dirname, join } from 'path';
-import { native, unpackDirents } from '../../src/native';
+import { AT_FDCWD, native, unpackDirents } from '../../src/native';
 
 export type TreeSpec = Record<string, string | { symlink: string } | { dir: true } | { fifo: true } | { whiteout: true }>;
 
@@ -59,7 +59,7 @@ export function snapshot(root: string): Snapshot {
     const atime = st.isSymbolicLink() ? '-' : st.atimeNs;
     out[rel || '.'] = [st.mode, st.uid, st.gid, st.size, atime, st.mtimeNs, st.ctimeNs, body, xattrs].join('|');
     if (st.isDirectory()) {
-      const names = unpackDirents(native.readdirSync(p) as Buffer).map((d) => d.name.toString('latin1')).sort();
+      const names = unpackDirents(native.readdiratSync(AT_FDCWD, p) as Buffer).map((d) => d.name.toString('latin1')).sort();
       for (const name of names) walk(rel ? `${rel}/${name}` : name);
     }
   };

@@ -4,6 +4,11 @@ import * as path from 'path';
 import { AT_FDCWD, C, native, STATX_FIELDS, StatxField as F, unpackDirents } from '../../src/native';
 import { devMajor, devMinor, fdFlags, freshPath, mountTmpfs, onEachFilesystem, rejectsWithCode } from './fixtures';
 
+/** The exact inode number of a statx array. */
+function inoOf(s: Float64Array): bigint {
+  return BigInt(s[F.inoHi]!) * 2n ** 32n + BigInt(s[F.inoLo]!);
+}
+
 describe('native file calls', function () {
   this.timeout(10000);
 
@@ -22,27 +27,27 @@ describe('native file calls', function () {
       fs.writeFileSync(file, Buffer.alloc(10000, 1));
       const s = await native.statx(AT_FDCWD, file, 0, C.STATX_BASIC_STATS | C.STATX_BTIME);
       const n = fs.statSync(file, { bigint: true });
-      assert.equal(s.mask & C.STATX_BASIC_STATS, C.STATX_BASIC_STATS);
-      assert.equal(s.ino, n.ino);
-      assert.equal(s.size, n.size);
-      assert.equal(s.blocks, n.blocks);
-      assert.equal(s.mode, Number(n.mode));
-      assert.equal(s.nlink, Number(n.nlink));
-      assert.equal(s.uid, Number(n.uid));
-      assert.equal(s.gid, Number(n.gid));
-      assert.equal(s.blksize, Number(n.blksize));
-      assert.equal(BigInt(s.mtimeSec) * 1_000_000_000n + BigInt(s.mtimeNsec), n.mtimeNs);
-      assert.equal(BigInt(s.ctimeSec) * 1_000_000_000n + BigInt(s.ctimeNsec), n.ctimeNs);
-      assert.equal(BigInt(s.atimeSec) * 1_000_000_000n + BigInt(s.atimeNsec), n.atimeNs);
-      assert.equal(s.devMajor, devMajor(n.dev));
-      assert.equal(s.devMinor, devMinor(n.dev));
-      assert.equal(typeof s.attributes, 'bigint');
+      assert.equal(s[F.mask]! & C.STATX_BASIC_STATS, C.STATX_BASIC_STATS);
+      assert.equal(inoOf(s), n.ino);
+      assert.equal(s[F.size], Number(n.size));
+      assert.equal(s[F.blocks], Number(n.blocks));
+      assert.equal(s[F.mode], Number(n.mode));
+      assert.equal(s[F.nlink], Number(n.nlink));
+      assert.equal(s[F.uid], Number(n.uid));
+      assert.equal(s[F.gid], Number(n.gid));
+      assert.equal(s[F.blksize], Number(n.blksize));
+      assert.equal(BigInt(s[F.mtimeSec]!) * 1_000_000_000n + BigInt(s[F.mtimeNsec]!), n.mtimeNs);
+      assert.equal(BigInt(s[F.ctimeSec]!) * 1_000_000_000n + BigInt(s[F.ctimeNsec]!), n.ctimeNs);
+      assert.equal(BigInt(s[F.atimeSec]!) * 1_000_000_000n + BigInt(s[F.atimeNsec]!), n.atimeNs);
+      assert.equal(s[F.devMajor], devMajor(n.dev));
+      assert.equal(s[F.devMinor], devMinor(n.dev));
+      assert.ok(Number.isInteger(s[F.attributes]));
     });
 
     it('splits rdev of a device node into major and minor', async () => {
       const s = await native.statx(AT_FDCWD, '/dev/null', 0, C.STATX_BASIC_STATS);
-      assert.equal(s.mode & C.S_IFMT, C.S_IFCHR);
-      assert.deepEqual([s.rdevMajor, s.rdevMinor], [1, 3]);
+      assert.equal(s[F.mode]! & C.S_IFMT, C.S_IFCHR);
+      assert.deepEqual([s[F.rdevMajor], s[F.rdevMinor]], [1, 3]);
     });
 
     it('does not follow a symlink with AT_SYMLINK_NOFOLLOW, and fstatx reads an fd', async () => {
@@ -51,14 +56,14 @@ describe('native file calls', function () {
       fs.writeFileSync(file, 'abc');
       fs.symlinkSync(file, link);
       const linkStat = await native.statx(AT_FDCWD, link, C.AT_SYMLINK_NOFOLLOW, C.STATX_BASIC_STATS);
-      assert.equal(linkStat.mode & C.S_IFMT, C.S_IFLNK);
-      assert.equal(linkStat.size, BigInt(file.length));
+      assert.equal(linkStat[F.mode]! & C.S_IFMT, C.S_IFLNK);
+      assert.equal(linkStat[F.size], file.length);
       const fd = fs.openSync(link, 'r');
       try {
         const s = await native.fstatx(fd, C.STATX_BASIC_STATS);
-        assert.equal(s.mode & C.S_IFMT, C.S_IFREG);
-        assert.equal(s.size, 3n);
-        assert.equal(s.ino, fs.statSync(file, { bigint: true }).ino);
+        assert.equal(s[F.mode]! & C.S_IFMT, C.S_IFREG);
+        assert.equal(s[F.size], 3);
+        assert.equal(inoOf(s), fs.statSync(file, { bigint: true }).ino);
       } finally {
         fs.closeSync(fd);
       }
@@ -96,8 +101,8 @@ describe('native file calls', function () {
         const name = path.basename(freshPath(filesystem.dir(), 'wh'));
         await native.mknodat(dirFd, name, C.S_IFCHR | 0o000, 0, 0);
         const s = await native.statx(dirFd, name, C.AT_SYMLINK_NOFOLLOW, C.STATX_BASIC_STATS);
-        assert.equal(s.mode & C.S_IFMT, C.S_IFCHR);
-        assert.deepEqual([s.rdevMajor, s.rdevMinor], [0, 0]);
+        assert.equal(s[F.mode]! & C.S_IFMT, C.S_IFCHR);
+        assert.deepEqual([s[F.rdevMajor], s[F.rdevMinor]], [0, 0]);
         assert.ok(fs.lstatSync(path.join(filesystem.dir(), name)).isCharacterDevice());
         await rejectsWithCode(native.mknodat(dirFd, name, C.S_IFCHR, 0, 0), 'EEXIST', 'mknodat');
       } finally {
@@ -146,8 +151,8 @@ describe('native file calls', function () {
         await native.renameat2(dirFd, oldName, dirFd, Buffer.from(newName), C.RENAME_WHITEOUT);
         assert.equal(fs.readFileSync(path.join(filesystem.dir(), newName), 'utf8'), 'moved');
         const s = await native.statx(dirFd, oldName, C.AT_SYMLINK_NOFOLLOW, C.STATX_BASIC_STATS);
-        assert.equal(s.mode & C.S_IFMT, C.S_IFCHR);
-        assert.deepEqual([s.rdevMajor, s.rdevMinor], [0, 0]);
+        assert.equal(s[F.mode]! & C.S_IFMT, C.S_IFCHR);
+        assert.deepEqual([s[F.rdevMajor], s[F.rdevMinor]], [0, 0]);
       } finally {
         fs.closeSync(dirFd);
       }
@@ -158,17 +163,17 @@ describe('native file calls', function () {
       fs.writeFileSync(file, '');
       await native.utimensat(AT_FDCWD, file, 1234567890, 123456789, 1600000000, 987654321, 0);
       let s = await native.statx(AT_FDCWD, file, 0, C.STATX_BASIC_STATS);
-      assert.deepEqual([s.atimeSec, s.atimeNsec, s.mtimeSec, s.mtimeNsec], [1234567890, 123456789, 1600000000, 987654321]);
+      assert.deepEqual([s[F.atimeSec], s[F.atimeNsec], s[F.mtimeSec], s[F.mtimeNsec]], [1234567890, 123456789, 1600000000, 987654321]);
 
       await native.utimensat(AT_FDCWD, file, 0, C.UTIME_OMIT, 1700000000, 1, 0);
       s = await native.statx(AT_FDCWD, file, 0, C.STATX_BASIC_STATS);
-      assert.deepEqual([s.atimeSec, s.atimeNsec, s.mtimeSec, s.mtimeNsec], [1234567890, 123456789, 1700000000, 1]);
+      assert.deepEqual([s[F.atimeSec], s[F.atimeNsec], s[F.mtimeSec], s[F.mtimeNsec]], [1234567890, 123456789, 1700000000, 1]);
 
       const before = Math.floor(Date.now() / 1000) - 1;
       await native.utimensat(AT_FDCWD, file, 0, C.UTIME_NOW, 0, C.UTIME_OMIT, 0);
       s = await native.statx(AT_FDCWD, file, 0, C.STATX_BASIC_STATS);
-      assert.ok(s.atimeSec >= before, `atime ${s.atimeSec} should be now`);
-      assert.deepEqual([s.mtimeSec, s.mtimeNsec], [1700000000, 1]);
+      assert.ok(s[F.atimeSec]! >= before, `atime ${s[F.atimeSec]!} should be now`);
+      assert.deepEqual([s[F.mtimeSec], s[F.mtimeNsec]], [1700000000, 1]);
     });
 
     it('utimensat with AT_SYMLINK_NOFOLLOW changes the link, not its target', async () => {
@@ -217,11 +222,9 @@ describe('native file calls', function () {
       assert.equal(fs.statSync(file).mode & 0o7777, 0o4751);
     });
 
-    it('truncate and ftruncate take bigint lengths', async () => {
+    it('ftruncate takes bigint lengths', async () => {
       const file = freshPath(filesystem.dir());
       fs.writeFileSync(file, 'abcdef');
-      await native.truncate(file, 3n);
-      assert.equal(fs.readFileSync(file, 'utf8'), 'abc');
       const fd = fs.openSync(file, 'r+');
       try {
         await native.ftruncate(fd, 5n * 1024n * 1024n * 1024n);
@@ -229,7 +232,6 @@ describe('native file calls', function () {
       } finally {
         fs.closeSync(fd);
       }
-      await rejectsWithCode(native.truncate(file, -1n), 'EINVAL', 'truncate');
     });
 
     it('copies a path argument before returning, so a later change to the Buffer does not matter', async () => {
@@ -238,7 +240,7 @@ describe('native file calls', function () {
       const pathBuffer = Buffer.from(file);
       const pending = native.statx(AT_FDCWD, pathBuffer, 0, C.STATX_BASIC_STATS);
       pathBuffer.fill(0x2f);
-      assert.equal((await pending).size, 1n);
+      assert.equal((await pending)[F.size], 1);
     });
   });
 });
@@ -258,20 +260,20 @@ describe('native synchronous metadata calls', function () {
       assert.equal(n.statxSync(-100, file, K.AT_SYMLINK_NOFOLLOW!, K.STATX_BASIC_STATS!, out), 0);
       const ref = await n.statx(-100, file, K.AT_SYMLINK_NOFOLLOW!, K.STATX_BASIC_STATS!);
       assert.equal(out[F.size], 12);
-      assert.equal(out[F.mode], ref.mode);
-      assert.equal(BigInt(out[F.inoHi]!) * 2n ** 32n + BigInt(out[F.inoLo]!), ref.ino);
-      assert.equal(out[F.mtimeSec], ref.mtimeSec);
-      assert.equal(out[F.mtimeNsec], ref.mtimeNsec);
+      assert.equal(out[F.mode], ref[F.mode]);
+      assert.equal(inoOf(out), inoOf(ref));
+      assert.equal(out[F.mtimeSec], ref[F.mtimeSec]);
+      assert.equal(out[F.mtimeNsec], ref[F.mtimeNsec]);
       assert.equal(n.statxSync(-100, `${dir}/missing`, 0, K.STATX_BASIC_STATS!, out), -2);
       const fd = fsMod.openSync(file, 'r');
       assert.equal(n.fstatxSync(fd, out), 0);
       fsMod.closeSync(fd);
       assert.equal(out[F.size], 12);
       fsMod.writeFileSync(`${dir}/g`, '');
-      await n.setxattr(`${dir}/g`, 'user.k', Buffer.alloc(1000, 7), 0, false);
-      const v = n.getxattrSync(`${dir}/g`, 'user.k', false);
+      await n.setxattrat(-100, `${dir}/g`, 'user.k', Buffer.alloc(1000, 7), 0, false);
+      const v = n.getxattratSync(-100, `${dir}/g`, 'user.k', false);
       assert.ok(Buffer.isBuffer(v) && v.length === 1000 && v.every((b) => b === 7), 'large values come back whole');
-      assert.equal(n.getxattrSync(`${dir}/g`, 'user.none', false), -61);
+      assert.equal(n.getxattratSync(-100, `${dir}/g`, 'user.none', false), -61);
     } finally {
       fsMod.rmSync(dir, { recursive: true, force: true });
     }
@@ -281,7 +283,7 @@ describe('native synchronous metadata calls', function () {
 describe('native directory listing', function () {
   this.timeout(10000);
 
-  it('readdir and readdirSync list names, types and inode numbers, raw bytes included', async () => {
+  it('readdirat and readdiratSync list names, types and inode numbers, raw bytes included', async () => {
     const dir = fs.mkdtempSync('/tmp/ovshift-readdir-');
     try {
       fs.writeFileSync(`${dir}/file`, 'x');
@@ -298,12 +300,12 @@ describe('native directory listing', function () {
         assert.equal(byName.get('file')!.ino, fs.statSync(`${dir}/file`).ino);
         assert.ok(byName.has(raw.toString('latin1')));
       };
-      expect(unpackDirents(await native.readdir(dir)));
-      const sync = native.readdirSync(dir);
+      expect(unpackDirents(await native.readdirat(AT_FDCWD, dir)));
+      const sync = native.readdiratSync(AT_FDCWD, dir);
       assert.ok(Buffer.isBuffer(sync));
       expect(unpackDirents(sync));
-      assert.equal(native.readdirSync(`${dir}/file`), -20, 'ENOTDIR as a number');
-      await rejectsWithCode(native.readdir(`${dir}/none`), 'ENOENT');
+      assert.equal(native.readdiratSync(AT_FDCWD, `${dir}/file`), -20, 'ENOTDIR as a number');
+      await rejectsWithCode(native.readdirat(AT_FDCWD, `${dir}/none`), 'ENOENT');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -331,11 +333,11 @@ describe('native calling-thread twins', function () {
       assert.equal(fs.statSync(`${dir}/a`).uid, 1234);
       assert.equal(native.fchmodatSync(AT_FDCWD, `${dir}/a`, 0o640, 0), 0);
       assert.equal(fs.statSync(`${dir}/a`).mode & 0o777, 0o640);
-      assert.equal(native.setxattrSync(`${dir}/a`, 'user.x', Buffer.from('1'), 0, false), 0);
-      const list = native.listxattrSync(`${dir}/a`, false);
+      assert.equal(native.setxattratSync(AT_FDCWD, `${dir}/a`, 'user.x', Buffer.from('1'), 0, false), 0);
+      const list = native.listxattratSync(AT_FDCWD, `${dir}/a`, false);
       assert.ok(Buffer.isBuffer(list) && list.toString().includes('user.x'));
-      assert.equal(native.removexattrSync(`${dir}/a`, 'user.x', false), 0);
-      assert.equal(native.removexattrSync(`${dir}/a`, 'user.x', false), -61, 'ENODATA');
+      assert.equal(native.removexattratSync(AT_FDCWD, `${dir}/a`, 'user.x', false), 0);
+      assert.equal(native.removexattratSync(AT_FDCWD, `${dir}/a`, 'user.x', false), -61, 'ENODATA');
       assert.equal(native.fchownatSync(AT_FDCWD, `${dir}/none`, 0, 0, 0), -2);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
