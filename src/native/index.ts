@@ -205,6 +205,7 @@ function load(): NativeAddon {
   const rel = path.join('build', 'Release', 'ovshift_native.node');
   for (let dir = __dirname; ; dir = path.dirname(dir)) {
     const candidate = path.join(dir, rel);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- an addon is found by path at run time
     if (fs.existsSync(candidate)) return require(candidate) as NativeAddon;
     if (path.dirname(dir) === dir) throw new Error(`ovshift: native addon ${rel} not found; run npm install`);
   }

@@ -3,6 +3,7 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import { dirname, join } from 'path';
 import { AT_FDCWD, native, unpackDirents } from '../../src/native';
+import { execFileSync } from 'child_process';
 
 export type TreeSpec = Record<string, string | { symlink: string } | { dir: true } | { fifo: true } | { whiteout: true }>;
 
@@ -14,8 +15,8 @@ export function makeTree(root: string, spec: TreeSpec): void {
     if (typeof what === 'string') fs.writeFileSync(p, what);
     else if ('symlink' in what) fs.symlinkSync(what.symlink, p);
     else if ('dir' in what) fs.mkdirSync(p, { recursive: true });
-    else if ('fifo' in what) require('child_process').execFileSync('mkfifo', [p]);
-    else require('child_process').execFileSync('mknod', [p, 'c', '0', '0']);
+    else if ('fifo' in what) execFileSync('mkfifo', [p]);
+    else execFileSync('mknod', [p, 'c', '0', '0']);
   }
 }
 
@@ -52,7 +53,7 @@ export function snapshot(root: string): Snapshot {
       fs.closeSync(fd);
     }
     else if (st.isSymbolicLink()) body = fs.readlinkSync(p);
-    const xattrs = require('child_process').execFileSync('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', p], { encoding: 'utf8' })
+    const xattrs = execFileSync('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', p], { encoding: 'utf8' })
       .split('\n').filter((l: string) => l && !l.startsWith('#')).sort().join(';');
     // Reading a symlink updates its atime whoever reads it (there is no O_NOATIME for
     // readlink), so a symlink's atime is left out.

@@ -1,4 +1,5 @@
 import assert from 'assert/strict';
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { join } from 'path';
 import { Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
@@ -59,7 +60,7 @@ describe('overlay: lookup and listing through the layers', function () {
     makeTree(s.upper, { 'x/new': 'u', 'y/new': 'u', 'y/.wh..wh..opq': '' });
     fs.writeFileSync(join(s.lower, 'keep'), '');
     fs.mkdirSync(join(s.lower, 'x'));
-    require('child_process').execFileSync('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', join(s.upper, 'x')]);
+    execFileSync('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', join(s.upper, 'x')]);
     d = await mountTwoLowers();
     assert.deepEqual(ls(join(s.mnt, 'x')), ['new']);
     assert.deepEqual(ls(join(s.mnt, 'y')), ['new']);

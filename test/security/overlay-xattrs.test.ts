@@ -6,7 +6,7 @@
  * plain user data there: its owner sets and reads it, and it decides nothing.
  */
 import assert from 'assert/strict';
-import { execFileSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import { join } from 'path';
 import { Scratch } from '../helpers/ovshift';
@@ -25,7 +25,7 @@ function hostXattrs(p: string): string[] {
 }
 
 function hostXattr(p: string, name: string): string | null {
-  const r = require('child_process').spawnSync('getfattr', ['-h', '--only-values', '--absolute-names', '-n', name, p], { encoding: 'utf8' });
+  const r = spawnSync('getfattr', ['-h', '--only-values', '--absolute-names', '-n', name, p], { encoding: 'utf8' });
   return r.status === 0 ? (r.stdout as string) : null;
 }
 
