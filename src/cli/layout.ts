@@ -1,7 +1,7 @@
 /** Checks the layers and the mountpoint before anything is mounted; each refusal names the problem. */
 import { promises as fsp, constants as K } from 'fs';
-import { isNfsLower, type LowerLocation } from '../layers/lower-location';
-import { parseNfsUrl } from '../layers/nfs/url';
+import { backendOf, type LowerBackend } from '../layers/backends';
+import { locate, type LowerLocation } from '../layers/lower-location';
 import type { CliOptions } from './options';
 
 export class LayoutError extends Error {
@@ -39,28 +39,30 @@ async function directory(what: string, path: string, access: number): Promise<st
   return real;
 }
 
-/** An nfs:// lower is only parsed here: the server is reached when the layers are opened. */
-function nfsLower(what: string, text: string): LowerLocation {
+/**
+ * A lower as its backend parses and checks it: a directory must exist and be readable; an
+ * nfs:// lower is only parsed here, the server is reached when the layers are opened.
+ */
+async function lower<S>(backend: LowerBackend<S>, what: string, text: string): Promise<LowerLocation> {
+  let spec: S;
   try {
-    return { kind: 'nfs', url: parseNfsUrl(text) };
+    spec = backend.parse(text);
   } catch (err) {
     throw new LayoutError(`${what}: ${(err as Error).message}`);
   }
+  if (backend.check) spec = await backend.check(spec, { what, directory: (path) => directory(what, path, K.R_OK | K.X_OK) });
+  return locate(backend, spec);
 }
 
 export async function checkLayout(o: CliOptions): Promise<Layout> {
   const locations: LowerLocation[] = [];
-  // Only directories can hold the mountpoint or the upper, or be inside them: [name, path].
+  // Only local directories can hold the mountpoint or the upper, or be inside them: [name, path].
   const lowerDirs: Array<[string, string]> = [];
   for (const [i, l] of o.lowers.entries()) {
     const what = o.lowers.length > 1 ? `lower layer ${i + 1}` : 'lower layer';
-    if (isNfsLower(l)) {
-      locations.push(nfsLower(what, l));
-      continue;
-    }
-    const path = await directory(what, l, K.R_OK | K.X_OK);
-    locations.push({ kind: 'dir', path });
-    lowerDirs.push([`${what} ${path}`, path]);
+    const location = await lower(backendOf(l), what, l);
+    locations.push(location);
+    if (location.directory !== undefined) lowerDirs.push([`${what} ${location.directory}`, location.directory]);
   }
   const upper = o.upper === undefined ? undefined : await directory('upperdir', o.upper, K.R_OK | K.W_OK | K.X_OK);
   const work = o.work === undefined ? undefined : await directory('workdir', o.work, K.R_OK | K.W_OK | K.X_OK);

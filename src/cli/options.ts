@@ -6,7 +6,7 @@
  */
 import { parseIdRanges, parseSquashId } from '../idmap';
 import { parseRules } from '../layers/faults';
-import { nfsAuthorityLength } from '../layers/lower-location';
+import { wholeStartLength } from '../layers/lower-location';
 import { CACHE_SECONDS, boundedNumber, expected, type Bounds } from '../util/bounds';
 
 /** The shortest non-zero cache time: the kernel rounds it up to one jiffy. */
@@ -214,16 +214,16 @@ export function splitOptions(s: string): string[] {
 }
 
 /**
- * Splits lowerdir at colons not escaped by a backslash; "\\:" and "\\," become literal. In a
- * layer that starts with nfs://, the colons of "nfs://HOST:PORT" (and of an [IPv6] host) do not
- * split.
+ * Splits lowerdir at colons not escaped by a backslash; "\\:" and "\\," become literal. A layer
+ * that starts with a backend's URL scheme keeps the start that backend says whole: for nfs://,
+ * the colons of "nfs://HOST:PORT" (and of an [IPv6] host) do not split.
  */
 export function splitLowerdir(s: string): string[] {
   const out: string[] = [];
   let cur = '';
   for (let i = 0; i < s.length; i++) {
     const c = s[i]!;
-    const authority = cur === '' ? nfsAuthorityLength(s.slice(i)) : 0;
+    const authority = cur === '' ? wholeStartLength(s.slice(i)) : 0;
     if (authority > 0) {
       cur = s.slice(i, i + authority);
       i += authority - 1;

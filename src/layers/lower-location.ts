@@ -1,23 +1,48 @@
-/** Where a lower layer named on the command line is: a directory or an nfs:// export. */
-import { describeNfsUrl, type NfsUrl } from './nfs/url';
+/**
+ * Where a lower layer named on the command line is, whatever its backend (src/layers/backends.ts):
+ * what the command line, the layout checks and the opening of the layers need of it.
+ */
+import { backendOf, type LowerBackend, type LowerLayer } from './backends';
 
-export type LowerLocation = { kind: 'dir'; path: string } | { kind: 'nfs'; url: NfsUrl };
+/** A lower layer once parsed and checked, ready to be opened. */
+export interface LowerLocation {
+  /** The backend's name: "directory", "nfs". */
+  readonly kind: string;
+  /** For messages: a directory's path, an export's URL without its options. */
+  readonly description: string;
+  /** The local directory the lower is, for the layout's containment checks; undefined for a remote lower. */
+  readonly directory: string | undefined;
+  /** Opens the layer; `label` names it in messages and logs. */
+  open(label: string): Promise<LowerLayer>;
+}
 
-const NFS_SCHEME = /^nfs:\/\//i;
-/** "nfs://HOST[:PORT]": the part of an nfs:// lower in which ':' does not separate layers. */
-const NFS_AUTHORITY = /^nfs:\/\/(\[[^\]]*\]|[^/:?#[\]]*)(:\d+)?/i;
+/** The location of a lower its backend parsed (and checked) as `spec`. */
+export function locate<S>(backend: LowerBackend<S>, spec: S): LowerLocation {
+  return {
+    kind: backend.name,
+    description: backend.describe(spec),
+    directory: backend.localDirectory?.(spec),
+    open: (label) => backend.open(spec, label),
+  };
+}
 
-/** Whether a lower given on the command line is an nfs:// URL rather than a directory. */
+/**
+ * How many characters at the start of `text` (a lower as written in `lowerdir`) stay whole,
+ * colons included: for nfs://, "nfs://HOST[:PORT]"; 0 when every unescaped colon splits.
+ */
+export function wholeStartLength(text: string): number {
+  return backendOf(text).wholeStart?.(text) ?? 0;
+}
+
+/** Whether a lower given on the command line names a directory rather than a URL some backend claims. */
+export function isDirectoryLower(text: string): boolean {
+  return backendOf(text).scheme === 'directory';
+}
+
+/**
+ * Whether a lower given on the command line is an nfs:// URL. Kept for src/server/request.ts,
+ * which means "not a directory" by it: isDirectoryLower is the backend-neutral question.
+ */
 export function isNfsLower(text: string): boolean {
-  return NFS_SCHEME.test(text);
-}
-
-/** Length of the "nfs://HOST[:PORT]" that starts `text`, 0 when it is not an nfs:// URL. */
-export function nfsAuthorityLength(text: string): number {
-  return NFS_AUTHORITY.exec(text)?.[0].length ?? 0;
-}
-
-/** The layer for messages: a directory's path, an export's URL without its options. */
-export function describeLower(location: LowerLocation): string {
-  return location.kind === 'dir' ? location.path : describeNfsUrl(location.url);
+  return backendOf(text).name === 'nfs';
 }
