@@ -4,13 +4,13 @@
  * umount).
  */
 import createDebug from 'debug';
-import { closeSync, readFileSync } from 'fs';
+import { readFileSync } from 'fs';
 import { checkLayout } from './cli/layout';
 import type { CliOptions } from './cli/options';
 import { makePrivateUpper, matchLowerRoot, type PrivateUpper } from './cli/private-upper';
 import { controlDir, serveControl } from './control';
-import { connectionId, mountFuse, setReadAhead, type FuseMount } from './fuse/mount';
-import { FuseSession } from './fuse/session';
+import { setReadAhead } from './fuse/mount';
+import { serveFuse, type ServedFuse } from './fuse/serve';
 import { FaultPlan, FaultyLayer, parseRules } from './layers/faults';
 import { createIdShift } from './idmap';
 import { openLowers, type OpenLowers } from './layers/lowers';
@@ -68,19 +68,6 @@ function fuseDev(minor: number | undefined): number {
   return (minor & 0xff) + Math.floor(minor / 256) * 256 * 4096;
 }
 
-/**
- * Unmounts here, lazily if busy. The connection outlives that while a copy of the mount is
- * held in another mount namespace, or files are open on a lazily detached one.
- */
-async function unmountHere(mount: FuseMount): Promise<void> {
-  try {
-    await mount.unmount();
-  } catch (err) {
-    log('unmount failed (%s); detaching lazily', (err as Error).message);
-    await mount.unmount({ lazy: true });
-  }
-}
-
 export interface RunningMount {
   /** Settles with the exit status once the filesystem is unmounted and cleaned up. */
   done: Promise<number>;
@@ -127,40 +114,40 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
       forwardLocks: o.forwardLocks, ids, passthrough: o.passthrough,
       volatile: o.volatile || !o.fsync, staticNlink: o.staticNlink, noXattrs: o.noXattrs,
     }, root);
-    const mount = await mountFuse({
-      mountpoint: layout.mountpoint, fsname: o.source, subtype: 'ovshift', flags: mountFlags(o), allowOther: o.allowOther,
-    });
-    const session = new FuseSession(mount.fd, fs);
-    fs.core.notifier = { invalInode: (id) => session.notifyInvalInode(id).then(() => undefined) };
     let control: { close(): void } | undefined;
+    let served: ServedFuse;
     try {
-      const id = await connectionId(layout.mountpoint);
-      control = socketDir === undefined ? undefined : await serveControl(socketDir, fuseDev(id), {
-        faults,
-        status: () => ({
-          nodes: fs.core.nodes.size, 'open files': fs.core.files.size, 'open dirs': fs.core.dirs.size,
-          'passthrough files': fs.core.passthrough?.activeFiles ?? 'off', pending: session.pendingCount,
-        }),
+      served = await serveFuse({
+        mountpoint: layout.mountpoint, fsname: o.source, subtype: 'ovshift', flags: mountFlags(o), allowOther: o.allowOther,
+      }, fs, {
+        // In place before INIT: the notifier, and the control socket (named for the mount's st_dev).
+        beforeStart: async ({ session, connection }) => {
+          fs.core.notifier = { invalInode: (id) => session.notifyInvalInode(id).then(() => undefined) };
+          control = socketDir === undefined ? undefined : await serveControl(socketDir, fuseDev(connection), {
+            faults,
+            status: () => ({
+              nodes: fs.core.nodes.size, 'open files': fs.core.files.size, 'open dirs': fs.core.dirs.size,
+              'passthrough files': fs.core.passthrough?.activeFiles ?? 'off', pending: session.pendingCount,
+            }),
+          });
+        },
       });
-      session.start();
-      await session.ready;
-      if (id !== undefined) await setReadAhead(id, READ_AHEAD_KIB);
+      if (served.connection !== undefined) await setReadAhead(served.connection, READ_AHEAD_KIB);
     } catch (err) {
       control?.close();
-      await mount.unmount({ lazy: true }).catch(() => undefined);
       throw err;
     }
-    log('serving %s on %s (%s)', o.source, layout.mountpoint, mount.method);
+    log('serving %s on %s (%s)', o.source, layout.mountpoint, served.mount.method);
     const reclaim = reclaimAfterShrink(() => fs.core.nodes.size, RECLAIM_AFTER_NODES, RECLAIM_CHECK_MS);
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => {
       // After the unmount here, the connection ends, as with fuse-overlayfs: a copy of the mount
       // in another mount namespace must not keep the daemon alive. The session stops, `done`
       // closes the device, the kernel aborts the connection (such copies answer ENOTCONN).
-      stopping ??= unmountHere(mount).finally(() => session.stop());
+      stopping ??= served.unmount();
       return stopping;
     };
-    const done = session.closed.then(async (errno) => {
+    const done = served.closed.then(async (errno) => {
       // The layers first: the process may take a while to exit, and someone may be waiting
       // to unmount them. Nothing new starts once the connection is gone.
       fs.closeAll();
@@ -168,8 +155,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
       const closingLowers = opened?.close();
       reclaim.stop();
       control?.close();
-      session.stop();
-      closeSync(mount.fd);
+      served.closeDevice();
       await privateUpper?.release();
       await closingLowers;
       log('unmounted (errno %d)', errno);

@@ -4,10 +4,10 @@
  * bindfs), and a protocol-layer handler served by this very process.
  */
 import { spawn } from 'child_process';
-import { closeSync, promises as fsp } from 'fs';
+import { promises as fsp } from 'fs';
 import type { FuseHandler } from '../../src/fuse/handler';
-import { abortConnection, connectionId, mountFuse } from '../../src/fuse/mount';
-import { FuseSession } from '../../src/fuse/session';
+import { abortConnection, connectionId } from '../../src/fuse/mount';
+import { serveFuse } from '../../src/fuse/serve';
 import type { Cleanup, Release } from './cleanup';
 import { check, run, sleep } from './proc';
 
@@ -90,22 +90,19 @@ export function mountBindfs(cleanup: Cleanup, source: string, dir: string, optio
 
 /** Mounts `handler` on `dir`, served by this process's event loop through FuseSession. */
 export async function mountSession(cleanup: Cleanup, handler: FuseHandler, dir: string): Promise<Mounted> {
-  const mount = await mountFuse({ mountpoint: dir, fsname: 'ovshift-bench', subtype: 'ovshift-bench' });
-  const session = new FuseSession(mount.fd, handler);
-  const unmount = cleanup.add(`protocol-layer filesystem on ${dir}`, async () => {
-    const id = await connectionId(dir);
-    // A workload child still blocked on the mount would keep a plain unmount from finishing.
-    if (id !== undefined) await abortConnection(id);
-    await mount.unmount({ lazy: true });
-    session.stop();
-    closeSync(mount.fd);
-  });
-  session.start();
+  let unmount: Release | undefined;
   try {
-    await session.ready;
+    await serveFuse({ mountpoint: dir, fsname: 'ovshift-bench', subtype: 'ovshift-bench' }, handler, {
+      // Registered before INIT, so a signal while waiting for it still unmounts.
+      beforeStart: (served) => {
+        // A workload child still blocked on the mount would keep a plain unmount from finishing.
+        unmount = cleanup.add(`protocol-layer filesystem on ${dir}`, () => served.stop({ abort: true }));
+      },
+    });
   } catch (err) {
-    await unmount();
+    // serveFuse undid the mount; this only drops the step.
+    await unmount?.();
     throw err;
   }
-  return { dir, unmount };
+  return { dir, unmount: unmount! };
 }

@@ -1,10 +1,11 @@
 /** Mounts a protocol-layer handler in this test process through the real kernel. */
-import { mkdtempSync, rmdirSync, closeSync } from 'fs';
+import { mkdtempSync, rmdirSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import type { FuseHandler } from '../../src/fuse/handler';
-import { abortConnection, connectionId, mountFuse, type FuseMount } from '../../src/fuse/mount';
-import { FuseSession } from '../../src/fuse/session';
+import type { FuseMount } from '../../src/fuse/mount';
+import { serveFuse, type ServedFuse } from '../../src/fuse/serve';
+import type { FuseSession } from '../../src/fuse/session';
 
 export interface SessionMount {
   dir: string;
@@ -16,11 +17,14 @@ export interface SessionMount {
 
 export async function mountHandler(handler: FuseHandler): Promise<SessionMount> {
   const dir = mkdtempSync(join(tmpdir(), 'ovshift-fuse-'));
-  const mount = await mountFuse({ mountpoint: dir, fsname: 'memfs', subtype: 'ovshift-test' });
-  const id = await connectionId(dir);
-  const session = new FuseSession(mount.fd, handler);
-  session.start();
-  await session.ready;
+  let served: ServedFuse;
+  try {
+    served = await serveFuse({ mountpoint: dir, fsname: 'memfs', subtype: 'ovshift-test' }, handler);
+  } catch (err) {
+    rmdirSync(dir); // serveFuse undid the mount
+    throw err;
+  }
+  const { session, mount } = served;
   let closed = false;
   return {
     dir,
@@ -31,10 +35,7 @@ export async function mountHandler(handler: FuseHandler): Promise<SessionMount> 
       closed = true;
       // Abort first: a thread of this very process may be blocked on the mount (a test that
       // timed out), and it would keep the process from ever exiting.
-      if (id !== undefined) await abortConnection(id);
-      await mount.unmount({ lazy: true });
-      session.stop();
-      closeSync(mount.fd);
+      await served.stop({ abort: true });
       rmdirSync(dir);
     },
   };
