@@ -83,8 +83,8 @@ export const nfsBackend: LowerBackend<NfsUrl> = {
 };
 
 /** Every backend, one line each: those with a URL scheme, and the directory backend. */
-// Each backend has its own Spec; the registry only hands a backend specs it parsed itself.
-export const LOWER_BACKENDS: readonly LowerBackend<any>[] = [
+// Each backend has its own Spec (its methods take it bivariantly); a backend is only handed specs it parsed itself.
+export const LOWER_BACKENDS: readonly LowerBackend<unknown>[] = [
   nfsBackend,
   directoryBackend,
 ];
