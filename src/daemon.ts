@@ -19,7 +19,7 @@ import { UpperDir } from './layers/upper-dir';
 import { C } from './native';
 import { OverlayXattrs, TRUSTED_PREFIX, USER_PREFIX } from './overlay/format';
 import { OverlayFs } from './overlay/overlay-fs';
-import { StaleRetryLayer } from './overlay/stale-retry';
+import { StaleRetryLayer } from './layers/stale-retry';
 import { reclaimAfterShrink } from './util/memory';
 
 const log = createDebug('ovshift:mount');

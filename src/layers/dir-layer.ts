@@ -10,7 +10,7 @@ import { beneathError, openDirBeneath, openDirBeneathSync } from './beneath';
 import { closeFd, readAt } from './fd-io';
 import { AT_FDCWD, C, native, unpackDirents, STATX_FIELDS, StatxField as F } from '../native';
 import { errnoError, errorCode } from '../util/errno';
-import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
+import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, Loc, ReadableLayer } from './types';
 
 const O_CLOEXEC = C.O_CLOEXEC!;
 const AT_SYMLINK_NOFOLLOW = 0x100;
@@ -141,12 +141,6 @@ function runIn<T>(fd: number, name: Buffer, op: (short: Loc) => Promise<T>): Pro
 function openLayerRoot(root: string): number {
   const fd = native.openTreeSync(root, C.OPEN_TREE_CLONE! | C.OPEN_TREE_CLOEXEC!);
   return fd >= 0 ? fd : openSync(root, K.O_RDONLY | K.O_DIRECTORY | O_CLOEXEC);
-}
-
-/** An object reached relative to a directory descriptor. */
-export interface Loc {
-  readonly fd: number;
-  readonly path: Buffer;
 }
 
 export class DirLayer implements ReadableLayer {

@@ -51,6 +51,12 @@ export interface LayerStatfs {
   frsize: number;
 }
 
+/** An object of a local layer reached relative to a directory descriptor (the upper's write calls take one). */
+export interface Loc {
+  readonly fd: number;
+  readonly path: Buffer;
+}
+
 /** An open file of a layer, read through positional reads. */
 export interface LayerFile {
   read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;

@@ -7,7 +7,8 @@
 import * as fs from 'fs';
 import { native } from '../native';
 import { errnoError, errorCode } from '../util/errno';
-import { DirLayer, type Loc } from './dir-layer';
+import { DirLayer } from './dir-layer';
+import type { Loc } from './types';
 
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const AT_REMOVEDIR = 0x200;

@@ -7,7 +7,7 @@ import createDebug from 'debug';
 import * as fs from 'fs';
 import { native } from '../native';
 import type { LayerAttr, LayerFile, ReadableLayer } from '../layers/types';
-import type { Loc } from '../layers/dir-layer';
+import type { Loc } from '../layers/types';
 import type { UpperDir } from '../layers/upper-dir';
 import { readAt, writeAt } from '../layers/fd-io';
 import { errnoError, errorCode } from '../util/errno';

@@ -6,7 +6,7 @@ import type { Passthrough } from './passthrough';
 import createDebug from 'debug';
 import { LRUCache } from 'lru-cache';
 import { FuseError } from '../fuse/errors';
-import type { Attr, EntryOut } from '../fuse/replies';
+import { negativeEntry, type Attr, type EntryOut } from '../fuse/replies';
 import type { UpperDir } from '../layers/upper-dir';
 import type { LayerAttr } from '../layers/types';
 import { attrFromArray } from '../layers/dir-layer';
@@ -202,13 +202,7 @@ export class OverlayCore {
 
   /** The entry reply for a name that is not there. */
   negative(cacheable: boolean): EntryOut {
-    const timeout = this.opts.revalidate !== 'always' ? CACHE_TIMEOUT : cacheable ? this.opts.upperTimeout : 0;
-    return {
-      nodeid: 0, generation: 0, entryTimeout: timeout, attrTimeout: 0,
-      attr: {
-        ino: 0, size: 0, blocks: 0, atime: ZERO, mtime: ZERO, ctime: ZERO, mode: 0, nlink: 0, uid: 0, gid: 0, rdev: 0, blksize: 0,
-      },
-    };
+    return negativeEntry(this.opts.revalidate !== 'always' ? CACHE_TIMEOUT : cacheable ? this.opts.upperTimeout : 0);
   }
 
   async resolve(parent: Node, name: string): Promise<Resolution> {
@@ -366,8 +360,6 @@ export class OverlayCore {
     return { ...this.bind(parent, name, res), res };
   }
 }
-
-const ZERO = { sec: 0, nsec: 0 };
 
 function sameTime(a: { sec: number; nsec: number }, b: { sec: number; nsec: number }): boolean {
   return a.sec === b.sec && a.nsec === b.nsec;

@@ -4,7 +4,7 @@
  */
 import createDebug from 'debug';
 import { FuseError } from '../fuse/errors';
-import type { Loc } from '../layers/dir-layer';
+import type { Loc } from '../layers/types';
 import type { LayerAttr } from '../layers/types';
 import { errorCode } from '../util/errno';
 import { OverlayCore } from './core';

@@ -14,6 +14,7 @@ import type {
   RmdirRequest, SetattrRequest, SetxattrRequest, StatfsRequest, SymlinkRequest, UnlinkRequest, WriteRequest,
 } from '../fuse/requests';
 import type { LayerAttr } from '../layers/types';
+import { decodeDev } from './attrs';
 import { OverlayCore } from './core';
 import * as files from './files';
 import { DirHandle, FileHandle, O_ACCMODE, closeAllFiles, type ListedEntry } from './handles';
@@ -101,8 +102,7 @@ export class OverlayFs implements FuseHandler {
     this.writable();
     const parent = this.core.dirNode(req.nodeid);
     const upper = this.core.upper;
-    const major = (req.rdev & 0xfff00) >>> 8;
-    const minor = (req.rdev & 0xff) | ((req.rdev >>> 12) & 0xfff00);
+    const { major, minor } = decodeDev(req.rdev);
     const { node, attr } = await ns.createObject(this.core, parent, newName(req.name), {
       mode: req.mode, ...this.core.layerOwner(req.uid, req.gid),
       make: (at) => upper.mknod(at, req.mode, major, minor),

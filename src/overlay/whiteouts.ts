@@ -3,7 +3,7 @@
  * for directories that must not merge, and atomic replacement of a whiteout by a new object.
  */
 import { errorCode } from '../util/errno';
-import type { Loc } from '../layers/dir-layer';
+import type { Loc } from '../layers/types';
 import type { UpperDir } from '../layers/upper-dir';
 import { childPath, parentPath, baseName } from '../layers/types';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, type OverlayXattrs } from './format';

@@ -4,7 +4,7 @@
  * afresh. (Reads on open files are retried by the overlay, which knows what they should find.)
  */
 import createDebug from 'debug';
-import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from '../layers/types';
+import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
 import { errorCode } from '../util/errno';
 
 const log = createDebug('ovshift:revalidate');
