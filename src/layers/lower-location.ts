@@ -39,10 +39,3 @@ export function isDirectoryLower(text: string): boolean {
   return backendOf(text).scheme === 'directory';
 }
 
-/**
- * Whether a lower given on the command line is an nfs:// URL. Kept for src/server/request.ts,
- * which means "not a directory" by it: isDirectoryLower is the backend-neutral question.
- */
-export function isNfsLower(text: string): boolean {
-  return backendOf(text).name === 'nfs';
-}

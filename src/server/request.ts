@@ -4,7 +4,7 @@
  * when unset), then every argument of its command line. One request per connection; one reply line back.
  */
 import { isAbsolute, resolve } from 'path';
-import { isNfsLower } from '../layers/lower-location';
+import { isDirectoryLower } from '../layers/lower-location';
 import type { CliOptions } from '../cli/options';
 
 export const PROTOCOL = 'ovshift-mount-2';
@@ -56,7 +56,7 @@ export function resolvePaths(o: CliOptions, cwd: string, tmpDir: string | undefi
     ...o,
     tempDir: tmpDir === undefined ? DEFAULT_TMPDIR : abs(tmpDir),
     mountpoint: abs(o.mountpoint),
-    lowers: o.lowers.map((l) => (isNfsLower(l) ? l : abs(l))),
+    lowers: o.lowers.map((l) => (isDirectoryLower(l) ? abs(l) : l)),
     upper: o.upper === undefined ? undefined : abs(o.upper),
     work: o.work === undefined ? undefined : abs(o.work),
   };
