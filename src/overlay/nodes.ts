@@ -4,7 +4,7 @@
  * paths in lower layers (a renamed directory's lower parts keep their old paths).
  */
 import type { Attr } from '../fuse/replies';
-import { childPath } from '../layers/types';
+import { childPath, type DescriptorFile } from '../layers/types';
 
 export const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;
@@ -56,7 +56,7 @@ export class Node {
    * A descriptor of the node's object, kept while files are open on a node no name reaches
    * any more, so they can still be reopened (/proc/PID/fd/N) and copied up.
    */
-  pinFd?: number;
+  pin?: DescriptorFile;
   /** Children the kernel knows by name (directories only). */
   readonly children: Map<string, Node>;
   /**
@@ -103,8 +103,8 @@ export class Node {
   /** The overlay path (and the upper path), relative to the mount root. */
   get path(): string {
     if (!this.parent) return '';
-    const names: string[] = [];
-    for (let n: Node | undefined = this; n?.parent; n = n.parent) names.push(n.name);
+    const names = [this.name];
+    for (let n = this.parent; n.parent; n = n.parent) names.push(n.name);
     return names.reverse().join('/');
   }
 
