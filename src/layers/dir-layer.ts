@@ -7,42 +7,18 @@
  */
 import { closeSync, constants as K, openSync, promises as fsp, statfsSync } from 'fs';
 import { beneathError, openDirBeneath, openDirBeneathSync } from './beneath';
-import { closeFd, readAt } from './fd-io';
-import { AT_FDCWD, C, native, unpackDirents, STATX_FIELDS, StatxField as F } from '../native';
+import { attrFromArray, FdFile, isRemoteFilesystem, STATX_MASK } from './fd-io';
+import { AT_FDCWD, C, native, unpackDirents, STATX_FIELDS } from '../native';
 import { errnoError, errorCode } from '../util/errno';
-import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, Loc, ReadableLayer } from './types';
+import type { DescriptorFile, LayerAttr, LayerDirent, LayerFile, LayerStatfs, Loc, ReadableLayer } from './types';
 
 const O_CLOEXEC = C.O_CLOEXEC!;
 const AT_SYMLINK_NOFOLLOW = 0x100;
-const STATX_BASIC_STATS = 0x7ff;
-const STATX_BTIME = 0x800;
-const STATX_MASK = STATX_BASIC_STATS | STATX_BTIME;
 const ENOENT = -2;
 const ENOTDIR = -20;
 const ENAMETOOLONG = -36;
 const ENODATA = -61;
 const EOPNOTSUPP = -95;
-
-/** statfs f_type of filesystems whose calls may wait on a server or another process. */
-const REMOTE_FS_MAGIC = new Set([
-  0x6969, // nfs
-  0x517b, // smb
-  0xff534d42, // cifs
-  0xfe534d42, // smb2
-  0x65735546, // fuse
-  0x00c36400, // ceph
-  0x01021997, // 9p
-  0x5346414f, // afs
-  0x73757245, // coda
-  0x47504653, // gpfs
-  0x0bd00bd0, // lustre
-  0x013111a8, // ibrix
-  0x19830326, // fhgfs/beegfs
-]);
-
-export function isRemoteFilesystem(path: string): boolean {
-  return REMOTE_FS_MAGIC.has(statfsSync(path).type >>> 0);
-}
 
 /** Filesystems whose writes never wait for a device (page allocation aside). */
 const MEMORY_FS_MAGIC = new Set([
@@ -52,34 +28,6 @@ const MEMORY_FS_MAGIC = new Set([
 
 function isMemoryFilesystem(path: string): boolean {
   return MEMORY_FS_MAGIC.has(statfsSync(path).type >>> 0);
-}
-
-function identityOf(dev: number, ino: number, hasBtime: boolean, btimeSec: number, btimeNsec: number): string {
-  // The birth time tells a reused inode number from the object that had it before. Joined
-  // rather than concatenated: one flat string per node, not a tree of pieces.
-  return hasBtime ? [dev, ino, btimeSec, btimeNsec].join(':') : [dev, ino].join(':');
-}
-
-export function attrFromArray(s: Float64Array): LayerAttr {
-  const dev = s[F.devMajor]! * 0x100000 + s[F.devMinor]!;
-  const ino = s[F.ino]!;
-  return {
-    mode: s[F.mode]!,
-    nlink: s[F.nlink]!,
-    uid: s[F.uid]!,
-    gid: s[F.gid]!,
-    rdevMajor: s[F.rdevMajor]!,
-    rdevMinor: s[F.rdevMinor]!,
-    size: s[F.size]!,
-    blocks: s[F.blocks]!,
-    blksize: s[F.blksize]!,
-    atime: { sec: s[F.atimeSec]!, nsec: s[F.atimeNsec]! },
-    mtime: { sec: s[F.mtimeSec]!, nsec: s[F.mtimeNsec]! },
-    ctime: { sec: s[F.ctimeSec]!, nsec: s[F.ctimeNsec]! },
-    ino,
-    dev,
-    identity: identityOf(dev, ino, (s[F.mask]! & STATX_BTIME) !== 0, s[F.btimeSec]!, s[F.btimeNsec]!),
-  };
 }
 
 function isAbsentErrno(res: number): boolean {
@@ -95,30 +43,6 @@ function isNoXattr(err: unknown): boolean {
   const code = errorCode(err);
   return code === 'ENODATA' || code === 'EOPNOTSUPP' || code === 'ENOTSUP';
 }
-
-class LocalFile implements LayerFile {
-  constructor(readonly fd: number, private readonly sync: boolean) {}
-
-  read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-    return readAt(this.fd, buf, offset, length, position);
-  }
-
-  async stat(): Promise<LayerAttr> {
-    if (this.sync) {
-      const out = new Float64Array(STATX_FIELDS);
-      const res = native.fstatxSync(this.fd, out);
-      if (res < 0) throw errnoError(res, 'fstatx');
-      return attrFromArray(out);
-    }
-    return attrFromArray(await native.fstatx(this.fd, STATX_MASK));
-  }
-
-  close(): Promise<void> {
-    return closeFd(this.fd, this.sync);
-  }
-}
-
-export { LocalFile };
 
 /** Runs `op` on `name` in the directory `fd`, then closes `fd`. */
 function runIn<T>(fd: number, name: Buffer, op: (short: Loc) => Promise<T>): Promise<T> {
@@ -333,8 +257,13 @@ export class DirLayer implements ReadableLayer {
     }
   }
 
-  async open(path: string, flags: number, mode = 0): Promise<LocalFile> {
-    return new LocalFile(await this.openAt(this.loc(path), flags, mode), this.sync);
+  async open(path: string, flags: number, mode = 0): Promise<FdFile> {
+    return this.openFile(this.loc(path), flags, mode);
+  }
+
+  /** As openAt, as a file of this layer. */
+  async openFile(target: Loc, flags: number, mode = 0): Promise<FdFile> {
+    return new FdFile(await this.openAt(target, flags, mode), this.sync, this.inMemory);
   }
 
   /** openat(); O_CLOEXEC and O_NOFOLLOW always (a symlink in a layer is never opened through). */
@@ -352,11 +281,15 @@ export class DirLayer implements ReadableLayer {
    * Opens the object an open descriptor of this layer holds, with new flags (through its
    * /proc/self/fd link: the object may have no name any more).
    */
-  reopen(fd: number, flags: number): Promise<number> {
-    const path = Buffer.from(`/proc/self/fd/${fd}`);
-    if (!this.sync) return native.openat(AT_FDCWD, path, flags | O_CLOEXEC, 0);
-    const res = native.openatSync(AT_FDCWD, path, flags | O_CLOEXEC, 0);
-    return res < 0 ? Promise.reject(errnoError(res, 'open', path.toString())) : Promise.resolve(res);
+  async reopen(file: DescriptorFile, flags: number): Promise<FdFile> {
+    const path = Buffer.from(`/proc/self/fd/${file.fd}`);
+    let fd: number;
+    if (!this.sync) fd = await native.openat(AT_FDCWD, path, flags | O_CLOEXEC, 0);
+    else {
+      fd = native.openatSync(AT_FDCWD, path, flags | O_CLOEXEC, 0);
+      if (fd < 0) throw errnoError(fd, 'open', path.toString());
+    }
+    return new FdFile(fd, this.sync, this.inMemory);
   }
 
   async statfs(): Promise<LayerStatfs> {

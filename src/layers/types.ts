@@ -71,6 +71,74 @@ export interface LayerFile {
   chunks?(size: number): AsyncIterable<Buffer>;
 }
 
+/**
+ * An open file of a local filesystem held by its descriptor: a directory layer's file, the
+ * upper's, or one pinning an object no name reaches any more. What the overlay does to an open
+ * file (writes, SETATTR through a handle, copy-up, locks underneath) it does through these.
+ * Calls named *Sync run on the calling thread.
+ */
+export interface DescriptorFile extends LayerFile {
+  readonly fd: number;
+  write(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  /** fstat, throwing on failure. */
+  statSync(): LayerAttr;
+  /** fstat; null when it fails. */
+  statNow(): LayerAttr | null;
+  /** fstat's mode. */
+  modeSync(): number;
+  closeSync(): void;
+  /** close(), errors dropped: the descriptor is gone either way. */
+  closeQuietly(): void;
+  /** The same object opened again with new flags (through /proc/self/fd: it may have no name any more). */
+  reopenSync(flags: number): DescriptorFile;
+  truncate(size: bigint): Promise<void>;
+  truncateSync(size: number): void;
+  /** fallocate(). */
+  allocate(mode: number, offset: bigint, length: bigint): Promise<void>;
+  /** lseek() (SEEK_DATA, SEEK_HOLE…). */
+  seek(offset: bigint, whence: number): Promise<bigint>;
+  /** fchown; -1 leaves that id unchanged. */
+  chownSync(uid: number, gid: number): void;
+  chmodSync(mode: number): void;
+  /** futimens; nsec may be UTIME_NOW or UTIME_OMIT (see upper-dir.ts). */
+  utimens(atime: Timespec, mtime: Timespec): Promise<void>;
+  /** fsync, or fdatasync. */
+  flush(datasync: boolean): Promise<void>;
+  /** FICLONE: this file becomes a copy of `src` sharing its blocks. */
+  cloneFrom(src: DescriptorFile): Promise<void>;
+  /** copy_file_range from `src` into this file: the number of bytes copied. */
+  copyRangeFrom(src: DescriptorFile, srcPos: bigint, pos: bigint, length: number): Promise<number>;
+  /**
+   * A new descriptor of the same object to take locks on it through (an OFD lock or a flock
+   * belongs to the open file it was taken through): read-write, as write locks need, else
+   * read-only.
+   */
+  lockHandle(): LayerLocks;
+}
+
+/** A lock someone holds on a file (fcntl's struct flock). */
+export interface LayerLock {
+  type: number;
+  start: bigint;
+  /** 0: to the end of the file. */
+  len: bigint;
+  pid: number;
+}
+
+/** Locks taken on a layer file, never waiting (a conflict fails with EAGAIN or EWOULDBLOCK). */
+export interface LayerLocks {
+  /** Whether write locks can be taken (the descriptor is open for writing). */
+  readonly writable: boolean;
+  /** An OFD lock (F_OFD_SETLK); type F_UNLCK unlocks; len 0: to the end of the file. */
+  setLock(type: number, start: bigint, len: bigint): Promise<void>;
+  /** F_OFD_GETLK: a lock someone else holds that conflicts with this one, or null. */
+  getLock(type: number, start: bigint, len: bigint): Promise<LayerLock | null>;
+  /** flock(), shared or exclusive. */
+  flock(exclusive: boolean): Promise<void>;
+  unflock(): Promise<void>;
+  close(): void;
+}
+
 /** A layer the overlay reads: every lower layer, and the upper's read side. */
 export interface ReadableLayer {
   /** For messages and logs: "lower 1 (/srv/root)". */

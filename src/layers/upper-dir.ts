@@ -5,9 +5,10 @@
  * markers) is the overlay's business.
  */
 import * as fs from 'fs';
-import { native } from '../native';
+import { C, native } from '../native';
 import { errnoError, errorCode } from '../util/errno';
 import { DirLayer } from './dir-layer';
+import type { FdFile } from './fd-io';
 import type { Loc } from './types';
 
 const AT_SYMLINK_NOFOLLOW = 0x100;
@@ -103,6 +104,14 @@ export class UpperDir extends DirLayer {
     return this.call(at,
       (a) => native.unlinkatSync(a.fd, a.path, AT_REMOVEDIR),
       (a) => native.unlinkat(a.fd, a.path, AT_REMOVEDIR), 'rmdir');
+  }
+
+  /**
+   * A descriptor holding the object at `path` (O_PATH: not opened for I/O), so it can be
+   * reached after its last name goes.
+   */
+  pin(path: string): Promise<FdFile> {
+    return this.openFile(this.loc(path), C.O_PATH! | fs.constants.O_NOFOLLOW);
   }
 
   /** Removes a tree in the work directory (what a replaced directory left behind). */

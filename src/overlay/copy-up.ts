@@ -5,11 +5,9 @@
  */
 import createDebug from 'debug';
 import * as fs from 'fs';
-import { native } from '../native';
-import type { LayerAttr, LayerFile, ReadableLayer } from '../layers/types';
-import type { Loc } from '../layers/types';
+import type { DescriptorFile, LayerAttr, LayerFile, Loc, ReadableLayer } from '../layers/types';
 import type { UpperDir } from '../layers/upper-dir';
-import { readAt, writeAt } from '../layers/fd-io';
+import { localFileOf } from '../layers/fd-io';
 import { errnoError, errorCode } from '../util/errno';
 import type { OverlayXattrs } from './format';
 import { Node, NodeTable, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './nodes';
@@ -31,7 +29,7 @@ function isUnsupported(err: unknown): boolean {
 }
 
 /** Where copy-up reads a file's bytes: a layer file, or a pinned descriptor. */
-type ByteSource = Pick<LayerFile, 'read' | 'fd' | 'chunks'>;
+type ByteSource = LayerFile;
 
 /** A source's bytes in order, a buffer at a time (each chunk is written before the next read). */
 async function* readChunks(src: ByteSource): AsyncGenerator<Buffer, void, undefined> {
@@ -130,7 +128,7 @@ export class CopyUp {
   }
 
   private async copyFile(temp: Loc, layer: ReadableLayer, from: string, attr: LayerAttr, truncate: boolean): Promise<void> {
-    const out = await this.upper.openAt(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+    const out = await this.upper.openFile(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
     try {
       if (truncate || attr.size === 0) return;
       const src = await layer.openRead(from);
@@ -140,7 +138,7 @@ export class CopyUp {
         await src.close();
       }
     } finally {
-      fs.closeSync(out);
+      out.closeSync();
     }
   }
 
@@ -150,36 +148,33 @@ export class CopyUp {
    * unlinked there at once, so it lives exactly as long as the files open on it.
    */
   private async copyOrphan(node: Node, opts: CopyUpOptions): Promise<void> {
-    const src = node.pinFd;
-    const file = src === undefined ? this.openLowerFile(node) : undefined;
-    if ((src === undefined && !file) || node.isDir) throw errnoError(-116, 'copy-up', node.name);
-    const st = src !== undefined ? fs.fstatSync(src) : await file!.stat();
+    const pinned = node.pin;
+    const src: ByteSource | undefined = pinned ?? this.openLowerFile(node);
+    if (src === undefined || node.isDir) throw errnoError(-116, 'copy-up', node.name);
+    const st = pinned !== undefined ? pinned.statSync() : await src.stat();
     const temp = this.upper.temp();
-    const out = await this.upper.openAt(temp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+    const out = await this.upper.openFile(temp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
     try {
-      if (!opts.truncate && st.size > 0) {
-        const pinned: ByteSource | undefined = src === undefined ? undefined : { fd: src, read: (b, o, l, p) => readAt(src, b, o, l, p) };
-        await this.copyData(pinned ?? file!, out, st.size);
-      }
-      fs.fchownSync(out, st.uid, st.gid);
-      fs.fchmodSync(out, st.mode & 0o7777);
+      if (!opts.truncate && st.size > 0) await this.copyData(src, out, st.size);
+      out.chownSync(st.uid, st.gid);
+      out.chmodSync(st.mode & 0o7777);
       await this.upper.unlink(temp);
     } catch (err) {
-      fs.closeSync(out);
+      out.closeSync();
       await this.upper.removeTemp(temp).catch(() => undefined);
       throw err;
     }
     log('copy-up of unlinked node %d into an orphan copy', node.id);
-    if (src !== undefined) fs.closeSync(src);
-    node.pinFd = out;
-    const copied = fs.fstatSync(out);
+    if (pinned !== undefined) pinned.closeSync();
+    node.pin = out;
+    const copied = out.statSync();
     node.upperIdentity = `orphan:${copied.dev}:${copied.ino}`;
   }
 
   /** FICLONE, else copy_file_range; false when neither works between these filesystems. */
-  private async copyInKernel(src: number, dst: number, size: number): Promise<boolean> {
+  private async copyInKernel(src: DescriptorFile, dst: DescriptorFile, size: number): Promise<boolean> {
     try {
-      await native.ficlone(dst, src);
+      await dst.cloneFrom(src);
       return true;
     } catch (err) {
       if (!['EXDEV', 'EOPNOTSUPP', 'EINVAL', 'ENOTTY', 'ENOSYS', 'EBADF'].includes(errorCode(err) ?? '')) throw err;
@@ -189,7 +184,7 @@ export class CopyUp {
     try {
       while (offset < end) {
         const chunk = Number(end - offset > 1n << 30n ? 1n << 30n : end - offset);
-        const n = await native.copyFileRange(src, offset, dst, offset, chunk, 0);
+        const n = await dst.copyRangeFrom(src, offset, offset, chunk);
         if (n === 0) break; // the file shrank while copying
         offset += BigInt(n);
       }
@@ -204,16 +199,17 @@ export class CopyUp {
    * Copies `size` bytes of `src` into `dst`: streamed where the layer reads ahead (NFS), else
    * in the kernel where it can, else a buffer at a time.
    */
-  private async copyData(src: ByteSource, dst: number, size: number): Promise<void> {
+  private async copyData(src: ByteSource, dst: DescriptorFile, size: number): Promise<void> {
     if (src.chunks) return this.writeChunks(src.chunks(size), dst);
-    if (src.fd !== undefined && (await this.copyInKernel(src.fd, dst, size))) return;
+    const local = localFileOf(src);
+    if (local !== undefined && (await this.copyInKernel(local, dst, size))) return;
     await this.writeChunks(readChunks(src), dst);
   }
 
-  private async writeChunks(chunks: AsyncIterable<Buffer>, dst: number): Promise<void> {
+  private async writeChunks(chunks: AsyncIterable<Buffer>, dst: DescriptorFile): Promise<void> {
     let pos = 0;
     for await (const chunk of chunks) {
-      pos += await writeAt(dst, chunk, 0, chunk.length, pos, this.upper.inMemory);
+      pos += await dst.write(chunk, 0, chunk.length, pos);
     }
   }
 

@@ -5,13 +5,11 @@
 import type { Passthrough } from './passthrough';
 import createDebug from 'debug';
 import { LRUCache } from 'lru-cache';
+import * as fs from 'fs';
 import { FuseError } from '../fuse/errors';
 import { negativeEntry, type Attr, type EntryOut } from '../fuse/replies';
 import type { UpperDir } from '../layers/upper-dir';
 import type { LayerAttr } from '../layers/types';
-import { attrFromArray } from '../layers/dir-layer';
-import * as fs from 'fs';
-import { C, native, STATX_FIELDS } from '../native';
 import { nodeAttr } from './attrs';
 import { CopyUp } from './copy-up';
 import { DirHandle, type FileHandle, HandleTable } from './handles';
@@ -27,7 +25,6 @@ const logRevalidate = createDebug('ovshift:revalidate');
 export const NAME_MAX = 255;
 /** Kernel cache time where the mode caches lower lookups ("forever", as fuse-overlayfs does). */
 const CACHE_TIMEOUT = 86400;
-const O_PATH = C.O_PATH!;
 
 /** Telling the kernel what changed behind its caches; never awaited in a request's path. */
 export interface Notifier {
@@ -148,10 +145,10 @@ export class OverlayCore {
 
   /** Attributes through an open file of the node (for nodes no path reaches any more). */
   openFileAttr(node: Node): LayerAttr | null {
-    const pinned = fdAttr(node.pinFd);
+    const pinned = node.pin?.statNow();
     if (pinned) return pinned;
     for (const h of this.files.of(node)) {
-      const a = fdAttr(h.anyFd);
+      const a = h.anyFile?.statNow();
       if (a) return a;
     }
     return null;
@@ -162,22 +159,22 @@ export class OverlayCore {
    * over it, or a change on the lower), so its open files can be reopened and copied up.
    */
   async pin(node: Node): Promise<void> {
-    if (node.pinFd !== undefined || node.openCount === 0) return;
+    if (node.pin !== undefined || node.openCount === 0) return;
     if (node.inUpper && !node.unlinked && this.layers.upper) {
-      node.pinFd = await this.upper.openAt(this.upper.loc(node.path), O_PATH | fs.constants.O_NOFOLLOW);
+      node.pin = await this.upper.pin(node.path);
       return;
     }
     for (const h of this.files.of(node)) {
-      const fd = h.anyFd;
-      if (fd === undefined) continue;
-      node.pinFd = fs.openSync(`/proc/self/fd/${fd}`, fs.constants.O_RDONLY);
+      const file = h.anyFile;
+      if (file === undefined) continue;
+      node.pin = file.reopenSync(fs.constants.O_RDONLY);
       return;
     }
   }
 
   /** The attributes shown for a node through one of its open files. */
   handleAttr(h: FileHandle): Attr | null {
-    const a = fdAttr(h.anyFd);
+    const a = h.anyFile?.statNow();
     return a ? this.shownAttr(h.node, a) : null;
   }
 
@@ -373,10 +370,4 @@ function identityOfResolution(res: Extract<Resolution, { positive: true }>): str
   if (res.upper) return `upper ${res.upper.identity}`;
   const top = res.lowers[0]!;
   return `lower ${top.layer + 1} ${top.attr.identity}`;
-}
-
-function fdAttr(fd: number | undefined): LayerAttr | null {
-  if (fd === undefined) return null;
-  const out = new Float64Array(STATX_FIELDS);
-  return native.fstatxSync(fd, out) === 0 ? attrFromArray(out) : null;
 }

@@ -7,11 +7,9 @@ import { Fopen, WRITE_KILL_SUIDGID } from '../fuse/abi';
 import { FuseError } from '../fuse/errors';
 import { LentBuffer, type OpenOut } from '../fuse/replies';
 import { BufferPool } from '../util/buffer-pool';
-import { LocalFile } from '../layers/dir-layer';
-import { readAt, writeAt } from '../layers/fd-io';
-import type { LayerFile } from '../layers/types';
+import { localFileOf, SEEK_DATA, SEEK_HOLE } from '../layers/fd-io';
+import type { DescriptorFile, LayerFile } from '../layers/types';
 import { errorCode } from '../util/errno';
-import { C, native } from '../native';
 import type { OverlayCore } from './core';
 import { FileHandle, O_ACCMODE } from './handles';
 import type { Node } from './nodes';
@@ -28,22 +26,22 @@ export function layerOpenFlags(flags: number): number {
 }
 
 /** Opens (or reopens) the upper file for a handle whose node now lives in the upper. */
-async function upperFd(core: OverlayCore, h: FileHandle, write: boolean): Promise<number> {
-  if (h.upperFd !== undefined && (!write || h.upperWritable)) return h.upperFd;
+async function upperFile(core: OverlayCore, h: FileHandle, write: boolean): Promise<DescriptorFile> {
+  if (h.upperFile !== undefined && (!write || h.upperWritable)) return h.upperFile;
   const node = h.node;
   const flags = layerOpenFlags(h.flags) & ~O_ACCMODE;
   const access = write || h.writable ? (h.flags & O_ACCMODE) === O_WRONLY ? O_WRONLY : O_RDWR : O_RDONLY;
-  let fd: number;
+  let file: DescriptorFile;
   if (node.unlinked) {
-    if (node.pinFd === undefined) throw new FuseError('ESTALE');
-    fd = await core.upper.reopen(node.pinFd, flags | access);
+    if (node.pin === undefined) throw new FuseError('ESTALE');
+    file = await core.upper.reopen(node.pin, flags | access);
   } else {
-    fd = await core.upper.openAt(core.upper.loc(node.path), flags | access | fs.constants.O_NOFOLLOW);
+    file = await core.upper.openFile(core.upper.loc(node.path), flags | access | fs.constants.O_NOFOLLOW);
   }
-  if (h.upperFd !== undefined) fs.closeSync(h.upperFd);
-  h.upperFd = fd;
+  if (h.upperFile !== undefined) h.upperFile.closeSync();
+  h.upperFile = file;
   h.upperWritable = access !== O_RDONLY;
-  return fd;
+  return file;
 }
 
 /**
@@ -72,12 +70,12 @@ export async function open(core: OverlayCore, node: Node, flags: number): Promis
   const h = core.files.allocate((id) => new FileHandle(id, node, flags));
   try {
     if (node.inUpper) {
-      await upperFd(core, h, false);
-      if (flags & O_TRUNC) fs.ftruncateSync(h.upperFd!, 0);
+      const file = await upperFile(core, h, false);
+      if (flags & O_TRUNC) file.truncateSync(0);
     } else if (node.unlinked) {
       // Reopened through /proc/PID/fd of a file no name reaches any more.
-      if (node.pinFd === undefined) throw new FuseError('ESTALE');
-      h.lower = new LocalFile(fs.openSync(`/proc/self/fd/${node.pinFd}`, O_RDONLY), true);
+      if (node.pin === undefined) throw new FuseError('ESTALE');
+      h.lower = node.pin.reopenSync(O_RDONLY);
     } else {
       h.lower = await openLower(core, node);
     }
@@ -122,7 +120,7 @@ export async function read(core: OverlayCore, h: FileHandle, offset: number, siz
 }
 
 async function readInto(core: OverlayCore, h: FileHandle, buf: Buffer, size: number, offset: number): Promise<number> {
-  if (h.node.inUpper) return readAt(await upperFd(core, h, false), buf, 0, size, offset);
+  if (h.node.inUpper) return (await upperFile(core, h, false)).read(buf, 0, size, offset);
   if (h.lower) return readLower(core, h, buf, size, offset);
   throw new FuseError('EBADF');
 }
@@ -145,9 +143,9 @@ async function readLower(core: OverlayCore, h: FileHandle, buf: Buffer, size: nu
 
 export async function write(core: OverlayCore, h: FileHandle, offset: number, data: Buffer, writeFlags: number): Promise<number> {
   await core.copyUp!.ensure(h.node);
-  const fd = await upperFd(core, h, true);
-  if (writeFlags & WRITE_KILL_SUIDGID) await killSuidGid(fd);
-  return writeAt(fd, data, 0, data.length, offset, core.upper.inMemory);
+  const file = await upperFile(core, h, true);
+  if (writeFlags & WRITE_KILL_SUIDGID) await killSuidGid(file);
+  return file.write(data, 0, data.length, offset);
 }
 
 /**
@@ -160,45 +158,43 @@ export function withoutSuidGid(mode: number): number | undefined {
   return next === mode ? undefined : next & 0o7777;
 }
 
-export async function killSuidGid(fd: number): Promise<void> {
-  const next = withoutSuidGid(fs.fstatSync(fd).mode);
-  if (next !== undefined) fs.fchmodSync(fd, next);
+export async function killSuidGid(file: DescriptorFile): Promise<void> {
+  const next = withoutSuidGid(file.modeSync());
+  if (next !== undefined) file.chmodSync(next);
 }
 
 export async function release(core: OverlayCore, h: FileHandle): Promise<void> {
   core.files.delete(h);
   h.mode?.done();
-  await h.close(core.layers.upper?.sync ?? false);
+  await h.close();
   const node = h.node;
   node.openCount--;
-  if (node.openCount === 0 && node.pinFd !== undefined) {
-    fs.closeSync(node.pinFd);
-    node.pinFd = undefined;
+  if (node.openCount === 0 && node.pin !== undefined) {
+    node.pin.closeSync();
+    node.pin = undefined;
   }
   core.nodes.released(node);
 }
 
 export async function fsync(h: FileHandle, datasync: boolean): Promise<void> {
-  const fd = h.upperFd;
-  if (fd === undefined) return;
-  await new Promise<void>((resolve, reject) => (datasync ? fs.fdatasync : fs.fsync)(fd, (err) => (err ? reject(err) : resolve())));
+  await h.upperFile?.flush(datasync);
 }
 
 export async function fallocate(core: OverlayCore, h: FileHandle, mode: number, offset: bigint, length: bigint): Promise<void> {
   await core.copyUp!.ensure(h.node);
-  await native.fallocate(await upperFd(core, h, true), mode, offset, length);
+  await (await upperFile(core, h, true)).allocate(mode, offset, length);
 }
 
 export async function lseek(core: OverlayCore, h: FileHandle, offset: bigint, whence: number): Promise<bigint> {
-  const fd = h.node.inUpper ? await upperFd(core, h, false) : h.lower?.fd;
-  if (fd !== undefined) return native.lseek(fd, offset, whence);
+  const file = h.node.inUpper ? await upperFile(core, h, false) : localFileOf(h.lower);
+  if (file !== undefined) return file.seek(offset, whence);
   if (!h.lower) throw new FuseError('EBADF');
   // A layer file with no descriptor (NFS) has no holes to report: all of it is data, as the
   // kernel's generic SEEK_DATA/SEEK_HOLE says of filesystems that cannot tell.
   const size = BigInt((await h.lower.stat()).size);
   if (offset < 0n || offset >= size) throw new FuseError('ENXIO');
-  if (whence === C.SEEK_DATA) return offset;
-  if (whence === C.SEEK_HOLE) return size;
+  if (whence === SEEK_DATA) return offset;
+  if (whence === SEEK_HOLE) return size;
   throw new FuseError('EINVAL');
 }
 
@@ -206,9 +202,9 @@ export async function copyFileRange(
   core: OverlayCore, from: FileHandle, offIn: bigint, to: FileHandle, offOut: bigint, length: bigint,
 ): Promise<bigint> {
   await core.copyUp!.ensure(to.node);
-  const out = await upperFd(core, to, true);
-  const src = from.node.inUpper ? await upperFd(core, from, false) : from.lower?.fd;
+  const out = await upperFile(core, to, true);
+  const src = from.node.inUpper ? await upperFile(core, from, false) : localFileOf(from.lower);
   if (src === undefined) throw new FuseError('EXDEV');
   const len = Number(length > 1n << 30n ? 1n << 30n : length);
-  return BigInt(await native.copyFileRange(src, offIn, out, offOut, len, 0));
+  return BigInt(await out.copyRangeFrom(src, offIn, offOut, len));
 }

@@ -1,7 +1,7 @@
 /** Open files and directories, by the fh handed to the kernel. */
 import * as fs from 'fs';
-import { closeFd } from '../layers/fd-io';
-import type { LayerFile } from '../layers/types';
+import { localFileOf } from '../layers/fd-io';
+import type { DescriptorFile, LayerFile } from '../layers/types';
 import type { Node } from './nodes';
 import type { OpenMode } from './passthrough';
 
@@ -14,19 +14,11 @@ export interface ListedEntry {
   ino: number;
 }
 
-function closeQuietly(fd: number): void {
-  try {
-    fs.closeSync(fd);
-  } catch {
-    // gone either way
-  }
-}
-
 export class FileHandle {
   /** The lower file read while the node has no upper part. */
   lower?: LayerFile;
   /** The upper file, opened at open or on first use after a copy-up. */
-  upperFd?: number;
+  upperFile?: DescriptorFile;
   upperWritable = false;
   /** How the kernel serves this handle (passthrough or through the daemon), once open. */
   mode?: OpenMode;
@@ -38,20 +30,20 @@ export class FileHandle {
   }
 
   /** Some descriptor of this handle's file, for fstat or a reopen. */
-  get anyFd(): number | undefined {
-    return this.upperFd ?? this.lower?.fd;
+  get anyFile(): DescriptorFile | undefined {
+    return this.upperFile ?? localFileOf(this.lower);
   }
 
   /**
-   * Closes the handle's descriptors. `upperOnLoop`: the upper is on a local filesystem, where
-   * close() returns at once (on a network one it may wait for the server: thread pool).
+   * Closes the handle's files (the upper's on the event loop where it is a local filesystem,
+   * where close() returns at once; on a network one it may wait for the server: thread pool).
    */
-  async close(upperOnLoop = false): Promise<void> {
-    if (this.upperFd !== undefined) {
-      const fd = this.upperFd;
-      this.upperFd = undefined;
+  async close(): Promise<void> {
+    if (this.upperFile !== undefined) {
+      const file = this.upperFile;
+      this.upperFile = undefined;
       // Errors are dropped, as close(2)'s are by most callers: the descriptor is gone either way.
-      await closeFd(fd, upperOnLoop).catch(() => undefined);
+      await file.close().catch(() => undefined);
     }
     if (this.lower) {
       const lower = this.lower;
@@ -68,11 +60,11 @@ export class FileHandle {
  */
 export function closeAllFiles(files: HandleTable<FileHandle>): void {
   for (const h of files.all()) {
-    const fds = [h.upperFd, h.lower?.fd, h.node.pinFd];
-    h.upperFd = undefined;
+    const held = [h.upperFile, localFileOf(h.lower), h.node.pin];
+    h.upperFile = undefined;
     h.lower = undefined;
-    h.node.pinFd = undefined;
-    for (const fd of fds) if (fd !== undefined) closeQuietly(fd);
+    h.node.pin = undefined;
+    for (const f of held) f?.closeQuietly();
     files.delete(h);
   }
 }

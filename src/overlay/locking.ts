@@ -4,50 +4,17 @@
  * that file see it; a waiting lock is an unanswered request, never a blocked thread.
  */
 import createDebug from 'debug';
-import * as fs from 'fs';
 import { LK_FLOCK, Op } from '../fuse/abi';
 import type { RequestControl } from '../fuse/handler';
 import type { LockOut } from '../fuse/replies';
 import type { LockRequest as FuseLockRequest } from '../fuse/requests';
 import { F_UNLCK, LockManager, type ExternalLocks, type LockRequest } from '../locks';
-import { isRemoteFilesystem } from '../layers/dir-layer';
-import { C, native, type FileLock } from '../native';
-import { errnoError, errorCode } from '../util/errno';
+import type { LayerLocks } from '../layers/types';
+import { errorCode } from '../util/errno';
 import type { OverlayCore } from './core';
 import type { Node } from './nodes';
 
 const log = createDebug('ovshift:locks');
-
-const LOCK_SH = 1;
-const LOCK_EX = 2;
-const LOCK_UN = 8;
-const LOCK_NB = 4;
-
-/** A descriptor the locks underneath are taken through. */
-interface LockFd {
-  fd: number;
-  writable: boolean;
-  /**
-   * On a local filesystem, where a non-blocking lock call answers at once: made on the event
-   * loop. On a network one (a kernel NFS mount, say) it waits for the server: thread pool.
-   */
-  local: boolean;
-}
-
-function throwIfFailed<T>(res: T | number, syscall: string): T {
-  if (typeof res === 'number' && res < 0) throw errnoError(res, syscall);
-  return res as T;
-}
-
-async function fcntlLock(at: LockFd, cmd: number, type: number, start: bigint, len: bigint): Promise<FileLock | null> {
-  if (at.local) return throwIfFailed(native.fcntlLockSync(at.fd, cmd, type, start, len), 'fcntl');
-  return native.fcntlLock(at.fd, cmd, type, start, len);
-}
-
-async function flock(at: LockFd, op: number): Promise<void> {
-  if (at.local) throwIfFailed(native.flockSync(at.fd, op), 'flock');
-  else await native.flock(at.fd, op);
-}
 
 /**
  * The locks taken on the files underneath: one descriptor per lock owner and node (an OFD
@@ -55,7 +22,7 @@ async function flock(at: LockFd, op: number): Promise<void> {
  * one), opened on whatever holds the node's data, and closed once the owner holds nothing.
  */
 class UnderlyingLocks implements ExternalLocks {
-  private readonly fds = new Map<string, LockFd>();
+  private readonly fds = new Map<string, LayerLocks>();
 
   constructor(private readonly core: OverlayCore) {}
 
@@ -68,17 +35,10 @@ class UnderlyingLocks implements ExternalLocks {
    * read-write, as write locks need, else read-only (a read-only lower), in which case write
    * locks stay local.
    */
-  private openFor(node: Node, fh: number): LockFd | undefined {
-    const h = this.core.files.get(fh);
-    const fd = h?.upperFd ?? h?.lower?.fd ?? node.pinFd;
-    if (fd === undefined) return undefined; // a lower without local descriptors (nfs://): locks stay here
-    const path = `/proc/self/fd/${fd}`;
-    const local = !isRemoteFilesystem(path);
-    try {
-      return { fd: fs.openSync(path, fs.constants.O_RDWR), writable: true, local };
-    } catch {
-      return { fd: fs.openSync(path, fs.constants.O_RDONLY), writable: false, local };
-    }
+  private openFor(node: Node, fh: number): LayerLocks | undefined {
+    const file = this.core.files.get(fh)?.anyFile ?? node.pin;
+    // A lower without local descriptors (nfs://): locks stay here.
+    return file?.lockHandle();
   }
 
   async apply(ino: number, r: LockRequest): Promise<boolean> {
@@ -97,8 +57,8 @@ class UnderlyingLocks implements ExternalLocks {
       this.fds.set(key, held);
     }
     try {
-      if (r.family === 'flock') await flock(held, (r.type === 0 ? LOCK_SH : LOCK_EX) | LOCK_NB);
-      else if (r.type === 0 || held.writable) await fcntlLock(held, C.F_OFD_SETLK!, r.type, r.start, lengthOf(r));
+      if (r.family === 'flock') await held.flock(r.type !== 0);
+      else if (r.type === 0 || held.writable) await held.setLock(r.type, r.start, lengthOf(r));
       return true;
     } catch (err) {
       if (errorCode(err) === 'EAGAIN' || errorCode(err) === 'EACCES' || errorCode(err) === 'EWOULDBLOCK') {
@@ -109,9 +69,9 @@ class UnderlyingLocks implements ExternalLocks {
     }
   }
 
-  private async unlock(held: LockFd, r: LockRequest): Promise<void> {
-    if (r.family === 'flock') await flock(held, LOCK_UN);
-    else await fcntlLock(held, C.F_OFD_SETLK!, F_UNLCK, r.start, lengthOf(r));
+  private async unlock(held: LayerLocks, r: LockRequest): Promise<void> {
+    if (r.family === 'flock') await held.unflock();
+    else await held.setLock(F_UNLCK, r.start, lengthOf(r));
   }
 
   /**
@@ -123,7 +83,7 @@ class UnderlyingLocks implements ExternalLocks {
     for (const [key, held] of this.fds) {
       if (!key.startsWith(prefix)) continue;
       this.fds.delete(key);
-      fs.closeSync(held.fd);
+      held.close();
     }
   }
 
@@ -134,8 +94,8 @@ class UnderlyingLocks implements ExternalLocks {
     try {
       if (r.family === 'flock') {
         try {
-          await flock(opened, (r.type === 0 ? LOCK_SH : LOCK_EX) | LOCK_NB);
-          await flock(opened, LOCK_UN);
+          await opened.flock(r.type !== 0);
+          await opened.unflock();
           return null;
         } catch (err) {
           if (errorCode(err) !== 'EWOULDBLOCK' && errorCode(err) !== 'EAGAIN') throw err;
@@ -143,12 +103,12 @@ class UnderlyingLocks implements ExternalLocks {
         }
       }
       const mine = this.fds.get(this.key(node.id, r));
-      const held = await fcntlLock(mine ?? opened, C.F_OFD_GETLK!, r.type, r.start, lengthOf(r));
+      const held = await (mine ?? opened).getLock(r.type, r.start, lengthOf(r));
       if (!held || held.type === F_UNLCK) return null;
       const end = held.len === 0n ? 0x7fffffffffffffffn : held.start + held.len - 1n;
       return { start: held.start, end, type: held.type, pid: held.pid > 0 ? held.pid : 0 };
     } finally {
-      fs.closeSync(opened.fd);
+      opened.close();
     }
   }
 }

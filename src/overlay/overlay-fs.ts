@@ -13,7 +13,7 @@ import type {
   MknodRequest, OpenRequest, ReadRequest, ReadlinkRequest, ReleaseRequest, RemovexattrRequest, RenameRequest,
   RmdirRequest, SetattrRequest, SetxattrRequest, StatfsRequest, SymlinkRequest, UnlinkRequest, WriteRequest,
 } from '../fuse/requests';
-import type { LayerAttr } from '../layers/types';
+import type { DescriptorFile, LayerAttr } from '../layers/types';
 import { decodeDev } from './attrs';
 import { OverlayCore } from './core';
 import * as files from './files';
@@ -71,7 +71,7 @@ export class OverlayFs implements FuseHandler {
     if (req.getattrFlags & GETATTR_FH) {
       // fstat of an open file: answer from the file itself, which outlives its name.
       const h = this.core.files.get(req.fh);
-      const attr = h && (node.unlinked || h.upperFd !== undefined) ? this.core.handleAttr(h) : null;
+      const attr = h && (node.unlinked || h.upperFile !== undefined) ? this.core.handleAttr(h) : null;
       if (attr) return { attrTimeout: this.core.timeoutFor(node), attr };
     }
     return { attrTimeout: this.core.timeoutFor(node), attr: await this.core.attrOf(node) };
@@ -80,13 +80,13 @@ export class OverlayFs implements FuseHandler {
   async setattr(req: SetattrRequest): Promise<AttrOut> {
     this.writable();
     const node = this.core.node(req.nodeid);
-    let fd: number | undefined;
+    let file: DescriptorFile | undefined;
     const h = this.core.files.get(req.fh);
-    if (h && (node.unlinked || h.upperFd !== undefined)) {
+    if (h && (node.unlinked || h.upperFile !== undefined)) {
       await this.core.copyUp!.ensure(node);
-      fd = h.upperFd ?? undefined;
+      file = h.upperFile ?? undefined;
     }
-    await setattr(this.core, node, req, fd);
+    await setattr(this.core, node, req, file);
     return { attrTimeout: this.core.timeoutFor(node), attr: await this.core.attrOf(node) };
   }
 
@@ -138,16 +138,16 @@ export class OverlayFs implements FuseHandler {
     const parent = this.core.dirNode(req.nodeid);
     const upper = this.core.upper;
     const mode = S_IFREG | (req.mode & 0o7777);
-    let fd: number | undefined;
+    let file: DescriptorFile | undefined;
     const access = req.flags & O_ACCMODE;
     const { node, attr } = await ns.createObject(this.core, parent, newName(req.name), {
       mode, ...this.core.layerOwner(req.uid, req.gid),
       make: async (at) => {
-        fd = await upper.openAt(at, files.layerOpenFlags(req.flags) | access | fs.constants.O_CREAT | fs.constants.O_EXCL, mode & 0o7777);
+        file = await upper.openFile(at, files.layerOpenFlags(req.flags) | access | fs.constants.O_CREAT | fs.constants.O_EXCL, mode & 0o7777);
       },
     });
     const h = this.core.files.allocate((id) => new FileHandle(id, node, req.flags));
-    h.upperFd = fd;
+    h.upperFile = file;
     h.upperWritable = access !== fs.constants.O_RDONLY;
     node.openCount++;
     await files.chooseMode(this.core, h);

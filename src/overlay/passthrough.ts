@@ -10,9 +10,10 @@
  * backing file, or all served by the daemon; the choice is made synchronously when an open
  * starts, so concurrent opens of a node never disagree.
  */
-import { closeSync, constants as K, fstatSync } from 'fs';
+import { constants as K } from 'fs';
 import createDebug from 'debug';
 import type { BackingFiles } from '../fuse/handler';
+import type { DescriptorFile } from '../layers/types';
 import type { UpperDir } from '../layers/upper-dir';
 import { errnoName } from '../util/errno';
 import type { Node } from './nodes';
@@ -23,7 +24,7 @@ const S_ISGID = 0o2000;
 
 interface Backing {
   id: number;
-  fd: number;
+  file: DescriptorFile;
 }
 
 interface NodeOpens {
@@ -85,7 +86,7 @@ export class Passthrough {
       if (!b) return;
       const res = this.kernel.close(b.id);
       if (res < 0) log('closing backing file %d of %s: %s', b.id, node.path, errnoName(res));
-      closeSync(b.fd);
+      b.file.closeSync();
     });
     this.forgetIfIdle(node, s);
   }
@@ -95,28 +96,28 @@ export class Passthrough {
   }
 
   private async register(node: Node): Promise<Backing | undefined> {
-    let fd: number;
+    let file: DescriptorFile;
     try {
       // Read-write whatever this open asked for: later opens of the node share the file.
-      fd = await this.upper.openAt(this.upper.loc(node.path), K.O_RDWR | K.O_NOFOLLOW);
+      file = await this.upper.openFile(this.upper.loc(node.path), K.O_RDWR | K.O_NOFOLLOW);
     } catch (err) {
       log('%s stays with the daemon: %s', node.path, (err as Error).message);
       return undefined;
     }
     // A write through the kernel would leave set-user-ID and set-group-ID in place, where a
     // write by another user must clear them (the daemon does so on WRITE).
-    const mode = fstatSync(fd).mode;
+    const mode = file.modeSync();
     if (mode & S_ISUID || (mode & S_ISGID && mode & K.S_IXGRP)) {
-      closeSync(fd);
+      file.closeSync();
       log('%s stays with the daemon: set-user-ID or set-group-ID', node.path);
       return undefined;
     }
-    const id = this.kernel.open(fd);
+    const id = this.kernel.open(file.fd);
     if (id >= 0) {
       log('%s: backing file %d', node.path, id);
-      return { id, fd };
+      return { id, file };
     }
-    closeSync(fd);
+    file.closeSync();
     // EPERM: not root of the initial user namespace. EOPNOTSUPP/ELOOP: the upper cannot back
     // a FUSE file (e.g. it is itself stacked too deep). Neither changes from file to file.
     const name = errnoName(id);

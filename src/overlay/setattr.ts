@@ -1,10 +1,9 @@
 /** SETATTR: owner, mode, size and times, applied to the upper copy (made first if needed). */
-import * as fs from 'fs';
 import { Fattr } from '../fuse/abi';
 import { FuseError } from '../fuse/errors';
 import type { SetattrRequest } from '../fuse/requests';
-import { native } from '../native';
 import { UTIME_NOW, UTIME_OMIT, type TimeArg } from '../layers/upper-dir';
+import type { DescriptorFile } from '../layers/types';
 import type { OverlayCore } from './core';
 import { killSuidGid, withoutSuidGid } from './files';
 import { S_IFLNK, S_IFMT, S_IFREG, type Node } from './nodes';
@@ -28,8 +27,8 @@ async function checkSameKind(core: OverlayCore, node: Node): Promise<void> {
   if (!now || (now.mode & S_IFMT) !== node.type) throw new FuseError('ENOENT');
 }
 
-/** Applies a SETATTR; `fd` is an open upper descriptor of the file when the kernel named one. */
-export async function setattr(core: OverlayCore, node: Node, req: SetattrRequest, fd: number | undefined): Promise<void> {
+/** Applies a SETATTR; `fd` is an open upper file of the node when the kernel named one. */
+export async function setattr(core: OverlayCore, node: Node, req: SetattrRequest, fd: DescriptorFile | undefined): Promise<void> {
   const v = req.valid;
   if (!(v & CHANGES)) return;
   // Owners to set arrive as view ids; one without a mapping changes nothing (EOVERFLOW).
@@ -42,16 +41,16 @@ export async function setattr(core: OverlayCore, node: Node, req: SetattrRequest
   const at = upper.loc(node.path);
   if (fd === undefined) await checkSameKind(core, node);
   if (v & (Fattr.UID | Fattr.GID)) {
-    if (fd !== undefined) fs.fchownSync(fd, uid, gid);
+    if (fd !== undefined) fd.chownSync(uid, gid);
     else await upper.chown(at, uid, gid);
   }
   if (v & Fattr.MODE && node.type !== S_IFLNK) {
-    if (fd !== undefined) fs.fchmodSync(fd, req.mode & 0o7777);
+    if (fd !== undefined) fd.chmodSync(req.mode & 0o7777);
     else await upper.chmod(at, req.mode & 0o7777);
   }
   if (v & Fattr.SIZE) {
     if (node.isDir) throw new FuseError('EISDIR');
-    if (fd !== undefined) await native.ftruncate(fd, req.size);
+    if (fd !== undefined) await fd.truncate(req.size);
     else await upper.truncate(at, req.size);
   }
   if (v & Fattr.KILL_SUIDGID && !(v & Fattr.MODE) && node.type === S_IFREG) {
@@ -66,7 +65,7 @@ export async function setattr(core: OverlayCore, node: Node, req: SetattrRequest
   if (v & (Fattr.ATIME | Fattr.MTIME | Fattr.ATIME_NOW | Fattr.MTIME_NOW)) {
     const atime = timeArg(v, Fattr.ATIME, Fattr.ATIME_NOW, req.atime);
     const mtime = timeArg(v, Fattr.MTIME, Fattr.MTIME_NOW, req.mtime);
-    if (fd !== undefined) await native.futimens(fd, atime.sec, atime.nsec, mtime.sec, mtime.nsec);
+    if (fd !== undefined) await fd.utimens(atime, mtime);
     else await upper.utimens(at, atime, mtime);
   }
 }
