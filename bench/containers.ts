@@ -57,8 +57,13 @@ interface BackgroundMount {
 }
 
 /** Runs `command args` with `env`, stderr to `stderrFile`; resolves with its exit and ms from spawn to exit. */
-function timedRun(command: string, args: string[], env: NodeJS.ProcessEnv, stderrFile: string, timeoutMs: number):
-  Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
+function timedRun(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  stderrFile: string,
+  timeoutMs: number,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
   // A file, not a pipe: a daemon or server that inherits it must neither hold up our wait for
   // the command's end nor get SIGPIPE once we stop reading.
   const errFd = openSync(stderrFile, 'w');
@@ -107,8 +112,14 @@ async function unmountAndSettle(dir: string, serving: Candidate[], before: Map<s
 }
 
 /** Mounts with `subject`'s command in the background form, registered for unmounting; throws if it fails. */
-async function backgroundMount(cleanup: Cleanup, watch: DaemonWatch, subject: Subject, layers: { lower: string; upper: string; work: string },
-  dir: string, stderrFile: string): Promise<BackgroundMount> {
+async function backgroundMount(
+  cleanup: Cleanup,
+  watch: DaemonWatch,
+  subject: Subject,
+  layers: { lower: string; upper: string; work: string },
+  dir: string,
+  stderrFile: string,
+): Promise<BackgroundMount> {
   const before = await watch.candidates();
   const ticksBefore = await reapedChildrenTicks();
   const options = `lowerdir=${layers.lower},upperdir=${layers.upper},workdir=${layers.work}`;
@@ -181,27 +192,54 @@ async function mountLatency(ctx: BenchContext, watch: DaemonWatch, root: string,
   }
 
   const cell = (v: number): string => formatNumber(v, 1);
-  const row = (label: string, values: number[], target = '—'): string[] =>
-    [label, ...values.map(cell), values[1]! > 0 ? formatRatio(values[0]! / values[1]!) : '—', target];
+  const row = (label: string, values: number[], target = '—'): string[] => [
+    label,
+    ...values.map(cell),
+    values[1]! > 0 ? formatRatio(values[0]! / values[1]!) : '—',
+    target,
+  ];
   const medians = warm.map((w) => median(w.map((m) => m.ms)));
   const met = medians[0]! <= LATENCY_TARGET * medians[1]!;
   const meanTicks = (w: BackgroundMount[], pick: (m: BackgroundMount) => number): number =>
-    ms(w.reduce((s, m) => s + pick(m), 0), hz) / w.length;
+    ms(
+      w.reduce((s, m) => s + pick(m), 0),
+      hz,
+    ) / w.length;
   const table = markdownTable(
     ['mount command, background form (ms)', ...subjects.map((s) => s.name), `${subjects[0]!.name} ÷ ${subjects[1]!.name}`, 'ovshift target'],
     [
-      row('first mount, cold (not in the median)', cold.map((m) => m.ms)),
+      row(
+        'first mount, cold (not in the median)',
+        cold.map((m) => m.ms),
+      ),
       row(`median of ${LATENCY_MOUNTS} (after the first)`, medians, `≤ ${formatRatio(LATENCY_TARGET)} ${met ? 'met' : '**missed**'}`),
-      row(`90th percentile of ${LATENCY_MOUNTS}`, warm.map((w) => percentile(w.map((m) => m.ms), 90))),
-      row('CPU per mount, mean: the command', warm.map((w) => meanTicks(w, (m) => m.commandTicks))),
-      row('CPU per mount, mean: serving process until ready', warm.map((w) => meanTicks(w, (m) => m.servingTicks))),
+      row(
+        `90th percentile of ${LATENCY_MOUNTS}`,
+        warm.map((w) =>
+          percentile(
+            w.map((m) => m.ms),
+            90,
+          ),
+        ),
+      ),
+      row(
+        'CPU per mount, mean: the command',
+        warm.map((w) => meanTicks(w, (m) => m.commandTicks)),
+      ),
+      row(
+        'CPU per mount, mean: serving process until ready',
+        warm.map((w) => meanTicks(w, (m) => m.servingTicks)),
+      ),
     ],
   );
 
   const serverNote = serversBefore.length
     ? `An ovshift server was already running when the area began (${serversBefore.map((c) => `PID ${c.info.pid}`).join(', ')}), so the first mount did not start one. `
     : ovshiftStarted.some(isServer)
-      ? `The first ovshift mount started the server (${ovshiftStarted.filter(isServer).map((c) => `PID ${c.info.pid}`).join(', ')}); it served the later mounts. `
+      ? `The first ovshift mount started the server (${ovshiftStarted
+          .filter(isServer)
+          .map((c) => `PID ${c.info.pid}`)
+          .join(', ')}); it served the later mounts. `
       : cold[0]!.serving.length
         ? `Every ovshift mount started a daemon of its own (${describe(cold[0]!.serving[0]!)}); no server was involved. `
         : '';
@@ -211,8 +249,9 @@ async function mountLatency(ctx: BenchContext, watch: DaemonWatch, root: string,
     `Lower is better. \`${commandLabel(ovshift.command)} -o lowerdir=…,upperdir=…,workdir=… MNT\` and the same for fuse-overlayfs, without -f, ` +
       'timed from spawning the command to its exit (the mount is then ready: checked after, untimed); each mount has a fresh ' +
       'upper and work dir on ext4 over a lower of 5 files, and is unmounted (untimed) before the next; the rounds alternate the ' +
-      `two. Spawning \`true\` the same way takes ${cell(median(spawnMs))} ms (median), included in both columns. ` + serverNote +
-      'CPU: the command\'s own (user + system, with what it waited for) and that of the processes whose /dev/fuse descriptors ' +
+      `two. Spawning \`true\` the same way takes ${cell(median(spawnMs))} ms (median), included in both columns. ` +
+      serverNote +
+      "CPU: the command's own (user + system, with what it waited for) and that of the processes whose /dev/fuse descriptors " +
       `grew with the mount, from their start or from before the mount (clock ticks of ${formatNumber(1000 / hz)} ms, so a mean over the ${LATENCY_MOUNTS}).`,
     met ? 'ovshift meets its mount latency target.' : `ovshift misses its mount latency target (${formatRatio(medians[0]! / medians[1]!)} of fuse-overlayfs).`,
   ].join('\n');
@@ -242,14 +281,30 @@ async function idleMemoryOf(ctx: BenchContext, watch: DaemonWatch, subject: Subj
   try {
     for (const [i, lower] of lowers.entries()) {
       const base = subdir(root, `${i}`);
-      mounts.push(await backgroundMount(ctx.cleanup, watch, subject,
-        { lower, upper: subdir(base, 'upper'), work: subdir(base, 'work') }, subdir(base, 'mnt'), join(root, 'stderr')));
+      mounts.push(
+        await backgroundMount(
+          ctx.cleanup,
+          watch,
+          subject,
+          { lower, upper: subdir(base, 'upper'), work: subdir(base, 'work') },
+          subdir(base, 'mnt'),
+          join(root, 'stderr'),
+        ),
+      );
     }
     await Promise.all(mounts.map((m) => fsp.stat(m.dir)));
     await sleep(IDLE_MS);
     const after = await watch.candidates();
     const serving = grewFuse(before, after);
-    const figures: IdleFigures = { processes: serving.length, foreign: serving.filter((c) => !c.ours).length, shared: 0, fuseFds: 0, rss: 0, threads: 0, cpuMs: 0 };
+    const figures: IdleFigures = {
+      processes: serving.length,
+      foreign: serving.filter((c) => !c.ours).length,
+      shared: 0,
+      fuseFds: 0,
+      rss: 0,
+      threads: 0,
+      cpuMs: 0,
+    };
     for (const c of serving) {
       const now = await footprint(c.info.pid);
       if (!now) throw new Error(`${subject.name}: PID ${c.info.pid}, serving the mounts, went away`);
@@ -289,17 +344,28 @@ async function idleMemory(ctx: BenchContext, watch: DaemonWatch, root: string, o
     [
       ['processes serving them', formatNumber(ours.processes), formatNumber(theirs.processes), ratio(ours.processes, theirs.processes), '—'],
       ['threads', formatNumber(ours.threads), formatNumber(theirs.threads), ratio(ours.threads, theirs.threads), '—'],
-      ['total RSS (MiB)', mib(ours.rss), mib(theirs.rss), ratio(ours.rss, theirs.rss),
-        `≤ ${formatNumber(MEMORY_TARGET / MiB)} MiB ${met ? 'met' : '**missed**'}`],
+      [
+        'total RSS (MiB)',
+        mib(ours.rss),
+        mib(theirs.rss),
+        ratio(ours.rss, theirs.rss),
+        `≤ ${formatNumber(MEMORY_TARGET / MiB)} MiB ${met ? 'met' : '**missed**'}`,
+      ],
       ['RSS per mount (MiB)', mib(ours.rss / IDLE_MOUNTS), mib(theirs.rss / IDLE_MOUNTS), ratio(ours.rss, theirs.rss), '—'],
-      ['CPU time of those processes, first mount to sample (s)', formatNumber(ours.cpuMs / 1000, 2), formatNumber(theirs.cpuMs / 1000, 2),
-        ratio(ours.cpuMs, theirs.cpuMs), '—'],
+      [
+        'CPU time of those processes, first mount to sample (s)',
+        formatNumber(ours.cpuMs / 1000, 2),
+        formatNumber(theirs.cpuMs / 1000, 2),
+        ratio(ours.cpuMs, theirs.cpuMs),
+        '—',
+      ],
     ],
   );
   const notes: string[] = [];
   for (const [i, f] of figures.entries()) {
     if (f.fuseFds < IDLE_MOUNTS) notes.push(`only ${f.fuseFds} new /dev/fuse descriptors were found for ${subjects[i]!.name}'s ${IDLE_MOUNTS} mounts`);
-    if (f.foreign) notes.push(`${f.foreign} of ${subjects[i]!.name}'s serving processes are an ovshift server the area did not start (it may serve other mounts too)`);
+    if (f.foreign)
+      notes.push(`${f.foreign} of ${subjects[i]!.name}'s serving processes are an ovshift server the area did not start (it may serve other mounts too)`);
     if (f.shared) notes.push(`${f.shared} of ${subjects[i]!.name}'s serving processes already served other mounts and count by their growth only`);
   }
   return [
@@ -310,14 +376,14 @@ async function idleMemory(ctx: BenchContext, watch: DaemonWatch, root: string, o
       'Counted: every process whose /dev/fuse descriptors grew while they were mounted, each once (VmRSS and Threads from ' +
       '/proc/PID/status; CPU user + system from its start, or from before the mounts for one already running).' +
       (notes.length ? ` **Note:** ${notes.join('; ')}.` : ''),
-    met ? `ovshift meets its memory target (${mib(ours.rss)} MiB for ${IDLE_MOUNTS} mounts).`
+    met
+      ? `ovshift meets its memory target (${mib(ours.rss)} MiB for ${IDLE_MOUNTS} mounts).`
       : `ovshift misses its memory target: ${mib(ours.rss)} MiB for ${IDLE_MOUNTS} mounts, ${mib(ours.rss / IDLE_MOUNTS)} MiB each.`,
   ].join('\n');
 }
 
 /** Runs `command` with `env` to its end, output kept; killed by its PID after `timeoutMs`. */
-function runWithEnv(command: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number):
-  Promise<{ code: number | null; output: string; ms: number }> {
+function runWithEnv(command: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; output: string; ms: number }> {
   return new Promise((resolvePromise, reject) => {
     const started = process.hrtime.bigint();
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
@@ -343,8 +409,7 @@ function runWithEnv(command: string, args: string[], env: NodeJS.ProcessEnv, tim
 
 /** /bin/busybox of Debian's busybox-static, installed if missing. */
 async function busyboxStatic(ctx: BenchContext): Promise<string> {
-  const installed = async (): Promise<boolean> =>
-    (await run('dpkg-query', ['-W', '-f=${Status}', 'busybox-static'])).stdout.includes('install ok installed');
+  const installed = async (): Promise<boolean> => (await run('dpkg-query', ['-W', '-f=${Status}', 'busybox-static'])).stdout.includes('install ok installed');
   if (!(await installed())) {
     ctx.progress('containers: installing busybox-static');
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
@@ -380,17 +445,20 @@ async function makeImageInputs(ctx: BenchContext, dir: string): Promise<{ tarbal
 
   const context = subdir(dir, 'context');
   writeFileSync(join(context, 'note'), 'note\n');
-  writeFileSync(join(context, 'Containerfile'), [
-    `FROM ${BASE_IMAGE}`,
-    'RUN rm /data/f1 /data/dir/g1',
-    'RUN mv /data/f2 /data/renamed && mv /data/dir /data/moved',
-    'RUN chmod 0600 /data/f3 && chmod 0700 /data/moved',
-    'COPY note /data/note',
-    'RUN echo written > /data/new && echo appended >> /data/f4 && test ! -e /data/f1 && test ! -e /data/f2 && ' +
-      'test -f /data/renamed && test ! -e /data/dir && test ! -e /data/moved/g1 && test -f /data/moved/g2 && ' +
-      `test "$(stat -c %a /data/f3)" = 600 && test "$(cat /data/note)" = note && echo ${BUILD_OK}`,
-    '',
-  ].join('\n'));
+  writeFileSync(
+    join(context, 'Containerfile'),
+    [
+      `FROM ${BASE_IMAGE}`,
+      'RUN rm /data/f1 /data/dir/g1',
+      'RUN mv /data/f2 /data/renamed && mv /data/dir /data/moved',
+      'RUN chmod 0600 /data/f3 && chmod 0700 /data/moved',
+      'COPY note /data/note',
+      'RUN echo written > /data/new && echo appended >> /data/f4 && test ! -e /data/f1 && test ! -e /data/f2 && ' +
+        'test -f /data/renamed && test ! -e /data/dir && test ! -e /data/moved/g1 && test -f /data/moved/g2 && ' +
+        `test "$(stat -c %a /data/f3)" = 600 && test "$(cat /data/note)" = note && echo ${BUILD_OK}`,
+      '',
+    ].join('\n'),
+  );
   return { tarball, context };
 }
 
@@ -408,8 +476,7 @@ async function removeStorage(watch: DaemonWatch, store: string, leftovers: strin
     await check('umount', ['-l', dir]);
   }
   const deadline = Date.now() + SETTLE_MS;
-  const lingering = async (): Promise<Candidate[]> =>
-    [...(await watch.candidates()).values()].filter((c) => c.ours && !isServer(c) && c.info.state !== 'Z');
+  const lingering = async (): Promise<Candidate[]> => [...(await watch.candidates()).values()].filter((c) => c.ours && !isServer(c) && c.info.state !== 'Z');
   while ((await lingering()).length && Date.now() < deadline) await sleep(50);
   leftovers.push(...(await watch.endOurs((c) => !isServer(c))));
   await removeTree(store);
@@ -422,16 +489,28 @@ async function removeStorage(watch: DaemonWatch, store: string, leftovers: strin
  */
 function buildError(output: string): { error: string; context: string } {
   const noise = /^(STEP \d|--> |Copying |Writing |Getting |Storing |COMMIT )/;
-  const lines = output.split('\n').map((l) => l.trim()).filter((l) => l && !noise.test(l) && l !== BUILD_OK);
+  const lines = output
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !noise.test(l) && l !== BUILD_OK);
   let at = lines.map((l) => /^Error: /.test(l)).lastIndexOf(true);
   if (at < 0) at = lines.length - 1;
   const cut = (l: string): string => {
-    const line = l.replace(/step \{.*\}: /, 'step: ').replace(/^time="[^"]*" /, '')
-      .replace(/[0-9a-f]{12,64}/g, '…').replace(/containers-storage:\S+-working-container/g, 'containers-storage:…-working-container')
+    const line = l
+      .replace(/step \{.*\}: /, 'step: ')
+      .replace(/^time="[^"]*" /, '')
+      .replace(/[0-9a-f]{12,64}/g, '…')
+      .replace(/containers-storage:\S+-working-container/g, 'containers-storage:…-working-container')
       .replace(/storage-\d+/g, 'storage-N');
     return line.length > 300 ? `${line.slice(0, 120)} … ${line.slice(-160)}` : line;
   };
-  return { error: cut(lines[at] ?? 'no message'), context: lines.slice(Math.max(0, at - 2), Math.max(0, at)).map(cut).join(' / ') };
+  return {
+    error: cut(lines[at] ?? 'no message'),
+    context: lines
+      .slice(Math.max(0, at - 2), Math.max(0, at))
+      .map(cut)
+      .join(' / '),
+  };
 }
 
 interface BuildSubject {
@@ -443,32 +522,57 @@ interface BuildSubject {
   errors: Map<string, { count: number; context: string }>;
 }
 
-async function buildOnce(ctx: BenchContext, watch: DaemonWatch, subject: BuildSubject, store: string,
-  inputs: { tarball: string; context: string; tmpdir: string }, leftovers: string[]): Promise<void> {
+async function buildOnce(
+  ctx: BenchContext,
+  watch: DaemonWatch,
+  subject: BuildSubject,
+  store: string,
+  inputs: { tarball: string; context: string; tmpdir: string },
+  leftovers: string[],
+): Promise<void> {
   const graph = subdir(store, 'graph');
   const runroot = subdir(store, 'run');
   const tmp = subdir(store, 'tmp');
   // podman 4.3 tests whether overlay takes idmapped lowers and may then shift ids twice; say it does not.
   writeFileSync(join(subdir(runroot, 'overlay'), 'idmapped-lower-dir-false'), '');
-  writeFileSync(join(store, 'storage.conf'), [
-    '[storage]', 'driver = "overlay"', `graphroot = "${graph}"`, `runroot = "${runroot}"`,
-    '[storage.options.overlay]', `mount_program = "${subject.program}"`, '',
-  ].join('\n'));
-  writeFileSync(join(store, 'containers.conf'), [
-    '[engine]', 'runtime = "runc"', 'cgroup_manager = "cgroupfs"', 'events_logger = "file"',
-    `events_logfile_path = "${join(tmp, 'events.log')}"`, `tmp_dir = "${tmp}"`, `image_copy_tmp_dir = "${tmp}"`,
-    '[network]', `network_config_dir = "${subdir(store, 'networks')}"`, '',
-  ].join('\n'));
+  writeFileSync(
+    join(store, 'storage.conf'),
+    [
+      '[storage]',
+      'driver = "overlay"',
+      `graphroot = "${graph}"`,
+      `runroot = "${runroot}"`,
+      '[storage.options.overlay]',
+      `mount_program = "${subject.program}"`,
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(
+    join(store, 'containers.conf'),
+    [
+      '[engine]',
+      'runtime = "runc"',
+      'cgroup_manager = "cgroupfs"',
+      'events_logger = "file"',
+      `events_logfile_path = "${join(tmp, 'events.log')}"`,
+      `tmp_dir = "${tmp}"`,
+      `image_copy_tmp_dir = "${tmp}"`,
+      '[network]',
+      `network_config_dir = "${subdir(store, 'networks')}"`,
+      '',
+    ].join('\n'),
+  );
   const env = watch.env({
-    CONTAINERS_STORAGE_CONF: join(store, 'storage.conf'), CONTAINERS_CONF: join(store, 'containers.conf'), TMPDIR: inputs.tmpdir,
+    CONTAINERS_STORAGE_CONF: join(store, 'storage.conf'),
+    CONTAINERS_CONF: join(store, 'containers.conf'),
+    TMPDIR: inputs.tmpdir,
   });
   subject.attempts++;
   const release = ctx.cleanup.add(`podman storage ${store}`, () => removeStorage(watch, store, leftovers));
   try {
     const imported = await runWithEnv('podman', ['import', inputs.tarball, BASE_IMAGE], env, BUILD_TIMEOUT_MS);
     if (imported.code !== 0) throw new Error(`podman import: ${lastLines(imported.output)}`);
-    const built = await runWithEnv('podman', ['build', '--pull=never', '--isolation', 'chroot', '-t', BUILT_IMAGE, inputs.context],
-      env, BUILD_TIMEOUT_MS);
+    const built = await runWithEnv('podman', ['build', '--pull=never', '--isolation', 'chroot', '-t', BUILT_IMAGE, inputs.context], env, BUILD_TIMEOUT_MS);
     // The last RUN prints BUILD_OK on a line of its own once it has checked the others' work.
     if (built.code === 0 && built.output.split('\n').some((l) => l.trim() === BUILD_OK)) {
       subject.ms.push(built.ms);
@@ -504,13 +608,10 @@ async function podmanBuilds(ctx: BenchContext, watch: DaemonWatch, root: string,
 
   const seconds = (s: BuildSubject): number | undefined => (s.ms.length ? median(s.ms) / 1000 : undefined);
   const [mine, theirs] = [seconds(ours), seconds(baseline)];
-  const rows = subjects.map((s) => [
-    s.name,
-    seconds(s) === undefined ? '**failed**' : formatNumber(seconds(s)!, 2),
-    `${s.ms.length} of ${s.attempts}`,
-  ]);
-  const failures = subjects.flatMap((s) => [...s.errors].map(([error, { count, context }]) =>
-    `${s.name}, ${count} of ${s.attempts}: ${context ? `${context} / ` : ''}${error}`));
+  const rows = subjects.map((s) => [s.name, seconds(s) === undefined ? '**failed**' : formatNumber(seconds(s)!, 2), `${s.ms.length} of ${s.attempts}`]);
+  const failures = subjects.flatMap((s) =>
+    [...s.errors].map(([error, { count, context }]) => `${s.name}, ${count} of ${s.attempts}: ${context ? `${context} / ` : ''}${error}`),
+  );
   return [
     markdownTable([`podman build, 5 steps (s, median of the builds that succeeded)`, 'wall clock', 'succeeded'], rows),
     '',
@@ -519,7 +620,7 @@ async function podmanBuilds(ctx: BenchContext, watch: DaemonWatch, root: string,
     '',
     `${version}, \`podman build --pull=never --isolation chroot\` of a Containerfile of 5 steps (RUN rm, RUN mv of a file and ` +
       'a directory, RUN chmod, COPY, RUN that writes and appends and checks what the others did) from a base image ' +
-      '`podman import`ed (untimed) from a tarball of Debian\'s busybox-static and a few files; wall clock of the build, ' +
+      "`podman import`ed (untimed) from a tarball of Debian's busybox-static and a few files; wall clock of the build, " +
       `${BUILD_ROUNDS} builds each, alternating, each on a fresh storage (graphroot, runroot and tmp dirs in a temp dir through ` +
       'CONTAINERS_STORAGE_CONF and CONTAINERS_CONF: runtime runc, cgroupfs, file events; `overlay/idmapped-lower-dir-false` ' +
       'in the runroot; TMPDIR one dir for all builds, as an ovshift server started by one build serves the next) with the ' +
@@ -553,8 +654,8 @@ async function runArea(ctx: BenchContext): Promise<string> {
   await endAll();
 
   const how = commandLabel(ovshift.command);
-  const kind = how === 'build/Release/ovshift' ? ' (the native front end, asking the per-user server)'
-    : how === 'bin/ovshift' ? ' (Node, a daemon per mount)' : '';
+  const kind =
+    how === 'build/Release/ovshift' ? ' (the native front end, asking the per-user server)' : how === 'bin/ovshift' ? ' (Node, a daemon per mount)' : '';
   return [
     '### Containers (`scripts/bench containers`)',
     '',
@@ -566,8 +667,7 @@ async function runArea(ctx: BenchContext): Promise<string> {
     '',
     builds,
     '',
-    ended.length ? `Processes the area started and ended by PID: ${ended.join('; ')}.`
-      : 'Nothing the area started was left running.',
+    ended.length ? `Processes the area started and ended by PID: ${ended.join('; ')}.` : 'Nothing the area started was left running.',
   ].join('\n');
 }
 

@@ -32,8 +32,18 @@ export class FixedFilesFs implements FuseHandler {
   constructor(files: readonly FixedFile[]) {
     const time = { sec: Math.floor(Date.now() / 1000), nsec: 0 };
     const attr = (ino: number, mode: number, size: number): Attr => ({
-      ino, size, blocks: Math.ceil(size / 512), atime: time, mtime: time, ctime: time, mode,
-      nlink: 1, uid: 0, gid: 0, rdev: 0, blksize: 4096,
+      ino,
+      size,
+      blocks: Math.ceil(size / 512),
+      atime: time,
+      mtime: time,
+      ctime: time,
+      mode,
+      nlink: 1,
+      uid: 0,
+      gid: 0,
+      rdev: 0,
+      blksize: 4096,
     });
     this.attrs.set(ROOT_ID, { ...attr(ROOT_ID, K.S_IFDIR | 0o755, 0), nlink: 2 });
     files.forEach((f, i) => {

@@ -83,8 +83,12 @@ async function run(ctx: BenchContext): Promise<string> {
       if (!workload.servedAll(before, fixedFs.served)) throw new Error(`fuse: ${workload.name}: calls were answered by the kernel's caches`);
       return rate;
     });
-    rows.push([workload.name, `${formatNumber(ourRate!)} ${workload.unit}`, `${formatNumber(bindfsRate!)} ${workload.unit}`,
-      formatRatio(ourRate! / bindfsRate!)]);
+    rows.push([
+      workload.name,
+      `${formatNumber(ourRate!)} ${workload.unit}`,
+      `${formatNumber(bindfsRate!)} ${workload.unit}`,
+      formatRatio(ourRate! / bindfsRate!),
+    ]);
   }
   const version = (await check('bindfs', ['--version'])).split('\n')[0]!.trim();
 

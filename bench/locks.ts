@@ -37,10 +37,7 @@ async function lockRoundTrips(ctx: BenchContext, ovshiftFile: string, tmpfsFile:
     });
     rows.push([name, `${formatNumber(ours!)}/s`, `${formatNumber(plain!)}/s`, formatRatio(ours! / plain!)]);
   }
-  return markdownTable(
-    [`lock + unlock pairs, ${formatNumber(CYCLES)} per run (median of ${ROUNDS})`, 'ovshift', 'tmpfs', 'ovshift ÷ tmpfs'],
-    rows,
-  );
+  return markdownTable([`lock + unlock pairs, ${formatNumber(CYCLES)} per run (median of ${ROUNDS})`, 'ovshift', 'tmpfs', 'ovshift ÷ tmpfs'], rows);
 }
 
 interface StatLatency {
@@ -101,10 +98,16 @@ async function statWithWaiters(ctx: BenchContext, mnt: string): Promise<string> 
     return [label, formatNumber(without, 1), formatNumber(withWaiters, 1), formatRatio(ratio), target];
   });
   return [
-    markdownTable([
-      `stat() of a lower file, ${formatNumber(STAT_CALLS)} per run (µs per call, median of ${ROUNDS} runs)`,
-      'no waiters', `${formatNumber(WAITERS)} waiters queued`, 'queued ÷ none', 'target',
-    ], rows),
+    markdownTable(
+      [
+        `stat() of a lower file, ${formatNumber(STAT_CALLS)} per run (µs per call, median of ${ROUNDS} runs)`,
+        'no waiters',
+        `${formatNumber(WAITERS)} waiters queued`,
+        'queued ÷ none',
+        'target',
+      ],
+      rows,
+    ),
     '',
     `Lower is better. The mount has lower_timeout=0, so every stat() reaches the daemon (LOOKUP and GETATTR). ` +
       `One process holds an OFD write lock on another file of the mount while ${formatNumber(WAITERS)} of its threads, ` +
@@ -119,8 +122,7 @@ async function run(ctx: BenchContext): Promise<string> {
   const lower = subdir(scratch, 'lower');
   makeFile(join(lower, 'stat-target'), 4096);
   const tmpfs = await mountTmpfs(ctx.cleanup, subdir(scratch, 'tmpfs'), `${64 * MiB}`);
-  const layers = (name: string): OverlayLayers =>
-    ({ lower, upper: subdir(tmpfs.dir, name, 'upper'), work: subdir(tmpfs.dir, name, 'work') });
+  const layers = (name: string): OverlayLayers => ({ lower, upper: subdir(tmpfs.dir, name, 'upper'), work: subdir(tmpfs.dir, name, 'work') });
   const plain = subdir(tmpfs.dir, 'plain');
 
   const forLocks = await ovshift().mount(ctx.cleanup, layers('locks'), subdir(scratch, 'mnt-locks'));

@@ -17,11 +17,9 @@ import { revalidateArea } from './revalidate';
 const AREAS: readonly BenchArea[] = [fuseArea, overlayArea, nfsArea, revalidateArea, locksArea, containersArea];
 
 function usage(): string {
-  return [
-    'usage: scripts/bench [AREA…]   (all areas when none is named; needs root)',
-    ...AREAS.map((a) => `  ${a.name.padEnd(10)} ${a.summary}`),
-    '',
-  ].join('\n');
+  return ['usage: scripts/bench [AREA…]   (all areas when none is named; needs root)', ...AREAS.map((a) => `  ${a.name.padEnd(10)} ${a.summary}`), ''].join(
+    '\n',
+  );
 }
 
 async function main(argv: string[]): Promise<number> {

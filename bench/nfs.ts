@@ -58,9 +58,17 @@ async function statWalk(ctx: BenchContext, exported: string, url: (options?: str
     command: (mnt) => ['walk', join(mnt, 'tree')],
     expect: TREE_FILES + TREE_DIRS,
   };
-  const [ms] = await timeOnOverlays({ ...ctx, progress: (m) => ctx.progress(`nfs: ${m}`) }, {
-    lower: exported, scratch, upperSize: 64 * MiB, subjects, workloads: [workload], rounds: ROUNDS,
-  });
+  const [ms] = await timeOnOverlays(
+    { ...ctx, progress: (m) => ctx.progress(`nfs: ${m}`) },
+    {
+      lower: exported,
+      scratch,
+      upperSize: 64 * MiB,
+      subjects,
+      workloads: [workload],
+      rounds: ROUNDS,
+    },
+  );
   const local = ms![2]!;
   return markdownTable(
     [`workload (ms, median of ${ROUNDS})`, ...subjects.map((s) => s.name), 'nfs:// ÷ local', 'dircache ÷ local'],
@@ -120,8 +128,7 @@ async function runArea(ctx: BenchContext): Promise<string> {
   await ctx.workloads.run('readall', exported, MiB);
   const server = await startServer(ctx.cleanup, exported, subdir(scratch, 'nfs-state'));
   const ports = `mountport=${server.mountPort}`;
-  const ovshiftUrl = (options?: string): string =>
-    `nfs://127.0.0.1:${server.port}${exported}?${ports}${options ? `&${options}` : ''}`;
+  const ovshiftUrl = (options?: string): string => `nfs://127.0.0.1:${server.port}${exported}?${ports}${options ? `&${options}` : ''}`;
   // libnfs's own URL syntax: the ports are query options too.
   const libnfsUrl = (path: string): string => `nfs://127.0.0.1${exported}/${path}?version=3&nfsport=${server.port}&${ports}`;
 

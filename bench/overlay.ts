@@ -28,18 +28,22 @@ interface TargetedWorkload extends OverlayWorkload {
 
 function overlayWorkloads(treeBytes: number): TargetedWorkload[] {
   return [
-    { name: `stat walk: lstat of ${formatNumber(TREE_FILES)} files`, target: 1.5,
-      command: (mnt) => ['walk', join(mnt, 'tree')], expect: TREE_FILES + TREE_DIRS },
-    { name: `read ${formatNumber(TREE_FILES)} small files`, target: 1.5,
-      command: (mnt) => ['readall', join(mnt, 'tree'), 64 * 1024], expect: treeBytes },
-    { name: 'sequential read, 1 GiB file', target: 1.0,
-      command: (mnt) => ['read', join(mnt, 'big'), MiB], expect: BIG_BYTES },
-    { name: 'sequential write, 1 GiB new file', target: 1.0,
-      command: (mnt) => ['write', join(mnt, 'written'), BIG_BYTES, MiB], expect: BIG_BYTES },
-    { name: `create + unlink ${formatNumber(CREATE_UNLINK_FILES)} files`, target: 1.5,
-      command: (mnt) => ['create-unlink', join(mnt, 'create-here'), CREATE_UNLINK_FILES], expect: CREATE_UNLINK_FILES },
-    { name: 'copy-up: append 1 byte to a 256 MiB file', target: 1.5,
-      command: (mnt) => ['append', join(mnt, 'copy-up')], expect: 1 },
+    {
+      name: `stat walk: lstat of ${formatNumber(TREE_FILES)} files`,
+      target: 1.5,
+      command: (mnt) => ['walk', join(mnt, 'tree')],
+      expect: TREE_FILES + TREE_DIRS,
+    },
+    { name: `read ${formatNumber(TREE_FILES)} small files`, target: 1.5, command: (mnt) => ['readall', join(mnt, 'tree'), 64 * 1024], expect: treeBytes },
+    { name: 'sequential read, 1 GiB file', target: 1.0, command: (mnt) => ['read', join(mnt, 'big'), MiB], expect: BIG_BYTES },
+    { name: 'sequential write, 1 GiB new file', target: 1.0, command: (mnt) => ['write', join(mnt, 'written'), BIG_BYTES, MiB], expect: BIG_BYTES },
+    {
+      name: `create + unlink ${formatNumber(CREATE_UNLINK_FILES)} files`,
+      target: 1.5,
+      command: (mnt) => ['create-unlink', join(mnt, 'create-here'), CREATE_UNLINK_FILES],
+      expect: CREATE_UNLINK_FILES,
+    },
+    { name: 'copy-up: append 1 byte to a 256 MiB file', target: 1.5, command: (mnt) => ['append', join(mnt, 'copy-up')], expect: 1 },
   ];
 }
 
@@ -59,9 +63,17 @@ async function run(ctx: BenchContext): Promise<string> {
   const scratch = scratchDir(ctx.cleanup, '/var/tmp', 'ovshift-bench-overlay-');
   const lower = subdir(scratch, 'lower');
   const workloads = overlayWorkloads(await makeLower(ctx, lower));
-  const medians = await timeOnOverlays({ ...ctx, progress: (m) => ctx.progress(`overlay: ${m}`) }, {
-    lower, scratch, upperSize: 2 * BIG_BYTES, subjects: SUBJECTS, workloads, rounds: ROUNDS,
-  });
+  const medians = await timeOnOverlays(
+    { ...ctx, progress: (m) => ctx.progress(`overlay: ${m}`) },
+    {
+      lower,
+      scratch,
+      upperSize: 2 * BIG_BYTES,
+      subjects: SUBJECTS,
+      workloads,
+      rounds: ROUNDS,
+    },
+  );
 
   const baseline = SUBJECTS[BASELINE]!.name;
   const compared = SUBJECTS.filter((_s, i) => i !== BASELINE);
@@ -83,10 +95,10 @@ async function run(ctx: BenchContext): Promise<string> {
   return [
     '### Overlay (`npm run bench`, or `scripts/bench overlay`)',
     '',
-    markdownTable([
-      `workload (ms, median of ${ROUNDS})`, ...SUBJECTS.map((s) => s.name),
-      ...compared.map((s) => `${s.name} ÷ ${baseline}`), 'ovshift target',
-    ], rows),
+    markdownTable(
+      [`workload (ms, median of ${ROUNDS})`, ...SUBJECTS.map((s) => s.name), ...compared.map((s) => `${s.name} ÷ ${baseline}`), 'ovshift target'],
+      rows,
+    ),
     '',
     'Lower is better. Lower layer on ext4 (page cache warm), upper on tmpfs, a fresh mount and upper for every run; ' +
       `${version?.trim() ?? 'fuse-overlayfs'}, all three with default options.`,

@@ -55,9 +55,17 @@ async function statWalks(ctx: BenchContext, scratch: string): Promise<string> {
   await check('sync', []);
   await ctx.workloads.run('readall', lower, MiB);
   const workloads = walkWorkloads();
-  const medians = await timeOnOverlays({ ...ctx, progress: (m) => ctx.progress(`revalidate: ${m}`) }, {
-    lower, scratch: subdir(scratch, 'walk'), upperSize: 64 * MiB, subjects: SUBJECTS, workloads, rounds: ROUNDS,
-  });
+  const medians = await timeOnOverlays(
+    { ...ctx, progress: (m) => ctx.progress(`revalidate: ${m}`) },
+    {
+      lower,
+      scratch: subdir(scratch, 'walk'),
+      upperSize: 64 * MiB,
+      subjects: SUBJECTS,
+      workloads,
+      rounds: ROUNDS,
+    },
+  );
 
   const baseline = SUBJECTS[BASELINE]!.name;
   const misses: string[] = [];
@@ -75,14 +83,14 @@ async function statWalks(ctx: BenchContext, scratch: string): Promise<string> {
   });
   const version = (await check('fuse-overlayfs', ['--version'])).split('\n').find((l) => l.startsWith('fuse-overlayfs'));
   return [
-    markdownTable([
-      `workload (ms, median of ${ROUNDS})`, ...SUBJECTS.map((s) => s.name),
-      ...MODES.map((mode) => `${mode} ÷ ${baseline}`), 'revalidate=always target',
-    ], rows),
+    markdownTable(
+      [`workload (ms, median of ${ROUNDS})`, ...SUBJECTS.map((s) => s.name), ...MODES.map((mode) => `${mode} ÷ ${baseline}`), 'revalidate=always target'],
+      rows,
+    ),
     '',
     'Lower is better. Lower layer on ext4 (page cache warm), upper on tmpfs, a fresh mount and upper for every run; ' +
       `${version?.trim() ?? 'fuse-overlayfs'} with default options. The second walk runs right after an untimed first ` +
-      'one on the same mount. There fuse-overlayfs and revalidate=cached answer from the kernel\'s caches (listings ' +
+      "one on the same mount. There fuse-overlayfs and revalidate=cached answer from the kernel's caches (listings " +
       'included) without looking at the lower again, so neither would notice a change made there; revalidate=always ' +
       'checks every entry against the lower again, in one READDIRPLUS per directory (the kernel reads a listing afresh ' +
       'at each opendir, and the replies refresh its cached entries, so the lstat calls cost no further request). That ' +
@@ -157,18 +165,31 @@ async function memory(ctx: BenchContext, scratch: string): Promise<string> {
     const f = await memoryOf(ctx, subject, layers, join(scratch, 'rss-mnt'));
     const mib = (s: MemorySample): string => formatNumber(s.rss / MiB, 1);
     const nodes = [f.mounted, f.walked, f.dropped].map((s) => (s.nodes === undefined ? undefined : formatNumber(s.nodes)));
-    rows.push([subject.name, mib(f.mounted), mib(f.walked), mib(f.dropped), formatRatio(f.dropped.rss / f.mounted.rss),
-      nodes.includes(undefined) ? '—' : nodes.join(' → ')]);
+    rows.push([
+      subject.name,
+      mib(f.mounted),
+      mib(f.walked),
+      mib(f.dropped),
+      formatRatio(f.dropped.rss / f.mounted.rss),
+      nodes.includes(undefined) ? '—' : nodes.join(' → '),
+    ]);
     if (f.dropped.rss >= f.walked.rss) keptRss.push(subject.name);
     // The walk leaves every entry looked up; fewer nodes mean someone else dropped the caches meanwhile.
     if (f.walked.nodes !== undefined && f.walked.nodes < RSS_ENTRIES) disturbed.push(`${subject.name} (${formatNumber(f.walked.nodes)} nodes)`);
   }
   await upperFs.unmount();
   return [
-    markdownTable([
-      `daemon RSS (MiB), ${formatNumber(RSS_ENTRIES)}-entry lower`, 'after mount', 'after stat walk', 'after drop_caches',
-      'after drop_caches ÷ after mount', 'nodes: mount → walk → drop_caches',
-    ], rows),
+    markdownTable(
+      [
+        `daemon RSS (MiB), ${formatNumber(RSS_ENTRIES)}-entry lower`,
+        'after mount',
+        'after stat walk',
+        'after drop_caches',
+        'after drop_caches ÷ after mount',
+        'nodes: mount → walk → drop_caches',
+      ],
+      rows,
+    ),
     '',
     `VmRSS of the daemon process, one run each. The lower is ${formatNumber(RSS_DIRS)} directories of ` +
       `${formatNumber(RSS_FILES_PER_DIR)} empty files on ext4, the upper an empty tmpfs; the stat walk lstats every entry. ` +

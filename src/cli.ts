@@ -117,4 +117,3 @@ export function main(argv: string[]): void {
     daemonize(argv);
   }
 }
-

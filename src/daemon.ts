@@ -94,8 +94,11 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
   let opened: OpenLowers | undefined;
   try {
     const ids = createIdShift({
-      uidmapping: o.uidmapping, gidmapping: o.gidmapping, squashToRoot: o.squashToRoot,
-      squashToUid: o.squashToUid, squashToGid: o.squashToGid,
+      uidmapping: o.uidmapping,
+      gidmapping: o.gidmapping,
+      squashToRoot: o.squashToRoot,
+      squashToUid: o.squashToUid,
+      squashToGid: o.squashToGid,
     });
     for (const rule of o.inject ? parseRules(o.inject) : []) faults.add(rule);
     // Injected faults sit below the ESTALE retry, so an injected ESTALE is retried like a real one.
@@ -109,29 +112,56 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
       upper: upper ? await rootAttr(upper) : undefined,
       lowers: await Promise.all(lowers.map(rootAttr)),
     };
-    const fs = new OverlayFs({ upper, lowers }, {
-      revalidate: o.revalidate, upperTimeout: o.upperTimeout, lowerTimeout: o.lowerTimeout, xattrs, redirectDir: o.redirectDir, readOnly: !upper,
-      forwardLocks: o.forwardLocks, ids, passthrough: o.passthrough,
-      volatile: o.volatile || !o.fsync, staticNlink: o.staticNlink, noXattrs: o.noXattrs,
-    }, root);
+    const fs = new OverlayFs(
+      { upper, lowers },
+      {
+        revalidate: o.revalidate,
+        upperTimeout: o.upperTimeout,
+        lowerTimeout: o.lowerTimeout,
+        xattrs,
+        redirectDir: o.redirectDir,
+        readOnly: !upper,
+        forwardLocks: o.forwardLocks,
+        ids,
+        passthrough: o.passthrough,
+        volatile: o.volatile || !o.fsync,
+        staticNlink: o.staticNlink,
+        noXattrs: o.noXattrs,
+      },
+      root,
+    );
     let control: { close(): void } | undefined;
     let served: ServedFuse;
     try {
-      served = await serveFuse({
-        mountpoint: layout.mountpoint, fsname: o.source, subtype: 'ovshift', flags: mountFlags(o), allowOther: o.allowOther,
-      }, fs, {
-        // In place before INIT: the notifier, and the control socket (named for the mount's st_dev).
-        beforeStart: async ({ session, connection }) => {
-          fs.core.notifier = { invalInode: (id) => session.notifyInvalInode(id).then(() => undefined) };
-          control = socketDir === undefined ? undefined : await serveControl(socketDir, fuseDev(connection), {
-            faults,
-            status: () => ({
-              nodes: fs.core.nodes.size, 'open files': fs.core.files.size, 'open dirs': fs.core.dirs.size,
-              'passthrough files': fs.core.passthrough?.activeFiles ?? 'off', pending: session.pendingCount,
-            }),
-          });
+      served = await serveFuse(
+        {
+          mountpoint: layout.mountpoint,
+          fsname: o.source,
+          subtype: 'ovshift',
+          flags: mountFlags(o),
+          allowOther: o.allowOther,
         },
-      });
+        fs,
+        {
+          // In place before INIT: the notifier, and the control socket (named for the mount's st_dev).
+          beforeStart: async ({ session, connection }) => {
+            fs.core.notifier = { invalInode: (id) => session.notifyInvalInode(id).then(() => undefined) };
+            control =
+              socketDir === undefined
+                ? undefined
+                : await serveControl(socketDir, fuseDev(connection), {
+                    faults,
+                    status: () => ({
+                      nodes: fs.core.nodes.size,
+                      'open files': fs.core.files.size,
+                      'open dirs': fs.core.dirs.size,
+                      'passthrough files': fs.core.passthrough?.activeFiles ?? 'off',
+                      pending: session.pendingCount,
+                    }),
+                  });
+          },
+        },
+      );
       if (served.connection !== undefined) await setReadAhead(served.connection, READ_AHEAD_KIB);
     } catch (err) {
       control?.close();

@@ -59,7 +59,11 @@ export class Cleanup {
 
   /** Makes SIGINT, SIGTERM and SIGHUP run the remaining steps, then exit with 130/143/129. */
   onSignals(): void {
-    const codes: Array<[NodeJS.Signals, number]> = [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]];
+    const codes: Array<[NodeJS.Signals, number]> = [
+      ['SIGINT', 130],
+      ['SIGTERM', 143],
+      ['SIGHUP', 129],
+    ];
     let exiting = false;
     for (const [signal, status] of codes) {
       process.on(signal, () => {

@@ -13,9 +13,7 @@
 import { randomBytes } from 'crypto';
 import { existsSync, realpathSync } from 'fs';
 import { basename, join, resolve } from 'path';
-import {
-  argumentPath, endProcess, environHas, executable, fuseDescriptors, isRunning, listProcesses, type ProcessInfo,
-} from './processes';
+import { argumentPath, endProcess, environHas, executable, fuseDescriptors, isRunning, listProcesses, type ProcessInfo } from './processes';
 
 const REPO = resolve(__dirname, '..', '..', '..');
 const TOKEN_ENV = 'OVSHIFT_BENCH_TOKEN';
@@ -97,13 +95,15 @@ export class DaemonWatch {
    */
   async candidates(): Promise<Map<string, Candidate>> {
     const found = new Map<string, Candidate>();
-    await Promise.all((await listProcesses()).map(async (info) => {
-      if (info.pid === process.pid || info.state === 'Z') return;
-      const fresh = !this.baseline.has(info.key);
-      const ours = fresh && (info.argv.some((a) => a.includes(this.scratch)) || (await environHas(info.pid, TOKEN_ENV, this.token)));
-      const ovshift = await this.isOvshift(info);
-      if (ours || ovshift) found.set(info.key, { info, fuseFds: await fuseDescriptors(info.pid), ovshift, ours });
-    }));
+    await Promise.all(
+      (await listProcesses()).map(async (info) => {
+        if (info.pid === process.pid || info.state === 'Z') return;
+        const fresh = !this.baseline.has(info.key);
+        const ours = fresh && (info.argv.some((a) => a.includes(this.scratch)) || (await environHas(info.pid, TOKEN_ENV, this.token)));
+        const ovshift = await this.isOvshift(info);
+        if (ours || ovshift) found.set(info.key, { info, fuseFds: await fuseDescriptors(info.pid), ovshift, ours });
+      }),
+    );
     return found;
   }
 

@@ -12,8 +12,7 @@ export function median(values: number[]): number {
  * cache, CPU frequency, other load) spreads over all subjects alike. Returns each subject's
  * median.
  */
-export async function medianOfRounds<S>(subjects: readonly S[], rounds: number,
-  measure: (subject: S, round: number) => Promise<number>): Promise<number[]> {
+export async function medianOfRounds<S>(subjects: readonly S[], rounds: number, measure: (subject: S, round: number) => Promise<number>): Promise<number[]> {
   const values: number[][] = subjects.map(() => []);
   for (let round = 0; round < rounds; round++) {
     for (let i = 0; i < subjects.length; i++) values[i]!.push(await measure(subjects[i]!, round));

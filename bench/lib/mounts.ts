@@ -21,9 +21,13 @@ export interface Mounted {
 /** Mount points in this mount namespace, as absolute paths. */
 export async function mountpoints(): Promise<string[]> {
   const info = await fsp.readFile('/proc/self/mountinfo', 'utf8');
-  return info.split('\n').filter(Boolean).map((line) =>
-    // mountinfo escapes blanks and backslashes in paths as octal (\040).
-    line.split(' ')[4]!.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8))));
+  return info
+    .split('\n')
+    .filter(Boolean)
+    .map((line) =>
+      // mountinfo escapes blanks and backslashes in paths as octal (\040).
+      line.split(' ')[4]!.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8))),
+    );
 }
 
 async function unmountKernel(dir: string): Promise<void> {
@@ -56,8 +60,7 @@ export async function startFuseDaemon(cleanup: Cleanup, label: string, command: 
   child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
   const running = (): boolean => child.exitCode === null && child.signalCode === null;
-  const exitedWithin = (ms: number): Promise<boolean> =>
-    Promise.race([exited.then(() => true), sleep(ms).then(() => false)]);
+  const exitedWithin = (ms: number): Promise<boolean> => Promise.race([exited.then(() => true), sleep(ms).then(() => false)]);
 
   const unmount = cleanup.add(`${label} on ${dir}`, async () => {
     const id = await connectionId(dir);

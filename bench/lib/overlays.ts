@@ -43,8 +43,7 @@ function layerOptions(layers: OverlayLayers, extra: readonly string[]): string {
 export function ovshift(options: readonly string[] = [], name = 'ovshift'): OverlaySubject {
   return {
     name,
-    mount: (cleanup, layers, dir) =>
-      startFuseDaemon(cleanup, name, OVSHIFT, ['-f', '-o', layerOptions(layers, options), dir], dir),
+    mount: (cleanup, layers, dir) => startFuseDaemon(cleanup, name, OVSHIFT, ['-f', '-o', layerOptions(layers, options), dir], dir),
   };
 }
 
@@ -64,8 +63,7 @@ export async function ovshiftCounts(mnt: string): Promise<Record<string, number>
 /** fuse-overlayfs with its default options. */
 export const fuseOverlayfs: OverlaySubject = {
   name: 'fuse-overlayfs',
-  mount: (cleanup, layers, dir) =>
-    startFuseDaemon(cleanup, 'fuse-overlayfs', 'fuse-overlayfs', ['-f', '-o', layerOptions(layers, []), dir], dir),
+  mount: (cleanup, layers, dir) => startFuseDaemon(cleanup, 'fuse-overlayfs', 'fuse-overlayfs', ['-f', '-o', layerOptions(layers, []), dir], dir),
 };
 
 /** Kernel overlayfs with its default options. */
@@ -78,14 +76,17 @@ export const kernelOverlayfs: OverlaySubject = {
  * Times every workload on every subject, `rounds` times, over the lower tree `lower`; works in
  * `scratch` (not on the lower's filesystem). Returns median milliseconds, [workload][subject].
  */
-export async function timeOnOverlays(ctx: BenchContext, opts: {
-  lower: string;
-  scratch: string;
-  upperSize: number;
-  subjects: readonly OverlaySubject[];
-  workloads: readonly OverlayWorkload[];
-  rounds: number;
-}): Promise<number[][]> {
+export async function timeOnOverlays(
+  ctx: BenchContext,
+  opts: {
+    lower: string;
+    scratch: string;
+    upperSize: number;
+    subjects: readonly OverlaySubject[];
+    workloads: readonly OverlayWorkload[];
+    rounds: number;
+  },
+): Promise<number[][]> {
   const { cleanup, workloads: helper } = ctx;
   const upperFs = await mountTmpfs(cleanup, subdir(opts.scratch, 'upper'), `${opts.upperSize}`);
   let runs = 0;

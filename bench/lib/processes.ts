@@ -36,10 +36,7 @@ function statFields(stat: string): string[] {
 /** One process, or undefined when it is gone (or was never there). */
 export async function processInfo(pid: number): Promise<ProcessInfo | undefined> {
   try {
-    const [stat, cmdline] = await Promise.all([
-      fsp.readFile(`/proc/${pid}/stat`, 'utf8'),
-      fsp.readFile(`/proc/${pid}/cmdline`, 'utf8'),
-    ]);
+    const [stat, cmdline] = await Promise.all([fsp.readFile(`/proc/${pid}/stat`, 'utf8'), fsp.readFile(`/proc/${pid}/cmdline`, 'utf8')]);
     // Field n of proc(5) is fields[n - 3]: state 3, ppid 4, utime 14, stime 15, starttime 22.
     const f = statFields(stat);
     return {

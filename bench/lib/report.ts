@@ -24,7 +24,9 @@ export function markdownTable(headers: string[], rows: string[][]): string {
 }
 
 function cpuModel(): string {
-  const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('model name'));
+  const line = readFileSync('/proc/cpuinfo', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('model name'));
   return line?.split(':')[1]?.trim() ?? cpus()[0]?.model ?? 'unknown CPU';
 }
 
@@ -43,6 +45,8 @@ async function checkoutCommit(): Promise<string> {
  */
 export async function machineLine(): Promise<string> {
   const date = new Date().toISOString().slice(0, 16).replace('T', ' ');
-  return `${date} UTC; Linux ${release()}; ${cpuModel()}, ${cpus().length} cores; Node ${process.version}; ` +
-    `ovshift ${await checkoutCommit()}; load average ${loadavg()[0]!.toFixed(2)} at start`;
+  return (
+    `${date} UTC; Linux ${release()}; ${cpuModel()}, ${cpus().length} cores; Node ${process.version}; ` +
+    `ovshift ${await checkoutCommit()}; load average ${loadavg()[0]!.toFixed(2)} at start`
+  );
 }

@@ -42,16 +42,22 @@ export class RunningWorkload {
   /** Ends it by its PID if it is still running; resolves once it has exited. */
   readonly stop: Release;
 
-  constructor(cleanup: Cleanup, binary: string, private readonly args: string[]) {
+  constructor(
+    cleanup: Cleanup,
+    binary: string,
+    private readonly args: string[],
+  ) {
     const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     child.stdout.on('data', (d: Buffer) => (this.stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-4000)));
     // Its stdin closes when it exits early; a late cue must not crash the run.
     child.stdin.on('error', () => undefined);
-    this.exited = new Promise((resolve) => child.on('close', (code) => {
-      this.running = false;
-      resolve(code);
-    }));
+    this.exited = new Promise((resolve) =>
+      child.on('close', (code) => {
+        this.running = false;
+        resolve(code);
+      }),
+    );
     this.cue = (line) => void child.stdin.write(`${line}\n`);
     this.stop = cleanup.add(`workload ${args.join(' ')} (pid ${child.pid})`, async () => {
       if (!this.running) return;
@@ -66,7 +72,10 @@ export class RunningWorkload {
   async untilLine(prefix: string, timeoutMs: number): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const line = this.stdout.split('\n').slice(0, -1).find((l) => l.startsWith(prefix));
+      const line = this.stdout
+        .split('\n')
+        .slice(0, -1)
+        .find((l) => l.startsWith(prefix));
       if (line !== undefined) return line;
       if (!this.running) throw new Error(`workload ${this.args.join(' ')} ended before "${prefix}": ${this.stderr.trim() || 'no message'}`);
       if (Date.now() > deadline) throw new Error(`workload ${this.args.join(' ')}: no "${prefix}" within ${timeoutMs / 1000} s`);

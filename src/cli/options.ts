@@ -84,10 +84,7 @@ export interface CliOptions {
   noXattrs: boolean;
 }
 
-export type Command =
-  | { kind: 'mount'; options: CliOptions }
-  | { kind: 'help' }
-  | { kind: 'version' };
+export type Command = { kind: 'mount'; options: CliOptions } | { kind: 'help' } | { kind: 'version' };
 
 export const HELP = `Usage:
   ovshift [-f] [-d] -o lowerdir=DIR[:DIR…][,upperdir=DIR,workdir=DIR][,OPTION…] MOUNTPOINT
@@ -182,7 +179,22 @@ Examples:
 `;
 
 /** Options that only mount(8) or fstab care about. */
-const IGNORED = new Set(['defaults', 'auto', 'noauto', 'user', 'nouser', 'users', '_netdev', 'nofail', 'async', 'relatime', 'atime', 'diratime', 'exec', 'default_permissions']);
+const IGNORED = new Set([
+  'defaults',
+  'auto',
+  'noauto',
+  'user',
+  'nouser',
+  'users',
+  '_netdev',
+  'nofail',
+  'async',
+  'relatime',
+  'atime',
+  'diratime',
+  'exec',
+  'default_permissions',
+]);
 
 /**
  * Splits an -o string at commas that are neither escaped by a backslash nor inside double
@@ -321,8 +333,16 @@ function defaults(): Omit<CliOptions, 'mountpoint' | 'source'> {
     foreground: false,
     debug: false,
     flags: {
-      readOnly: false, nosuid: !mountsAsRoot(), nodev: true, noexec: false, noatime: false, nodiratime: false,
-      strictatime: false, lazytime: false, sync: false, dirsync: false,
+      readOnly: false,
+      nosuid: !mountsAsRoot(),
+      nodev: true,
+      noexec: false,
+      noatime: false,
+      nodiratime: false,
+      strictatime: false,
+      lazytime: false,
+      sync: false,
+      dirsync: false,
     },
     allowOther: mountsAsRoot(),
     redirectDir: true,
@@ -348,52 +368,121 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
     return value;
   };
   switch (key) {
-    case 'lowerdir': o.lowers.push(...splitLowerdir(needValue())); return;
-    case 'upperdir': o.upper = unescape(needValue()); return;
-    case 'workdir': o.work = unescape(needValue()); return;
-    case 'upper_size': o.upperSize = upperSize(needValue()); return;
-    case 'ro': o.flags.readOnly = true; return;
-    case 'rw': o.flags.readOnly = false; return;
-    case 'suid': o.flags.nosuid = false; return;
-    case 'nosuid': o.flags.nosuid = true; return;
-    case 'dev': o.flags.nodev = false; return;
-    case 'nodev': o.flags.nodev = true; return;
-    case 'noexec': o.flags.noexec = true; return;
-    case 'noatime': o.flags.noatime = true; return;
-    case 'nodiratime': o.flags.nodiratime = true; return;
-    case 'strictatime': o.flags.strictatime = true; return;
-    case 'lazytime': o.flags.lazytime = true; return;
-    case 'sync': o.flags.sync = true; return;
-    case 'dirsync': o.flags.dirsync = true; return;
-    case 'allow_other': o.allowOther = true; return;
-    case 'debug': o.debug = true; o.foreground = true; return;
-    case 'redirect_dir': o.redirectDir = onOff(key, needValue()); return;
-    case 'passthrough': o.passthrough = onOff(key, needValue()); return;
-    case 'upper_timeout': o.upperTimeout = seconds(key, needValue()); return;
-    case 'lower_timeout': o.lowerTimeout = seconds(key, needValue()); return;
+    case 'lowerdir':
+      o.lowers.push(...splitLowerdir(needValue()));
+      return;
+    case 'upperdir':
+      o.upper = unescape(needValue());
+      return;
+    case 'workdir':
+      o.work = unescape(needValue());
+      return;
+    case 'upper_size':
+      o.upperSize = upperSize(needValue());
+      return;
+    case 'ro':
+      o.flags.readOnly = true;
+      return;
+    case 'rw':
+      o.flags.readOnly = false;
+      return;
+    case 'suid':
+      o.flags.nosuid = false;
+      return;
+    case 'nosuid':
+      o.flags.nosuid = true;
+      return;
+    case 'dev':
+      o.flags.nodev = false;
+      return;
+    case 'nodev':
+      o.flags.nodev = true;
+      return;
+    case 'noexec':
+      o.flags.noexec = true;
+      return;
+    case 'noatime':
+      o.flags.noatime = true;
+      return;
+    case 'nodiratime':
+      o.flags.nodiratime = true;
+      return;
+    case 'strictatime':
+      o.flags.strictatime = true;
+      return;
+    case 'lazytime':
+      o.flags.lazytime = true;
+      return;
+    case 'sync':
+      o.flags.sync = true;
+      return;
+    case 'dirsync':
+      o.flags.dirsync = true;
+      return;
+    case 'allow_other':
+      o.allowOther = true;
+      return;
+    case 'debug':
+      o.debug = true;
+      o.foreground = true;
+      return;
+    case 'redirect_dir':
+      o.redirectDir = onOff(key, needValue());
+      return;
+    case 'passthrough':
+      o.passthrough = onOff(key, needValue());
+      return;
+    case 'upper_timeout':
+      o.upperTimeout = seconds(key, needValue());
+      return;
+    case 'lower_timeout':
+      o.lowerTimeout = seconds(key, needValue());
+      return;
     case 'revalidate': {
       const v = needValue();
       if (v !== 'always' && v !== 'cached' && v !== 'kernel') throw new OptionValueError(`option revalidate=${v}: expected always, cached or kernel`);
       o.revalidate = v;
       return;
     }
-    case 'inject': o.inject = needValue(); return;
+    case 'inject':
+      o.inject = needValue();
+      return;
     case 'locks': {
       const v = needValue();
       if (v !== 'lower' && v !== 'local') throw new OptionValueError(`option locks=${v}: expected lower or local`);
       o.forwardLocks = v === 'lower';
       return;
     }
-    case 'uidmapping': o.uidmapping = needValue(); return;
-    case 'gidmapping': o.gidmapping = needValue(); return;
-    case 'squash_to_root': o.squashToRoot = true; return;
-    case 'squash_to_uid': o.squashToUid = needValue(); return;
-    case 'squash_to_gid': o.squashToGid = needValue(); return;
-    case 'volatile': o.volatile = true; return;
-    case 'fsync': o.fsync = zeroOne(key, needValue()); return;
-    case 'static_nlink': o.staticNlink = true; return;
-    case 'noxattrs': o.noXattrs = zeroOne(key, needValue()); return;
-    case 'timeout': o.upperTimeout = o.lowerTimeout = seconds(key, needValue()); return;
+    case 'uidmapping':
+      o.uidmapping = needValue();
+      return;
+    case 'gidmapping':
+      o.gidmapping = needValue();
+      return;
+    case 'squash_to_root':
+      o.squashToRoot = true;
+      return;
+    case 'squash_to_uid':
+      o.squashToUid = needValue();
+      return;
+    case 'squash_to_gid':
+      o.squashToGid = needValue();
+      return;
+    case 'volatile':
+      o.volatile = true;
+      return;
+    case 'fsync':
+      o.fsync = zeroOne(key, needValue());
+      return;
+    case 'static_nlink':
+      o.staticNlink = true;
+      return;
+    case 'noxattrs':
+      o.noXattrs = zeroOne(key, needValue());
+      return;
+    case 'timeout':
+      o.upperTimeout = o.lowerTimeout = seconds(key, needValue());
+      return;
     // Accepted without effect; why, for each, in HELP.
     case 'xattr_permissions': {
       const v = needValue();
@@ -404,8 +493,12 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
     case 'writeback':
       zeroOne(key, needValue());
       return;
-    case 'threaded': checkNumber(key, needValue(), THREADED); return;
-    case 'max_write': if (eq >= 0) checkNumber(key, value, MAX_WRITE); return;
+    case 'threaded':
+      checkNumber(key, needValue(), THREADED);
+      return;
+    case 'max_write':
+      if (eq >= 0) checkNumber(key, value, MAX_WRITE);
+      return;
     case 'noacl':
     case 'splice_read':
     case 'splice_write':
@@ -438,18 +531,50 @@ export function parseArgs(argv: string[]): Command {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     switch (a) {
-      case '-h': case '--help': return { kind: 'help' };
-      case '-V': case '--version': return { kind: 'version' };
-      case '-f': o.foreground = true; break;
-      case '-d': case '--debug': o.debug = true; o.foreground = true; break;
-      case '-s': break; // fuse-overlayfs's single-threaded flag: ovshift always is
-      case '-o': for (const opt of splitOptions(take(i, '-o'))) applyOption(o, opt); i++; break;
-      case '--lower': o.lowers.push(take(i, a)); i++; break;
-      case '--upper': o.upper = take(i, a); i++; break;
-      case '--work': o.work = take(i, a); i++; break;
-      case '--uidmap': o.uidmapping = take(i, a); i++; break;
-      case '--gidmap': o.gidmapping = take(i, a); i++; break;
-      case '--': positional.push(...argv.slice(i + 1)); i = argv.length; break;
+      case '-h':
+      case '--help':
+        return { kind: 'help' };
+      case '-V':
+      case '--version':
+        return { kind: 'version' };
+      case '-f':
+        o.foreground = true;
+        break;
+      case '-d':
+      case '--debug':
+        o.debug = true;
+        o.foreground = true;
+        break;
+      case '-s':
+        break; // fuse-overlayfs's single-threaded flag: ovshift always is
+      case '-o':
+        for (const opt of splitOptions(take(i, '-o'))) applyOption(o, opt);
+        i++;
+        break;
+      case '--lower':
+        o.lowers.push(take(i, a));
+        i++;
+        break;
+      case '--upper':
+        o.upper = take(i, a);
+        i++;
+        break;
+      case '--work':
+        o.work = take(i, a);
+        i++;
+        break;
+      case '--uidmap':
+        o.uidmapping = take(i, a);
+        i++;
+        break;
+      case '--gidmap':
+        o.gidmapping = take(i, a);
+        i++;
+        break;
+      case '--':
+        positional.push(...argv.slice(i + 1));
+        i = argv.length;
+        break;
       default:
         if (a.startsWith('-o') && a.length > 2) {
           for (const opt of splitOptions(a.slice(2))) applyOption(o, opt);

@@ -5,16 +5,42 @@
  * any other. Rejections become errno replies (see errors.ts). A missing method answers ENOSYS.
  */
 import type { InitFlagName } from './abi';
+import type { AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, IoctlOut, LentBuffer, LockOut, OpenOut, StatfsOut, StatxOut } from './replies';
 import type {
-  AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, IoctlOut, LentBuffer, LockOut, OpenOut, StatfsOut, StatxOut,
-} from './replies';
-import type {
-  AccessRequest, BmapRequest, CopyFileRangeRequest, CreateRequest, FallocateRequest, FlushRequest,
-  FsyncRequest, GetattrRequest, GetxattrRequest, IoctlRequest, LinkRequest, ListxattrRequest,
-  LockRequest, LookupRequest, LseekRequest, MkdirRequest, MknodRequest, NotifyReplyRequest, OpenRequest,
-  PollRequest, ReadRequest, ReadlinkRequest, ReleaseRequest, RemovexattrRequest, RenameRequest,
-  RmdirRequest, SetattrRequest, SetxattrRequest, StatfsRequest, StatxRequest, SymlinkRequest,
-  SyncfsRequest, UnlinkRequest, WriteRequest,
+  AccessRequest,
+  BmapRequest,
+  CopyFileRangeRequest,
+  CreateRequest,
+  FallocateRequest,
+  FlushRequest,
+  FsyncRequest,
+  GetattrRequest,
+  GetxattrRequest,
+  IoctlRequest,
+  LinkRequest,
+  ListxattrRequest,
+  LockRequest,
+  LookupRequest,
+  LseekRequest,
+  MkdirRequest,
+  MknodRequest,
+  NotifyReplyRequest,
+  OpenRequest,
+  PollRequest,
+  ReadRequest,
+  ReadlinkRequest,
+  ReleaseRequest,
+  RemovexattrRequest,
+  RenameRequest,
+  RmdirRequest,
+  SetattrRequest,
+  SetxattrRequest,
+  StatfsRequest,
+  StatxRequest,
+  SymlinkRequest,
+  SyncfsRequest,
+  UnlinkRequest,
+  WriteRequest,
 } from './requests';
 
 export interface RequestControl {

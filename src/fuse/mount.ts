@@ -90,7 +90,7 @@ export async function mountFuse(spec: MountSpec): Promise<FuseMount> {
   await checkMountpoint(spec.mountpoint);
   const fd = openDevice();
   if (fd !== 'denied') {
-    const flags = spec.flags ?? (C.MS_NOSUID! | C.MS_NODEV!);
+    const flags = spec.flags ?? C.MS_NOSUID! | C.MS_NODEV!;
     const uid = process.geteuid?.() ?? 0;
     const gid = process.getegid?.() ?? 0;
     const data = [`fd=${fd}`, 'rootmode=40000', `user_id=${uid}`, `group_id=${gid}`, ...fuseOptions(spec)].join(',');
@@ -135,21 +135,23 @@ function runFusermount(args: string[], extraFd?: number): Promise<{ status: numb
     const child = spawn('fusermount3', args, { stdio, env });
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', (err) => reject(code(err) === 'ENOENT'
-      ? new MountError('not permitted to mount, and fusermount3 is not installed (apt-get install fuse3)')
-      : err));
+    child.on('error', (err) =>
+      reject(code(err) === 'ENOENT' ? new MountError('not permitted to mount, and fusermount3 is not installed (apt-get install fuse3)') : err),
+    );
     child.on('close', (status) => resolve({ status, stderr: stderr.trim() }));
   });
 }
 
 async function fusermountMount(spec: MountSpec): Promise<FuseMount> {
   const [ours, theirs] = native.socketpair();
-  const flags = spec.flags ?? (C.MS_NOSUID! | C.MS_NODEV!);
+  const flags = spec.flags ?? C.MS_NOSUID! | C.MS_NODEV!;
   const opts = [
     flags & C.MS_RDONLY! ? 'ro' : 'rw',
     flags & C.MS_NOSUID! ? 'nosuid' : 'suid',
     flags & C.MS_NODEV! ? 'nodev' : 'dev',
-    `fsname=${spec.fsname}`, `subtype=${spec.subtype}`, ...fuseOptions(spec),
+    `fsname=${spec.fsname}`,
+    `subtype=${spec.subtype}`,
+    ...fuseOptions(spec),
   ];
   try {
     const received = native.recvFd(ours);

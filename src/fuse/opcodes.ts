@@ -7,8 +7,25 @@
 import { Op } from './abi';
 import type { FuseHandler, RequestControl } from './handler';
 import {
-  DirentList, DirentPlusList, LentBuffer, attrReply, bytesReply, copiedReply32, createReply, emptyReply, entryReply,
-  ioctlReply, lockReply, openReply, readReply, statfsReply, statxReply, u32Reply, u64Reply, xattrReply, type Reply,
+  DirentList,
+  DirentPlusList,
+  LentBuffer,
+  attrReply,
+  bytesReply,
+  copiedReply32,
+  createReply,
+  emptyReply,
+  entryReply,
+  ioctlReply,
+  lockReply,
+  openReply,
+  readReply,
+  statfsReply,
+  statxReply,
+  u32Reply,
+  u64Reply,
+  xattrReply,
+  type Reply,
 } from './replies';
 import type { ReadRequest, Request } from './requests';
 
@@ -46,7 +63,7 @@ export type OpcodeEntry<R extends Request> = SessionOpcode | NoticeOpcode<R> | H
 export type OpName = keyof typeof Op;
 
 /** The decoded request type of one opcode. */
-type RequestFor<O extends Op> = Request extends infer R ? R extends { op: infer Ops } ? O extends Ops ? R : never : never : never;
+type RequestFor<O extends Op> = Request extends infer R ? (R extends { op: infer Ops } ? (O extends Ops ? R : never) : never) : never;
 
 type OpcodeTable = { readonly [N in OpName]: OpcodeEntry<RequestFor<(typeof Op)[N]>> };
 
@@ -71,10 +88,11 @@ function answered<R extends Request, Out>(
     kind: 'handler',
     replies: true,
     method,
-    answer: (fs, req, ctl, trace) => call(fs, req, ctl)?.then((result) => {
-      trace(logged(result));
-      return encode(req.unique, result, req);
-    }),
+    answer: (fs, req, ctl, trace) =>
+      call(fs, req, ctl)?.then((result) => {
+        trace(logged(result));
+        return encode(req.unique, result, req);
+      }),
   };
 }
 
@@ -83,9 +101,7 @@ function handled<K extends PlainMethod>(method: K, encode: Encoder<ResultOf<K>, 
   return answered(method, (fs, req, ctl) => callMethod(fs, method, req, ctl), encode);
 }
 
-function callMethod<K extends PlainMethod>(
-  fs: FuseHandler, method: K, req: RequestOf<K>, ctl: RequestControl,
-): Promise<ResultOf<K>> | undefined {
+function callMethod<K extends PlainMethod>(fs: FuseHandler, method: K, req: RequestOf<K>, ctl: RequestControl): Promise<ResultOf<K>> | undefined {
   // TypeScript cannot narrow FuseHandler[K] to a callable for a generic K.
   const fn = fs[method] as ((req: RequestOf<K>, ctl: RequestControl) => Promise<ResultOf<K>>) | undefined;
   return fn?.call(fs, req, ctl);
@@ -107,13 +123,17 @@ interface Listings {
 
 /** READDIR/READDIRPLUS: the handler fills a list sized to the request; the list is the reply. */
 function listing<M extends keyof Listings>(method: M, List: new (size: number) => Listings[M]): HandlerOpcode<ReadRequest> {
-  return answered(method, (fs, req, ctl) => {
-    // As in callMethod: FuseHandler[M] is not callable to TypeScript for a generic M.
-    const fill = fs[method] as ((req: ReadRequest, ctl: RequestControl, out: Listings[M]) => Promise<void>) | undefined;
-    if (!fill) return undefined;
-    const out = new List(req.size);
-    return fill.call(fs, req, ctl, out).then(() => out.bytes);
-  }, bytesReply);
+  return answered(
+    method,
+    (fs, req, ctl) => {
+      // As in callMethod: FuseHandler[M] is not callable to TypeScript for a generic M.
+      const fill = fs[method] as ((req: ReadRequest, ctl: RequestControl, out: Listings[M]) => Promise<void>) | undefined;
+      if (!fill) return undefined;
+      const out = new List(req.size);
+      return fill.call(fs, req, ctl, out).then(() => out.bytes);
+    },
+    bytesReply,
+  );
 }
 
 /** DAX mappings exist only for virtio-fs: always ENOSYS. */
@@ -149,8 +169,12 @@ export const OPCODES: OpcodeTable = {
   RENAME2: handled('rename', emptyReply),
   OPEN: handled('open', openReply),
   OPENDIR: handled('opendir', openReply),
-  READ: answered('read', (fs, req, ctl) => fs.read?.(req, ctl), (unique, data, req) => readReply(unique, data, req.size),
-    (data) => (data instanceof LentBuffer ? data.data : data)),
+  READ: answered(
+    'read',
+    (fs, req, ctl) => fs.read?.(req, ctl),
+    (unique, data, req) => readReply(unique, data, req.size),
+    (data) => (data instanceof LentBuffer ? data.data : data),
+  ),
   WRITE: handled('write', u32Reply),
   STATFS: handled('statfs', statfsReply),
   RELEASE: handledOrOk('release', emptyReply),
@@ -179,10 +203,14 @@ export const OPCODES: OpcodeTable = {
   COPY_FILE_RANGE_64: handled('copyFileRange', u64Reply),
   SYNCFS: handled('syncfs', emptyReply),
   STATX: handled('statx', statxReply),
-  DESTROY: answered('destroy', (fs) => {
-    fs.destroy?.();
-    return Promise.resolve();
-  }, emptyReply),
+  DESTROY: answered(
+    'destroy',
+    (fs) => {
+      fs.destroy?.();
+      return Promise.resolve();
+    },
+    emptyReply,
+  ),
   SETUPMAPPING: refused,
   REMOVEMAPPING: refused,
 };
@@ -194,6 +222,4 @@ export function opcodeEntry<R extends Request>(req: R): OpcodeEntry<R> {
 }
 
 /** Opcodes the kernel expects no reply to: a malformed one is dropped, not answered. */
-export const NO_REPLY: ReadonlySet<number> = new Set(
-  (Object.keys(OPCODES) as OpName[]).filter((name) => !OPCODES[name].replies).map((name) => Op[name]),
-);
+export const NO_REPLY: ReadonlySet<number> = new Set((Object.keys(OPCODES) as OpName[]).filter((name) => !OPCODES[name].replies).map((name) => Op[name]));

@@ -3,8 +3,18 @@
  * WireWriter; `message()` lays the out-header in front.
  */
 import {
-  ATTR_OUT_SIZE, DIRENTPLUS_NAME_OFFSET, DIRENT_NAME_OFFSET, ENTRY_OUT_SIZE, FILE_LOCK_SIZE,
-  INIT_OUT_SIZE, KSTATFS_SIZE, NotifyCode, OPEN_OUT_SIZE, OUT_HEADER_SIZE, STATX_OUT_SIZE, direntAlign,
+  ATTR_OUT_SIZE,
+  DIRENTPLUS_NAME_OFFSET,
+  DIRENT_NAME_OFFSET,
+  ENTRY_OUT_SIZE,
+  FILE_LOCK_SIZE,
+  INIT_OUT_SIZE,
+  KSTATFS_SIZE,
+  NotifyCode,
+  OPEN_OUT_SIZE,
+  OUT_HEADER_SIZE,
+  STATX_OUT_SIZE,
+  direntAlign,
 } from './abi';
 import { errnoNumber } from './errors';
 import type { Timespec } from './requests';
@@ -41,10 +51,23 @@ export interface EntryOut {
 /** A negative entry: the kernel caches the name's absence for `entryTimeout` seconds. */
 export function negativeEntry(entryTimeout: number): EntryOut {
   return {
-    nodeid: 0, generation: 0, entryTimeout, attrTimeout: 0,
+    nodeid: 0,
+    generation: 0,
+    entryTimeout,
+    attrTimeout: 0,
     attr: {
-      ino: 0, size: 0, blocks: 0, atime: ZERO_TIME, mtime: ZERO_TIME, ctime: ZERO_TIME,
-      mode: 0, nlink: 0, uid: 0, gid: 0, rdev: 0, blksize: 0,
+      ino: 0,
+      size: 0,
+      blocks: 0,
+      atime: ZERO_TIME,
+      mtime: ZERO_TIME,
+      ctime: ZERO_TIME,
+      mode: 0,
+      nlink: 0,
+      uid: 0,
+      gid: 0,
+      rdev: 0,
+      blksize: 0,
     },
   };
 }
@@ -146,7 +169,13 @@ export function encodeAttr(w: WireWriter, a: Attr): void {
   w.u64(a.ino).u64(a.size).u64(a.blocks);
   w.i64(a.atime.sec).i64(a.mtime.sec).i64(a.ctime.sec);
   w.u32(a.atime.nsec).u32(a.mtime.nsec).u32(a.ctime.nsec);
-  w.u32(a.mode).u32(a.nlink).u32(a.uid).u32(a.gid).u32(a.rdev).u32(a.blksize).u32(a.flags ?? 0);
+  w.u32(a.mode)
+    .u32(a.nlink)
+    .u32(a.uid)
+    .u32(a.gid)
+    .u32(a.rdev)
+    .u32(a.blksize)
+    .u32(a.flags ?? 0);
 }
 
 export function encodeEntry(w: WireWriter, e: EntryOut): void {
@@ -164,7 +193,9 @@ export function encodeAttrOut(w: WireWriter, a: AttrOut): void {
 }
 
 export function encodeOpen(w: WireWriter, o: OpenOut): void {
-  w.u64(o.fh).u32(o.openFlags).i32(o.backingId ?? 0);
+  w.u64(o.fh)
+    .u32(o.openFlags)
+    .i32(o.backingId ?? 0);
 }
 
 export function encodeStatfs(w: WireWriter, s: StatfsOut): void {
@@ -190,13 +221,23 @@ export function encodeStatxOut(w: WireWriter, s: StatxOut): void {
   encodeSxTime(w, x.btime);
   encodeSxTime(w, x.ctime);
   encodeSxTime(w, x.mtime);
-  w.u32(x.rdevMajor).u32(x.rdevMinor).u32(x.devMajor).u32(x.devMinor).zero(14 * 8);
+  w.u32(x.rdevMajor)
+    .u32(x.rdevMinor)
+    .u32(x.devMajor)
+    .u32(x.devMinor)
+    .zero(14 * 8);
 }
 
 export function encodeInit(w: WireWriter, i: InitOut): void {
-  w.u32(i.major).u32(i.minor).u32(i.maxReadahead).u32(Number(i.flags & 0xffffffffn));
+  w.u32(i.major)
+    .u32(i.minor)
+    .u32(i.maxReadahead)
+    .u32(Number(i.flags & 0xffffffffn));
   w.u16(i.maxBackground).u16(i.congestionThreshold).u32(i.maxWrite).u32(i.timeGran);
-  w.u16(i.maxPages).u16(i.mapAlignment).u32(Number(i.flags >> 32n)).u32(i.maxStackDepth);
+  w.u16(i.maxPages)
+    .u16(i.mapAlignment)
+    .u32(Number(i.flags >> 32n))
+    .u32(i.maxStackDepth);
   w.u16(i.requestTimeout).zero(22);
 }
 
@@ -219,7 +260,9 @@ export const ReplySize = {
 export function message(unique: number, error: number, bodySize: number, fill?: (w: WireWriter) => void): Buffer {
   const buf = Buffer.allocUnsafe(OUT_HEADER_SIZE + bodySize);
   const w = new WireWriter(buf);
-  w.u32(OUT_HEADER_SIZE + bodySize).i32(error).u64(unique);
+  w.u32(OUT_HEADER_SIZE + bodySize)
+    .i32(error)
+    .u64(unique);
   if (fill) fill(w);
   if (w.pos !== buf.length) throw new Error(`reply body wrote ${w.pos - OUT_HEADER_SIZE} of ${bodySize} bytes`);
   return buf;
@@ -230,19 +273,28 @@ export function message(unique: number, error: number, bodySize: number, fill?: 
  * `release` once the reply is written, and never touches `data` after that.
  */
 export class LentBuffer {
-  constructor(readonly data: Buffer, readonly release: () => void) {}
+  constructor(
+    readonly data: Buffer,
+    readonly release: () => void,
+  ) {}
 }
 
 /** Header alone, for replies whose body is a separate buffer (READ, READLINK, GETXATTR data). */
 export function header(unique: number, error: number, bodySize: number): Buffer {
   const buf = Buffer.allocUnsafe(OUT_HEADER_SIZE);
-  new WireWriter(buf).u32(OUT_HEADER_SIZE + bodySize).i32(error).u64(unique);
+  new WireWriter(buf)
+    .u32(OUT_HEADER_SIZE + bodySize)
+    .i32(error)
+    .u64(unique);
   return buf;
 }
 
 /** A reply whose buffers are lent: `release` runs once it is written (or dropped). */
 export class LentReply {
-  constructor(readonly parts: Buffer[], readonly release: () => void) {}
+  constructor(
+    readonly parts: Buffer[],
+    readonly release: () => void,
+  ) {}
 }
 
 /** A whole reply message, header included: one buffer, several, or lent ones. */

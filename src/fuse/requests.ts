@@ -35,13 +35,22 @@ interface NameArg {
   name: Buffer;
 }
 
-export interface LookupRequest extends RequestHeader, NameArg { op: Op.LOOKUP }
-export interface ForgetRequest extends RequestHeader { op: Op.FORGET; nlookup: number }
+export interface LookupRequest extends RequestHeader, NameArg {
+  op: Op.LOOKUP;
+}
+export interface ForgetRequest extends RequestHeader {
+  op: Op.FORGET;
+  nlookup: number;
+}
 export interface BatchForgetRequest extends RequestHeader {
   op: Op.BATCH_FORGET;
   forgets: Array<{ nodeid: number; nlookup: number }>;
 }
-export interface GetattrRequest extends RequestHeader { op: Op.GETATTR; getattrFlags: number; fh: number }
+export interface GetattrRequest extends RequestHeader {
+  op: Op.GETATTR;
+  getattrFlags: number;
+  fh: number;
+}
 export interface SetattrRequest extends RequestHeader {
   op: Op.SETATTR;
   valid: number;
@@ -56,25 +65,46 @@ export interface SetattrRequest extends RequestHeader {
   newUid: number;
   newGid: number;
 }
-export interface ReadlinkRequest extends RequestHeader { op: Op.READLINK }
-export interface SymlinkRequest extends RequestHeader, NameArg { op: Op.SYMLINK; target: Buffer }
+export interface ReadlinkRequest extends RequestHeader {
+  op: Op.READLINK;
+}
+export interface SymlinkRequest extends RequestHeader, NameArg {
+  op: Op.SYMLINK;
+  target: Buffer;
+}
 export interface MknodRequest extends RequestHeader, NameArg {
   op: Op.MKNOD;
   mode: number;
   rdev: number;
   umask: number;
 }
-export interface MkdirRequest extends RequestHeader, NameArg { op: Op.MKDIR; mode: number; umask: number }
-export interface UnlinkRequest extends RequestHeader, NameArg { op: Op.UNLINK }
-export interface RmdirRequest extends RequestHeader, NameArg { op: Op.RMDIR }
+export interface MkdirRequest extends RequestHeader, NameArg {
+  op: Op.MKDIR;
+  mode: number;
+  umask: number;
+}
+export interface UnlinkRequest extends RequestHeader, NameArg {
+  op: Op.UNLINK;
+}
+export interface RmdirRequest extends RequestHeader, NameArg {
+  op: Op.RMDIR;
+}
 export interface RenameRequest extends RequestHeader, NameArg {
   op: Op.RENAME | Op.RENAME2;
   newdir: number;
   newname: Buffer;
   flags: number;
 }
-export interface LinkRequest extends RequestHeader { op: Op.LINK; oldnodeid: number; newname: Buffer }
-export interface OpenRequest extends RequestHeader { op: Op.OPEN | Op.OPENDIR; flags: number; openFlags: number }
+export interface LinkRequest extends RequestHeader {
+  op: Op.LINK;
+  oldnodeid: number;
+  newname: Buffer;
+}
+export interface OpenRequest extends RequestHeader {
+  op: Op.OPEN | Op.OPENDIR;
+  flags: number;
+  openFlags: number;
+}
 export interface ReadRequest extends RequestHeader {
   op: Op.READ | Op.READDIR | Op.READDIRPLUS;
   fh: number;
@@ -93,7 +123,9 @@ export interface WriteRequest extends RequestHeader {
   flags: number;
   data: Buffer;
 }
-export interface StatfsRequest extends RequestHeader { op: Op.STATFS }
+export interface StatfsRequest extends RequestHeader {
+  op: Op.STATFS;
+}
 export interface ReleaseRequest extends RequestHeader {
   op: Op.RELEASE | Op.RELEASEDIR;
   fh: number;
@@ -101,17 +133,33 @@ export interface ReleaseRequest extends RequestHeader {
   releaseFlags: number;
   lockOwner: bigint;
 }
-export interface FsyncRequest extends RequestHeader { op: Op.FSYNC | Op.FSYNCDIR; fh: number; fsyncFlags: number }
+export interface FsyncRequest extends RequestHeader {
+  op: Op.FSYNC | Op.FSYNCDIR;
+  fh: number;
+  fsyncFlags: number;
+}
 export interface SetxattrRequest extends RequestHeader, NameArg {
   op: Op.SETXATTR;
   flags: number;
   setxattrFlags: number;
   value: Buffer;
 }
-export interface GetxattrRequest extends RequestHeader, NameArg { op: Op.GETXATTR; size: number }
-export interface ListxattrRequest extends RequestHeader { op: Op.LISTXATTR; size: number }
-export interface RemovexattrRequest extends RequestHeader, NameArg { op: Op.REMOVEXATTR }
-export interface FlushRequest extends RequestHeader { op: Op.FLUSH; fh: number; lockOwner: bigint }
+export interface GetxattrRequest extends RequestHeader, NameArg {
+  op: Op.GETXATTR;
+  size: number;
+}
+export interface ListxattrRequest extends RequestHeader {
+  op: Op.LISTXATTR;
+  size: number;
+}
+export interface RemovexattrRequest extends RequestHeader, NameArg {
+  op: Op.REMOVEXATTR;
+}
+export interface FlushRequest extends RequestHeader {
+  op: Op.FLUSH;
+  fh: number;
+  lockOwner: bigint;
+}
 export interface InitRequest extends RequestHeader {
   op: Op.INIT;
   major: number;
@@ -127,7 +175,10 @@ export interface LockRequest extends RequestHeader {
   lk: FileLockIn;
   lkFlags: number;
 }
-export interface AccessRequest extends RequestHeader { op: Op.ACCESS; mask: number }
+export interface AccessRequest extends RequestHeader {
+  op: Op.ACCESS;
+  mask: number;
+}
 export interface CreateRequest extends RequestHeader, NameArg {
   op: Op.CREATE | Op.TMPFILE;
   flags: number;
@@ -135,9 +186,18 @@ export interface CreateRequest extends RequestHeader, NameArg {
   umask: number;
   openFlags: number;
 }
-export interface InterruptRequest extends RequestHeader { op: Op.INTERRUPT; target: number }
-export interface BmapRequest extends RequestHeader { op: Op.BMAP; block: bigint; blocksize: number }
-export interface DestroyRequest extends RequestHeader { op: Op.DESTROY }
+export interface InterruptRequest extends RequestHeader {
+  op: Op.INTERRUPT;
+  target: number;
+}
+export interface BmapRequest extends RequestHeader {
+  op: Op.BMAP;
+  block: bigint;
+  blocksize: number;
+}
+export interface DestroyRequest extends RequestHeader {
+  op: Op.DESTROY;
+}
 export interface IoctlRequest extends RequestHeader {
   op: Op.IOCTL;
   fh: number;
@@ -168,7 +228,12 @@ export interface FallocateRequest extends RequestHeader {
   length: bigint;
   mode: number;
 }
-export interface LseekRequest extends RequestHeader { op: Op.LSEEK; fh: number; offset: bigint; whence: number }
+export interface LseekRequest extends RequestHeader {
+  op: Op.LSEEK;
+  fh: number;
+  offset: bigint;
+  whence: number;
+}
 export interface CopyFileRangeRequest extends RequestHeader {
   op: Op.COPY_FILE_RANGE | Op.COPY_FILE_RANGE_64;
   fhIn: number;
@@ -179,7 +244,9 @@ export interface CopyFileRangeRequest extends RequestHeader {
   length: bigint;
   flags: bigint;
 }
-export interface SyncfsRequest extends RequestHeader { op: Op.SYNCFS }
+export interface SyncfsRequest extends RequestHeader {
+  op: Op.SYNCFS;
+}
 export interface StatxRequest extends RequestHeader {
   op: Op.STATX;
   getattrFlags: number;
@@ -188,17 +255,51 @@ export interface StatxRequest extends RequestHeader {
   sxMask: number;
 }
 /** DAX mappings exist only for virtio-fs; decoded so that they can be refused cleanly. */
-export interface MappingRequest extends RequestHeader { op: Op.SETUPMAPPING | Op.REMOVEMAPPING }
+export interface MappingRequest extends RequestHeader {
+  op: Op.SETUPMAPPING | Op.REMOVEMAPPING;
+}
 
 export type Request =
-  | LookupRequest | ForgetRequest | BatchForgetRequest | GetattrRequest | SetattrRequest
-  | ReadlinkRequest | SymlinkRequest | MknodRequest | MkdirRequest | UnlinkRequest | RmdirRequest
-  | RenameRequest | LinkRequest | OpenRequest | ReadRequest | WriteRequest | StatfsRequest
-  | ReleaseRequest | FsyncRequest | SetxattrRequest | GetxattrRequest | ListxattrRequest
-  | RemovexattrRequest | FlushRequest | InitRequest | LockRequest | AccessRequest | CreateRequest
-  | InterruptRequest | BmapRequest | DestroyRequest | IoctlRequest | PollRequest
-  | NotifyReplyRequest | FallocateRequest | LseekRequest | CopyFileRangeRequest | SyncfsRequest
-  | StatxRequest | MappingRequest;
+  | LookupRequest
+  | ForgetRequest
+  | BatchForgetRequest
+  | GetattrRequest
+  | SetattrRequest
+  | ReadlinkRequest
+  | SymlinkRequest
+  | MknodRequest
+  | MkdirRequest
+  | UnlinkRequest
+  | RmdirRequest
+  | RenameRequest
+  | LinkRequest
+  | OpenRequest
+  | ReadRequest
+  | WriteRequest
+  | StatfsRequest
+  | ReleaseRequest
+  | FsyncRequest
+  | SetxattrRequest
+  | GetxattrRequest
+  | ListxattrRequest
+  | RemovexattrRequest
+  | FlushRequest
+  | InitRequest
+  | LockRequest
+  | AccessRequest
+  | CreateRequest
+  | InterruptRequest
+  | BmapRequest
+  | DestroyRequest
+  | IoctlRequest
+  | PollRequest
+  | NotifyReplyRequest
+  | FallocateRequest
+  | LseekRequest
+  | CopyFileRangeRequest
+  | SyncfsRequest
+  | StatxRequest
+  | MappingRequest;
 
 /** What the decoder needs to know of the negotiated connection. */
 export interface DecodeContext {

@@ -5,17 +5,25 @@
  */
 import createDebug from 'debug';
 import { native, type DevReader } from '../native';
-import {
-  InitFlag, type InitFlagName, KERNEL_MINOR_VERSION, KERNEL_VERSION, MIN_MINOR_VERSION, Op, EXPIRE_ONLY,
-} from './abi';
+import { InitFlag, type InitFlagName, KERNEL_MINOR_VERSION, KERNEL_VERSION, MIN_MINOR_VERSION, Op, EXPIRE_ONLY } from './abi';
 import { callerDying } from './caller';
 import { errnoNumber, errnoOf } from './errors';
 import { formatError, formatReply, formatRequest, opName } from './format';
 import type { ConnectionInfo, FuseHandler, RequestControl } from './handler';
 import { NO_REPLY, opcodeEntry, type HandlerOpcode } from './opcodes';
 import {
-  LentReply, ReplySize, encodeInit, message, notifyDelete, notifyInvalEntry, notifyInvalInode,
-  notifyPollWakeup, notifyPrune, notifyRetrieve, notifyStore, type Reply,
+  LentReply,
+  ReplySize,
+  encodeInit,
+  message,
+  notifyDelete,
+  notifyInvalEntry,
+  notifyInvalInode,
+  notifyPollWakeup,
+  notifyPrune,
+  notifyRetrieve,
+  notifyStore,
+  type Reply,
 } from './replies';
 import type { InitRequest, Request } from './requests';
 import { MalformedMessage, UnknownOpcode, decodeHeader, decodeRequest, type DecodeContext } from './requests';
@@ -37,8 +45,15 @@ const DEFAULT_SPIN_MICROS = 50;
 
 /** Flags every connection asks for; the handler adds its own through `wantFlags`. */
 const SESSION_FLAGS: readonly InitFlagName[] = [
-  'ASYNC_READ', 'BIG_WRITES', 'MAX_PAGES', 'PARALLEL_DIROPS', 'SETXATTR_EXT', 'INIT_EXT',
-  'ASYNC_DIO', 'ABORT_ERROR', 'HAS_EXPIRE_ONLY',
+  'ASYNC_READ',
+  'BIG_WRITES',
+  'MAX_PAGES',
+  'PARALLEL_DIROPS',
+  'SETXATTR_EXT',
+  'INIT_EXT',
+  'ASYNC_DIO',
+  'ABORT_ERROR',
+  'HAS_EXPIRE_ONLY',
 ];
 
 export interface SessionOptions {
@@ -83,7 +98,10 @@ class PendingRequest implements RequestControl {
   readonly abandoned = new Interruption();
   private watch?: NodeJS.Timeout;
 
-  constructor(readonly opcode: number, private readonly pid: number) {}
+  constructor(
+    readonly opcode: number,
+    private readonly pid: number,
+  ) {}
 
   get interrupted(): boolean {
     return this.interruption.interrupted;
@@ -135,7 +153,11 @@ export class FuseSession {
   /** Settles with the errno that ended the connection (ENODEV: unmounted). */
   readonly closed: Promise<number>;
 
-  constructor(readonly fd: number, private readonly fs: FuseHandler, opts: SessionOptions = {}) {
+  constructor(
+    readonly fd: number,
+    private readonly fs: FuseHandler,
+    opts: SessionOptions = {},
+  ) {
     this.opts = {
       maxWrite: opts.maxWrite ?? MiB,
       maxBackground: opts.maxBackground ?? 64,
@@ -253,11 +275,25 @@ export class FuseSession {
     const unique = req.unique;
     if (req.major > KERNEL_VERSION) {
       // Tell the kernel our major; it sends a new INIT.
-      this.send(unique, message(unique, 0, ReplySize.init, (w) => encodeInit(w, {
-        major: KERNEL_VERSION, minor: KERNEL_MINOR_VERSION, maxReadahead: 0, flags: 0n, maxBackground: 0,
-        congestionThreshold: 0, maxWrite: 0, timeGran: 0, maxPages: 0, mapAlignment: 0, maxStackDepth: 0,
-        requestTimeout: 0,
-      })));
+      this.send(
+        unique,
+        message(unique, 0, ReplySize.init, (w) =>
+          encodeInit(w, {
+            major: KERNEL_VERSION,
+            minor: KERNEL_MINOR_VERSION,
+            maxReadahead: 0,
+            flags: 0n,
+            maxBackground: 0,
+            congestionThreshold: 0,
+            maxWrite: 0,
+            timeGran: 0,
+            maxPages: 0,
+            mapAlignment: 0,
+            maxStackDepth: 0,
+            requestTimeout: 0,
+          }),
+        ),
+      );
       return;
     }
     if (req.major < KERNEL_VERSION || req.minor < MIN_MINOR_VERSION) {
@@ -273,32 +309,41 @@ export class FuseSession {
     const maxPages = Math.ceil(this.maxWrite / PAGE_SIZE);
     const passthrough = (flags & InitFlag.PASSTHROUGH) !== 0n;
     this.info = {
-      major: KERNEL_VERSION, minor, offered: req.flags, flags, maxWrite: this.maxWrite,
-      maxReadahead: req.maxReadahead, maxPages,
-      backing: passthrough ? {
-        open: (fd) => native.backingOpen(this.fd, fd),
-        close: (id) => native.backingClose(this.fd, id),
-      } : undefined,
+      major: KERNEL_VERSION,
+      minor,
+      offered: req.flags,
+      flags,
+      maxWrite: this.maxWrite,
+      maxReadahead: req.maxReadahead,
+      maxPages,
+      backing: passthrough
+        ? {
+            open: (fd) => native.backingOpen(this.fd, fd),
+            close: (id) => native.backingClose(this.fd, id),
+          }
+        : undefined,
     };
     this.decodeCtx.minor = minor;
     this.decodeCtx.setxattrExt = (flags & InitFlag.SETXATTR_EXT) !== 0n;
     this.fs.init?.(this.info);
-    const reply = message(unique, 0, ReplySize.init, (w) => encodeInit(w, {
-      major: KERNEL_VERSION,
-      minor,
-      maxReadahead: req.maxReadahead,
-      flags,
-      maxBackground: this.opts.maxBackground,
-      congestionThreshold: this.opts.congestionThreshold,
-      maxWrite: this.maxWrite,
-      timeGran: 1,
-      maxPages,
-      mapAlignment: 0,
-      // Passthrough needs a stack depth; 1 keeps this mount usable below kernel overlayfs.
-      maxStackDepth: passthrough ? 1 : 0,
-      // Never FUSE_REQUEST_TIMEOUT: a lock waiter may rightly stay unanswered for hours.
-      requestTimeout: 0,
-    }));
+    const reply = message(unique, 0, ReplySize.init, (w) =>
+      encodeInit(w, {
+        major: KERNEL_VERSION,
+        minor,
+        maxReadahead: req.maxReadahead,
+        flags,
+        maxBackground: this.opts.maxBackground,
+        congestionThreshold: this.opts.congestionThreshold,
+        maxWrite: this.maxWrite,
+        timeGran: 1,
+        maxPages,
+        mapAlignment: 0,
+        // Passthrough needs a stack depth; 1 keeps this mount usable below kernel overlayfs.
+        maxStackDepth: passthrough ? 1 : 0,
+        // Never FUSE_REQUEST_TIMEOUT: a lock waiter may rightly stay unanswered for hours.
+        requestTimeout: 0,
+      }),
+    );
     if (log.enabled) log(formatReply(unique, Op.INIT, { ...this.info, backing: undefined, flags: describeFlags(flags) }));
     if (this.send(unique, reply) >= 0) this.resolveReady(this.info);
     else this.rejectReady(new Error('could not answer INIT'));
@@ -397,14 +442,12 @@ export class FuseSession {
   }
 
   notifyInvalEntry(parent: number, name: Buffer, expireOnly = false): Promise<number> {
-    const flags = expireOnly && this.info && (this.info.flags & InitFlag.HAS_EXPIRE_ONLY) ? EXPIRE_ONLY : 0;
-    return this.notify(`inval_entry parent=${parent} name=${JSON.stringify(name.toString())}`,
-      notifyInvalEntry(parent, name, flags));
+    const flags = expireOnly && this.info && this.info.flags & InitFlag.HAS_EXPIRE_ONLY ? EXPIRE_ONLY : 0;
+    return this.notify(`inval_entry parent=${parent} name=${JSON.stringify(name.toString())}`, notifyInvalEntry(parent, name, flags));
   }
 
   notifyDelete(parent: number, child: number, name: Buffer): Promise<number> {
-    return this.notify(`delete parent=${parent} child=${child} name=${JSON.stringify(name.toString())}`,
-      notifyDelete(parent, child, name));
+    return this.notify(`delete parent=${parent} child=${child} name=${JSON.stringify(name.toString())}`, notifyDelete(parent, child, name));
   }
 
   notifyStore(nodeid: number, offset: number, data: Buffer): Promise<number> {

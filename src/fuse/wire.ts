@@ -11,7 +11,11 @@ export class MalformedMessage extends Error {
 }
 
 export class WireReader {
-  constructor(private readonly buf: Buffer, public pos: number, private readonly end: number) {}
+  constructor(
+    private readonly buf: Buffer,
+    public pos: number,
+    private readonly end: number,
+  ) {}
 
   get remaining(): number {
     return this.end - this.pos;
@@ -102,7 +106,7 @@ export class WireWriter {
   /** Non-negative Number up to 2^53 (values are clamped to the integer part). */
   u64(v: number): this {
     const n = Math.trunc(v);
-    this.buf.writeUInt32LE(n % TWO_32 >>> 0, this.pos);
+    this.buf.writeUInt32LE((n % TWO_32) >>> 0, this.pos);
     this.buf.writeUInt32LE(Math.floor(n / TWO_32) >>> 0, this.pos + 4);
     this.pos += 8;
     return this;

@@ -31,11 +31,7 @@ export function capToLayer(value: Buffer, uids: IdMap): Buffer | null {
   return translateRootId(value, uids, (rootId) => uids.toLayer(rootId));
 }
 
-function translateRootId(
-  value: Buffer,
-  uids: IdMap,
-  translate: (rootId: number) => number | undefined,
-): Buffer | null {
+function translateRootId(value: Buffer, uids: IdMap, translate: (rootId: number) => number | undefined): Buffer | null {
   if (value.length < 4) {
     throw new IdmapErrnoError('EINVAL', `capability xattr of ${value.length} bytes has no header`);
   }
@@ -45,10 +41,7 @@ function translateRootId(
     throw new IdmapErrnoError('EINVAL', `capability xattr has unknown revision ${revision}`);
   }
   if (value.length !== expectedSize) {
-    throw new IdmapErrnoError(
-      'EINVAL',
-      `capability xattr revision ${revision} has ${value.length} bytes, expected ${expectedSize}`,
-    );
+    throw new IdmapErrnoError('EINVAL', `capability xattr revision ${revision} has ${value.length} bytes, expected ${expectedSize}`);
   }
   if (revision !== ROOTID_REVISION || uids.isIdentity) return value;
 

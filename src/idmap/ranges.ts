@@ -65,7 +65,10 @@ function parseRange(option: MappingOption, written: string[]): WrittenRange {
   if (count === 0) {
     throw new Error(`${option}: range ${text} has count 0`);
   }
-  for (const [side, first] of [['layer', layer], ['view', view]] as const) {
+  for (const [side, first] of [
+    ['layer', layer],
+    ['view', view],
+  ] as const) {
     if (first + count - 1 > MAX_MAPPABLE_ID) {
       throw new Error(`${option}: range ${text} goes past ${MAX_MAPPABLE_ID} on the ${side} side`);
     }
@@ -78,11 +81,7 @@ function rejectOverlaps(option: MappingOption, ranges: readonly WrittenRange[]):
     for (let earlier = 0; earlier < later; earlier++) {
       const a = ranges[earlier];
       const b = ranges[later];
-      const side = overlaps(a.view, b.view, a.count, b.count)
-        ? 'view'
-        : overlaps(a.layer, b.layer, a.count, b.count)
-          ? 'layer'
-          : undefined;
+      const side = overlaps(a.view, b.view, a.count, b.count) ? 'view' : overlaps(a.layer, b.layer, a.count, b.count) ? 'layer' : undefined;
       if (side !== undefined) {
         throw new Error(`${option}: range ${a.text} overlaps ${b.text} on the ${side} side`);
       }

@@ -84,10 +84,7 @@ export const nfsBackend: LowerBackend<NfsUrl> = {
 
 /** Every backend, one line each: those with a URL scheme, and the directory backend. */
 // Each backend has its own Spec (its methods take it bivariantly); a backend is only handed specs it parsed itself.
-export const LOWER_BACKENDS: readonly LowerBackend<unknown>[] = [
-  nfsBackend,
-  directoryBackend,
-];
+export const LOWER_BACKENDS: readonly LowerBackend<unknown>[] = [nfsBackend, directoryBackend];
 
 function defaultBackend(): LowerBackend<unknown> {
   const found = LOWER_BACKENDS.filter((b) => b.scheme === 'directory');

@@ -84,7 +84,11 @@ export class DirLayer implements ReadableLayer {
    * `ownMount: false` keeps the root on its mount as it is (the upper: its work directory must
    * be on the same mount for renames between them).
    */
-  constructor(readonly root: string, readonly label: string, opts: { sync?: boolean; ownMount?: boolean } = {}) {
+  constructor(
+    readonly root: string,
+    readonly label: string,
+    opts: { sync?: boolean; ownMount?: boolean } = {},
+  ) {
     this.rootFd = opts.ownMount === false ? openSync(root, K.O_RDONLY | K.O_DIRECTORY | O_CLOEXEC) : openLayerRoot(root);
     this.sync = opts.sync ?? !isRemoteFilesystem(root);
     this.inMemory = isMemoryFilesystem(root);
@@ -244,7 +248,10 @@ export class DirLayer implements ReadableLayer {
       if (raw === ENODATA || raw === EOPNOTSUPP) return [];
       throw errnoError(raw, 'llistxattr', this.describe(path));
     }
-    return raw.toString('latin1').split('\0').filter((n) => n !== '');
+    return raw
+      .toString('latin1')
+      .split('\0')
+      .filter((n) => n !== '');
   }
 
   /** Opens for reading without touching the file's atime where permitted (a layer is read, not used). */
@@ -295,8 +302,14 @@ export class DirLayer implements ReadableLayer {
   async statfs(): Promise<LayerStatfs> {
     const s = await fsp.statfs(this.root);
     return {
-      blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree,
-      bsize: s.bsize, namelen: 255, frsize: s.bsize,
+      blocks: s.blocks,
+      bfree: s.bfree,
+      bavail: s.bavail,
+      files: s.files,
+      ffree: s.ffree,
+      bsize: s.bsize,
+      namelen: 255,
+      frsize: s.bsize,
     };
   }
 

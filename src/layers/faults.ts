@@ -106,7 +106,10 @@ export function parseRule(text: string, lowers?: number): FaultRule {
 }
 
 export function parseRules(text: string, lowers?: number): FaultRule[] {
-  return text.split(';').filter((t) => t.trim() !== '').map((t) => parseRule(t.trim(), lowers));
+  return text
+    .split(';')
+    .filter((t) => t.trim() !== '')
+    .map((t) => parseRule(t.trim(), lowers));
 }
 
 /** The rules in force; changed at runtime through the control socket. */
@@ -165,7 +168,11 @@ export class FaultPlan {
 
 /** A lower layer whose operations first go through the fault plan. */
 export class FaultyLayer implements ReadableLayer {
-  constructor(private readonly inner: ReadableLayer, private readonly index: number, private readonly plan: FaultPlan) {
+  constructor(
+    private readonly inner: ReadableLayer,
+    private readonly index: number,
+    private readonly plan: FaultPlan,
+  ) {
     plan.coverLayer(index);
   }
 
@@ -203,8 +210,7 @@ export class FaultyLayer implements ReadableLayer {
     const file = await this.gate('open', path, () => this.inner.openRead(path));
     return {
       fd: file.fd,
-      read: (buf: Buffer, offset: number, length: number, position: number) =>
-        this.gate('read', path, () => file.read(buf, offset, length, position)),
+      read: (buf: Buffer, offset: number, length: number, position: number) => this.gate('read', path, () => file.read(buf, offset, length, position)),
       stat: () => file.stat(),
       close: () => file.close(),
       chunks: file.chunks && ((size: number) => this.gatedChunks(path, file.chunks!(size))),

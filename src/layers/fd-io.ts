@@ -134,7 +134,11 @@ export function attrFromArray(s: Float64Array): LayerAttr {
  * on the event loop (a local filesystem); `inMemory`: writes never wait for a disk (tmpfs).
  */
 export class FdFile implements DescriptorFile {
-  constructor(readonly fd: number, readonly sync: boolean, readonly inMemory = false) {}
+  constructor(
+    readonly fd: number,
+    readonly sync: boolean,
+    readonly inMemory = false,
+  ) {}
 
   read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
     return readAt(this.fd, buf, offset, length, position);
@@ -270,7 +274,11 @@ function throwIfFailed<T>(res: T | number, syscall: string): T {
  * (a kernel NFS mount, say) they wait for the server: thread pool.
  */
 export class FileLocks implements LayerLocks {
-  constructor(private readonly fd: number, readonly writable: boolean, private readonly local: boolean) {}
+  constructor(
+    private readonly fd: number,
+    readonly writable: boolean,
+    private readonly local: boolean,
+  ) {}
 
   private fcntl(cmd: number, type: number, start: bigint, len: bigint): Promise<FileLock | null> {
     if (this.local) {

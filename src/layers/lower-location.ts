@@ -38,4 +38,3 @@ export function wholeStartLength(text: string): number {
 export function isDirectoryLower(text: string): boolean {
   return backendOf(text).scheme === 'directory';
 }
-

@@ -193,7 +193,7 @@ export class NfsLayer implements ReadableLayer {
     return this.at(path, async (fh) =>
       (await this.client.readdirplus(fh)).map((e) => ({
         name: e.name.toString('latin1'),
-        type: e.attr ? DTYPE_OF[e.attr.type] ?? DT_UNKNOWN : DT_UNKNOWN,
+        type: e.attr ? (DTYPE_OF[e.attr.type] ?? DT_UNKNOWN) : DT_UNKNOWN,
         ino: Number(e.fileid),
       })),
     );

@@ -28,7 +28,12 @@ export class UpperDir extends DirLayer {
   private readonly workPath: string;
   private tempCounter = 0;
 
-  constructor(root: string, readonly workdir: string, label: string, opts: { sync?: boolean } = {}) {
+  constructor(
+    root: string,
+    readonly workdir: string,
+    label: string,
+    opts: { sync?: boolean } = {},
+  ) {
     super(root, label, { ...opts, ownMount: false });
     this.workPath = `${workdir.replace(/\/+$/, '')}/work`;
     fs.mkdirSync(this.workPath, { recursive: true, mode: 0o700 });
@@ -69,41 +74,68 @@ export class UpperDir extends DirLayer {
   /** As `call`, for the calls that name two places. */
   private call2(a: Loc, b: Loc, sync: (a: Loc, b: Loc) => number, async: (a: Loc, b: Loc) => Promise<void>, syscall: string): Promise<void> {
     this.dropHeldParent();
-    return this.reach(a, (sa) => this.reach(b, (sb) => {
-      if (!this.sync) return async(sa, sb);
-      const res = sync(sa, sb);
-      return res < 0 ? Promise.reject(errnoError(res, syscall, a.path.toString())) : Promise.resolve();
-    }));
+    return this.reach(a, (sa) =>
+      this.reach(b, (sb) => {
+        if (!this.sync) return async(sa, sb);
+        const res = sync(sa, sb);
+        return res < 0 ? Promise.reject(errnoError(res, syscall, a.path.toString())) : Promise.resolve();
+      }),
+    );
   }
 
   mkdir(at: Loc, mode: number): Promise<void> {
-    return this.call(at, (a) => native.mkdiratSync(a.fd, a.path, mode), (a) => native.mkdirat(a.fd, a.path, mode), 'mkdir');
+    return this.call(
+      at,
+      (a) => native.mkdiratSync(a.fd, a.path, mode),
+      (a) => native.mkdirat(a.fd, a.path, mode),
+      'mkdir',
+    );
   }
 
   mknod(at: Loc, mode: number, major: number, minor: number): Promise<void> {
-    return this.call(at,
+    return this.call(
+      at,
       (a) => native.mknodatSync(a.fd, a.path, mode, major, minor),
-      (a) => native.mknodat(a.fd, a.path, mode, major, minor), 'mknod');
+      (a) => native.mknodat(a.fd, a.path, mode, major, minor),
+      'mknod',
+    );
   }
 
   symlink(target: Buffer, at: Loc): Promise<void> {
-    return this.call(at, (a) => native.symlinkatSync(target, a.fd, a.path), (a) => native.symlinkat(target, a.fd, a.path), 'symlink');
+    return this.call(
+      at,
+      (a) => native.symlinkatSync(target, a.fd, a.path),
+      (a) => native.symlinkat(target, a.fd, a.path),
+      'symlink',
+    );
   }
 
   link(from: Loc, to: Loc): Promise<void> {
-    return this.call2(from, to,
+    return this.call2(
+      from,
+      to,
       (f, t) => native.linkatSync(f.fd, f.path, t.fd, t.path, 0),
-      (f, t) => native.linkat(f.fd, f.path, t.fd, t.path, 0), 'link');
+      (f, t) => native.linkat(f.fd, f.path, t.fd, t.path, 0),
+      'link',
+    );
   }
 
   unlink(at: Loc): Promise<void> {
-    return this.call(at, (a) => native.unlinkatSync(a.fd, a.path, 0), (a) => native.unlinkat(a.fd, a.path, 0), 'unlink');
+    return this.call(
+      at,
+      (a) => native.unlinkatSync(a.fd, a.path, 0),
+      (a) => native.unlinkat(a.fd, a.path, 0),
+      'unlink',
+    );
   }
 
   rmdir(at: Loc): Promise<void> {
-    return this.call(at,
+    return this.call(
+      at,
       (a) => native.unlinkatSync(a.fd, a.path, AT_REMOVEDIR),
-      (a) => native.unlinkat(a.fd, a.path, AT_REMOVEDIR), 'rmdir');
+      (a) => native.unlinkat(a.fd, a.path, AT_REMOVEDIR),
+      'rmdir',
+    );
   }
 
   /**
@@ -121,16 +153,23 @@ export class UpperDir extends DirLayer {
   }
 
   rename(from: Loc, to: Loc, flags = 0): Promise<void> {
-    return this.call2(from, to,
+    return this.call2(
+      from,
+      to,
       (f, t) => native.renameat2Sync(f.fd, f.path, t.fd, t.path, flags),
-      (f, t) => native.renameat2(f.fd, f.path, t.fd, t.path, flags), 'rename');
+      (f, t) => native.renameat2(f.fd, f.path, t.fd, t.path, flags),
+      'rename',
+    );
   }
 
   /** lchown; -1 leaves that id unchanged. */
   chown(at: Loc, uid: number, gid: number): Promise<void> {
-    return this.call(at,
+    return this.call(
+      at,
       (a) => native.fchownatSync(a.fd, a.path, uid, gid, AT_SYMLINK_NOFOLLOW),
-      (a) => native.fchownat(a.fd, a.path, uid, gid, AT_SYMLINK_NOFOLLOW), 'lchown');
+      (a) => native.fchownat(a.fd, a.path, uid, gid, AT_SYMLINK_NOFOLLOW),
+      'lchown',
+    );
   }
 
   /**
@@ -139,9 +178,12 @@ export class UpperDir extends DirLayer {
    */
   async chmod(at: Loc, mode: number): Promise<void> {
     try {
-      await this.call(at,
+      await this.call(
+        at,
         (a) => native.fchmodatSync(a.fd, a.path, mode, AT_SYMLINK_NOFOLLOW),
-        (a) => native.fchmodat(a.fd, a.path, mode, AT_SYMLINK_NOFOLLOW), 'chmod');
+        (a) => native.fchmodat(a.fd, a.path, mode, AT_SYMLINK_NOFOLLOW),
+        'chmod',
+      );
     } catch (err) {
       if (errorCode(err) === 'EOPNOTSUPP') throw errnoError(-2, 'chmod', at.path.toString());
       throw err;
@@ -149,9 +191,12 @@ export class UpperDir extends DirLayer {
   }
 
   utimens(at: Loc, atime: TimeArg, mtime: TimeArg): Promise<void> {
-    return this.call(at,
+    return this.call(
+      at,
       (a) => native.utimensatSync(a.fd, a.path, atime.sec, atime.nsec, mtime.sec, mtime.nsec, AT_SYMLINK_NOFOLLOW),
-      (a) => native.utimensat(a.fd, a.path, atime.sec, atime.nsec, mtime.sec, mtime.nsec, AT_SYMLINK_NOFOLLOW), 'utimensat');
+      (a) => native.utimensat(a.fd, a.path, atime.sec, atime.nsec, mtime.sec, mtime.nsec, AT_SYMLINK_NOFOLLOW),
+      'utimensat',
+    );
   }
 
   async truncate(at: Loc, size: bigint): Promise<void> {
@@ -165,16 +210,22 @@ export class UpperDir extends DirLayer {
 
   setxattr(at: Loc, name: string, value: Buffer, flags = 0): Promise<void> {
     const n = Buffer.from(name, 'latin1');
-    return this.call(at,
+    return this.call(
+      at,
       (a) => native.setxattratSync(a.fd, a.path, n, value, flags, false),
-      (a) => native.setxattrat(a.fd, a.path, n, value, flags, false), 'lsetxattr');
+      (a) => native.setxattrat(a.fd, a.path, n, value, flags, false),
+      'lsetxattr',
+    );
   }
 
   removexattr(at: Loc, name: string): Promise<void> {
     const n = Buffer.from(name, 'latin1');
-    return this.call(at,
+    return this.call(
+      at,
       (a) => native.removexattratSync(a.fd, a.path, n, false),
-      (a) => native.removexattrat(a.fd, a.path, n, false), 'lremovexattr');
+      (a) => native.removexattrat(a.fd, a.path, n, false),
+      'lremovexattr',
+    );
   }
 
   /** fsync of a directory of the upper. */

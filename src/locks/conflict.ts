@@ -16,4 +16,3 @@ export function rangesOverlap(a: LockSpan, b: LockSpan): boolean {
 export function locksConflict(a: LockSpan, b: LockSpan): boolean {
   return a.owner !== b.owner && (a.type === F_WRLCK || b.type === F_WRLCK) && rangesOverlap(a, b);
 }
-

@@ -3,11 +3,7 @@
  * edges lead to the owners holding locks its waiting requests conflict with, on any inode, so
  * a cycle through several inodes is found as well.
  */
-export function waitsTransitivelyFor(
-  from: Iterable<bigint>,
-  target: bigint,
-  blockersOf: (owner: bigint) => Iterable<bigint>,
-): boolean {
+export function waitsTransitivelyFor(from: Iterable<bigint>, target: bigint, blockersOf: (owner: bigint) => Iterable<bigint>): boolean {
   const seen = new Set<bigint>();
   const stack = [...from];
   for (let owner = stack.pop(); owner !== undefined; owner = stack.pop()) {

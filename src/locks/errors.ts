@@ -6,7 +6,10 @@ export type LockErrorCode = 'EAGAIN' | 'EDEADLK' | 'EINTR' | 'EBADF' | 'EINVAL';
 export class LockError extends Error {
   readonly errno: number;
 
-  constructor(readonly code: LockErrorCode, message: string) {
+  constructor(
+    readonly code: LockErrorCode,
+    message: string,
+  ) {
     super(`${code}: ${message}`);
     this.name = 'LockError';
     this.errno = -constants.errno[code];

@@ -13,11 +13,7 @@ export function askExternal(external: ExternalLocks, ino: number, request: LockR
  * Tells the arbiter about released locks, one after the other. Every release is attempted even
  * if an earlier one failed; the first failure is then thrown.
  */
-export async function releaseExternally(
-  external: ExternalLocks,
-  ino: number,
-  released: readonly LockRequest[],
-): Promise<void> {
+export async function releaseExternally(external: ExternalLocks, ino: number, released: readonly LockRequest[]): Promise<void> {
   let firstError: Error | undefined;
   for (const request of released) {
     try {

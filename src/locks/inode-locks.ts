@@ -17,7 +17,10 @@ export class InodeLocks {
   readonly serial: SerialQueue;
   passScheduled = false;
 
-  constructor(readonly ino: number, onIdle: (inode: InodeLocks) => void) {
+  constructor(
+    readonly ino: number,
+    onIdle: (inode: InodeLocks) => void,
+  ) {
     this.serial = new SerialQueue(() => onIdle(this));
   }
 
@@ -26,11 +29,6 @@ export class InodeLocks {
   }
 
   get unused(): boolean {
-    return (
-      this.serial.idle &&
-      !this.passScheduled &&
-      this.waiterCount === 0 &&
-      LOCK_FAMILIES.every((family) => this.held[family].isEmpty)
-    );
+    return this.serial.idle && !this.passScheduled && this.waiterCount === 0 && LOCK_FAMILIES.every((family) => this.held[family].isEmpty);
   }
 }

@@ -7,18 +7,7 @@ import { OwnerRegistry } from './owner-registry';
 import { applyToOwnerLocks } from './owner-locks';
 import { PendingRequest } from './pending-request';
 import { afterStep, Step } from './serial-queue';
-import {
-  ExternalLocks,
-  F_RDLCK,
-  F_UNLCK,
-  HeldLock,
-  LOCK_FAMILIES,
-  LockFamily,
-  LockManagerOptions,
-  LockRequest,
-  PendingLock,
-  ValidRequest,
-} from './types';
+import { ExternalLocks, F_RDLCK, F_UNLCK, HeldLock, LOCK_FAMILIES, LockFamily, LockManagerOptions, LockRequest, PendingLock, ValidRequest } from './types';
 import { validateProbe, validateRequest } from './validate';
 
 const log = debug('ovshift:locks');
@@ -105,9 +94,7 @@ export class LockManager {
       return { done: Promise.reject(toError(error)), cancel: () => undefined };
     }
     const inode = this.inodeFor(ino);
-    const pending = new PendingRequest(inode, valid, wait, this.retryInitialMs, (settled) =>
-      this.unsettledRequests.delete(settled),
-    );
+    const pending = new PendingRequest(inode, valid, wait, this.retryInitialMs, (settled) => this.unsettledRequests.delete(settled));
     this.unsettledRequests.add(pending);
     inode.serial.run(() => this.process(pending));
     return { done: pending.done, cancel: () => this.cancel(pending) };
@@ -135,9 +122,7 @@ export class LockManager {
           this.fail(waiter, new LockError('EBADF', `fh ${fh} was released while waiting`));
         }
       }
-      return LOCK_FAMILIES.flatMap((family) =>
-        this.releaseLocks(inode, family, inode.held[family].ownersUsingFh(fh), (lock) => lock.fh === fh),
-      );
+      return LOCK_FAMILIES.flatMap((family) => this.releaseLocks(inode, family, inode.held[family].ownersUsingFh(fh), (lock) => lock.fh === fh));
     });
   }
 
@@ -254,9 +239,7 @@ export class LockManager {
 
   private wouldDeadlock(inode: InodeLocks, request: ValidRequest): boolean {
     return waitsTransitivelyFor(inode.held.posix.conflictingOwners(request), request.owner, (owner) =>
-      this.owners.posix
-        .waitersOf(owner)
-        .flatMap((waiter) => [...waiter.inode.held.posix.conflictingOwners(waiter.request)]),
+      this.owners.posix.waitersOf(owner).flatMap((waiter) => [...waiter.inode.held.posix.conflictingOwners(waiter.request)]),
     );
   }
 
@@ -376,13 +359,7 @@ export class LockManager {
    * Sets an owner's locks on an inode and keeps the owner registry true. `relaxed` says some
    * range became less restrictive, so waiters (and arbiter-refused ones) get another look.
    */
-  private changeLocks(
-    inode: InodeLocks,
-    family: LockFamily,
-    owner: bigint,
-    locks: readonly HeldLock[],
-    relaxed: boolean,
-  ): void {
+  private changeLocks(inode: InodeLocks, family: LockFamily, owner: bigint, locks: readonly HeldLock[], relaxed: boolean): void {
     const table = inode.held[family];
     const heldBefore = table.locksOf(owner).length > 0;
     table.replace(owner, locks);
@@ -437,12 +414,7 @@ export class LockManager {
     }
   }
 
-  private releaseLocks(
-    inode: InodeLocks,
-    family: LockFamily,
-    owners: readonly bigint[],
-    shouldRelease: (lock: HeldLock) => boolean,
-  ): ValidRequest[] {
+  private releaseLocks(inode: InodeLocks, family: LockFamily, owners: readonly bigint[], shouldRelease: (lock: HeldLock) => boolean): ValidRequest[] {
     const released: ValidRequest[] = [];
     for (const owner of owners) {
       const current = inode.held[family].locksOf(owner);
@@ -470,9 +442,7 @@ export class LockManager {
         if (error === undefined) resolve();
         else reject(error);
       };
-      inode.serial.run(() =>
-        afterStep(this.reportReleases(inode.ino, releaseLocally()), () => finish(), finish),
-      );
+      inode.serial.run(() => afterStep(this.reportReleases(inode.ino, releaseLocally()), () => finish(), finish));
     });
   }
 

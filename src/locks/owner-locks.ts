@@ -18,9 +18,7 @@ export function applyToOwnerLocks(current: readonly HeldLock[], request: ValidRe
 }
 
 function applyFlock(current: readonly HeldLock[], request: ValidRequest): OwnerLocksUpdate {
-  const relaxed = current.some(
-    (lock) => request.type === F_UNLCK || (lock.type === F_WRLCK && request.type === F_RDLCK),
-  );
+  const relaxed = current.some((lock) => request.type === F_UNLCK || (lock.type === F_WRLCK && request.type === F_RDLCK));
   if (request.type === F_UNLCK) return { locks: [], relaxed };
   return { locks: [{ ...request, type: request.type }], relaxed };
 }

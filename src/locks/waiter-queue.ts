@@ -88,8 +88,7 @@ export class WaiterQueue<W extends QueuedRequest> {
       const blocked =
         waiter.deferred ||
         table.findConflict(request) !== undefined ||
-        (waiter.yields &&
-          conflictsWithAny(request.type === F_RDLCK ? stillWaitingWriters : stillWaiting, request));
+        (waiter.yields && conflictsWithAny(request.type === F_RDLCK ? stillWaitingWriters : stillWaiting, request));
       if (!blocked) {
         yield waiter;
         continue;

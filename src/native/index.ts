@@ -47,8 +47,7 @@ export interface NativeAddon {
    * uv_poll sets O_NONBLOCK on the fd. While polling, the reader keeps itself and the process
    * alive, like a Node handle; call stop() before closing the fd.
    */
-  devReader(fd: number, bufSize: number, maxBatch: number,
-    onBatch: (requests: Buffer[] | null, errno: number) => void): DevReader;
+  devReader(fd: number, bufSize: number, maxBatch: number, onBatch: (requests: Buffer[] | null, errno: number) => void): DevReader;
   /** writev() on the FUSE fd, synchronously (a reply never blocks). Returns bytes or -errno. */
   devWrite(fd: number, parts: Buffer[]): number;
   /**
@@ -78,8 +77,7 @@ export interface NativeAddon {
   mknodat(dirfd: number, p: PathLike, mode: number, rdevMajor: number, rdevMinor: number): Promise<void>;
   renameat2(olddirfd: number, oldp: PathLike, newdirfd: number, newp: PathLike, flags: number): Promise<void>;
   /** utimensat(); nsec may be UTIME_NOW or UTIME_OMIT. */
-  utimensat(dirfd: number, p: PathLike, atimeSec: number, atimeNsec: number,
-    mtimeSec: number, mtimeNsec: number, flags: number): Promise<void>;
+  utimensat(dirfd: number, p: PathLike, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, flags: number): Promise<void>;
   futimens(fd: number, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): Promise<void>;
   /** uid or gid -1 leaves it unchanged. */
   fchownat(dirfd: number, p: PathLike, uid: number, gid: number, flags: number): Promise<void>;
@@ -127,8 +125,7 @@ export interface NativeAddon {
   // they return 0 (or the value) on success and -errno on failure, without throwing.
   mknodatSync(dirfd: number, p: PathLike, mode: number, rdevMajor: number, rdevMinor: number): number;
   renameat2Sync(olddirfd: number, oldp: PathLike, newdirfd: number, newp: PathLike, flags: number): number;
-  utimensatSync(dirfd: number, p: PathLike, atimeSec: number, atimeNsec: number,
-    mtimeSec: number, mtimeNsec: number, flags: number): number;
+  utimensatSync(dirfd: number, p: PathLike, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, flags: number): number;
   fchownatSync(dirfd: number, p: PathLike, uid: number, gid: number, flags: number): number;
   fchmodatSync(dirfd: number, p: PathLike, mode: number, flags: number): number;
 
@@ -194,9 +191,30 @@ export function unpackDirents(buf: Buffer): PackedDirent[] {
  * enum in ovshift.c). ino, size and blocks are exact below 2^53; inoHi/inoLo give the exact ino.
  */
 export const StatxField = {
-  mask: 0, mode: 1, nlink: 2, uid: 3, gid: 4, rdevMajor: 5, rdevMinor: 6, devMajor: 7, devMinor: 8,
-  ino: 9, inoHi: 10, inoLo: 11, size: 12, blocks: 13, blksize: 14, atimeSec: 15, atimeNsec: 16,
-  mtimeSec: 17, mtimeNsec: 18, ctimeSec: 19, ctimeNsec: 20, btimeSec: 21, btimeNsec: 22, attributes: 23,
+  mask: 0,
+  mode: 1,
+  nlink: 2,
+  uid: 3,
+  gid: 4,
+  rdevMajor: 5,
+  rdevMinor: 6,
+  devMajor: 7,
+  devMinor: 8,
+  ino: 9,
+  inoHi: 10,
+  inoLo: 11,
+  size: 12,
+  blocks: 13,
+  blksize: 14,
+  atimeSec: 15,
+  atimeNsec: 16,
+  mtimeSec: 17,
+  mtimeNsec: 18,
+  ctimeSec: 19,
+  ctimeNsec: 20,
+  btimeSec: 21,
+  btimeNsec: 22,
+  attributes: 23,
 } as const;
 export const STATX_FIELDS = 24;
 

@@ -48,7 +48,11 @@ export class OverlayCore {
    */
   private readonly absent?: LRUCache<string, true>;
 
-  constructor(readonly layers: Layers, readonly opts: OverlayOptions, root: { upper?: LayerAttr; lowers: LayerAttr[] }) {
+  constructor(
+    readonly layers: Layers,
+    readonly opts: OverlayOptions,
+    root: { upper?: LayerAttr; lowers: LayerAttr[] },
+  ) {
     if (opts.revalidate === 'cached') this.absent = new LRUCache<string, true>({ max: 100_000 });
     if (root.upper) this.inodes.register(root.upper.dev);
     for (const l of root.lowers) this.inodes.register(l.dev);
@@ -59,9 +63,14 @@ export class OverlayCore {
       this.inodes.map(top.dev, top.ino),
     );
     if (layers.upper) {
-      this.copyUp = new CopyUp(layers, layers.upper, opts.xattrs, this.nodes,
+      this.copyUp = new CopyUp(
+        layers,
+        layers.upper,
+        opts.xattrs,
+        this.nodes,
         (node) => this.detach(node, node.parent!, node.name, 'gone from the lower before its copy-up'),
-        (node) => [...this.files.of(node)].find((h) => h.lower)?.lower);
+        (node) => [...this.files.of(node)].find((h) => h.lower)?.lower,
+      );
     }
   }
 
@@ -262,7 +271,8 @@ export class OverlayCore {
       }
     }
     if (existing) {
-      if (this.opts.revalidate === 'kernel') this.goStale(parent, name, existing, `changed underneath (${identityOfNode(existing)} -> ${identityOfResolution(res)})`);
+      if (this.opts.revalidate === 'kernel')
+        this.goStale(parent, name, existing, `changed underneath (${identityOfNode(existing)} -> ${identityOfResolution(res)})`);
       this.detach(existing, parent, name, `now ${identityOfResolution(res)}`);
     }
     const ino = res.origin ?? this.inodes.map(attr.dev, attr.ino);

@@ -30,7 +30,7 @@ async function upperFile(core: OverlayCore, h: FileHandle, write: boolean): Prom
   if (h.upperFile !== undefined && (!write || h.upperWritable)) return h.upperFile;
   const node = h.node;
   const flags = layerOpenFlags(h.flags) & ~O_ACCMODE;
-  const access = write || h.writable ? (h.flags & O_ACCMODE) === O_WRONLY ? O_WRONLY : O_RDWR : O_RDONLY;
+  const access = write || h.writable ? ((h.flags & O_ACCMODE) === O_WRONLY ? O_WRONLY : O_RDWR) : O_RDONLY;
   let file: DescriptorFile;
   if (node.unlinked) {
     if (node.pin === undefined) throw new FuseError('ESTALE');
@@ -198,9 +198,7 @@ export async function lseek(core: OverlayCore, h: FileHandle, offset: bigint, wh
   throw new FuseError('EINVAL');
 }
 
-export async function copyFileRange(
-  core: OverlayCore, from: FileHandle, offIn: bigint, to: FileHandle, offOut: bigint, length: bigint,
-): Promise<bigint> {
+export async function copyFileRange(core: OverlayCore, from: FileHandle, offIn: bigint, to: FileHandle, offOut: bigint, length: bigint): Promise<bigint> {
   await core.copyUp!.ensure(to.node);
   const out = await upperFile(core, to, true);
   const src = from.node.inUpper ? await upperFile(core, from, false) : localFileOf(from.lower);

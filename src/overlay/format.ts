@@ -79,8 +79,7 @@ export class InvalidRedirect extends Error {
 }
 
 function isPlainName(name: string): boolean {
-  return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0') &&
-    Buffer.byteLength(name, 'latin1') <= NAME_MAX;
+  return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0') && Buffer.byteLength(name, 'latin1') <= NAME_MAX;
 }
 
 /**

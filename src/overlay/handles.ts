@@ -23,7 +23,11 @@ export class FileHandle {
   /** How the kernel serves this handle (passthrough or through the daemon), once open. */
   mode?: OpenMode;
 
-  constructor(readonly id: number, readonly node: Node, readonly flags: number) {}
+  constructor(
+    readonly id: number,
+    readonly node: Node,
+    readonly flags: number,
+  ) {}
 
   get writable(): boolean {
     return (this.flags & O_ACCMODE) !== fs.constants.O_RDONLY;
@@ -73,7 +77,10 @@ export class DirHandle {
   /** The listing served, built at the first READDIR and again at each rewind to 0. */
   entries?: ListedEntry[];
 
-  constructor(readonly id: number, readonly node: Node) {}
+  constructor(
+    readonly id: number,
+    readonly node: Node,
+  ) {}
 }
 
 export class HandleTable<H extends { id: number; node: Node }> {

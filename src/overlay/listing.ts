@@ -65,7 +65,6 @@ async function checkDevice(src: LayerListing, path: string, xattrs: OverlayXattr
   return src.upper ? src.layer.getxattr(path, xattrs.origin) : undefined;
 }
 
-
 /** The layer directories a listing merges, topmost first; lower ones checked concurrently. */
 async function listingSources(layers: Layers, node: Node, stop?: Interruptible): Promise<LayerListing[]> {
   const sources: Array<LayerListing | null> = [];
@@ -74,19 +73,31 @@ async function listingSources(layers: Layers, node: Node, stop?: Interruptible):
     if (dir) sources.push({ layer: layers.upper, path: node.path, dev: dir.dev, upper: true });
   }
   if (!(node.inUpper && node.opaque)) {
-    sources.push(...await mapBounded(node.lowers, CHECKS_IN_FLIGHT, async (part): Promise<LayerListing | null> => {
-      const layer = layers.lowers[part.layer]!;
-      const dir = await layer.stat(part.path);
-      // A lower directory that vanished or changed since lookup is left out, not an error.
-      return dir && dir.identity === part.identity ? { layer, path: part.path, dev: dir.dev, upper: false } : null;
-    }, stop));
+    sources.push(
+      ...(await mapBounded(
+        node.lowers,
+        CHECKS_IN_FLIGHT,
+        async (part): Promise<LayerListing | null> => {
+          const layer = layers.lowers[part.layer]!;
+          const dir = await layer.stat(part.path);
+          // A lower directory that vanished or changed since lookup is left out, not an error.
+          return dir && dir.identity === part.identity ? { layer, path: part.path, dev: dir.dev, upper: false } : null;
+        },
+        stop,
+      )),
+    );
   }
   return sources.filter((s): s is LayerListing => s !== null);
 }
 
 /** Reads every source, then checks the entries that need it, one source after another. */
 async function readSources(sources: LayerListing[], xattrs: OverlayXattrs, stop?: Interruptible): Promise<ReadLayer[]> {
-  const read = await mapBounded(sources, CHECKS_IN_FLIGHT, async (src): Promise<ReadLayer> => ({ src, dirents: await src.layer.readdir(src.path), checked: [] }), stop);
+  const read = await mapBounded(
+    sources,
+    CHECKS_IN_FLIGHT,
+    async (src): Promise<ReadLayer> => ({ src, dirents: await src.layer.readdir(src.path), checked: [] }),
+    stop,
+  );
   for (const r of read) {
     const which = r.dirents.filter((e) => needsCheck(r.src, e));
     if (which.length === 0) continue;
@@ -130,7 +141,12 @@ export async function mergedListing(layers: Layers, xattrs: OverlayXattrs, inode
 const UNRESOLVED = Symbol('unresolved');
 
 export async function fillDirentPlus(
-  core: OverlayCore, dir: Node, entries: readonly ListedEntry[], offset: number, out: DirentPlusList, stop?: Interruptible,
+  core: OverlayCore,
+  dir: Node,
+  entries: readonly ListedEntry[],
+  offset: number,
+  out: DirentPlusList,
+  stop?: Interruptible,
 ): Promise<void> {
   const names: Buffer[] = [];
   let reserved = 0;

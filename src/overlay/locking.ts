@@ -122,7 +122,10 @@ export class Locking {
   readonly manager: LockManager;
   private readonly underlying?: UnderlyingLocks;
 
-  constructor(private readonly core: OverlayCore, forward: boolean) {
+  constructor(
+    private readonly core: OverlayCore,
+    forward: boolean,
+  ) {
     if (forward) this.underlying = new UnderlyingLocks(core);
     this.manager = new LockManager({ external: this.underlying });
   }

@@ -8,10 +8,34 @@ import { FuseError } from '../fuse/errors';
 import type { ConnectionInfo, FuseHandler, RequestControl } from '../fuse/handler';
 import type { AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, LentBuffer, LockOut, OpenOut, StatfsOut } from '../fuse/replies';
 import type {
-  AccessRequest, CopyFileRangeRequest, CreateRequest, FallocateRequest, FlushRequest, FsyncRequest,
-  GetattrRequest, GetxattrRequest, LinkRequest, ListxattrRequest, LockRequest, LookupRequest, LseekRequest, MkdirRequest,
-  MknodRequest, OpenRequest, ReadRequest, ReadlinkRequest, ReleaseRequest, RemovexattrRequest, RenameRequest,
-  RmdirRequest, SetattrRequest, SetxattrRequest, StatfsRequest, SymlinkRequest, UnlinkRequest, WriteRequest,
+  AccessRequest,
+  CopyFileRangeRequest,
+  CreateRequest,
+  FallocateRequest,
+  FlushRequest,
+  FsyncRequest,
+  GetattrRequest,
+  GetxattrRequest,
+  LinkRequest,
+  ListxattrRequest,
+  LockRequest,
+  LookupRequest,
+  LseekRequest,
+  MkdirRequest,
+  MknodRequest,
+  OpenRequest,
+  ReadRequest,
+  ReadlinkRequest,
+  ReleaseRequest,
+  RemovexattrRequest,
+  RenameRequest,
+  RmdirRequest,
+  SetattrRequest,
+  SetxattrRequest,
+  StatfsRequest,
+  SymlinkRequest,
+  UnlinkRequest,
+  WriteRequest,
 } from '../fuse/requests';
 import type { DescriptorFile, LayerAttr } from '../layers/types';
 import { decodeDev } from './attrs';
@@ -56,7 +80,6 @@ export class OverlayFs implements FuseHandler {
   private writable(): void {
     if (!this.core.layers.upper) throw new FuseError('EROFS');
   }
-
 
   async lookup(req: LookupRequest): Promise<EntryOut> {
     return this.core.lookupEntry(this.core.dirNode(req.nodeid), name(req.name));
@@ -104,7 +127,8 @@ export class OverlayFs implements FuseHandler {
     const upper = this.core.upper;
     const { major, minor } = decodeDev(req.rdev);
     const { node, attr } = await ns.createObject(this.core, parent, newName(req.name), {
-      mode: req.mode, ...this.core.layerOwner(req.uid, req.gid),
+      mode: req.mode,
+      ...this.core.layerOwner(req.uid, req.gid),
       make: (at) => upper.mknod(at, req.mode, major, minor),
     });
     return this.core.entryOf(node, attr);
@@ -116,7 +140,8 @@ export class OverlayFs implements FuseHandler {
     const upper = this.core.upper;
     const mode = S_IFDIR | (req.mode & 0o7777);
     const { node, attr } = await ns.createObject(this.core, parent, newName(req.name), {
-      mode, ...this.core.layerOwner(req.uid, req.gid),
+      mode,
+      ...this.core.layerOwner(req.uid, req.gid),
       make: (at) => upper.mkdir(at, mode & 0o7777),
     });
     return this.core.entryOf(node, attr);
@@ -127,7 +152,8 @@ export class OverlayFs implements FuseHandler {
     const parent = this.core.dirNode(req.nodeid);
     const upper = this.core.upper;
     const { node, attr } = await ns.createObject(this.core, parent, newName(req.name), {
-      mode: S_IFLNK | 0o777, ...this.core.layerOwner(req.uid, req.gid),
+      mode: S_IFLNK | 0o777,
+      ...this.core.layerOwner(req.uid, req.gid),
       make: (at) => upper.symlink(req.target, at),
     });
     return this.core.entryOf(node, attr);
@@ -141,7 +167,8 @@ export class OverlayFs implements FuseHandler {
     let file: DescriptorFile | undefined;
     const access = req.flags & O_ACCMODE;
     const { node, attr } = await ns.createObject(this.core, parent, newName(req.name), {
-      mode, ...this.core.layerOwner(req.uid, req.gid),
+      mode,
+      ...this.core.layerOwner(req.uid, req.gid),
       make: async (at) => {
         file = await upper.openFile(at, files.layerOpenFlags(req.flags) | access | fs.constants.O_CREAT | fs.constants.O_EXCL, mode & 0o7777);
       },
@@ -167,8 +194,11 @@ export class OverlayFs implements FuseHandler {
   async rename(req: RenameRequest): Promise<void> {
     this.writable();
     await ns.rename(this.core, {
-      from: this.core.dirNode(req.nodeid), oldName: name(req.name),
-      to: this.core.dirNode(req.newdir), newName: newName(req.newname), flags: req.flags,
+      from: this.core.dirNode(req.nodeid),
+      oldName: name(req.name),
+      to: this.core.dirNode(req.newdir),
+      newName: newName(req.newname),
+      flags: req.flags,
     });
   }
 

@@ -46,7 +46,10 @@ export class Passthrough {
   /** Set when the kernel refused a backing file for a reason that holds for every file. */
   private disabled = false;
 
-  constructor(private readonly kernel: BackingFiles, private readonly upper: UpperDir) {}
+  constructor(
+    private readonly kernel: BackingFiles,
+    private readonly upper: UpperDir,
+  ) {}
 
   /** Files whose open handles the kernel serves itself now. */
   get activeFiles(): number {
@@ -74,7 +77,12 @@ export class Passthrough {
 
   private cached(node: Node, s: NodeOpens): OpenMode {
     s.cached++;
-    return { done: once(() => { s.cached--; this.forgetIfIdle(node, s); }) };
+    return {
+      done: once(() => {
+        s.cached--;
+        this.forgetIfIdle(node, s);
+      }),
+    };
   }
 
   private endPassthrough(node: Node, s: NodeOpens): void {

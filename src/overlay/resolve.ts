@@ -80,7 +80,10 @@ class LowerSearch {
   private relativeName: string;
   private absolute: string | undefined;
 
-  constructor(private readonly parent: Node, name: string) {
+  constructor(
+    private readonly parent: Node,
+    name: string,
+  ) {
     this.relativeName = name;
   }
 
@@ -132,7 +135,11 @@ export async function resolveChild(layers: Layers, xattrs: OverlayXattrs, parent
 }
 
 async function searchLowers(
-  layers: Layers, xattrs: OverlayXattrs, parent: Node, search: LowerSearch, haveUpperDir: boolean,
+  layers: Layers,
+  xattrs: OverlayXattrs,
+  parent: Node,
+  search: LowerSearch,
+  haveUpperDir: boolean,
 ): Promise<{ dirs: FoundLower[]; shown?: FoundLower }> {
   const dirs: FoundLower[] = [];
   for (let i = 0; i < layers.lowers.length; i++) {

@@ -8,8 +8,8 @@ import type { OverlayCore } from './core';
 import { killSuidGid, withoutSuidGid } from './files';
 import { S_IFLNK, S_IFMT, S_IFREG, type Node } from './nodes';
 
-const CHANGES = Fattr.MODE | Fattr.UID | Fattr.GID | Fattr.SIZE | Fattr.ATIME | Fattr.MTIME | Fattr.ATIME_NOW
-  | Fattr.MTIME_NOW | Fattr.CTIME | Fattr.KILL_SUIDGID;
+const CHANGES =
+  Fattr.MODE | Fattr.UID | Fattr.GID | Fattr.SIZE | Fattr.ATIME | Fattr.MTIME | Fattr.ATIME_NOW | Fattr.MTIME_NOW | Fattr.CTIME | Fattr.KILL_SUIDGID;
 
 function timeArg(valid: number, set: number, now: number, t: { sec: number; nsec: number }): TimeArg {
   if (valid & now) return { sec: 0, nsec: UTIME_NOW };

@@ -29,7 +29,7 @@ function toLayer(ids: IdShift, name: string, value: Buffer): Buffer {
   if (name === ACL_ACCESS_XATTR || name === ACL_DEFAULT_XATTR) return aclToLayer(value, ids.uids, ids.gids);
   if (name === CAP_XATTR) {
     const v = capToLayer(value, ids.uids);
-    if (v === null) throw new FuseError('EOVERFLOW', 'the capability\'s root id has no mapping');
+    if (v === null) throw new FuseError('EOVERFLOW', "the capability's root id has no mapping");
     return v;
   }
   return value;

@@ -31,7 +31,10 @@ export class RequestError extends Error {
 
 export function parseRequest(data: Buffer): MountRequest {
   if (data.length === 0 || data[data.length - 1] !== 0) throw new RequestError('truncated request');
-  const fields = data.subarray(0, data.length - 1).toString('utf8').split('\0');
+  const fields = data
+    .subarray(0, data.length - 1)
+    .toString('utf8')
+    .split('\0');
   const [tag, cwd, defaults, tmpDir, ...args] = fields;
   if (tag !== PROTOCOL) throw new RequestError(`unknown request ${JSON.stringify(tag)} (front end and server of different versions?)`);
   if (cwd === undefined || defaults === undefined || tmpDir === undefined || !isAbsolute(cwd)) throw new RequestError('malformed request');

@@ -47,7 +47,10 @@ export class MountServer {
   readonly done: Promise<number>;
   private finish!: (status: number) => void;
 
-  constructor(readonly socketPath: string, private readonly idleMs = idleSeconds() * 1000) {
+  constructor(
+    readonly socketPath: string,
+    private readonly idleMs = idleSeconds() * 1000,
+  ) {
     // Half-open: the front end shuts its side down to end the request, then reads the reply.
     this.listener = net.createServer({ allowHalfOpen: true }, (sock) => this.accept(sock));
     this.done = new Promise((resolve) => (this.finish = resolve));

@@ -5,7 +5,10 @@
 export class BufferPool {
   private readonly free: Buffer[] = [];
 
-  constructor(readonly size: number, private readonly keep: number) {}
+  constructor(
+    readonly size: number,
+    private readonly keep: number,
+  ) {}
 
   take(): Buffer {
     return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);

@@ -132,7 +132,12 @@ export function forEachOrdered<T, R>(items: readonly T[], from: number, opts: Or
 }
 
 /** The results of `run` over all items, in order, with at most `limit` calls in flight. */
-export async function mapBounded<T, R>(items: readonly T[], limit: number, run: (item: T, index: number) => R | Promise<R>, stop?: Interruptible): Promise<R[]> {
+export async function mapBounded<T, R>(
+  items: readonly T[],
+  limit: number,
+  run: (item: T, index: number) => R | Promise<R>,
+  stop?: Interruptible,
+): Promise<R[]> {
   const out = new Array<R>(items.length);
   if (items.length === 0) return out;
   await forEachOrdered(items, 0, { limit, run, stop, take: (r, _item, i) => void (out[i] = r) });

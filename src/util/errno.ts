@@ -1,9 +1,7 @@
 /** errno names and Node-shaped errors, for code that gets a bare -errno from a syscall. */
 import { constants } from 'os';
 
-const byNumber = new Map<number, string>(
-  Object.entries(constants.errno as Record<string, number>).map(([name, n]) => [n, name]),
-);
+const byNumber = new Map<number, string>(Object.entries(constants.errno as Record<string, number>).map(([name, n]) => [n, name]));
 
 export function errnoName(errno: number): string {
   return byNumber.get(Math.abs(errno)) ?? `errno ${Math.abs(errno)}`;

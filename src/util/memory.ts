@@ -59,8 +59,16 @@ export function reclaimAfterShrink(count: () => number, threshold: number, inter
       collectCompacting(gc);
       native.mallocTrim();
       const after = process.memoryUsage();
-      log('%d → %d held; RSS %d → %d MiB (heap %d of %d MiB, external %d MiB)', peak, now, before >> 20, after.rss >> 20,
-        after.heapUsed >> 20, after.heapTotal >> 20, after.external >> 20);
+      log(
+        '%d → %d held; RSS %d → %d MiB (heap %d of %d MiB, external %d MiB)',
+        peak,
+        now,
+        before >> 20,
+        after.rss >> 20,
+        after.heapUsed >> 20,
+        after.heapTotal >> 20,
+        after.external >> 20,
+      );
       peak = now;
     }
   }, intervalMs);

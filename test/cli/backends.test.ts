@@ -46,17 +46,21 @@ describe('lower layer backends', () => {
       symlinkSync(s.lower, link);
       const { lowers } = await layout(`${link}:nfs://127.0.0.1:1/export?mountport=1&soft`);
       const real = realpathSync(s.lower);
-      assert.deepEqual(lowers.map((l) => [l.kind, l.description, l.directory]), [
-        ['directory', real, real],
-        ['nfs', 'nfs://127.0.0.1:1/export', undefined],
-      ]);
+      assert.deepEqual(
+        lowers.map((l) => [l.kind, l.description, l.directory]),
+        [
+          ['directory', real, real],
+          ['nfs', 'nfs://127.0.0.1:1/export', undefined],
+        ],
+      );
     });
 
     it('refuses as before, naming the layer', async () => {
-      await assert.rejects(layout(`${s.lower}:nfs://h:99999/e`), (e: Error) =>
-        e instanceof LayoutError && e.message.startsWith("lower layer 2: invalid NFS URL 'nfs://h:99999/e'"));
-      await assert.rejects(layout(`${s.root}/nowhere`), (e: Error) =>
-        e instanceof LayoutError && e.message === `lower layer ${s.root}/nowhere does not exist`);
+      await assert.rejects(
+        layout(`${s.lower}:nfs://h:99999/e`),
+        (e: Error) => e instanceof LayoutError && e.message.startsWith("lower layer 2: invalid NFS URL 'nfs://h:99999/e'"),
+      );
+      await assert.rejects(layout(`${s.root}/nowhere`), (e: Error) => e instanceof LayoutError && e.message === `lower layer ${s.root}/nowhere does not exist`);
       await assert.rejects(layout(`${s.mnt}`), /mountpoint .* is inside lower layer/);
     });
   });
@@ -64,7 +68,9 @@ describe('lower layer backends', () => {
   describe('opening', () => {
     function fake(name: string, closed: string[]): LowerLocation {
       return {
-        kind: 'fake', description: name, directory: undefined,
+        kind: 'fake',
+        description: name,
+        directory: undefined,
         open: async (label) => ({ label, close: () => void closed.push(name) }) as unknown as LowerLayer,
       };
     }
@@ -72,14 +78,24 @@ describe('lower layer backends', () => {
     it('labels the layers by their descriptions and closes every one', async () => {
       const closed: string[] = [];
       const opened = await openLowers([fake('a', closed), fake('b', closed)]);
-      assert.deepEqual(opened.layers.map((l) => l.label), ['lower layer 1 (a)', 'lower layer 2 (b)']);
+      assert.deepEqual(
+        opened.layers.map((l) => l.label),
+        ['lower layer 1 (a)', 'lower layer 2 (b)'],
+      );
       await opened.close();
       assert.deepEqual(closed, ['a', 'b']);
     });
 
     it('closes what was opened when another lower fails to open, and says why', async () => {
       const closed: string[] = [];
-      const failing: LowerLocation = { kind: 'fake', description: 'x', directory: undefined, open: async () => { throw new Error('cannot mount x'); } };
+      const failing: LowerLocation = {
+        kind: 'fake',
+        description: 'x',
+        directory: undefined,
+        open: async () => {
+          throw new Error('cannot mount x');
+        },
+      };
       await assert.rejects(openLowers([fake('a', closed), failing, fake('c', closed)]), /cannot mount x/);
       assert.deepEqual(closed, ['a', 'c']);
     });

@@ -32,7 +32,10 @@ function as(uid: number, cmd: string[]): Promise<RunResult> {
 
 /** The flags field of a mount's line in /proc/self/mountinfo ("rw,nosuid,nodev,…"). */
 function mountFlagsOf(mnt: string): string[] {
-  const line = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === mnt);
+  const line = fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .find((l) => l.split(' ')[4] === mnt);
   assert.ok(line, `${mnt} is not mounted`);
   return line.split(' ')[5]!.split(',');
 }
@@ -43,7 +46,10 @@ function mountFlagsOf(mnt: string): string[] {
  * the device while a test runs unless something syncs.
  */
 class LoopDisk {
-  private constructor(readonly dir: string, private readonly device: string) {}
+  private constructor(
+    readonly dir: string,
+    private readonly device: string,
+  ) {}
 
   static async make(root: string, name: string): Promise<LoopDisk> {
     const image = join(root, `${name}.img`);
@@ -59,7 +65,11 @@ class LoopDisk {
 
   /** Write and flush requests the device has completed (/sys/block/loopN/stat fields 5 and 16). */
   requests(): number {
-    const fields = fs.readFileSync(`/sys/block/${this.device.replace('/dev/', '')}/stat`, 'utf8').trim().split(/\s+/).map(Number);
+    const fields = fs
+      .readFileSync(`/sys/block/${this.device.replace('/dev/', '')}/stat`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
     return fields[4]! + fields[15]!;
   }
 
@@ -129,8 +139,10 @@ describe('fuse-overlayfs options', function () {
       return p;
     };
     const mnt = dir('mnt');
-    execFileSync('fuse-overlayfs', ['-o', `lowerdir=${s.lower},upperdir=${dir('upper')},workdir=${dir('work')}${options ? `,${options}` : ''}`, mnt],
-      { stdio: 'ignore', timeout: 10000 });
+    execFileSync('fuse-overlayfs', ['-o', `lowerdir=${s.lower},upperdir=${dir('upper')},workdir=${dir('work')}${options ? `,${options}` : ''}`, mnt], {
+      stdio: 'ignore',
+      timeout: 10000,
+    });
     fuseOverlayfsMounts.push(mnt);
     return mnt;
   }
@@ -145,8 +157,14 @@ describe('fuse-overlayfs options', function () {
     return { disk: d, upper, work };
   }
 
-  it('volatile and fsync=0: fsync, fdatasync and a directory fsync succeed and nothing reaches the upper\'s disk; without them, it does', async () => {
-    for (const [options, syncs] of [['', true], ['volatile', false], ['fsync=0', false], ['fsync=1,volatile', false], ['fsync=1', true]] as const) {
+  it("volatile and fsync=0: fsync, fdatasync and a directory fsync succeed and nothing reaches the upper's disk; without them, it does", async () => {
+    for (const [options, syncs] of [
+      ['', true],
+      ['volatile', false],
+      ['fsync=0', false],
+      ['fsync=1,volatile', false],
+      ['fsync=1', true],
+    ] as const) {
       const { disk: upperDisk, upper, work } = await disk(`disk-${disks.length}`);
       const d = await ovshift(options, { upper, work });
       const requests = requestsDuringSyncs(upperDisk, s.mnt, syncs ? 1 : 3);
@@ -155,7 +173,10 @@ describe('fuse-overlayfs options', function () {
       await d.stop();
     }
     if (!hasFuseOverlayfs()) return;
-    for (const [options, syncs] of [['', true], ['volatile', false]] as const) {
+    for (const [options, syncs] of [
+      ['', true],
+      ['volatile', false],
+    ] as const) {
       const { disk: upperDisk } = await disk(`fovl-disk-${disks.length}`);
       const mnt = fuseOverlayfs('fovl', options, upperDisk.dir);
       const requests = requestsDuringSyncs(upperDisk, mnt, syncs ? 1 : 3);
@@ -167,14 +188,20 @@ describe('fuse-overlayfs options', function () {
     for (const sub of ['dir/a', 'dir/b']) fs.mkdirSync(join(s.lower, sub), { recursive: true });
     const dirs = ['', 'dir', 'dir/a'];
     const d = await ovshift('');
-    assert.equal(fs.statSync(join(s.mnt, 'dir')).nlink, 4, 'without it: the layer\'s count');
+    assert.equal(fs.statSync(join(s.mnt, 'dir')).nlink, 4, "without it: the layer's count");
     await d.stop();
     await ovshift('static_nlink');
-    assert.deepEqual(dirs.map((p) => fs.statSync(join(s.mnt, p)).nlink), [1, 1, 1]);
+    assert.deepEqual(
+      dirs.map((p) => fs.statSync(join(s.mnt, p)).nlink),
+      [1, 1, 1],
+    );
     assert.equal(fs.statSync(join(s.mnt, 'file')).nlink, 1);
     if (!hasFuseOverlayfs()) return;
     const fovl = fuseOverlayfs('fovl', 'static_nlink');
-    assert.deepEqual(dirs.map((p) => fs.statSync(join(fovl, p)).nlink), [1, 1, 1]);
+    assert.deepEqual(
+      dirs.map((p) => fs.statSync(join(fovl, p)).nlink),
+      [1, 1, 1],
+    );
   });
 
   it('noxattrs=1: extended attributes are not supported through the mount (EOPNOTSUPP), as with fuse-overlayfs; noxattrs=0 leaves them', async () => {
@@ -220,7 +247,10 @@ describe('fuse-overlayfs options', function () {
     const labels = ['context', 'fscontext', 'defcontext', 'rootcontext'].map((k) => `${k}="${LABEL}"`).join(',');
     await ovshift(labels);
     assert.equal(fs.readFileSync(join(s.mnt, 'file'), 'utf8'), 'lower\n');
-    const line = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === s.mnt);
+    const line = fs
+      .readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.split(' ')[4] === s.mnt);
     assert.doesNotMatch(line ?? '', /context/);
     if (!hasFuseOverlayfs()) return;
     const fovl = fuseOverlayfs('fovl', `context="${LABEL}"`);
@@ -260,8 +290,16 @@ describe('fuse-overlayfs options', function () {
     const made = ['etc/mtab', 'tmp/by-1234', 'tmp/dir-1234'];
     await ovshift(MAP);
     await create(s.mnt);
-    assert.deepEqual(made.map((p) => owner(join(s.upper, p))), made.map(() => `${NOBODY}:${NOBODY}`), 'stored as the overflow id');
-    assert.deepEqual(made.map((p) => owner(join(s.mnt, p))), made.map(() => '165534:165534'), 'the overflow id, mapped like any layer id');
+    assert.deepEqual(
+      made.map((p) => owner(join(s.upper, p))),
+      made.map(() => `${NOBODY}:${NOBODY}`),
+      'stored as the overflow id',
+    );
+    assert.deepEqual(
+      made.map((p) => owner(join(s.mnt, p))),
+      made.map(() => '165534:165534'),
+      'the overflow id, mapped like any layer id',
+    );
     // The container's user namespace maps its 0..65535 onto host 100000..: there, 65534.
     const inside = await run('python3', [USERNS, '100000', '65536', '--', 'stat', '-c', '%u:%g', ...made.map((p) => join(s.mnt, p))]);
     assert.equal(inside.code, 0, inside.stderr);
@@ -269,8 +307,14 @@ describe('fuse-overlayfs options', function () {
     if (!hasFuseOverlayfs()) return;
     const fovl = fuseOverlayfs('fovl', MAP);
     await create(fovl);
-    assert.deepEqual(made.map((p) => owner(join(s.root, 'fovl-upper', p))), made.map(() => `${NOBODY}:${NOBODY}`));
-    assert.deepEqual(made.map((p) => owner(join(fovl, p))), made.map(() => '165534:165534'));
+    assert.deepEqual(
+      made.map((p) => owner(join(s.root, 'fovl-upper', p))),
+      made.map(() => `${NOBODY}:${NOBODY}`),
+    );
+    assert.deepEqual(
+      made.map((p) => owner(join(fovl, p))),
+      made.map(() => '165534:165534'),
+    );
   });
 
   it('a chown to an id with no mapping fails with EOVERFLOW and changes nothing (fuse-overlayfs would store 65534)', async () => {
@@ -322,11 +366,15 @@ describe('fuse-overlayfs options', function () {
     const r = await run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script]);
     assert.equal(r.code, 0, r.stderr);
     const [flags, euid] = r.stdout.trim().split('\n');
-    assert.deepEqual(['nosuid', 'nodev'].filter((f) => flags!.split(',').includes(f)), ['nosuid', 'nodev'], flags);
+    assert.deepEqual(
+      ['nosuid', 'nodev'].filter((f) => flags!.split(',').includes(f)),
+      ['nosuid', 'nodev'],
+      flags,
+    );
     assert.equal(euid, String(NOBODY));
   });
 
-  it('timeout=SECS is the kernel cache time for every entry, as fuse-overlayfs\'s', async () => {
+  it("timeout=SECS is the kernel cache time for every entry, as fuse-overlayfs's", async () => {
     await ovshift('timeout=30');
     const f = join(s.mnt, 'file');
     assert.equal(fs.statSync(f).size, 6);
@@ -343,8 +391,19 @@ describe('fuse-overlayfs options', function () {
 
   it('accepts the options without effect here in one mount, which then behaves as without them (no override_stat xattrs)', async () => {
     const noEffect = [
-      'noacl', 'threaded=1', 'fast_ino=1', 'writeback=1', 'plugins=/nonexistent/plugin.so', 'xattr_permissions=2',
-      'splice_read', 'splice_write', 'splice_move', 'kernel_cache', 'max_write=131072', 'max_write', `fscontext="${LABEL}"`,
+      'noacl',
+      'threaded=1',
+      'fast_ino=1',
+      'writeback=1',
+      'plugins=/nonexistent/plugin.so',
+      'xattr_permissions=2',
+      'splice_read',
+      'splice_write',
+      'splice_move',
+      'kernel_cache',
+      'max_write=131072',
+      'max_write',
+      `fscontext="${LABEL}"`,
     ];
     const d = await startDaemon(['--debug', '-o', `lowerdir=${s.lower},upperdir=${s.upper},workdir=${s.work},${noEffect.join(',')}`, s.mnt], s.mnt);
     daemons.push(d);

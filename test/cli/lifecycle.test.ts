@@ -77,7 +77,10 @@ describe('mount lifecycle', function () {
   });
 
   it('exits 0 when unmounted from outside, with umount or fusermount3 -u', async () => {
-    for (const cmd of [['umount', s.mnt], ['fusermount3', '-u', s.mnt]]) {
+    for (const cmd of [
+      ['umount', s.mnt],
+      ['fusermount3', '-u', s.mnt],
+    ]) {
       const d = await startDaemon(s.args(), s.mnt);
       daemons.push(d);
       const r = await run(cmd[0]!, cmd.slice(1));
@@ -108,8 +111,14 @@ describe('mount lifecycle', function () {
     assert.equal(missing.stderr, `ovshift: mountpoint ${join(s.root, 'nowhere')} does not exist\n`);
 
     // A mount namespace of its own where /dev has no fuse device.
-    const nodev = await run('unshare', ['-m', '--propagation', 'private', 'sh', '-c',
-      `mount -t tmpfs none /dev && exec ${OVSHIFT} -f -o lowerdir=${s.lower} ${s.mnt}`]);
+    const nodev = await run('unshare', [
+      '-m',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      `mount -t tmpfs none /dev && exec ${OVSHIFT} -f -o lowerdir=${s.lower} ${s.mnt}`,
+    ]);
     assert.equal(nodev.code, 1);
     assert.match(nodev.stderr, /^ovshift: \/dev\/fuse is missing/);
     assert.equal(nodev.stderr.split('\n').length, 2, 'one line');
@@ -146,8 +155,12 @@ describe('mount lifecycle', function () {
 
   it('mounts inside a user namespace by its root (unshare -Urm)', async () => {
     chmodSync(s.root, 0o755);
-    const r = await run('unshare', ['-Urm', 'sh', '-c',
-      `${reachableOvshift()} -o lowerdir=${s.lower} ${s.mnt} && cat ${s.mnt}/file && stat -c %u ${s.mnt}/file && umount ${s.mnt}`]);
+    const r = await run('unshare', [
+      '-Urm',
+      'sh',
+      '-c',
+      `${reachableOvshift()} -o lowerdir=${s.lower} ${s.mnt} && cat ${s.mnt}/file && stat -c %u ${s.mnt}/file && umount ${s.mnt}`,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'from the lower\n0\n');
   });

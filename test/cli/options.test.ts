@@ -34,7 +34,10 @@ describe('command line', function () {
     });
 
     it('names unknown and malformed options', () => {
-      assert.throws(() => parseArgs(['-o', 'lowerdir=/a,bogus=1', '/m']), (e: Error) => e instanceof UsageError && /"bogus=1"/.test(e.message));
+      assert.throws(
+        () => parseArgs(['-o', 'lowerdir=/a,bogus=1', '/m']),
+        (e: Error) => e instanceof UsageError && /"bogus=1"/.test(e.message),
+      );
       assert.throws(() => parseArgs(['--frobnicate', '/m']), /unknown option --frobnicate/);
       assert.throws(() => parseArgs(['-o', 'upperdir=/u', '/m']), /no lower layer/);
       assert.throws(() => parseArgs(['-o', 'lowerdir=/a,upperdir=/u', '/m']), /upperdir given without workdir/);
@@ -48,19 +51,33 @@ describe('command line', function () {
       assert.deepEqual(splitOptions('lowerdir="/x,y":/z,rw'), ['lowerdir=/x,y:/z', 'rw']);
       const cmd = parseArgs(['-o', `lowerdir=/a,context="${label}",fscontext="${label}",defcontext="${label}",rootcontext="${label}",ro`, '/m']);
       assert.ok(cmd.kind === 'mount' && cmd.options.flags.readOnly);
-      assert.throws(() => parseArgs(['-o', 'lowerdir=/a,context="system_u:c1,c2', '/m']), (e: Error) => {
-        assert.ok(e instanceof OptionValueError);
-        assert.equal(e.message, 'option context="system_u:c1,c2: the double quote is never closed');
-        return true;
-      });
+      assert.throws(
+        () => parseArgs(['-o', 'lowerdir=/a,context="system_u:c1,c2', '/m']),
+        (e: Error) => {
+          assert.ok(e instanceof OptionValueError);
+          assert.equal(e.message, 'option context="system_u:c1,c2: the double quote is never closed');
+          return true;
+        },
+      );
     });
 
     it('reads the -o string podman 4.3 (containers-storage) gives its mount program', () => {
       const label = 'system_u:object_r:container_file_t:s0:c100,c200';
-      const cmd = parseArgs(['-o', [
-        'lowerdir=/s/l/AAA:/s/l/BBB', 'upperdir=/s/c/diff', 'workdir=/s/c/work', 'nodev', 'volatile',
-        `context="${label}"`, 'uidmapping=:0:100000:65536', 'gidmapping=:0:100000:1:1:100001:65535', 'xattr_permissions=2',
-      ].join(','), '/s/c/merged']);
+      const cmd = parseArgs([
+        '-o',
+        [
+          'lowerdir=/s/l/AAA:/s/l/BBB',
+          'upperdir=/s/c/diff',
+          'workdir=/s/c/work',
+          'nodev',
+          'volatile',
+          `context="${label}"`,
+          'uidmapping=:0:100000:65536',
+          'gidmapping=:0:100000:1:1:100001:65535',
+          'xattr_permissions=2',
+        ].join(','),
+        '/s/c/merged',
+      ]);
       assert.ok(cmd.kind === 'mount');
       assert.deepEqual(cmd.options.lowers, ['/s/l/AAA', '/s/l/BBB']);
       assert.equal(cmd.options.volatile, true);
@@ -89,10 +106,29 @@ describe('command line', function () {
       assert.equal(opts('redirect_dir=off').redirectDir, false);
       assert.equal(opts('squash_to_root').squashToRoot, true);
       for (const noEffect of [
-        'noacl', 'threaded=0', 'threaded=1', 'threaded=8', 'fast_ino=0', 'fast_ino=1', 'writeback=0', 'writeback=1',
-        'plugins=/usr/libexec/fuse-overlayfs/a.so:/b.so', 'xattr_permissions=0', 'xattr_permissions=1', 'xattr_permissions=2',
-        'context=system_u:object_r:container_file_t:s0', 'splice_read', 'splice_write', 'splice_move', 'kernel_cache',
-        'max_write', 'max_write=131072', 'default_permissions', 'allow_other', 'lazytime', 'debug',
+        'noacl',
+        'threaded=0',
+        'threaded=1',
+        'threaded=8',
+        'fast_ino=0',
+        'fast_ino=1',
+        'writeback=0',
+        'writeback=1',
+        'plugins=/usr/libexec/fuse-overlayfs/a.so:/b.so',
+        'xattr_permissions=0',
+        'xattr_permissions=1',
+        'xattr_permissions=2',
+        'context=system_u:object_r:container_file_t:s0',
+        'splice_read',
+        'splice_write',
+        'splice_move',
+        'kernel_cache',
+        'max_write',
+        'max_write=131072',
+        'default_permissions',
+        'allow_other',
+        'lazytime',
+        'debug',
       ]) {
         const o = opts(noEffect);
         assert.equal(o.volatile || o.staticNlink || o.noXattrs || !o.fsync, false, noEffect);
@@ -103,7 +139,7 @@ describe('command line', function () {
       }
     });
 
-    it('refuses a fuse-overlayfs option\'s bad value in one line naming it', () => {
+    it("refuses a fuse-overlayfs option's bad value in one line naming it", () => {
       const cases: Array<[string, string]> = [
         ['fsync=2', 'option fsync=2: expected 0 or 1'],
         ['fsync=yes', 'option fsync=yes: expected 0 or 1'],
@@ -119,11 +155,14 @@ describe('command line', function () {
         ['gidmapping=::0:1:1', 'option gidmapping: range :0:1 has "" where a decimal number belongs'],
       ];
       for (const [opt, message] of cases) {
-        assert.throws(() => parseArgs(['-o', `lowerdir=/a,${opt}`, '/m']), (e: Error) => {
-          assert.ok(e instanceof OptionValueError, opt);
-          assert.equal(e.message, message);
-          return true;
-        });
+        assert.throws(
+          () => parseArgs(['-o', `lowerdir=/a,${opt}`, '/m']),
+          (e: Error) => {
+            assert.ok(e instanceof OptionValueError, opt);
+            assert.equal(e.message, message);
+            return true;
+          },
+        );
       }
       for (const key of ['fsync', 'noxattrs', 'context', 'fscontext', 'defcontext', 'rootcontext', 'plugins', 'threaded', 'xattr_permissions', 'timeout']) {
         assert.throws(() => parseArgs(['-o', `lowerdir=/a,${key}`, '/m']), { message: `option ${key} needs a value (${key}=…)` });
@@ -153,11 +192,20 @@ describe('command line', function () {
     });
 
     it('takes numeric options at both ends of their ranges', () => {
-      const cmd = parseArgs(['-o', [
-        'lowerdir=/a:/b', 'upper_timeout=31536000', 'lower_timeout=0.004', 'upper_size=1p',
-        'squash_to_uid=4294967294', 'squash_to_gid=0', 'uidmapping=0:4294901759:65536',
-        'inject=stat@2:**:delay=3600000:count=1000000000;read@1:**:EIO:p=0;open:**:delay=0ms:p=1',
-      ].join(','), '/m']);
+      const cmd = parseArgs([
+        '-o',
+        [
+          'lowerdir=/a:/b',
+          'upper_timeout=31536000',
+          'lower_timeout=0.004',
+          'upper_size=1p',
+          'squash_to_uid=4294967294',
+          'squash_to_gid=0',
+          'uidmapping=0:4294901759:65536',
+          'inject=stat@2:**:delay=3600000:count=1000000000;read@1:**:EIO:p=0;open:**:delay=0ms:p=1',
+        ].join(','),
+        '/m',
+      ]);
       assert.ok(cmd.kind === 'mount');
       assert.equal(cmd.options.upperTimeout, 31536000);
       assert.equal(cmd.options.lowerTimeout, 0.004);
@@ -182,23 +230,32 @@ describe('command line', function () {
         ['squash_to_gid=-1', 'option squash_to_gid=-1: expected an id from 0 to 4294967294'],
         ['uidmapping=0:0:4294967296', 'option uidmapping: range 0:0:4294967296 goes past 4294967294 on the layer side'],
         ['gidmapping=0:1:0', 'option gidmapping: range 0:1:0 has count 0'],
-        ['inject=stat:**:delay=99999999999', 'option inject: fault rule "stat:**:delay=99999999999": delay=99999999999: expected milliseconds from 0 to 3600000'],
+        [
+          'inject=stat:**:delay=99999999999',
+          'option inject: fault rule "stat:**:delay=99999999999": delay=99999999999: expected milliseconds from 0 to 3600000',
+        ],
         ['inject=stat:**:delay=3600001ms', 'option inject: fault rule "stat:**:delay=3600001ms": delay=3600001ms: expected milliseconds from 0 to 3600000'],
         ['inject=stat:**:delay=', 'option inject: fault rule "stat:**:delay=": delay=: expected milliseconds from 0 to 3600000'],
         ['inject=stat:**:EIO:count=0', 'option inject: fault rule "stat:**:EIO:count=0": count=0: expected a count from 1 to 1000000000'],
-        ['inject=stat:**:EIO:count=1000000001', 'option inject: fault rule "stat:**:EIO:count=1000000001": count=1000000001: expected a count from 1 to 1000000000'],
+        [
+          'inject=stat:**:EIO:count=1000000001',
+          'option inject: fault rule "stat:**:EIO:count=1000000001": count=1000000001: expected a count from 1 to 1000000000',
+        ],
         ['inject=stat:**:EIO:p=1.01', 'option inject: fault rule "stat:**:EIO:p=1.01": p=1.01: expected a probability from 0 to 1'],
         ['inject=stat:**:EIO:p=', 'option inject: fault rule "stat:**:EIO:p=": p=: expected a probability from 0 to 1'],
         ['inject=stat@0:**:EIO', 'option inject: fault rule "stat@0:**:EIO": layer 0: expected a lower layer number from 1 to 1'],
         ['inject=stat@2:**:EIO', 'option inject: fault rule "stat@2:**:EIO": layer 2: expected a lower layer number from 1 to 1'],
       ];
       for (const [opt, message] of cases) {
-        assert.throws(() => parseArgs(['-o', `lowerdir=/a,${opt}`, '/m']), (e: Error) => {
-          assert.ok(e instanceof UsageError, opt);
-          assert.equal(e.message, message);
-          assert.equal(e instanceof OptionValueError, !message.includes('needs a value'), `${opt}: a refused value, not a misused command line`);
-          return true;
-        });
+        assert.throws(
+          () => parseArgs(['-o', `lowerdir=/a,${opt}`, '/m']),
+          (e: Error) => {
+            assert.ok(e instanceof UsageError, opt);
+            assert.equal(e.message, message);
+            assert.equal(e instanceof OptionValueError, !message.includes('needs a value'), `${opt}: a refused value, not a misused command line`);
+            return true;
+          },
+        );
       }
     });
   });
@@ -265,7 +322,11 @@ describe('command line', function () {
       fs.writeFileSync(fstab, `demo-root ${s.mnt} fuse.ovshift ${opts},noatime 0 0\n`);
       r = await run('mount', ['-T', fstab, s.mnt]);
       assert.equal(r.code, 0, r.stderr);
-      const line = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').find((l) => l.includes(` ${s.mnt} `)) ?? '';
+      const line =
+        fs
+          .readFileSync('/proc/self/mounts', 'utf8')
+          .split('\n')
+          .find((l) => l.includes(` ${s.mnt} `)) ?? '';
       assert.match(line, /^demo-root .* fuse\.ovshift .*noatime/);
       assert.equal((await run('umount', [s.mnt])).code, 0);
     });
@@ -279,7 +340,11 @@ describe('command line', function () {
       assert.throws(() => fs.writeFileSync(join(s.mnt, 'big'), Buffer.alloc(8 * 1024 * 1024)), { code: 'ENOSPC' });
       // The daemon reaches its upper through a descriptor of a detached tmpfs.
       const fds = fs.readdirSync(`/proc/${d.pid}/fd`).filter((n) => {
-        try { return fs.readlinkSync(`/proc/${d.pid}/fd/${n}`) === '/upper'; } catch { return false; }
+        try {
+          return fs.readlinkSync(`/proc/${d.pid}/fd/${n}`) === '/upper';
+        } catch {
+          return false;
+        }
       });
       assert.equal(fds.length, 1);
       assert.equal((await run('stat', ['-f', '-L', '-c', '%T', `/proc/${d.pid}/fd/${fds[0]}`])).stdout.trim(), 'tmpfs');

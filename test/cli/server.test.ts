@@ -47,7 +47,7 @@ describe('ovshift front end and mount server', function () {
     removeControlDirs();
   });
 
-  it('returns with the mount ready, holding none of the caller\'s pipes, and serves many mounts from one server', async () => {
+  it("returns with the mount ready, holding none of the caller's pipes, and serves many mounts from one server", async () => {
     const mnts = [s.mnt, s.dir('mnt2'), s.dir('mnt3')];
     extra.push(...mnts.slice(1));
     for (const [i, mnt] of mnts.entries()) {
@@ -99,16 +99,17 @@ describe('ovshift front end and mount server', function () {
     assert.ok(await waitGone(pid, 5000), 'the daemon ends with its mount');
   });
 
-  it('resolves relative paths against the caller\'s directory and takes OVSHIFT_OPTIONS', async () => {
+  it("resolves relative paths against the caller's directory and takes OVSHIFT_OPTIONS", async () => {
     const r = await run(FRONT_END, ['-o', 'lowerdir=lower,upperdir=upper,workdir=work', 'mnt'], {
-      cwd: s.root, env: { ...process.env, OVSHIFT_OPTIONS: 'ro' },
+      cwd: s.root,
+      env: { ...process.env, OVSHIFT_OPTIONS: 'ro' },
     });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(readFileSync(join(s.mnt, 'file'), 'utf8'), 'from the lower\n');
     assert.throws(() => writeFileSync(join(s.mnt, 'new'), 'x'), /EROFS/, 'OVSHIFT_OPTIONS=ro reached the server');
   });
 
-  it('makes a private upper in the caller\'s TMPDIR, not in that of whoever started the server', async () => {
+  it("makes a private upper in the caller's TMPDIR, not in that of whoever started the server", async () => {
     await stopOvshiftServers();
     const first = s.dir('tmp-first');
     const other = s.dir('mnt2');
@@ -144,9 +145,16 @@ describe('ovshift front end and mount server', function () {
     assert.match(help.stdout, /^Usage:\n  ovshift /);
     assert.match((await run(FRONT_END, ['-V'])).stdout, /^ovshift \d+\.\d+\.\d+\n$/);
     // -o debug is found by the server, which hands the run back: the front end's process serves.
-    const fg = await run('sh', ['-c', `${FRONT_END} -o lowerdir=${s.lower},debug ${s.mnt} 2>/dev/null & pid=$!
+    const fg = await run(
+      'sh',
+      [
+        '-c',
+        `${FRONT_END} -o lowerdir=${s.lower},debug ${s.mnt} 2>/dev/null & pid=$!
       for i in $(seq 100); do grep -q " ${s.mnt} " /proc/self/mounts && break; sleep 0.05; done
-      ${FRONT_END} ctl ${s.mnt} status; kill $pid; wait $pid; echo "exit $?"`], { timeoutMs: 20000 });
+      ${FRONT_END} ctl ${s.mnt} status; kill $pid; wait $pid; echo "exit $?"`,
+      ],
+      { timeoutMs: 20000 },
+    );
     assert.match(fg.stdout, /^nodes \d+$/m, fg.stderr);
     assert.match(fg.stdout, /^exit 0$/m, 'the foreground process ended the mount on SIGTERM');
     assert.equal(await mounted(s.mnt), false);
@@ -241,21 +249,24 @@ describe('ovshift front end and mount server', function () {
       if (user) rmSync(join(process.env.XDG_RUNTIME_DIR || '/tmp', `ovshift-${user.uid}`), { recursive: true, force: true });
     });
 
-    it('runs a server of the user\'s own in a private directory; the mount is nosuid and the user\'s', async () => {
+    it("runs a server of the user's own in a private directory; the mount is nosuid and the user's", async () => {
       chmodSync(s.root, 0o755);
       chownSync(s.mnt, user!.uid, user!.gid);
       const front = reachableFrontEnd();
       const r = await user!.sh(`${front} -o lowerdir=${s.lower},ro ${s.mnt} && cat ${s.mnt}/file`);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, 'from the lower\n');
-      const info = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.includes(` ${s.mnt} `)) ?? '';
+      const info =
+        readFileSync('/proc/self/mountinfo', 'utf8')
+          .split('\n')
+          .find((l) => l.includes(` ${s.mnt} `)) ?? '';
       assert.match(info, /nosuid/);
       assert.match(info, new RegExp(`user_id=${user!.uid}`));
       const dir = join(process.env.XDG_RUNTIME_DIR || '/tmp', `ovshift-${user!.uid}`);
       const st = statSync(dir);
       assert.deepEqual([st.uid, st.mode & 0o777], [user!.uid, 0o700]);
       const mine = runningServers([dir]);
-      assert.equal(mine.length, 1, 'the user\'s own server');
+      assert.equal(mine.length, 1, "the user's own server");
       assert.equal(Number(readFileSync(`/proc/${mine[0]!.pid}/status`, 'utf8').match(/^Uid:\s+(\d+)/m)![1]), user!.uid, 'running as the user');
       assert.equal((await user!.sh(`fusermount3 -u ${s.mnt}`)).code, 0);
     });

@@ -24,10 +24,7 @@ interface Inode {
   content: Buffer;
 }
 
-type Entry =
-  | { kind: 'd'; mode: number; uid: number; gid: number }
-  | { kind: 'f'; inode: Inode }
-  | { kind: 'l'; target: string; uid: number; gid: number };
+type Entry = { kind: 'd'; mode: number; uid: number; gid: number } | { kind: 'f'; inode: Inode } | { kind: 'l'; target: string; uid: number; gid: number };
 
 function parent(path: string): string {
   return path.slice(0, path.lastIndexOf('/')) || '/';
@@ -168,16 +165,25 @@ export class Model {
   manifest(): string[] {
     const groups = new Map<Inode, string[]>();
     for (const [p, e] of this.entries) if (e.kind === 'f') groups.set(e.inode, [...(groups.get(e.inode) ?? []), p]);
-    return this.paths().filter((p) => !excluded(p)).map((p) => {
-      const e = this.entries.get(p)!;
-      if (e.kind === 'd') return manifestLine({ path: p, kind: 'd', mode: e.mode, uid: e.uid, gid: e.gid });
-      if (e.kind === 'l') return manifestLine({ path: p, kind: 'l', mode: 0o777, uid: e.uid, gid: e.gid, target: e.target });
-      const names = groups.get(e.inode)!.sort();
-      return manifestLine({
-        path: p, kind: 'f', mode: e.inode.mode, uid: e.inode.uid, gid: e.inode.gid, size: e.inode.content.length,
-        sha256: sha256(e.inode.content), nlink: names.length, first: names[0]!,
+    return this.paths()
+      .filter((p) => !excluded(p))
+      .map((p) => {
+        const e = this.entries.get(p)!;
+        if (e.kind === 'd') return manifestLine({ path: p, kind: 'd', mode: e.mode, uid: e.uid, gid: e.gid });
+        if (e.kind === 'l') return manifestLine({ path: p, kind: 'l', mode: 0o777, uid: e.uid, gid: e.gid, target: e.target });
+        const names = groups.get(e.inode)!.sort();
+        return manifestLine({
+          path: p,
+          kind: 'f',
+          mode: e.inode.mode,
+          uid: e.inode.uid,
+          gid: e.inode.gid,
+          size: e.inode.content.length,
+          sha256: sha256(e.inode.content),
+          nlink: names.length,
+          first: names[0]!,
+        });
       });
-    });
   }
 
   /** Writes this tree under `dir` as root, with every owner and mode (the base of an image). */
@@ -283,7 +289,12 @@ export function parseManifest(output: string): string[] {
     const kind = type === 0o040000 ? 'd' : type === 0o100000 ? 'f' : type === 0o120000 ? 'l' : undefined;
     if (!kind) throw new Error(`manifest: ${path} has file type 0${type.toString(8)}`);
     entries.push({
-      path, kind, mode: raw & 0o7777, uid: Number(uid), gid: Number(gid), ino,
+      path,
+      kind,
+      mode: raw & 0o7777,
+      uid: Number(uid),
+      gid: Number(gid),
+      ino,
       ...(kind === 'f' ? { size: Number(size), sha256: sha.get(path) ?? '(unread)', nlink: Number(nlink) } : {}),
       ...(kind === 'l' ? { target: target.get(path) ?? '(unread)' } : {}),
     });
@@ -343,7 +354,10 @@ export async function baseModel(): Promise<Model> {
   for (const d of ['/proc', '/sys', '/dev', '/run']) m.mkdir(d);
   m.mkdir('/tmp', 0o1777).mkdir('/root', 0o700).mkdir('/home').mkdir('/home/user', 0o750, USER_UID, USER_UID);
   m.mkdir('/etc')
-    .file('/etc/passwd', 'root:x:0:0:root:/root:/bin/sh\ndaemon:x:2:3:daemon:/:/bin/false\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n')
+    .file(
+      '/etc/passwd',
+      'root:x:0:0:root:/root:/bin/sh\ndaemon:x:2:3:daemon:/:/bin/false\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n',
+    )
     .file('/etc/group', 'root:x:0:\nsys:x:3:\nstaff:x:50:\nuser:x:1000:\nnogroup:x:65534:\n')
     // busybox runs `id` with the euid of a setuid busybox only when its config says so; it
     // reads the config only when root owns it and nobody else can write it.
@@ -365,7 +379,9 @@ export async function baseModel(): Promise<Model> {
     .symlink('/data/sym', 'chmod-me')
     .symlink('/data/abs-sym', '/data/keep-a', USER_UID, USER_UID);
   m.mkdir('/tree')
-    .mkdir('/tree/a').mkdir('/tree/a/b').mkdir('/tree/a/b/c')
+    .mkdir('/tree/a')
+    .mkdir('/tree/a/b')
+    .mkdir('/tree/a/b/c')
     .file('/tree/a/b/c/deep-file', 'deep\n')
     .mkdir('/tree/move-me', 0o750, USER_UID, USER_UID)
     .file('/tree/move-me/file', 'moving file\n', 0o600, USER_UID, USER_UID)
@@ -396,7 +412,8 @@ export const BUILD_STEPS: Step[] = [
   {
     // delete, rename, chmod and chown files of the lower layers
     sh: 'rm /data/remove-me && mv /data/rename-me /data/renamed && chmod 0751 /data/chmod-me && chown 1000:1000 /data/chown-me',
-    apply: (m) => void m.remove('/data/remove-me').rename('/data/rename-me', '/data/renamed').chmod('/data/chmod-me', 0o751).chown('/data/chown-me', 1000, 1000),
+    apply: (m) =>
+      void m.remove('/data/remove-me').rename('/data/rename-me', '/data/renamed').chmod('/data/chmod-me', 0o751).chown('/data/chown-me', 1000, 1000),
   },
   {
     // rename a lower directory; make an opaque directory
@@ -415,17 +432,28 @@ export const BUILD_STEPS: Step[] = [
   {
     // change what earlier layers of this build made or moved
     sh: 'chown -R 1000:1000 /tree/moved && rm /tree/moved/sub/gone && echo appended >> /data/renamed && touch /tree/moved/sub/new && mkdir /tree/opaque/newdir',
-    apply: (m) => void m.chown('/tree/moved', 1000, 1000, true).remove('/tree/moved/sub/gone').append('/data/renamed', 'appended\n')
-      .touch('/tree/moved/sub/new').mkdir('/tree/opaque/newdir'),
+    apply: (m) =>
+      void m
+        .chown('/tree/moved', 1000, 1000, true)
+        .remove('/tree/moved/sub/gone')
+        .append('/data/renamed', 'appended\n')
+        .touch('/tree/moved/sub/new')
+        .mkdir('/tree/opaque/newdir'),
   },
 ];
 
 /** What a container changes before it is committed. */
 export const CONTAINER_STEP: Step = {
-  sh: 'echo new > /data/new && chmod 0604 /data/new && chown 2:2 /data/new && rm /data/keep-a && ln /data/link-src2 /data/link2'
-    + ' && mv /tree/keep /tree/kept && chmod 0700 /tree/deep',
-  apply: (m) => void m.file('/data/new', 'new\n', 0o604, 2, 2).remove('/data/keep-a').link('/data/link-src2', '/data/link2')
-    .rename('/tree/keep', '/tree/kept').chmod('/tree/deep', 0o700),
+  sh:
+    'echo new > /data/new && chmod 0604 /data/new && chown 2:2 /data/new && rm /data/keep-a && ln /data/link-src2 /data/link2' +
+    ' && mv /tree/keep /tree/kept && chmod 0700 /tree/deep',
+  apply: (m) =>
+    void m
+      .file('/data/new', 'new\n', 0o604, 2, 2)
+      .remove('/data/keep-a')
+      .link('/data/link-src2', '/data/link2')
+      .rename('/tree/keep', '/tree/kept')
+      .chmod('/tree/deep', 0o700),
 };
 
 /** The Containerfile of the multi-layer build on `base`. */

@@ -82,34 +82,40 @@ export class PodmanRig {
     // be shifted twice (everything 65534). Its cached probe result turns that off.
     this.dir('p/run/overlay');
     this.file('p/run/overlay/idmapped-lower-dir-false', '');
-    this.file('p/conf/storage.conf', [
-      '[storage]',
-      'driver = "overlay"',
-      `graphroot = ${toml(this.graphroot)}`,
-      `runroot = ${toml(this.runroot)}`,
-      '[storage.options.overlay]',
-      `mount_program = ${toml(opts.mountProgram)}`,
-      '',
-    ].join('\n'));
-    this.file('p/conf/containers.conf', [
-      '[containers]',
-      'netns = "none"',
-      `default_ulimits = [${ULIMITS.map(toml).join(', ')}]`,
-      '[engine]',
-      // crun 1.8 refuses the hybrid cgroup layout of this kernel; runc does not.
-      'runtime = "runc"',
-      'cgroup_manager = "cgroupfs"',
-      'events_logger = "file"',
-      `events_logfile_path = ${toml(join(tmp, 'events.log'))}`,
-      'lock_type = "file"',
-      `tmp_dir = ${toml(join(tmp, 'libpod'))}`,
-      `static_dir = ${toml(join(this.graphroot, 'libpod'))}`,
-      `volume_path = ${toml(join(this.graphroot, 'volumes'))}`,
-      `image_copy_tmp_dir = ${toml(tmp)}`,
-      '[network]',
-      `network_config_dir = ${toml(net)}`,
-      '',
-    ].join('\n'));
+    this.file(
+      'p/conf/storage.conf',
+      [
+        '[storage]',
+        'driver = "overlay"',
+        `graphroot = ${toml(this.graphroot)}`,
+        `runroot = ${toml(this.runroot)}`,
+        '[storage.options.overlay]',
+        `mount_program = ${toml(opts.mountProgram)}`,
+        '',
+      ].join('\n'),
+    );
+    this.file(
+      'p/conf/containers.conf',
+      [
+        '[containers]',
+        'netns = "none"',
+        `default_ulimits = [${ULIMITS.map(toml).join(', ')}]`,
+        '[engine]',
+        // crun 1.8 refuses the hybrid cgroup layout of this kernel; runc does not.
+        'runtime = "runc"',
+        'cgroup_manager = "cgroupfs"',
+        'events_logger = "file"',
+        `events_logfile_path = ${toml(join(tmp, 'events.log'))}`,
+        'lock_type = "file"',
+        `tmp_dir = ${toml(join(tmp, 'libpod'))}`,
+        `static_dir = ${toml(join(this.graphroot, 'libpod'))}`,
+        `volume_path = ${toml(join(this.graphroot, 'volumes'))}`,
+        `image_copy_tmp_dir = ${toml(tmp)}`,
+        '[network]',
+        `network_config_dir = ${toml(net)}`,
+        '',
+      ].join('\n'),
+    );
     this.file('p/conf/registries.conf', 'unqualified-search-registries = []\n');
     this.env = {
       PATH,
@@ -152,12 +158,25 @@ export class PodmanRig {
    */
   podman(args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
     const timeoutMs = opts.timeoutMs ?? 60000;
-    const all = ['--root', this.graphroot, '--runroot', this.runroot, '--storage-driver', 'overlay',
-      '--storage-opt', `overlay.mount_program=${this.opts.mountProgram}`, ...args];
+    const all = [
+      '--root',
+      this.graphroot,
+      '--runroot',
+      this.runroot,
+      '--storage-driver',
+      'overlay',
+      '--storage-opt',
+      `overlay.mount_program=${this.opts.mountProgram}`,
+      ...args,
+    ];
     const u = this.opts.user;
     if (!u) return run('podman', all, { env: this.env, cwd: this.top, timeoutMs, input: opts.input });
-    return run('setpriv', [`--reuid=${u.uid}`, `--regid=${u.gid}`, '--clear-groups', '--', 'podman', ...all],
-      { env: this.env, cwd: this.top, timeoutMs, input: opts.input });
+    return run('setpriv', [`--reuid=${u.uid}`, `--regid=${u.gid}`, '--clear-groups', '--', 'podman', ...all], {
+      env: this.env,
+      cwd: this.top,
+      timeoutMs,
+      input: opts.input,
+    });
   }
 
   /** `podman ARGS`, insisting on exit status 0; returns stdout. */
@@ -169,7 +188,9 @@ export class PodmanRig {
 
   /** Mounts of the rig's storage that are still there (in this mount namespace). */
   mounts(): string[] {
-    return readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.includes(this.root));
+    return readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(this.root));
   }
 
   /**
@@ -189,9 +210,7 @@ export class PodmanRig {
         if (/^State:\s+Z/m.test(status)) continue;
         const u = this.opts.user;
         const s = this.opts.subids;
-        const mine = u
-          ? ruid === u.uid || (s !== undefined && ruid >= s.start && ruid < s.start + s.count)
-          : cmd.includes(this.root);
+        const mine = u ? ruid === u.uid || (s !== undefined && ruid >= s.start && ruid < s.start + s.count) : cmd.includes(this.root);
         if (mine) found.push({ pid: Number(name), cmd });
       } catch {
         // gone meanwhile

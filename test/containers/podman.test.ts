@@ -23,12 +23,18 @@ import { FRONT_END, stopOvshiftServers } from '../helpers/ovshift-server';
 import { reachableFrontEnd, reachableOvshift } from '../helpers/reachable';
 import { createUser, removeUser, type TestUser } from '../helpers/users';
 import {
-  BUILD_STEPS, CONTAINER_STEP, MANIFEST_SCRIPT, USER_UID, baseModel, containerfile, diffManifests, parseManifest,
-  writeBaseTarball, type Model,
+  BUILD_STEPS,
+  CONTAINER_STEP,
+  MANIFEST_SCRIPT,
+  USER_UID,
+  baseModel,
+  containerfile,
+  diffManifests,
+  parseManifest,
+  writeBaseTarball,
+  type Model,
 } from './image';
-import {
-  PodmanRig, ROOT_PREFIX, addSubids, existingMachinePaths, freeSubidStart, removeMachineLeftovers, removeSubids,
-} from './podman-rig';
+import { PodmanRig, ROOT_PREFIX, addSubids, existingMachinePaths, freeSubidStart, removeMachineLeftovers, removeSubids } from './podman-rig';
 
 const FUSE_OVERLAYFS = '/usr/bin/fuse-overlayfs';
 
@@ -131,8 +137,10 @@ function checkView(kind: Kind, program: Program, flow: Flow, expected: Model, ou
     console.log(`        (fuse-overlayfs, ${kind}, ${flow}: known defects seen:\n          ${all.filter((l) => !diff.includes(l)).join('\n          ')})`);
   }
   if (diff.length) {
-    assert.fail(`${program} (${kind}, ${flow}): the container's view differs from the expected manifest `
-      + `(- expected, + seen), ${diff.length} lines:\n${diff.slice(0, 80).join('\n')}`);
+    assert.fail(
+      `${program} (${kind}, ${flow}): the container's view differs from the expected manifest ` +
+        `(- expected, + seen), ${diff.length} lines:\n${diff.slice(0, 80).join('\n')}`,
+    );
   }
 }
 
@@ -203,8 +211,10 @@ describe('containers: podman with an ovshift mount_program', function () {
       it('imports the base tarball and builds five layers on it', async function () {
         this.timeout(300000);
         await rig!.ok(['import', tarball, BASE], { timeoutMs: 120000 });
-        await rig!.ok(['build', '--pull=never', '--network=none', '--layers', '-t', BUILT, '-f', join(shared, 'context', 'Containerfile'),
-          join(shared, 'context')], { timeoutMs: 240000 });
+        await rig!.ok(
+          ['build', '--pull=never', '--network=none', '--layers', '-t', BUILT, '-f', join(shared, 'context', 'Containerfile'), join(shared, 'context')],
+          { timeoutMs: 240000 },
+        );
         const history = await rig!.ok(['history', '--format', '{{.CreatedBy}}', BUILT]);
         assert.equal(history.split('\n').filter((l) => l.includes('/bin/sh -c') && !l.includes('#(nop)')).length, BUILD_STEPS.length, history);
         builtOk = undefined;
@@ -229,7 +239,13 @@ describe('containers: podman with an ovshift mount_program', function () {
       it('commit: the committed image shows what the container changed', async () => {
         needs(changedOk);
         await rig!.ok(['commit', 'changed', COMMITTED], { timeoutMs: 120000 });
-        checkView(kind, program, 'committed image', atRun(committedThroughMountProgram(changed)), await inContainer(rig!, COMMITTED, MANIFEST_SCRIPT, ['--rm']));
+        checkView(
+          kind,
+          program,
+          'committed image',
+          atRun(committedThroughMountProgram(changed)),
+          await inContainer(rig!, COMMITTED, MANIFEST_SCRIPT, ['--rm']),
+        );
       });
 
       it('run --uidmap 0:100000:65536: the same view through a shifted mount', async () => {
@@ -249,11 +265,11 @@ describe('containers: podman with an ovshift mount_program', function () {
       }
 
       if (kind === 'rootless') {
-        it('run --userns=keep-id: the same view, run as the user\'s own uid', async () => {
+        it("run --userns=keep-id: the same view, run as the user's own uid", async () => {
           needs(builtOk);
           const user = who()!;
           const ids = await inContainer(rig!, BUILT, 'grep ^Uid: /proc/self/status', ['--rm', '--userns=keep-id']);
-          assert.match(ids, new RegExp(`^Uid:\\s+${user.uid}\\s`), 'the container runs as the user\'s uid');
+          assert.match(ids, new RegExp(`^Uid:\\s+${user.uid}\\s`), "the container runs as the user's uid");
           // The manifest as the container's root, who can read every file.
           const view = await inContainer(rig!, BUILT, MANIFEST_SCRIPT, ['--rm', '--userns=keep-id', '--user', '0:0']);
           checkView(kind, program, '--userns=keep-id', keepId(atRun(built), user), view);
@@ -264,7 +280,8 @@ describe('containers: podman with an ovshift mount_program', function () {
 
   /** podman --userns=keep-id adds the user to the container's /etc/passwd and /etc/group. */
   function keepId(model: Model, user: TestUser): Model {
-    return model.clone()
+    return model
+      .clone()
       .append('/etc/passwd', `${user.name}:*:${user.uid}:${user.gid}::/:/bin/sh\n`)
       .append('/etc/group', `${user.name}:x:${user.gid}:${user.name}\n`);
   }
@@ -292,8 +309,18 @@ describe('containers: podman with an ovshift mount_program', function () {
   }
 
   describe('root', () => {
-    flows('root', 'fuse-overlayfs', () => undefined, () => undefined);
-    flows('root', 'ovshift', () => undefined, () => undefined);
+    flows(
+      'root',
+      'fuse-overlayfs',
+      () => undefined,
+      () => undefined,
+    );
+    flows(
+      'root',
+      'ovshift',
+      () => undefined,
+      () => undefined,
+    );
     describe('both', () => compare('root'));
   });
 
@@ -318,17 +345,28 @@ describe('containers: podman with an ovshift mount_program', function () {
       }
     });
 
-    flows('rootless', 'fuse-overlayfs', () => user, () => subids);
-    flows('rootless', 'ovshift', () => user, () => subids);
+    flows(
+      'rootless',
+      'fuse-overlayfs',
+      () => user,
+      () => subids,
+    );
+    flows(
+      'rootless',
+      'ovshift',
+      () => user,
+      () => subids,
+    );
     describe('both', () => compare('rootless'));
   });
 
   describe('afterwards', () => {
-    it('leaves no mounts, no processes and nothing of podman\'s outside its temporary directories', () => {
-      const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((l) => l.includes(`/${ROOT_PREFIX}`));
+    it("leaves no mounts, no processes and nothing of podman's outside its temporary directories", () => {
+      const mounts = readFileSync('/proc/self/mounts', 'utf8')
+        .split('\n')
+        .filter((l) => l.includes(`/${ROOT_PREFIX}`));
       const unexpected = machineBefore ? removeMachineLeftovers(machineBefore).map((p) => `created ${p}`) : [];
       assert.deepEqual([...mounts.map((m) => `still mounted: ${m}`), ...unexpected, ...cleanupProblems], []);
     });
   });
 });
-

@@ -1,9 +1,27 @@
 import assert from 'assert/strict';
 import { InitFlag, Op, OFFSET_MAX } from '../../src/fuse/abi';
 import {
-  DirentList, DirentPlusList, ReplySize, encodeAttrOut, encodeEntry, encodeInit, encodeLock, encodeOpen,
-  encodeStatfs, encodeStatxOut, message, negativeEntry, notifyDelete, notifyInvalEntry, notifyInvalInode,
-  notifyPollWakeup, notifyPrune, notifyRetrieve, notifyStore, type Attr, type EntryOut,
+  DirentList,
+  DirentPlusList,
+  ReplySize,
+  encodeAttrOut,
+  encodeEntry,
+  encodeInit,
+  encodeLock,
+  encodeOpen,
+  encodeStatfs,
+  encodeStatxOut,
+  message,
+  negativeEntry,
+  notifyDelete,
+  notifyInvalEntry,
+  notifyInvalInode,
+  notifyPollWakeup,
+  notifyPrune,
+  notifyRetrieve,
+  notifyStore,
+  type Attr,
+  type EntryOut,
 } from '../../src/fuse/replies';
 import { decodeRequest, MalformedMessage, UnknownOpcode, type DecodeContext, type Request } from '../../src/fuse/requests';
 import * as K from './kernel-structs';
@@ -50,7 +68,10 @@ describe('FUSE request decoding against the kernel layouts', function () {
     const items = [K.pack(K.fuse_forget_one, { nodeid: 10, nlookup: 1 }), K.pack(K.fuse_forget_one, { nodeid: 2 ** 40, nlookup: 3 })];
     const b = req(Op.BATCH_FORGET, [K.pack(K.fuse_batch_forget_in, { count: 2 }), ...items]);
     assert.ok(b.op === Op.BATCH_FORGET);
-    assert.deepEqual(b.forgets, [{ nodeid: 10, nlookup: 1 }, { nodeid: 2 ** 40, nlookup: 3 }]);
+    assert.deepEqual(b.forgets, [
+      { nodeid: 10, nlookup: 1 },
+      { nodeid: 2 ** 40, nlookup: 3 },
+    ]);
   });
 
   it('refuses a BATCH_FORGET whose count overruns the message', () => {
@@ -70,8 +91,19 @@ describe('FUSE request decoding against the kernel layouts', function () {
 
   it('decodes SETATTR with every field, negative times included', () => {
     const body = K.pack(K.fuse_setattr_in, {
-      valid: 0xfff, fh: 12, size: 0x1_2345_6789n, lock_owner: 0xdeadbeefcafef00dn, atime: -5, mtime: 1_700_000_000,
-      ctime: 3, atimensec: 999_999_999, mtimensec: 1, ctimensec: 2, mode: 0o104755, uid: 1234, gid: 5678,
+      valid: 0xfff,
+      fh: 12,
+      size: 0x1_2345_6789n,
+      lock_owner: 0xdeadbeefcafef00dn,
+      atime: -5,
+      mtime: 1_700_000_000,
+      ctime: 3,
+      atimensec: 999_999_999,
+      mtimensec: 1,
+      ctimensec: 2,
+      mode: 0o104755,
+      uid: 1234,
+      gid: 5678,
     });
     const r = req(Op.SETATTR, [body]);
     assert.ok(r.op === Op.SETATTR);
@@ -169,8 +201,7 @@ describe('FUSE request decoding against the kernel layouts', function () {
     const ext = req(Op.SETXATTR, [K.pack(K.fuse_setxattr_in, { size: 4, flags: 1, setxattr_flags: 1 }), K.cstr('user.k'), value]);
     assert.ok(ext.op === Op.SETXATTR);
     assert.deepEqual([ext.flags, ext.setxattrFlags, ext.name.toString(), [...ext.value]], [1, 1, 'user.k', [1, 2, 0, 3]]);
-    const compat = req(Op.SETXATTR, [K.pack(K.fuse_setxattr_in_compat, { size: 4, flags: 2 }), K.cstr('user.k'), value],
-      { minor: 45, setxattrExt: false });
+    const compat = req(Op.SETXATTR, [K.pack(K.fuse_setxattr_in_compat, { size: 4, flags: 2 }), K.cstr('user.k'), value], { minor: 45, setxattrExt: false });
     assert.ok(compat.op === Op.SETXATTR);
     assert.deepEqual([compat.flags, compat.setxattrFlags, [...compat.value]], [2, 0, [1, 2, 0, 3]]);
   });
@@ -198,7 +229,13 @@ describe('FUSE request decoding against the kernel layouts', function () {
   it('decodes GETLK, SETLK, SETLKW with 64-bit ranges and owners', () => {
     for (const op of [Op.GETLK, Op.SETLK, Op.SETLKW]) {
       const body = K.pack(K.fuse_lk_in, {
-        fh: 3, owner: 0x8000_0000_0000_0001n, 'lk.start': 10n, 'lk.end': OFFSET_MAX, 'lk.type': 1, 'lk.pid': 555, lk_flags: 1,
+        fh: 3,
+        owner: 0x8000_0000_0000_0001n,
+        'lk.start': 10n,
+        'lk.end': OFFSET_MAX,
+        'lk.type': 1,
+        'lk.pid': 555,
+        lk_flags: 1,
       });
       const r = req(op, [body]);
       assert.ok(r.op === Op.GETLK || r.op === Op.SETLK || r.op === Op.SETLKW);
@@ -222,7 +259,10 @@ describe('FUSE request decoding against the kernel layouts', function () {
   });
 
   it('decodes IOCTL with its input data', () => {
-    const r = req(Op.IOCTL, [K.pack(K.fuse_ioctl_in, { fh: 2, flags: 16, cmd: 0x80086601, arg: 0x7ffc0000n, in_size: 3, out_size: 8 }), Buffer.from([9, 8, 7])]);
+    const r = req(Op.IOCTL, [
+      K.pack(K.fuse_ioctl_in, { fh: 2, flags: 16, cmd: 0x80086601, arg: 0x7ffc0000n, in_size: 3, out_size: 8 }),
+      Buffer.from([9, 8, 7]),
+    ]);
     assert.ok(r.op === Op.IOCTL);
     assert.deepEqual([r.fh, r.flags, r.cmd, r.arg, r.inSize, r.outSize, [...r.data]], [2, 16, 0x80086601, 0x7ffc0000n, 3, 8, [9, 8, 7]]);
   });
@@ -266,8 +306,19 @@ describe('FUSE request decoding against the kernel layouts', function () {
 });
 
 const attr: Attr = {
-  ino: 2 ** 40 + 1, size: 2 ** 35, blocks: 8, atime: { sec: -1, nsec: 5 }, mtime: { sec: 1_700_000_000, nsec: 6 },
-  ctime: { sec: 3, nsec: 7 }, mode: 0o100644, nlink: 2, uid: 100000, gid: 100001, rdev: 0x0801, blksize: 4096, flags: 0,
+  ino: 2 ** 40 + 1,
+  size: 2 ** 35,
+  blocks: 8,
+  atime: { sec: -1, nsec: 5 },
+  mtime: { sec: 1_700_000_000, nsec: 6 },
+  ctime: { sec: 3, nsec: 7 },
+  mode: 0o100644,
+  nlink: 2,
+  uid: 100000,
+  gid: 100001,
+  rdev: 0x0801,
+  blksize: 4096,
+  flags: 0,
 };
 
 function body(buf: Buffer): Buffer {
@@ -305,8 +356,10 @@ describe('FUSE reply encoding against the kernel layouts', function () {
     const m = message(2, 0, ReplySize.entry, (w) => encodeEntry(w, e));
     const got = K.unpack(K.fuse_entry_out, body(m));
     assert.equal(K.sizeOf(K.fuse_entry_out), ReplySize.entry);
-    assert.deepEqual([got.nodeid, got.generation, got.entry_valid, got.entry_valid_nsec, got.attr_valid, got.attr_valid_nsec],
-      [42n, 3n, 1n, 500_000_000, 0n, 250_000_000]);
+    assert.deepEqual(
+      [got.nodeid, got.generation, got.entry_valid, got.entry_valid_nsec, got.attr_valid, got.attr_valid_nsec],
+      [42n, 3n, 1n, 500_000_000, 0n, 250_000_000],
+    );
     checkAttr(got);
     const neg = K.unpack(K.fuse_entry_out, body(message(4, 0, ReplySize.entry, (w) => encodeEntry(w, negativeEntry(10)))));
     assert.deepEqual([neg.nodeid, neg.entry_valid], [0n, 10n]);
@@ -321,43 +374,109 @@ describe('FUSE reply encoding against the kernel layouts', function () {
   });
 
   it('encodes fuse_kstatfs and fuse_file_lock', () => {
-    const s = K.unpack(K.fuse_kstatfs, body(message(2, 0, ReplySize.statfs, (w) => encodeStatfs(w, {
-      blocks: 2 ** 36, bfree: 10, bavail: 9, files: 8, ffree: 7, bsize: 4096, namelen: 255, frsize: 512,
-    }))));
-    assert.deepEqual([s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize],
-      [2n ** 36n, 10n, 9n, 8n, 7n, 4096, 255, 512]);
+    const s = K.unpack(
+      K.fuse_kstatfs,
+      body(
+        message(2, 0, ReplySize.statfs, (w) =>
+          encodeStatfs(w, {
+            blocks: 2 ** 36,
+            bfree: 10,
+            bavail: 9,
+            files: 8,
+            ffree: 7,
+            bsize: 4096,
+            namelen: 255,
+            frsize: 512,
+          }),
+        ),
+      ),
+    );
+    assert.deepEqual([s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize], [2n ** 36n, 10n, 9n, 8n, 7n, 4096, 255, 512]);
     const l = K.unpack(K.fuse_file_lock, body(message(2, 0, ReplySize.lock, (w) => encodeLock(w, { start: 5n, end: OFFSET_MAX, type: 1, pid: 99 }))));
     assert.deepEqual(l, { start: 5n, end: OFFSET_MAX, type: 1, pid: 99 });
   });
 
   it('encodes fuse_init_out with flags split into flags and flags2', () => {
     const flags = InitFlag.ASYNC_READ | InitFlag.MAX_PAGES | InitFlag.INIT_EXT | InitFlag.PASSTHROUGH;
-    const m = message(2, 0, ReplySize.init, (w) => encodeInit(w, {
-      major: 7, minor: 45, maxReadahead: 131072, flags, maxBackground: 64, congestionThreshold: 48, maxWrite: 1 << 20,
-      timeGran: 1, maxPages: 256, mapAlignment: 0, maxStackDepth: 1, requestTimeout: 0,
-    }));
+    const m = message(2, 0, ReplySize.init, (w) =>
+      encodeInit(w, {
+        major: 7,
+        minor: 45,
+        maxReadahead: 131072,
+        flags,
+        maxBackground: 64,
+        congestionThreshold: 48,
+        maxWrite: 1 << 20,
+        timeGran: 1,
+        maxPages: 256,
+        mapAlignment: 0,
+        maxStackDepth: 1,
+        requestTimeout: 0,
+      }),
+    );
     assert.equal(K.sizeOf(K.fuse_init_out), ReplySize.init);
     const got = K.unpack(K.fuse_init_out, body(m));
     assert.deepEqual(
-      [got.major, got.minor, got.max_readahead, got.flags, got.flags2, got.max_background, got.congestion_threshold,
-        got.max_write, got.time_gran, got.max_pages, got.max_stack_depth, got.request_timeout],
+      [
+        got.major,
+        got.minor,
+        got.max_readahead,
+        got.flags,
+        got.flags2,
+        got.max_background,
+        got.congestion_threshold,
+        got.max_write,
+        got.time_gran,
+        got.max_pages,
+        got.max_stack_depth,
+        got.request_timeout,
+      ],
       [7, 45, 131072, Number(flags & 0xffffffffn), 1 << 5, 64, 48, 1 << 20, 1, 256, 1, 0],
     );
   });
 
   it('encodes fuse_statx_out', () => {
-    const m = message(2, 0, ReplySize.statx, (w) => encodeStatxOut(w, {
-      attrTimeout: 0, flags: 0, stat: {
-        mask: 0xfff, blksize: 4096, attributes: 0x20n, nlink: 3, uid: 1, gid: 2, mode: 0o40755, ino: 12345, size: 4096,
-        blocks: 8, attributesMask: 0x20n, atime: { sec: 1, nsec: 2 }, btime: { sec: -3, nsec: 4 }, ctime: { sec: 5, nsec: 6 },
-        mtime: { sec: 7, nsec: 8 }, rdevMajor: 0, rdevMinor: 0, devMajor: 0, devMinor: 50,
-      },
-    }));
+    const m = message(2, 0, ReplySize.statx, (w) =>
+      encodeStatxOut(w, {
+        attrTimeout: 0,
+        flags: 0,
+        stat: {
+          mask: 0xfff,
+          blksize: 4096,
+          attributes: 0x20n,
+          nlink: 3,
+          uid: 1,
+          gid: 2,
+          mode: 0o40755,
+          ino: 12345,
+          size: 4096,
+          blocks: 8,
+          attributesMask: 0x20n,
+          atime: { sec: 1, nsec: 2 },
+          btime: { sec: -3, nsec: 4 },
+          ctime: { sec: 5, nsec: 6 },
+          mtime: { sec: 7, nsec: 8 },
+          rdevMajor: 0,
+          rdevMinor: 0,
+          devMajor: 0,
+          devMinor: 50,
+        },
+      }),
+    );
     assert.equal(K.sizeOf(K.fuse_statx_out), ReplySize.statx);
     const got = K.unpack(K.fuse_statx_out, body(m));
     assert.deepEqual(
-      [got['stat.mask'], got['stat.attributes'], got['stat.nlink'], got['stat.mode'], got['stat.ino'], got['stat.btime.tv_sec'],
-        got['stat.btime.tv_nsec'], got['stat.mtime.tv_sec'], got['stat.dev_minor']],
+      [
+        got['stat.mask'],
+        got['stat.attributes'],
+        got['stat.nlink'],
+        got['stat.mode'],
+        got['stat.ino'],
+        got['stat.btime.tv_sec'],
+        got['stat.btime.tv_nsec'],
+        got['stat.mtime.tv_sec'],
+        got['stat.dev_minor'],
+      ],
       [0xfff, 0x20n, 3, 0o40755, 12345n, -3n, 4, 7n, 50],
     );
   });

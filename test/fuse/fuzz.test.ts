@@ -119,6 +119,9 @@ describe('FUSE decoder and session under malformed input', function () {
     session.handleMessage(K.kernelRequest(4242, { unique: 12, nodeid: 1 }, []));
     session.handleMessage(Buffer.alloc(IN_HEADER_SIZE - 1));
     await new Promise((r) => setImmediate(r));
-    assert.deepEqual(replies, [{ unique: 10n, error: -22 }, { unique: 12n, error: -38 }]);
+    assert.deepEqual(replies, [
+      { unique: 10n, error: -22 },
+      { unique: 12n, error: -38 },
+    ]);
   });
 });

@@ -6,14 +6,26 @@ import { constants as K } from 'fs';
 import { Fattr, ROOT_ID } from '../../src/fuse/abi';
 import { FuseError } from '../../src/fuse/errors';
 import type { FuseHandler, RequestControl } from '../../src/fuse/handler';
-import type {
-  Attr, AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, LockOut, OpenOut, StatfsOut,
-} from '../../src/fuse/replies';
+import type { Attr, AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, LockOut, OpenOut, StatfsOut } from '../../src/fuse/replies';
 import { direntType } from '../../src/fuse/replies';
 import type {
-  CreateRequest, GetxattrRequest, LinkRequest, ListxattrRequest, LockRequest, LookupRequest, MkdirRequest,
-  MknodRequest, OpenRequest, ReadRequest, RemovexattrRequest, RenameRequest, RequestHeader, SetattrRequest,
-  SetxattrRequest, SymlinkRequest, WriteRequest,
+  CreateRequest,
+  GetxattrRequest,
+  LinkRequest,
+  ListxattrRequest,
+  LockRequest,
+  LookupRequest,
+  MkdirRequest,
+  MknodRequest,
+  OpenRequest,
+  ReadRequest,
+  RemovexattrRequest,
+  RenameRequest,
+  RequestHeader,
+  SetattrRequest,
+  SetxattrRequest,
+  SymlinkRequest,
+  WriteRequest,
 } from '../../src/fuse/requests';
 
 interface MemNode {

@@ -53,7 +53,10 @@ describe('FUSE session through the real kernel (in-memory filesystem)', function
     assert.equal(back.length, 3 * 1024 * 1024);
     assert.ok(back.every((b) => b === 7));
     const ents = await fsp.readdir(m.dir, { withFileTypes: true });
-    assert.deepEqual(ents.map((e) => [e.name, e.isFile()]).sort(), [['hello.txt', true], ['new.bin', true]]);
+    assert.deepEqual(ents.map((e) => [e.name, e.isFile()]).sort(), [
+      ['hello.txt', true],
+      ['new.bin', true],
+    ]);
   });
 
   it('serves mkdir, symlink, rename, link, truncate, chmod, unlink, rmdir', async () => {
@@ -86,13 +89,16 @@ describe('FUSE session through the real kernel (in-memory filesystem)', function
     assert.equal(get.stdout, 'blue');
     const list = await run('getfattr', ['-d', '-m', '-', f]);
     assert.match(list.stdout, /user\.colour="blue"/);
-    const small = await python(`
+    const small = await python(
+      `
 import ctypes, errno, sys
 libc = ctypes.CDLL(None, use_errno=True)
 buf = ctypes.create_string_buffer(2)
 n = libc.getxattr(sys.argv[1].encode(), b'user.colour', buf, 2)
 print(n, errno.errorcode[ctypes.get_errno()] if n < 0 else '')
-`, [f]);
+`,
+      [f],
+    );
     assert.equal(small.stdout.trim(), '-1 ERANGE');
     assert.equal((await run('setfattr', ['-x', 'user.colour', f])).code, 0);
     const gone = await run('getfattr', ['-n', 'user.colour', f]);

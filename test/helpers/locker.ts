@@ -59,7 +59,10 @@ export class Locker {
 /** Whether a promise has settled by now (without waiting for it). */
 export async function settled(p: Promise<unknown>, ms = 50): Promise<boolean> {
   let done = false;
-  void p.then(() => (done = true), () => (done = true));
+  void p.then(
+    () => (done = true),
+    () => (done = true),
+  );
   await new Promise((r) => setTimeout(r, ms));
   return done;
 }

@@ -14,7 +14,11 @@ export const FRONT_END = resolve(__dirname, '..', '..', '..', 'build', 'Release'
 /** Every directory a server's socket and pid file can be in: root's, and each uid's. */
 export function serverDirs(): string[] {
   const base = process.env.XDG_RUNTIME_DIR || tmpdir();
-  const perUser = existsSync(base) ? readdirSync(base).filter((n) => /^ovshift-\d+$/.test(n)).map((n) => join(base, n)) : [];
+  const perUser = existsSync(base)
+    ? readdirSync(base)
+        .filter((n) => /^ovshift-\d+$/.test(n))
+        .map((n) => join(base, n))
+    : [];
   return ['/run/ovshift', ...perUser];
 }
 
@@ -26,7 +30,9 @@ export interface ServerProcess {
 /** Whether `pid` is an ovshift server (a stale pid file may name a pid reused since). */
 function isServer(pid: number): boolean {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a.endsWith('/ovshift-server'));
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      .split('\0')
+      .some((a) => a.endsWith('/ovshift-server'));
   } catch {
     return false;
   }

@@ -28,7 +28,9 @@ export interface Daemon {
  * report), or rejects with the daemon's error line.
  */
 export async function startDaemon(
-  args: string[], mnt: string, opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; command?: string } = {},
+  args: string[],
+  mnt: string,
+  opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; command?: string } = {},
 ): Promise<Daemon> {
   const child = spawn(opts.command ?? OVSHIFT, ['-f', ...args], {
     stdio: ['ignore', 'ignore', 'pipe', 'pipe'],

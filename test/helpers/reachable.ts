@@ -12,8 +12,16 @@ import { OVSHIFT } from './ovshift';
 
 const CHECKOUT = resolve(OVSHIFT, '..', '..');
 /** What the commands (bin/*, the native front end) load at run time, relative to the checkout. */
-const RUNTIME = ['bin', 'package.json', join('dist', 'src'), join('build', 'Release', 'ovshift_native.node'), join('build', 'Release', 'ovshift'),
-  join('node_modules', 'debug'), join('node_modules', 'ms'), join('node_modules', 'lru-cache')];
+const RUNTIME = [
+  'bin',
+  'package.json',
+  join('dist', 'src'),
+  join('build', 'Release', 'ovshift_native.node'),
+  join('build', 'Release', 'ovshift'),
+  join('node_modules', 'debug'),
+  join('node_modules', 'ms'),
+  join('node_modules', 'lru-cache'),
+];
 
 let copy: string | undefined;
 
@@ -28,7 +36,8 @@ function othersReach(path: string): boolean {
 
 /** The root of a copy of the checkout any user can run from (the checkout itself if it can). */
 function reachableRoot(): string {
-  if (othersReach(join(CHECKOUT, 'dist', 'src', 'cli.js')) && othersReach(OVSHIFT) && othersReach(join(CHECKOUT, 'build', 'Release', 'ovshift'))) return CHECKOUT;
+  if (othersReach(join(CHECKOUT, 'dist', 'src', 'cli.js')) && othersReach(OVSHIFT) && othersReach(join(CHECKOUT, 'build', 'Release', 'ovshift')))
+    return CHECKOUT;
   if (!copy) {
     const root = mkdtempSync(join(tmpdir(), 'ovshift-reachable-'));
     process.on('exit', () => rmSync(root, { recursive: true, force: true }));
@@ -53,7 +62,7 @@ export function reachableFrontEnd(): string {
 function makeReadable(root: string): void {
   const walk = (p: string): void => {
     const st = statSync(p);
-    chmodSync(p, st.isDirectory() ? 0o755 : (st.mode & 0o111 ? 0o755 : 0o644));
+    chmodSync(p, st.isDirectory() ? 0o755 : st.mode & 0o111 ? 0o755 : 0o644);
     if (st.isDirectory()) for (const name of readdirSync(p)) walk(join(p, name));
   };
   walk(root);

@@ -51,16 +51,20 @@ export function snapshot(root: string): Snapshot {
       const fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOATIME);
       body = createHash('sha256').update(fs.readFileSync(fd)).digest('hex');
       fs.closeSync(fd);
-    }
-    else if (st.isSymbolicLink()) body = fs.readlinkSync(p);
+    } else if (st.isSymbolicLink()) body = fs.readlinkSync(p);
     const xattrs = execFileSync('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', p], { encoding: 'utf8' })
-      .split('\n').filter((l: string) => l && !l.startsWith('#')).sort().join(';');
+      .split('\n')
+      .filter((l: string) => l && !l.startsWith('#'))
+      .sort()
+      .join(';');
     // Reading a symlink updates its atime whoever reads it (there is no O_NOATIME for
     // readlink), so a symlink's atime is left out.
     const atime = st.isSymbolicLink() ? '-' : st.atimeNs;
     out[rel || '.'] = [st.mode, st.uid, st.gid, st.size, atime, st.mtimeNs, st.ctimeNs, body, xattrs].join('|');
     if (st.isDirectory()) {
-      const names = unpackDirents(native.readdiratSync(AT_FDCWD, p) as Buffer).map((d) => d.name.toString('latin1')).sort();
+      const names = unpackDirents(native.readdiratSync(AT_FDCWD, p) as Buffer)
+        .map((d) => d.name.toString('latin1'))
+        .sort();
       for (const name of names) walk(rel ? `${rel}/${name}` : name);
     }
   };

@@ -56,22 +56,17 @@ describe('ids shown match fuse-overlayfs', function () {
       chownSync(join(lower, file), uid, gid);
     }
     const merged = join(base, 'merged');
-    execFileSync(
-      'fuse-overlayfs',
-      ['-o', `lowerdir=${lower},upperdir=${join(base, 'upper')},workdir=${join(base, 'work')},${mountOptions}`, merged],
-      { stdio: 'ignore', timeout: 10000 },
-    );
+    execFileSync('fuse-overlayfs', ['-o', `lowerdir=${lower},upperdir=${join(base, 'upper')},workdir=${join(base, 'work')},${mountOptions}`, merged], {
+      stdio: 'ignore',
+      timeout: 10000,
+    });
     mounted.push(merged);
     assert.ok(isMountPoint(merged), `fuse-overlayfs did not mount ${merged}`);
     return merged;
   }
 
   const cases: Array<[string, string, IdShiftOptions]> = [
-    [
-      'mapping',
-      'uidmapping=0:100000:65536,gidmapping=0:100000:65536',
-      { uidmapping: '0:100000:65536', gidmapping: '0:100000:65536' },
-    ],
+    ['mapping', 'uidmapping=0:100000:65536,gidmapping=0:100000:65536', { uidmapping: '0:100000:65536', gidmapping: '0:100000:65536' }],
     [
       'split-mapping',
       'uidmapping=0:1000:1:1:110000:65535,gidmapping=1000:5000:70000',
@@ -91,10 +86,7 @@ describe('ids shown match fuse-overlayfs', function () {
       const shift = createIdShift(options);
       for (const [file, uid, gid] of owners) {
         const shown = statSync(join(merged, file));
-        assert.deepEqual(
-          { file, uid: shown.uid, gid: shown.gid },
-          { file, uid: shift.uids.toView(uid), gid: shift.gids.toView(gid) },
-        );
+        assert.deepEqual({ file, uid: shown.uid, gid: shown.gid }, { file, uid: shift.uids.toView(uid), gid: shift.gids.toView(gid) });
       }
     });
   }

@@ -46,46 +46,22 @@ describe('parseIdRanges', function () {
     ['empty field', '0::10', 'uidmapping: range 0::10 has "" where a decimal number belongs'],
     ['field with spaces', '0: 1:10', 'uidmapping: range 0: 1:10 has " 1" where a decimal number belongs'],
     ['missing fields', '0:100000', 'uidmapping: range 0:100000 is incomplete, expected LAYER:VIEW:COUNT'],
-    [
-      'a trailing incomplete range',
-      '0:100000:65536:70000:1',
-      'uidmapping: range 70000:1 is incomplete, expected LAYER:VIEW:COUNT',
-    ],
+    ['a trailing incomplete range', '0:100000:65536:70000:1', 'uidmapping: range 70000:1 is incomplete, expected LAYER:VIEW:COUNT'],
     ['count 0', '0:100000:0', 'uidmapping: range 0:100000:0 has count 0'],
     ['layer side past the last id', '1:0:4294967295', 'uidmapping: range 1:0:4294967295 goes past 4294967294 on the layer side'],
     ['view side past the last id', '0:4294967000:296', 'uidmapping: range 0:4294967000:296 goes past 4294967294 on the view side'],
     ['(uid_t)-1 itself', '4294967295:0:1', 'uidmapping: range 4294967295:0:1 goes past 4294967294 on the layer side'],
     ['a number beyond 32 bits', '0:0:99999999999', 'uidmapping: range 0:0:99999999999 goes past 4294967294 on the layer side'],
-    [
-      'overlap on the view side',
-      '0:100000:65536:70000:100500:10',
-      'uidmapping: range 0:100000:65536 overlaps 70000:100500:10 on the view side',
-    ],
-    [
-      'overlap on the layer side',
-      '0:100000:65536:1000:200000:10',
-      'uidmapping: range 0:100000:65536 overlaps 1000:200000:10 on the layer side',
-    ],
+    ['overlap on the view side', '0:100000:65536:70000:100500:10', 'uidmapping: range 0:100000:65536 overlaps 70000:100500:10 on the view side'],
+    ['overlap on the layer side', '0:100000:65536:1000:200000:10', 'uidmapping: range 0:100000:65536 overlaps 1000:200000:10 on the layer side'],
     [
       'overlap on both sides, reported for the view side',
       '0:100000:65536:1000:100500:10',
       'uidmapping: range 0:100000:65536 overlaps 1000:100500:10 on the view side',
     ],
-    [
-      'overlap by the last id only',
-      '0:10:5:100:14:3',
-      'uidmapping: range 0:10:5 overlaps 100:14:3 on the view side',
-    ],
-    [
-      'overlap by the first id only',
-      '0:14:3:100:10:5',
-      'uidmapping: range 0:14:3 overlaps 100:10:5 on the view side',
-    ],
-    [
-      'overlap between the first and third ranges',
-      '0:0:10:20:20:10:9:40:2',
-      'uidmapping: range 0:0:10 overlaps 9:40:2 on the layer side',
-    ],
+    ['overlap by the last id only', '0:10:5:100:14:3', 'uidmapping: range 0:10:5 overlaps 100:14:3 on the view side'],
+    ['overlap by the first id only', '0:14:3:100:10:5', 'uidmapping: range 0:14:3 overlaps 100:10:5 on the view side'],
+    ['overlap between the first and third ranges', '0:0:10:20:20:10:9:40:2', 'uidmapping: range 0:0:10 overlaps 9:40:2 on the layer side'],
   ];
   for (const [what, spec, message] of refused) {
     it(`refuses ${what}: ${JSON.stringify(spec)}`, () => {

@@ -46,11 +46,7 @@ describe('locks: deadlock detection', () => {
   it('does not report a chain that does not come back', async () => {
     for (const owner of [1n, 2n, 3n, 4n]) await locks.set(Number(owner), posix(owner, W), false).done;
     // 2 waits for 1, 3 waits for 2; then 4 (which holds a lock) waits for 3: a chain, no cycle.
-    const waits = [
-      track(locks.set(1, posix(2n, W), true).done),
-      track(locks.set(2, posix(3n, W), true).done),
-      track(locks.set(3, posix(4n, W), true).done),
-    ];
+    const waits = [track(locks.set(1, posix(2n, W), true).done), track(locks.set(2, posix(3n, W), true).done), track(locks.set(3, posix(4n, W), true).done)];
     await tick();
     assert.deepEqual(
       waits.map((wait) => wait.state),

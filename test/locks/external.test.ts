@@ -131,13 +131,7 @@ describe('locks: external arbiter', () => {
     await m.set(1, posix(2n, U), false).done;
     await tick();
     assert.equal(third.state, 'granted');
-    assert.deepEqual(arbiter.summary(), [
-      '1 posix 1 W 0..MAX',
-      '1 posix 1 U 0..MAX',
-      '1 posix 2 W 0..MAX',
-      '1 posix 2 U 0..MAX',
-      '1 posix 3 W 0..MAX',
-    ]);
+    assert.deepEqual(arbiter.summary(), ['1 posix 1 W 0..MAX', '1 posix 1 U 0..MAX', '1 posix 2 W 0..MAX', '1 posix 2 U 0..MAX', '1 posix 3 W 0..MAX']);
   });
 
   it('is told about every release: unlock, FLUSH, RELEASE and the first half of a flock conversion', async () => {

@@ -6,13 +6,7 @@ export const U = F_UNLCK;
 export const MAX = OFFSET_MAX;
 
 /** A POSIX-family request; fh and pid default to values derived from the owner. */
-export function posix(
-  owner: bigint,
-  type: number,
-  start = 0n,
-  end = OFFSET_MAX,
-  extra: { fh?: number; pid?: number } = {},
-): LockRequest {
+export function posix(owner: bigint, type: number, start = 0n, end = OFFSET_MAX, extra: { fh?: number; pid?: number } = {}): LockRequest {
   return { family: 'posix', owner, type, start, end, ...handleAndPid(owner, extra) };
 }
 
@@ -54,9 +48,7 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** [type, start, end] of each lock, for compact comparisons. */
-export function shapes(
-  locks: readonly { type: number; start: bigint; end: bigint }[],
-): [number, bigint, bigint][] {
+export function shapes(locks: readonly { type: number; start: bigint; end: bigint }[]): [number, bigint, bigint][] {
   return locks.map((lock) => [lock.type, lock.start, lock.end]);
 }
 

@@ -29,9 +29,7 @@ describe('locks: scale', () => {
 
   it(`${N} waiters on one inode leave ${N} requests on other inodes unaffected, then drain in FIFO order`, async () => {
     await locks.set(1, posix(0n, W), false).done;
-    const waiters = timed(`queue ${N} writers`, () =>
-      Array.from({ length: N }, (_, i) => track(locks.set(1, posix(BigInt(i + 1), W, 0n, 99n), true).done)),
-    );
+    const waiters = timed(`queue ${N} writers`, () => Array.from({ length: N }, (_, i) => track(locks.set(1, posix(BigInt(i + 1), W, 0n, 99n), true).done)));
     assert.equal(locks.waiting(1), N);
 
     const others = timed(`${N} set + test on other inodes`, () =>

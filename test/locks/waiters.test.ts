@@ -52,12 +52,7 @@ describe('locks: blocking requests', () => {
 
   it('grants consecutive readers together but stops at a writer, and later readers wait behind it', async () => {
     await locks.set(1, posix(1n, W), false).done;
-    const [r2, r3, w4, r5] = [
-      posix(2n, R),
-      posix(3n, R),
-      posix(4n, W),
-      posix(5n, R),
-    ].map((request) => track(locks.set(1, request, true).done));
+    const [r2, r3, w4, r5] = [posix(2n, R), posix(3n, R), posix(4n, W), posix(5n, R)].map((request) => track(locks.set(1, request, true).done));
     grants.length = 0;
     await locks.set(1, posix(1n, U), false).done;
     await tick();
@@ -74,12 +69,9 @@ describe('locks: blocking requests', () => {
 
   it('when locks are released, a waiter is skipped if it conflicts with an earlier one still waiting', async () => {
     await locks.set(1, posix(1n, W), false).done;
-    const queued = [
-      posix(2n, R, 0n, 99n),
-      posix(3n, W, 0n, 49n),
-      posix(4n, R, 0n, 9n),
-      posix(5n, R, 200n, 299n),
-    ].map((request) => track(locks.set(1, request, true).done));
+    const queued = [posix(2n, R, 0n, 99n), posix(3n, W, 0n, 49n), posix(4n, R, 0n, 9n), posix(5n, R, 200n, 299n)].map((request) =>
+      track(locks.set(1, request, true).done),
+    );
     grants.length = 0;
     await locks.set(1, posix(1n, U), false).done;
     await tick();

@@ -23,7 +23,10 @@ class Recorder<T> {
   };
 
   async until(condition: (calls: T[]) => boolean): Promise<void> {
-    while (!condition(this.calls)) await new Promise<void>((resolve) => { this.wake = resolve; });
+    while (!condition(this.calls))
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
   }
 }
 
@@ -81,8 +84,14 @@ describe('native FUSE device I/O (over unix sockets)', function () {
       startReader(mine, 4, 2, recorder);
       fs.writeSync(theirs, '0123456789');
       await recorder.until((calls) => calls.length >= 2);
-      assert.deepEqual(recorder.calls.map((c) => c.errno), [0, 0]);
-      assert.deepEqual(recorder.calls.map((c) => c.requests?.map((r) => r.toString())), [['0123', '4567'], ['89']]);
+      assert.deepEqual(
+        recorder.calls.map((c) => c.errno),
+        [0, 0],
+      );
+      assert.deepEqual(
+        recorder.calls.map((c) => c.requests?.map((r) => r.toString())),
+        [['0123', '4567'], ['89']],
+      );
     });
 
     it('with setSpin, still delivers every read in order, including ones that arrive while it spins', async () => {
@@ -117,7 +126,7 @@ describe('native FUSE device I/O (over unix sockets)', function () {
       reader.stop();
     });
 
-    it('reports the read error of a /dev/fuse that was never mounted, not libuv\'s POLLERR', async () => {
+    it("reports the read error of a /dev/fuse that was never mounted, not libuv's POLLERR", async () => {
       const fuseFd = native.devOpen();
       fds.push(fuseFd);
       const recorder = new Recorder<Batch>();
@@ -150,37 +159,48 @@ describe('native FUSE device I/O (over unix sockets)', function () {
     });
 
     it('passes an exception thrown by onBatch to process uncaughtException', async () => {
-      const child = nodeChild(children, `
+      const child = nodeChild(
+        children,
+        `
         process.on('uncaughtException', (e) => { console.log('caught ' + e.message); process.exit(0); });
         const [a, b] = native.socketpair();
         native.devReader(a, 16, 4, () => { throw new Error('from onBatch'); });
         require('fs').writeSync(b, 'x');
-      `);
+      `,
+      );
       const result = await collect(child);
       assert.equal(result.stdout.trim(), 'caught from onBatch', result.stderr);
       assert.equal(result.code, 0);
     });
 
     it('keeps the process alive while polling, and lets it exit after stop()', async () => {
-      const child = nodeChild(children, `
+      const child = nodeChild(
+        children,
+        `
         const [a, b] = native.socketpair();
         native.devReader(a, 16, 4, (requests) => console.log('got ' + requests.join('')));
         require('fs').writeSync(b, 'first');
-      `);
+      `,
+      );
       const result = collect(child);
       await new Promise<void>((resolve) => {
-        child.stdout?.on('data', (s: string) => { if (s.includes('got first')) resolve(); });
+        child.stdout?.on('data', (s: string) => {
+          if (s.includes('got first')) resolve();
+        });
       });
       await sleep(300);
       assert.equal(child.exitCode, null, 'a polling reader keeps the process alive');
       child.kill('SIGKILL');
       await result;
 
-      const stopping = nodeChild(children, `
+      const stopping = nodeChild(
+        children,
+        `
         const [a, b] = native.socketpair();
         const reader = native.devReader(a, 16, 4, () => { console.log('stopping'); reader.stop(); });
         require('fs').writeSync(b, 'x');
-      `);
+      `,
+      );
       const stopped = await collect(stopping);
       assert.equal(stopped.stdout.trim(), 'stopping');
       assert.equal(stopped.code, 0);
@@ -210,7 +230,9 @@ describe('native FUSE device I/O (over unix sockets)', function () {
         fs.writeSync(b, 'hi');
         for (let i = 0; i < 500; i++) native.notifyWrite(devNull, [Buffer.alloc(64)], () => {});
       `;
-      const child = nodeChild(children, `
+      const child = nodeChild(
+        children,
+        `
         const { Worker } = require('worker_threads');
         (async () => {
           for (let i = 0; i < 10; i++) {
@@ -221,7 +243,8 @@ describe('native FUSE device I/O (over unix sockets)', function () {
           }
           console.log('main still fine');
         })();
-      `);
+      `,
+      );
       const result = await collect(child);
       assert.equal(result.stdout, 'main still fine\n', result.stderr);
       assert.equal(result.code, 0);
@@ -256,12 +279,17 @@ describe('native FUSE device I/O (over unix sockets)', function () {
       for (let i = 0; i < 200; i++) {
         const message = `<${i}>`;
         expected.push(message);
-        native.notifyWrite(mine, [Buffer.from(message.slice(0, 1)), Buffer.from(message.slice(1))],
-          (result) => recorder.record([i, result]));
+        native.notifyWrite(mine, [Buffer.from(message.slice(0, 1)), Buffer.from(message.slice(1))], (result) => recorder.record([i, result]));
       }
       await recorder.until((calls) => calls.length === 200);
-      assert.deepEqual(recorder.calls.map(([i]) => i), expected.map((_, i) => i));
-      assert.deepEqual(recorder.calls.map(([, result]) => result), expected.map((m) => m.length));
+      assert.deepEqual(
+        recorder.calls.map(([i]) => i),
+        expected.map((_, i) => i),
+      );
+      assert.deepEqual(
+        recorder.calls.map(([, result]) => result),
+        expected.map((m) => m.length),
+      );
       const all = expected.join('');
       assert.equal(readExactly(theirs, all.length).toString(), all);
     });
@@ -284,23 +312,29 @@ describe('native FUSE device I/O (over unix sockets)', function () {
     });
 
     it('delivers pending callbacks before exit and does not keep an idle process alive', async () => {
-      const child = nodeChild(children, `
+      const child = nodeChild(
+        children,
+        `
         const fd = require('fs').openSync('/dev/null', 'w');
         native.notifyWrite(fd, [Buffer.from('abc')], (r) => console.log('first ' + r));
         native.notifyWrite(fd, [Buffer.from('de')], (r) => console.log('second ' + r));
-      `);
+      `,
+      );
       const result = await collect(child);
       assert.equal(result.stdout, 'first 3\nsecond 2\n', result.stderr);
       assert.equal(result.code, 0);
     });
 
     it('passes an exception thrown by the callback to process uncaughtException', async () => {
-      const child = nodeChild(children, `
+      const child = nodeChild(
+        children,
+        `
         process.on('uncaughtException', (e) => { console.log('caught ' + e.message); });
         const fd = require('fs').openSync('/dev/null', 'w');
         native.notifyWrite(fd, [Buffer.from('abc')], () => { throw new Error('from done'); });
         native.notifyWrite(fd, [Buffer.from('abc')], (r) => console.log('next ' + r));
-      `);
+      `,
+      );
       const result = await collect(child);
       assert.equal(result.stdout, 'caught from done\nnext 3\n', result.stderr);
       assert.equal(result.code, 0);

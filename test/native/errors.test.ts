@@ -6,17 +6,66 @@ import { AT_FDCWD, C, native } from '../../src/native';
 import { errnoOf, freshPath, makeTempDir, rejectsWithCode } from './fixtures';
 
 const REQUIRED_CONSTANTS = [
-  'AT_FDCWD', 'AT_SYMLINK_NOFOLLOW', 'AT_EMPTY_PATH', 'AT_REMOVEDIR', 'AT_STATX_SYNC_AS_STAT',
-  'AT_STATX_FORCE_SYNC', 'AT_STATX_DONT_SYNC', 'STATX_BASIC_STATS', 'STATX_BTIME', 'STATX_ALL',
-  'UTIME_NOW', 'UTIME_OMIT', 'RENAME_NOREPLACE', 'RENAME_EXCHANGE', 'RENAME_WHITEOUT',
-  'XATTR_CREATE', 'XATTR_REPLACE', 'F_GETLK', 'F_SETLK', 'F_SETLKW', 'F_OFD_GETLK', 'F_OFD_SETLK',
-  'F_OFD_SETLKW', 'F_RDLCK', 'F_WRLCK', 'F_UNLCK', 'LOCK_SH', 'LOCK_EX', 'LOCK_UN', 'LOCK_NB',
-  'SEEK_DATA', 'SEEK_HOLE', 'FALLOC_FL_KEEP_SIZE', 'FALLOC_FL_PUNCH_HOLE', 'FALLOC_FL_ZERO_RANGE',
-  'FALLOC_FL_COLLAPSE_RANGE', 'FALLOC_FL_INSERT_RANGE', 'FALLOC_FL_UNSHARE_RANGE',
-  'MS_RDONLY', 'MS_NOSUID', 'MS_NODEV', 'MS_NOEXEC', 'MS_NOATIME', 'MS_NODIRATIME', 'MS_RELATIME',
-  'MS_STRICTATIME', 'MS_SYNCHRONOUS', 'MS_DIRSYNC', 'MS_LAZYTIME', 'MNT_FORCE', 'MNT_DETACH',
-  'MNT_EXPIRE', 'UMOUNT_NOFOLLOW', 'O_PATH', 'O_NOFOLLOW', 'O_DIRECTORY', 'O_TMPFILE', 'O_NOATIME',
-  'O_CLOEXEC', 'O_NONBLOCK',
+  'AT_FDCWD',
+  'AT_SYMLINK_NOFOLLOW',
+  'AT_EMPTY_PATH',
+  'AT_REMOVEDIR',
+  'AT_STATX_SYNC_AS_STAT',
+  'AT_STATX_FORCE_SYNC',
+  'AT_STATX_DONT_SYNC',
+  'STATX_BASIC_STATS',
+  'STATX_BTIME',
+  'STATX_ALL',
+  'UTIME_NOW',
+  'UTIME_OMIT',
+  'RENAME_NOREPLACE',
+  'RENAME_EXCHANGE',
+  'RENAME_WHITEOUT',
+  'XATTR_CREATE',
+  'XATTR_REPLACE',
+  'F_GETLK',
+  'F_SETLK',
+  'F_SETLKW',
+  'F_OFD_GETLK',
+  'F_OFD_SETLK',
+  'F_OFD_SETLKW',
+  'F_RDLCK',
+  'F_WRLCK',
+  'F_UNLCK',
+  'LOCK_SH',
+  'LOCK_EX',
+  'LOCK_UN',
+  'LOCK_NB',
+  'SEEK_DATA',
+  'SEEK_HOLE',
+  'FALLOC_FL_KEEP_SIZE',
+  'FALLOC_FL_PUNCH_HOLE',
+  'FALLOC_FL_ZERO_RANGE',
+  'FALLOC_FL_COLLAPSE_RANGE',
+  'FALLOC_FL_INSERT_RANGE',
+  'FALLOC_FL_UNSHARE_RANGE',
+  'MS_RDONLY',
+  'MS_NOSUID',
+  'MS_NODEV',
+  'MS_NOEXEC',
+  'MS_NOATIME',
+  'MS_NODIRATIME',
+  'MS_RELATIME',
+  'MS_STRICTATIME',
+  'MS_SYNCHRONOUS',
+  'MS_DIRSYNC',
+  'MS_LAZYTIME',
+  'MNT_FORCE',
+  'MNT_DETACH',
+  'MNT_EXPIRE',
+  'UMOUNT_NOFOLLOW',
+  'O_PATH',
+  'O_NOFOLLOW',
+  'O_DIRECTORY',
+  'O_TMPFILE',
+  'O_NOATIME',
+  'O_CLOEXEC',
+  'O_NONBLOCK',
 ];
 
 describe('native errors, arguments and constants', function () {
@@ -64,7 +113,10 @@ describe('native errors, arguments and constants', function () {
 
   it('throws synchronously with the errno shape from the synchronous calls', () => {
     assert.throws(() => native.setNonblock(123456), {
-      name: 'Error', code: 'EBADF', errno: -errnoOf('EBADF'), syscall: 'fcntl',
+      name: 'Error',
+      code: 'EBADF',
+      errno: -errnoOf('EBADF'),
+      syscall: 'fcntl',
       message: 'EBADF: bad file descriptor, fcntl',
     });
   });
@@ -101,5 +153,4 @@ describe('native errors, arguments and constants', function () {
     assert.deepEqual([C.UTIME_NOW, C.UTIME_OMIT], [(1 << 30) - 1, (1 << 30) - 2]);
     assert.ok(Object.isFrozen(C));
   });
-
 });

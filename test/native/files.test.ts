@@ -70,8 +70,7 @@ describe('native file calls', function () {
     });
 
     it('rejects a missing path with ENOENT from statx', async () => {
-      await rejectsWithCode(native.statx(AT_FDCWD, path.join(dir, 'nope'), 0, C.STATX_BASIC_STATS), 'ENOENT',
-        'statx');
+      await rejectsWithCode(native.statx(AT_FDCWD, path.join(dir, 'nope'), 0, C.STATX_BASIC_STATS), 'ENOENT', 'statx');
       await rejectsWithCode(native.fstatx(-1, C.STATX_BASIC_STATS), 'EBADF', 'statx');
     });
   });
@@ -87,8 +86,7 @@ describe('native file calls', function () {
         assert.equal(fs.readFileSync(path.join(filesystem.dir(), name), 'utf8'), 'written');
         assert.equal(fs.statSync(path.join(filesystem.dir(), name)).mode & 0o777, 0o640);
         assert.equal(fdFlags(fd) & C.O_CLOEXEC, C.O_CLOEXEC);
-        await rejectsWithCode(native.openat(dirFd, name, C.O_RDWR | C.O_CREAT | C.O_EXCL, 0o600), 'EEXIST',
-          'openat');
+        await rejectsWithCode(native.openat(dirFd, name, C.O_RDWR | C.O_CREAT | C.O_EXCL, 0o600), 'EEXIST', 'openat');
       } finally {
         if (fd >= 0) fs.closeSync(fd);
         fs.closeSync(dirFd);
@@ -382,7 +380,12 @@ describe('native calls relative to a directory fd', function () {
       assert.equal(native.linkatSync(rootFd, f, rootFd, `${rel}/hard`, 0), 0);
       const listing = native.readdiratSync(rootFd, rel);
       assert.ok(Buffer.isBuffer(listing));
-      assert.deepEqual(unpackDirents(listing).map((e) => e.name.toString()).sort(), ['f', 'hard', 'ln']);
+      assert.deepEqual(
+        unpackDirents(listing)
+          .map((e) => e.name.toString())
+          .sort(),
+        ['f', 'hard', 'ln'],
+      );
       for (const n of ['ln', 'hard', 'f']) assert.equal(native.unlinkatSync(rootFd, `${rel}/${n}`, 0), 0);
       assert.equal(native.unlinkatSync(rootFd, rel, C.AT_REMOVEDIR!), 0);
       assert.equal(native.unlinkatSync(rootFd, `${rel}/nothing`, 0), -2);

@@ -13,7 +13,8 @@ export function makeTempDir(): string {
 }
 
 export function isMounted(dir: string): boolean {
-  return fs.readFileSync('/proc/self/mounts', 'utf8')
+  return fs
+    .readFileSync('/proc/self/mounts', 'utf8')
     .split('\n')
     .some((line) => line.split(' ')[1] === dir);
 }
@@ -87,8 +88,7 @@ function isSystemError(e: unknown): e is SystemError {
 }
 
 /** Asserts the promise rejects with a Node-shaped system error whose code is one of `codes`. */
-export async function rejectsWithCode(promise: Promise<unknown>, codes: string | string[],
-  syscall?: string): Promise<SystemError> {
+export async function rejectsWithCode(promise: Promise<unknown>, codes: string | string[], syscall?: string): Promise<SystemError> {
   const accepted = Array.isArray(codes) ? codes : [codes];
   let caught: unknown;
   try {
@@ -154,8 +154,12 @@ export class Children {
 export function collect(child: ChildProcess): Promise<ChildResult> {
   let stdout = '';
   let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
-  child.stderr?.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
+  child.stdout?.setEncoding('utf8').on('data', (s: string) => {
+    stdout += s;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (s: string) => {
+    stderr += s;
+  });
   return new Promise((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));

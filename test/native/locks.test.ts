@@ -84,7 +84,9 @@ describe('native locks', function () {
     const child = children.start('python3', ['-c', script, file], { stdio: ['pipe', 'pipe', 'pipe'] });
     const done = collect(child);
     await new Promise<void>((resolve, reject) => {
-      child.stdout?.on('data', (s: string) => { if (s.includes('locked')) resolve(); });
+      child.stdout?.on('data', (s: string) => {
+        if (s.includes('locked')) resolve();
+      });
       child.on('exit', () => reject(new Error('lock holder exited early')));
     });
 

@@ -6,7 +6,10 @@ import { AT_FDCWD, C, native } from '../../src/native';
 import { Children, errnoOf, fdFlags, freshPath, isMounted, makeTempDir, rejectsWithCode } from './fixtures';
 
 function mountOptions(dir: string): string[] {
-  const line = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === dir);
+  const line = fs
+    .readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .find((l) => l.split(' ')[1] === dir);
   assert.ok(line !== undefined, `${dir} is not mounted`);
   const [, , fstype, options] = line.split(' ');
   return [fstype, ...options.split(',')];
@@ -27,8 +30,7 @@ describe('native mount, fd passing and the FUSE device', function () {
 
     it('mounts a tmpfs with flags and data, and unmounts it', async () => {
       const before = fs.statSync(target, { bigint: true }).dev;
-      await native.mount('ovshift-test', target, 'tmpfs', C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC,
-        'size=1m,mode=0700');
+      await native.mount('ovshift-test', target, 'tmpfs', C.MS_NOSUID | C.MS_NODEV | C.MS_NOEXEC, 'size=1m,mode=0700');
       const options = mountOptions(target);
       assert.equal(options[0], 'tmpfs');
       for (const expected of ['nosuid', 'nodev', 'noexec', 'size=1024k', 'mode=700']) {
@@ -37,8 +39,7 @@ describe('native mount, fd passing and the FUSE device', function () {
       assert.notEqual(fs.statSync(target, { bigint: true }).dev, before);
       fs.writeFileSync(path.join(target, 'inside'), 'x');
 
-      await rejectsWithCode(native.umount2(Buffer.from(target), C.UMOUNT_NOFOLLOW | C.MNT_EXPIRE), 'EAGAIN',
-        'umount2');
+      await rejectsWithCode(native.umount2(Buffer.from(target), C.UMOUNT_NOFOLLOW | C.MNT_EXPIRE), 'EAGAIN', 'umount2');
       await native.umount2(Buffer.from(target), 0);
       assert.ok(!isMounted(target));
       assert.ok(!fs.existsSync(path.join(target, 'inside')));

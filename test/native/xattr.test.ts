@@ -5,7 +5,11 @@ import { AT_FDCWD, C, native } from '../../src/native';
 import { freshPath, onEachFilesystem, rejectsWithCode } from './fixtures';
 
 function names(list: Buffer): string[] {
-  return list.toString('latin1').split('\0').filter((n) => n !== '').sort();
+  return list
+    .toString('latin1')
+    .split('\0')
+    .filter((n) => n !== '')
+    .sort();
 }
 
 // The *xattrat calls, by plain path (AT_FDCWD) and relative to a directory descriptor (`dirFd`,
@@ -50,8 +54,7 @@ describe('native xattrs', function () {
     });
 
     it('honours XATTR_CREATE (EEXIST) and XATTR_REPLACE (ENODATA)', async () => {
-      await rejectsWithCode(native.setxattrat(AT_FDCWD, file, 'user.k', Buffer.from('1'), C.XATTR_REPLACE, false), 'ENODATA',
-        'setxattrat');
+      await rejectsWithCode(native.setxattrat(AT_FDCWD, file, 'user.k', Buffer.from('1'), C.XATTR_REPLACE, false), 'ENODATA', 'setxattrat');
       await native.setxattrat(AT_FDCWD, file, 'user.k', Buffer.from('1'), C.XATTR_CREATE, false);
       await rejectsWithCode(native.setxattrat(AT_FDCWD, file, 'user.k', Buffer.from('2'), C.XATTR_CREATE, false), 'EEXIST');
       await rejectsWithCode(native.setxattrat(dirFd, name, 'user.k', Buffer.from('2'), C.XATTR_CREATE, false), 'EEXIST', 'setxattrat');

@@ -33,7 +33,8 @@ describe('nfs:// lower: looking up, listing, reading, copying up', function () {
     assert.equal(read(join(suite.m.mnt, 'link')), '127.0.0.1 localhost\n');
     assert.equal(fs.readlinkSync(join(suite.m.mnt, 'link')), 'etc/hosts');
     assert.equal(read(join(suite.m.mnt, 'etc/empty')), '');
-    const r = await python(`
+    const r = await python(
+      `
 import os, sys
 m, d = sys.argv[1], sys.argv[2]
 fields = ('st_mode', 'st_uid', 'st_gid', 'st_size', 'st_mtime_ns', 'st_ctime_ns')
@@ -42,7 +43,9 @@ for name in ('etc/hosts', 'bin/tool', 'link', 'fifo', 'etc', b'caf\\xe9'.decode(
     print([f for f in fields if getattr(a, f) != getattr(b, f)])
 with open(os.path.join(m, b'caf\\xe9'.decode('utf8', 'surrogateescape')), 'rb') as f: print(f.read())
 print(sorted(e.name for e in os.scandir(m) if e.is_dir(follow_symlinks=False)))
-`, [suite.m.mnt, dir]);
+`,
+      [suite.m.mnt, dir],
+    );
     assert.equal(r.stdout, "[]\n[]\n[]\n[]\n[]\n[]\nb'latin1 name'\n['bin', 'deep', 'etc']\n", r.stderr);
     const exec = await run(join(suite.m.mnt, 'bin/tool'), []);
     assert.equal(exec.stdout, 'hi\n');
@@ -95,8 +98,13 @@ print(sorted(e.name for e in os.scandir(m) if e.is_dir(follow_symlinks=False)))
     const upper = fs.statSync(join(suite.m.scratch.upper, 'conf'), { bigint: true });
     assert.deepEqual([upper.mode & 0o7777n, upper.mtimeNs], [0o700n, server.mtimeNs]);
     assert.equal(read(join(dir, 'conf/small.cfg')), 'a=1\n', 'the server file is unchanged');
-    assert.equal(createHash('sha256').update(fs.readFileSync(join(dir, 'data.bin'))).digest('hex'),
-      createHash('sha256').update(big).digest('hex'), 'the server file is unchanged');
+    assert.equal(
+      createHash('sha256')
+        .update(fs.readFileSync(join(dir, 'data.bin')))
+        .digest('hex'),
+      createHash('sha256').update(big).digest('hex'),
+      'the server file is unchanged',
+    );
   });
 
   it('removes, renames and creates over an NFS lower with whiteouts in the upper only', async () => {
@@ -133,14 +141,17 @@ print(sorted(e.name for e in os.scandir(m) if e.is_dir(follow_symlinks=False)))
     assert.equal(read(join(suite.m.mnt, 'written')), 'into the tmpfs upper');
   });
 
-  it('reports the export\'s space in a read-only mount (statfs through FSSTAT)', async () => {
+  it("reports the export's space in a read-only mount (statfs through FSSTAT)", async () => {
     const { url } = suite.exp.area({ f: 'x' });
     suite.m.daemon = await startDaemon(['-o', `lowerdir=${url},ro`, suite.m.mnt], suite.m.mnt);
-    const r = await python(`
+    const r = await python(
+      `
 import os, sys
 a, b = os.statvfs(sys.argv[1]), os.statvfs(sys.argv[2])
 print(abs(a.f_blocks * a.f_frsize - b.f_blocks * b.f_frsize) < (1 << 20), a.f_namemax)
-`, [suite.m.mnt, suite.exp.root]);
+`,
+      [suite.m.mnt, suite.exp.root],
+    );
     assert.equal(r.stdout, 'True 255\n', r.stderr);
     assert.throws(() => fs.writeFileSync(join(suite.m.mnt, 'f'), 'y'), { code: 'EROFS' });
   });
@@ -148,7 +159,8 @@ print(abs(a.f_blocks * a.f_frsize - b.f_blocks * b.f_frsize) < (1 << 20), a.f_na
   it('keeps locks on NFS lower files in the daemon: POSIX and flock conflicts between processes', async () => {
     const { url } = suite.exp.area({ 'locked.db': 'data' });
     await suite.m.mount(url);
-    const r = await python(`
+    const r = await python(
+      `
 import fcntl, os, sys, time
 path = sys.argv[1]
 holder = open(path, 'r+')
@@ -165,7 +177,9 @@ if pid == 0:
     print(out, flush=True)
     os._exit(0)
 os.waitpid(pid, 0)
-`, [join(suite.m.mnt, 'locked.db')]);
+`,
+      [join(suite.m.mnt, 'locked.db')],
+    );
     assert.equal(r.stdout, '[True, True]\n', r.stderr);
   });
 
@@ -186,13 +200,16 @@ os.waitpid(pid, 0)
   it('answers SEEK_DATA and SEEK_HOLE on NFS lower files as all data, ENXIO past the end', async () => {
     const { url } = suite.exp.area({ f: 'x'.repeat(5000) });
     await suite.m.mount(url);
-    const r = await python(`
+    const r = await python(
+      `
 import os, sys
 fd = os.open(sys.argv[1] + '/f', os.O_RDONLY)
 print(os.lseek(fd, 100, os.SEEK_DATA), os.lseek(fd, 100, os.SEEK_HOLE))
 try: os.lseek(fd, 5000, os.SEEK_DATA)
 except OSError as e: print(e.errno == 6)
-`, [suite.m.mnt]);
+`,
+      [suite.m.mnt],
+    );
     assert.equal(r.stdout, '100 5000\nTrue\n', r.stderr);
   });
 });

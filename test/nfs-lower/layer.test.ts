@@ -57,7 +57,12 @@ describe('NfsLayer (the nfs:// lower backend) against nfs-ganesha', function () 
     const { dir, url } = exp.area({ f: 'x', d: { dir: true }, l: { symlink: 'f' }, p: { fifo: true } });
     const l = await layer(url);
     const listed = (await l.readdir('')).map((e) => [e.name, e.type]).sort();
-    assert.deepEqual(listed, [['d', DT_DIR], ['f', DT_REG], ['l', DT_LNK], ['p', DT_FIFO]]);
+    assert.deepEqual(listed, [
+      ['d', DT_DIR],
+      ['f', DT_REG],
+      ['l', DT_LNK],
+      ['p', DT_FIFO],
+    ]);
     assert.equal((await l.readdir('')).find((e) => e.name === 'f')?.ino, fs.statSync(join(dir, 'f')).ino);
     assert.equal((await l.readlink('l')).toString(), 'f');
     assert.equal(await l.getxattr('f', 'user.x'), null);

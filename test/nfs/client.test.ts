@@ -139,7 +139,10 @@ describe('NfsClient against nfs-ganesha', function () {
     });
 
     it('answers ENOENT for a missing name and ENOTDIR below a file', async () => {
-      await assert.rejects(client.lookup(client.root, 'absent'), (e: unknown) => e instanceof NfsError && e.code === 'ENOENT' && e.syscall === 'lookup' && e.errno === -2);
+      await assert.rejects(
+        client.lookup(client.root, 'absent'),
+        (e: unknown) => e instanceof NfsError && e.code === 'ENOENT' && e.syscall === 'lookup' && e.errno === -2,
+      );
       const file = await client.lookup(client.root, 'hello.txt');
       await assert.rejects(client.lookup(file.fh, 'x'), { code: 'ENOTDIR' });
       await assert.rejects(client.lookup(client.root, 'a/b'), { code: 'EINVAL' });

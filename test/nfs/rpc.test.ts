@@ -74,7 +74,10 @@ describe('ONC RPC against nfs-ganesha and rpcbind', function () {
     await assert.rejects(client(100003, 4).call(0), (e: unknown) => e instanceof RpcProgMismatchError && e.low === 3 && e.high === 3);
     await assert.rejects(client(100003, 3).call(99), (e: unknown) => e instanceof RpcProcUnavailError && e.procedure === 99);
     // GETATTR whose file handle claims more bytes than follow
-    await assert.rejects(client(100003, 3).call(1, (w) => w.uint32(64)), RpcGarbageArgsError);
+    await assert.rejects(
+      client(100003, 3).call(1, (w) => w.uint32(64)),
+      RpcGarbageArgsError,
+    );
   });
 
   it('binds a privileged source port when running as root', async function () {

@@ -62,10 +62,22 @@ describe('XDR', function () {
       .array<string>([], (w, v) => w.string(v))
       .bytes();
     const r = new XdrReader(Buffer.from(bytes));
-    assert.equal(r.optional((x) => x.uint32()), 7);
-    assert.equal(r.optional((x) => x.uint32()), undefined);
-    assert.deepEqual(r.array((x) => x.uint32()), [1, 2, 3]);
-    assert.deepEqual(r.array((x) => x.string()), []);
+    assert.equal(
+      r.optional((x) => x.uint32()),
+      7,
+    );
+    assert.equal(
+      r.optional((x) => x.uint32()),
+      undefined,
+    );
+    assert.deepEqual(
+      r.array((x) => x.uint32()),
+      [1, 2, 3],
+    );
+    assert.deepEqual(
+      r.array((x) => x.string()),
+      [],
+    );
   });
 
   it('rejects out-of-range values when encoding', () => {
@@ -158,9 +170,7 @@ describe('RPC messages', function () {
   }
 
   it('encodes a call with an AUTH_SYS credential', () => {
-    const call = encodeCall(0x1234, target, 6, { flavor: 'sys', uid: 1000, gid: 100, gids: [4, 5], machineName: 'box' }, (w) =>
-      w.uint32(42),
-    );
+    const call = encodeCall(0x1234, target, 6, { flavor: 'sys', uid: 1000, gid: 100, gids: [4, 5], machineName: 'box' }, (w) => w.uint32(42));
     const r = new XdrReader(Buffer.from(call));
     assert.deepEqual([r.uint32(), r.uint32(), r.uint32(), r.uint32(), r.uint32(), r.uint32()], [0x1234, 0, 2, 100003, 3, 6]);
     assert.equal(r.uint32(), 1); // AUTH_SYS
@@ -188,10 +198,16 @@ describe('RPC messages', function () {
       () => decodeReply(reply(1, 0, 0, 0, 2, 2, 2), target, 1),
       (e: unknown) => e instanceof RpcProgMismatchError && e.low === 2 && e.high === 2 && e.code === 'EPROTONOSUPPORT',
     );
-    assert.throws(() => decodeReply(reply(1, 0, 0, 0, 3), target, 99), (e: unknown) => e instanceof RpcProcUnavailError && e.procedure === 99);
+    assert.throws(
+      () => decodeReply(reply(1, 0, 0, 0, 3), target, 99),
+      (e: unknown) => e instanceof RpcProcUnavailError && e.procedure === 99,
+    );
     assert.throws(() => decodeReply(reply(1, 0, 0, 0, 4), target, 1), RpcGarbageArgsError);
     assert.throws(() => decodeReply(reply(1, 1, 0, 2, 2), target, 1), RpcVersionMismatchError);
-    assert.throws(() => decodeReply(reply(1, 1, 1, 5), target, 1), (e: unknown) => e instanceof RpcAuthError && e.code === 'EACCES');
+    assert.throws(
+      () => decodeReply(reply(1, 1, 1, 5), target, 1),
+      (e: unknown) => e instanceof RpcAuthError && e.code === 'EACCES',
+    );
     assert.throws(() => decodeReply(reply(1, 7), target, 1), /unknown reply_stat 7/);
   });
 });

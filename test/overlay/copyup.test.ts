@@ -34,7 +34,8 @@ describe('overlay: copy-up', function () {
   it('does not copy up at open: a file opened read-write keeps reading the lower until written', async () => {
     makeTree(s.lower, { mbox: 'first message\n' });
     d = await s.mount();
-    const r = await python(`
+    const r = await python(
+      `
 import os, sys, time
 mnt, lower, upper = sys.argv[1:4]
 fd = os.open(mnt + '/mbox', os.O_RDWR)
@@ -46,7 +47,9 @@ print(os.pread(fd, 100, 14).decode().strip())
 os.pwrite(fd, b'FIRST', 0)
 print(os.path.exists(upper + '/mbox'))
 print(os.pread(fd, 100, 0).decode().replace('\\n', '|'))
-`, [s.mnt, s.lower, s.upper]);
+`,
+      [s.mnt, s.lower, s.upper],
+    );
     assert.equal(r.stdout, 'first message\nFalse\n29\nsecond message\nTrue\nFIRST message|second message|\n', r.stderr);
     assert.equal(read(join(s.lower, 'mbox')), 'first message\nsecond message\n', 'the lower is untouched');
   });
@@ -54,14 +57,17 @@ print(os.pread(fd, 100, 0).decode().replace('\\n', '|'))
   it('makes every open handle, read-only ones too, see the upper copy after a copy-up', async () => {
     makeTree(s.lower, { f: 'lower content' });
     d = await s.mount();
-    const r = await python(`
+    const r = await python(
+      `
 import os, sys
 p = sys.argv[1] + '/f'
 ro = os.open(p, os.O_RDONLY)
 print(os.pread(ro, 100, 0).decode())
 with open(p, 'r+') as w: w.write('UPPER')
 print(os.pread(ro, 100, 0).decode())
-`, [s.mnt]);
+`,
+      [s.mnt],
+    );
     assert.equal(r.stdout, 'lower content\nUPPER content\n', r.stderr);
   });
 
@@ -130,8 +136,7 @@ print(os.pread(ro, 100, 0).decode())
     makeTree(s.lower, { plain: 'p', withacl: 'a', dir: { dir: true }, 'dir/inner': 'i' });
     execFileSync('setfattr', ['-n', 'user.note', '-v', 'kept on the lower', join(s.lower, 'plain')]);
     execFileSync('setfacl', ['-m', 'u:1234:r', join(s.lower, 'withacl')]);
-    d = await startDaemon(['-o', `lowerdir=${s.lower},upperdir=${ram}/upper,workdir=${ram}/work`, s.mnt], s.mnt,
-      { env: { DEBUG: 'ovshift:copyup' } });
+    d = await startDaemon(['-o', `lowerdir=${s.lower},upperdir=${ram}/upper,workdir=${ram}/work`, s.mnt], s.mnt, { env: { DEBUG: 'ovshift:copyup' } });
     fs.appendFileSync(join(s.mnt, 'plain'), '+');
     assert.equal(read(join(ram, 'upper/plain')), 'p+');
     const logged = /skipping xattr user\.note of plain: the upper cannot store it \(EOPNOTSUPP\)/;

@@ -36,7 +36,7 @@ describe('uid/gid shift', function () {
 
   beforeEach(() => {
     s = new Scratch();
-    makeTree(s.lower, { 'etc/passwd': 'root', 'home/user/.profile': 'p', 'stray': 's', 'shared/.keep': '' });
+    makeTree(s.lower, { 'etc/passwd': 'root', 'home/user/.profile': 'p', stray: 's', 'shared/.keep': '' });
     fs.chownSync(join(s.lower, 'home/user'), 1000, 1000);
     fs.chownSync(join(s.lower, 'home/user/.profile'), 1000, 1000);
     fs.chownSync(join(s.lower, 'stray'), 70000, 70001);
@@ -172,6 +172,6 @@ describe('uid/gid shift', function () {
     assert.equal(r.code, 0, r.stderr);
     // Namespace root (0) is outside the mapping given: the overflow id; 1000 shows as 2000.
     assert.equal(r.stdout, '65534:65534\n2000:2000\n1000:1000\n');
-    assert.equal(owner(join(s.upper, 'home/user/by-ns-user')), '101000:101000', 'on the host: the namespace\'s 1000');
+    assert.equal(owner(join(s.upper, 'home/user/by-ns-user')), '101000:101000', "on the host: the namespace's 1000");
   });
 });

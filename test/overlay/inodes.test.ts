@@ -8,7 +8,8 @@ import { makeTree } from '../helpers/tree';
 
 /** path → st_ino for every entry, and path → d_ino from readdir. */
 async function inodes(mnt: string): Promise<{ st: Record<string, number>; d: Record<string, number> }> {
-  const r = await python(`
+  const r = await python(
+    `
 import os, sys, json
 st, d = {}, {}
 for root, dirs, files in os.walk(sys.argv[1]):
@@ -17,7 +18,9 @@ for root, dirs, files in os.walk(sys.argv[1]):
         d[rel] = e.inode()
         st[rel] = os.lstat(e.path).st_ino
 print(json.dumps({'st': st, 'd': d}))
-`, [mnt]);
+`,
+    [mnt],
+  );
   return JSON.parse(r.stdout);
 }
 
@@ -40,7 +43,7 @@ describe('overlay: inode numbers', function () {
     s.remove();
   });
 
-  it('are the layers\' own when all layers share a device, and survive copy-up and remount', async () => {
+  it("are the layers' own when all layers share a device, and survive copy-up and remount", async () => {
     d = await s.mount();
     const lowerIno = fs.lstatSync(join(s.lower, 'a/f')).ino;
     assert.equal(fs.lstatSync(join(s.mnt, 'a/f')).ino, lowerIno);

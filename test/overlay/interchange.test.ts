@@ -41,8 +41,14 @@ function changes(mnt: string): void {
 
 function lowerTree(root: string): void {
   makeTree(root, {
-    'etc/motd': 'hello', 'etc/conf': 'c', 'etc/gone': 'x', 'var/log/a': 'a', 'var/lib/b': 'b',
-    'usr/share/doc/readme': 'r', 'usr/share/man/page': 'p', 'bin/tool': 't',
+    'etc/motd': 'hello',
+    'etc/conf': 'c',
+    'etc/gone': 'x',
+    'var/log/a': 'a',
+    'var/lib/b': 'b',
+    'usr/share/doc/readme': 'r',
+    'usr/share/man/page': 'p',
+    'bin/tool': 't',
   });
 }
 

@@ -53,7 +53,7 @@ describe('locks through the mount', function () {
     assert.equal(await b.send(`getlk ${fb} w 7 3`), `w 7 3 ${pidA}`);
   });
 
-  it('releases all of a process\'s locks when it closes any descriptor of the file', async () => {
+  it("releases all of a process's locks when it closes any descriptor of the file", async () => {
     const a = locker();
     const b = locker();
     const fa1 = await a.open(f);
@@ -94,7 +94,8 @@ describe('locks through the mount', function () {
     assert.equal(await a.send(`lock ${fa} w 0 0`), 'ok');
     const waiting = b.send(`lock ${fb} w 0 0 wait`);
     assert.equal(await settled(waiting, 200), false, 'the waiter waits');
-    const r = await python(`
+    const r = await python(
+      `
 import os, sys, threading, fcntl, struct
 m = sys.argv[1]
 errors = []
@@ -108,7 +109,9 @@ def work(i):
 threads = [threading.Thread(target=work, args=(i,)) for i in range(2000)]
 [t.start() for t in threads]; [t.join() for t in threads]
 print(len(errors), sorted(set(errors))[:3])
-`, [s.mnt]);
+`,
+      [s.mnt],
+    );
     assert.equal(r.stdout.trim(), '0 []', r.stderr);
     assert.equal(await settled(waiting), false, 'and still waits');
     assert.equal(await a.send(`unlock ${fa} 0 0`), 'ok');

@@ -14,9 +14,15 @@ describe('overlay: the lower is never written', function () {
   before(() => {
     s = new Scratch();
     makeTree(s.lower, {
-      'docs/a.txt': 'alpha', 'docs/b.txt': 'beta', 'docs/sub/c.txt': 'gamma', 'bin/tool': '#!/bin/sh\n',
-      'link': { symlink: 'docs/a.txt' }, 'fifo': { fifo: true }, 'empty': { dir: true }, 'tree/x/y/z': 'deep',
-      'hard1': 'shared',
+      'docs/a.txt': 'alpha',
+      'docs/b.txt': 'beta',
+      'docs/sub/c.txt': 'gamma',
+      'bin/tool': '#!/bin/sh\n',
+      link: { symlink: 'docs/a.txt' },
+      fifo: { fifo: true },
+      empty: { dir: true },
+      'tree/x/y/z': 'deep',
+      hard1: 'shared',
     });
     fs.linkSync(join(s.lower, 'hard1'), join(s.lower, 'hard2'));
     execFileSync('mknod', [join(s.lower, 'dev'), 'c', '1', '3']);
@@ -40,7 +46,8 @@ describe('overlay: the lower is never written', function () {
     const before = snapshot(s.lower);
     d = await s.mount('redirect_dir=on');
     const m = s.mnt;
-    const r = await python(`
+    const r = await python(
+      `
 import os, sys, shutil
 m = sys.argv[1]
 for root, dirs, files in os.walk(m):
@@ -62,7 +69,9 @@ shutil.rmtree(m + '/docs/tree2'); os.mkdir(m + '/docs/tree2')
 os.rmdir(m + '/empty'); os.mkdir(m + '/empty'); open(m + '/empty/new', 'w').write('n')
 os.rename(m + '/bin', m + '/bin2')
 print('done')
-`, [m]);
+`,
+      [m],
+    );
     assert.equal(r.stdout.trim(), 'done', r.stderr);
     await d.stop();
     d = undefined;

@@ -29,8 +29,11 @@ describe('overlay: lookup and listing through the layers', function () {
 
   it('merges directories and lets a higher layer hide what is below it', async () => {
     makeTree(lower2, {
-      'etc/a': 'a from lower2', 'etc/b': 'b from lower2', 'dir/x': 'x in lower2', 'file-or-dir/inner': 'hidden',
-      'only2': 'only in lower2',
+      'etc/a': 'a from lower2',
+      'etc/b': 'b from lower2',
+      'dir/x': 'x in lower2',
+      'file-or-dir/inner': 'hidden',
+      only2: 'only in lower2',
     });
     makeTree(s.lower, { 'etc/b': 'b from lower1', 'etc/c': 'c from lower1', 'file-or-dir': 'a file on top', 'dir/y': 'y' });
     makeTree(s.upper, { 'etc/c': 'c from upper', 'etc/d': 'd from upper' });
@@ -46,9 +49,9 @@ describe('overlay: lookup and listing through the layers', function () {
   });
 
   it('hides whited-out names: 0/0 devices in the upper and in lowers, and .wh. files', async () => {
-    makeTree(lower2, { 'a': '2', 'b': '2', 'c': '2', 'sub/d': '2' });
-    makeTree(s.lower, { 'b': { whiteout: true }, 'sub/.wh.d': '' });
-    makeTree(s.upper, { 'a': { whiteout: true }, '.wh.c': '' });
+    makeTree(lower2, { a: '2', b: '2', c: '2', 'sub/d': '2' });
+    makeTree(s.lower, { b: { whiteout: true }, 'sub/.wh.d': '' });
+    makeTree(s.upper, { a: { whiteout: true }, '.wh.c': '' });
     d = await mountTwoLowers();
     assert.deepEqual(ls(s.mnt), ['sub']);
     assert.deepEqual(ls(join(s.mnt, 'sub')), []);
@@ -72,18 +75,28 @@ describe('overlay: lookup and listing through the layers', function () {
     makeTree(s.lower, { 'm/f': 'again', 'm/p': { fifo: true } });
     makeTree(s.upper, { 'm/f': 'top', 'm/gone': { whiteout: true }, 'm/new': '' });
     d = await mountTwoLowers();
-    const r = await python(`
+    const r = await python(
+      `
 import os, sys, json
 print(json.dumps(sorted((e.name, 'd' if e.is_dir(follow_symlinks=False) else 'l' if e.is_symlink() else 'f' if e.is_file(follow_symlinks=False) else 'o') for e in os.scandir(sys.argv[1]))))
-`, [join(s.mnt, 'm')]);
-    assert.deepEqual(JSON.parse(r.stdout), [['d', 'd'], ['f', 'f'], ['l', 'l'], ['new', 'f'], ['p', 'o']]);
+`,
+      [join(s.mnt, 'm')],
+    );
+    assert.deepEqual(JSON.parse(r.stdout), [
+      ['d', 'd'],
+      ['f', 'f'],
+      ['l', 'l'],
+      ['new', 'f'],
+      ['p', 'o'],
+    ]);
   });
 
   it('keeps directory offsets stable: telldir/seekdir return to the same entry', async () => {
     for (let i = 0; i < 300; i++) fs.writeFileSync(join(s.lower, `lower-${i}`), '');
     for (let i = 0; i < 300; i++) fs.writeFileSync(join(s.upper, `upper-${i}`), '');
     d = await s.mount();
-    const r = await python(`
+    const r = await python(
+      `
 import ctypes, ctypes.util, sys
 libc = ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)
 class Dirent(ctypes.Structure):
@@ -115,14 +128,17 @@ while True:
     if not e: break
     again.append(e.contents.d_name.decode())
 print(len(names), len(set(names)), ok, again == names)
-`, [s.mnt]);
+`,
+      [s.mnt],
+    );
     assert.equal(r.stdout.trim(), '602 602 True True', r.stderr);
   });
 
   it('lists a directory changing during a long listing as a local filesystem would: no duplicates, and unchanged entries all seen', async () => {
     for (let i = 0; i < 1000; i++) fs.writeFileSync(join(s.lower, `f${i}`), '');
     d = await s.mount();
-    const r = await python(`
+    const r = await python(
+      `
 import os, sys
 it = os.scandir(sys.argv[1])
 seen = []
@@ -133,7 +149,9 @@ for i, e in enumerate(it):
         open(os.path.join(sys.argv[1], 'added'), 'w').close()
 stable = set('f%d' % i for i in range(999))
 print(len(seen) == len(set(seen)), stable <= set(seen))
-`, [s.mnt]);
+`,
+      [s.mnt],
+    );
     assert.equal(r.stdout.trim(), 'True True', r.stderr);
     assert.equal(fs.existsSync(join(s.lower, 'f999')), true, 'the lower keeps its file');
   });

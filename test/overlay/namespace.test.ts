@@ -46,7 +46,9 @@ describe('overlay: names, links, special files and file operations', function ()
     assert.deepEqual(ls(s.mnt), ['other']);
     assert.deepEqual(ls(join(s.mnt, 'other/deeper')), ['f', 'sub']);
     assert.equal(read(join(s.mnt, 'other/deeper/sub/g')), '2');
-    const redirect = execFileSync('getfattr', ['--absolute-names', '--only-values', '-n', 'trusted.overlay.redirect', join(s.upper, 'other/deeper')], { encoding: 'utf8' });
+    const redirect = execFileSync('getfattr', ['--absolute-names', '--only-values', '-n', 'trusted.overlay.redirect', join(s.upper, 'other/deeper')], {
+      encoding: 'utf8',
+    });
     assert.equal(redirect, '/d1');
     await d.stop();
     // The same upper, read by kernel overlayfs.
@@ -149,7 +151,8 @@ describe('overlay: names, links, special files and file operations', function ()
   it('truncates, fallocates, seeks data and holes, fsyncs, and reports the upper filesystem in statfs', async () => {
     makeTree(s.lower, { f: 'x'.repeat(10000) });
     await s.mount();
-    const r = await python(`
+    const r = await python(
+      `
 import os, sys
 p = sys.argv[1]
 fd = os.open(p + '/f', os.O_RDWR)
@@ -163,14 +166,16 @@ os.fsync(fd); os.fdatasync(fd)
 os.close(fd)
 st = os.statvfs(p)
 print(st.f_namemax)
-`, [s.mnt]);
+`,
+      [s.mnt],
+    );
     assert.equal(r.stdout, '1048576\n0 True\nTrue\n255\n', r.stderr);
     const up = await python('import os, sys\ns = os.statvfs(sys.argv[1]); print(s.f_blocks, s.f_bsize)', [s.upper]);
     const mnt = await python('import os, sys\ns = os.statvfs(sys.argv[1]); print(s.f_blocks, s.f_bsize)', [s.mnt]);
     assert.equal(mnt.stdout, up.stdout, 'statfs is the upper filesystem');
   });
 
-  it('gets, sets, lists and removes xattrs, keeping the overlay\'s own hidden', async () => {
+  it("gets, sets, lists and removes xattrs, keeping the overlay's own hidden", async () => {
     makeTree(s.lower, { f: 'f', d: { dir: true } });
     execFileSync('setfattr', ['-n', 'user.lower', '-v', 'L', join(s.lower, 'f')]);
     await s.mount('redirect_dir=on');
@@ -186,7 +191,7 @@ print(st.f_namemax)
     execFileSync('setfattr', ['-x', 'user.lower', f]);
     assert.throws(() => execFileSync('getfattr', ['--absolute-names', '-n', 'user.lower', f], { stdio: 'pipe' }));
     const priv = await run('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', join(s.mnt, 'd2')]);
-    assert.notEqual(priv.code, 0, 'the overlay\'s own xattrs cannot be set through it');
+    assert.notEqual(priv.code, 0, "the overlay's own xattrs cannot be set through it");
     assert.equal(execFileSync('getfattr', ['--absolute-names', '--only-values', '-n', 'user.lower', join(s.lower, 'f')], { encoding: 'utf8' }), 'L');
   });
 

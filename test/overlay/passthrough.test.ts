@@ -31,7 +31,8 @@ describe('overlay: passthrough and read paths', function () {
 
   it('lets the kernel serve open upper files itself, with the same bytes, sizes and mmap as through the daemon', async () => {
     await s.mount();
-    const r = await python(`
+    const r = await python(
+      `
 import mmap, os, sys
 p = sys.argv[1] + '/new'
 fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
@@ -44,7 +45,9 @@ m.flush(); m.close()
 a = os.open(p, os.O_WRONLY | os.O_APPEND)
 os.write(a, b'TAIL')
 print(os.pread(fd, 8, 0).decode(), os.pread(fd, 4, 100000).decode(), os.fstat(fd).st_size)
-`, [s.mnt]);
+`,
+      [s.mnt],
+    );
     assert.equal(r.stdout, '100000 100000\nHEADMMAP TAIL 100004\n', r.stderr);
     const upper = fs.readFileSync(join(s.upper, 'new'));
     assert.equal(upper.length, 100004);
@@ -71,7 +74,8 @@ print(os.pread(fd, 8, 0).decode(), os.pread(fd, 4, 100000).decode(), os.fstat(fd
   it('keeps a file opened before its copy-up with the daemon, so every handle sees the copy', async () => {
     makeTree(s.lower, { f: 'lower content' });
     await s.mount();
-    const r = await python(`
+    const r = await python(
+      `
 import os, subprocess, sys
 mnt, ovshift = sys.argv[1:3]
 def status():
@@ -87,7 +91,9 @@ fresh = os.open(mnt + '/f', os.O_RDWR)
 os.pwrite(fresh, b'FRESH', 0)
 print(os.pread(fresh, 100, 0).decode(), status())
 os.close(fresh)
-`, [s.mnt, OVSHIFT]);
+`,
+      [s.mnt, OVSHIFT],
+    );
     assert.equal(r.stdout, 'UPPER content UPPER content passthrough files 0\nFRESH content passthrough files 1\n', r.stderr);
     assert.equal(read(join(s.upper, 'f')), 'FRESH content');
     assert.equal(read(join(s.lower, 'f')), 'lower content');
@@ -129,7 +135,8 @@ os.close(fresh)
     await s.mount('passthrough=off');
     fs.writeFileSync(join(s.mnt, 'c'), block.subarray(7));
     const want = [sha256(join(s.lower, 'a')), sha256(join(s.lower, 'b')), sha256(join(s.upper, 'c'))];
-    const r = await python(`
+    const r = await python(
+      `
 import hashlib, os, sys, threading
 mnt = sys.argv[1]
 out = {}
@@ -147,7 +154,10 @@ ts = [threading.Thread(target=reader, args=(n, k)) for n in 'abc' for k in range
 for t in ts: t.start()
 for t in ts: t.join()
 for n in 'abc': print(' '.join(sorted(set(out[(n, k)] for k in range(4)))))
-`, [s.mnt], { timeoutMs: 30000 });
+`,
+      [s.mnt],
+      { timeoutMs: 30000 },
+    );
     assert.equal(r.stdout, want.join('\n') + '\n', r.stderr);
   });
 

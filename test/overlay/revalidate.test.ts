@@ -32,7 +32,7 @@ describe('a lower that changes underneath', function () {
 
   describe('revalidate=always (default)', () => {
     it('shows names appearing, vanishing and being replaced on the lower, files and directories', async () => {
-      makeTree(s.lower, { 'etc/keep': 'k', 'etc/old': 'o', 'dir/inner': 'i', 'flip': 'a file' });
+      makeTree(s.lower, { 'etc/keep': 'k', 'etc/old': 'o', 'dir/inner': 'i', flip: 'a file' });
       await s.mount();
       assert.deepEqual(ls(join(s.mnt, 'etc')), ['keep', 'old']);
       assert.throws(() => fs.statSync(join(s.mnt, 'etc/new')), { code: 'ENOENT' });
@@ -78,17 +78,34 @@ describe('a lower that changes underneath', function () {
       fs.writeFileSync(join(s.upper, 'upperfile'), 'from the upper');
       await s.mount();
       const r = await python(UNLINKED_BUT_OPEN, [s.mnt, 'upperfile', 'lowerfile']);
-      assert.equal(r.stdout.trim(), repr([
-        false, 0, 'from the upper', 'WRITTENe upper', 'WRITTENe upper', 3, '|WRI',
-        false, 0, 'from the lower', 'WRITTENe lower', 'WRITTENe lower', 3, '|WRI',
-      ]), r.stderr);
+      assert.equal(
+        r.stdout.trim(),
+        repr([
+          false,
+          0,
+          'from the upper',
+          'WRITTENe upper',
+          'WRITTENe upper',
+          3,
+          '|WRI',
+          false,
+          0,
+          'from the lower',
+          'WRITTENe lower',
+          'WRITTENe lower',
+          3,
+          '|WRI',
+        ]),
+        r.stderr,
+      );
       assert.equal(read(join(s.lower, 'lowerfile')), 'from the lower', 'the lower keeps its file');
     });
 
     it('keeps a lower file deleted on the lower readable and writable through a descriptor opened before', async () => {
       makeTree(s.lower, { doomed: 'still here' });
       await s.mount();
-      const r = await python(`
+      const r = await python(
+        `
 import os, sys, time
 lower, m = sys.argv[1], sys.argv[2]
 fd = os.open(m + '/doomed', os.O_RDWR)
@@ -97,13 +114,16 @@ time.sleep(0.012)  # one clock tick: what the kernel may keep from the last look
 print(os.path.exists(m + '/doomed'), os.fstat(fd).st_nlink, os.pread(fd, 100, 0).decode())
 os.pwrite(fd, b'STILL', 0)
 print(os.pread(fd, 100, 0).decode())
-`, [s.lower, s.mnt]);
+`,
+        [s.lower, s.mnt],
+      );
       assert.equal(r.stdout, 'False 0 still here\nSTILL here\n', r.stderr);
     });
 
     it('answers fstat on an unlinked device node', async () => {
       await s.mount('dev');
-      const r = await python(`
+      const r = await python(
+        `
 import os, sys
 m = sys.argv[1]
 os.mknod(m + '/null', 0o20666, os.makedev(1, 3))
@@ -111,14 +131,17 @@ fd = os.open(m + '/null', os.O_WRONLY)
 os.unlink(m + '/null')
 st = os.fstat(fd)
 print(st.st_nlink, os.major(st.st_rdev), os.minor(st.st_rdev), os.write(fd, b'gone into /dev/null'))
-`, [s.mnt]);
+`,
+        [s.mnt],
+      );
       assert.equal(r.stdout.trim(), '0 1 3 19', r.stderr);
     });
 
     it('gives ENOENT for relative lookups from a cwd removed on the lower', async () => {
       makeTree(s.lower, { 'work/file': 'f', 'work/sub/x': 'x' });
       await s.mount();
-      const r = await python(`
+      const r = await python(
+        `
 import os, shutil, sys, time
 lower, m = sys.argv[1], sys.argv[2]
 os.chdir(m + '/work')
@@ -129,14 +152,17 @@ for name in ('file', 'sub/x', 'nothing'):
     try:
         os.stat(name); print('found', name)
     except OSError as e: print(os.strerror(e.errno))
-`, [s.lower, s.mnt]);
+`,
+        [s.lower, s.mnt],
+      );
       assert.equal(r.stdout, 'f\nNo such file or directory\nNo such file or directory\nNo such file or directory\n', r.stderr);
     });
 
     it('re-resolves by path once on ESTALE from the lower: the application never sees it (fault injection)', async () => {
       makeTree(s.lower, { 'data/f': 'content', 'data/g': 'other' });
-      const d = await s.mount('inject=stat:data/f:ESTALE:count=1;readdir:data:ESTALE:count=1;open:data/g:ESTALE:count=1',
-        { env: { DEBUG: 'ovshift:revalidate' } });
+      const d = await s.mount('inject=stat:data/f:ESTALE:count=1;readdir:data:ESTALE:count=1;open:data/g:ESTALE:count=1', {
+        env: { DEBUG: 'ovshift:revalidate' },
+      });
       assert.equal(read(join(s.mnt, 'data/f')), 'content');
       assert.deepEqual(ls(join(s.mnt, 'data')), ['f', 'g']);
       assert.equal(read(join(s.mnt, 'data/g')), 'other');
@@ -174,7 +200,11 @@ for name in ('file', 'sub/x', 'nothing'):
       fs.unlinkSync(join(s.lower, 'f'));
       await tick();
       assert.equal(fs.existsSync(join(s.mnt, 'f')), false);
-      const want = [/f: node \d+ \(lower 1 [\d:.]+\) detached: now lower 1 [\d:.]+; inval_inode sent/, /f: new node \d+ for lower 1/, /f: node \d+ \(lower 1 [\d:.]+\) detached: gone \(lower-miss\)/];
+      const want = [
+        /f: node \d+ \(lower 1 [\d:.]+\) detached: now lower 1 [\d:.]+; inval_inode sent/,
+        /f: new node \d+ for lower 1/,
+        /f: node \d+ \(lower 1 [\d:.]+\) detached: gone \(lower-miss\)/,
+      ];
       for (let i = 0; i < 100 && !want.every((w) => w.test(d!.stderr())); i++) await sleep(20);
       for (const w of want) assert.match(d.stderr(), w);
     });

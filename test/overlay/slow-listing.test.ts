@@ -48,7 +48,10 @@ describe('slow lower: listings', function () {
     const r = await run('ls', ['-1', join(s.mnt, 'd')], { timeoutMs: 30000 });
     const took = Date.now() - start;
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(r.stdout.split('\n').filter((l) => l !== ''), NAMES);
+    assert.deepEqual(
+      r.stdout.split('\n').filter((l) => l !== ''),
+      NAMES,
+    );
     // Entry by entry this takes 20 × 500 ms; concurrently, about one delay.
     assert.ok(took < 3000, `listing took ${took} ms`);
   });
@@ -70,7 +73,9 @@ describe('slow lower: listings', function () {
     await s.mount('inject=stat:d/f*:delay=300;readdir:d:delay=300');
     // readdir(3) passes a getdents EINTR on (perl retries nothing): a handler that returns must
     // leave the listing whole, as on a local filesystem.
-    const lister = new Background('perl', ['-e', `
+    const lister = new Background('perl', [
+      '-e',
+      `
       $SIG{USR1} = sub {}; $| = 1; print "ready\n";
       for my $round (1 .. 3) {
         opendir(my $d, $ARGV[0]) or die "opendir: $!";
@@ -79,7 +84,9 @@ describe('slow lower: listings', function () {
         die "readdir: $!" if $!;
         closedir($d);
         print scalar(grep { !/^\\./ } @names), "\\n";
-      }`, join(s.mnt, 'd')]);
+      }`,
+      join(s.mnt, 'd'),
+    ]);
     children.push(lister);
     await sleep(200);
     let signals = 0;
@@ -95,7 +102,11 @@ describe('slow lower: listings', function () {
 
   it('lets a caller go at once when it is killed after a signal it handled interrupted the listing (10 s per entry)', async () => {
     await s.mount('inject=stat:d/f*:delay=10000');
-    const lister = new Background('perl', ['-e', '$SIG{USR1} = sub {}; $| = 1; print "ready\\n"; opendir(my $d, $ARGV[0]) or die; my @n = readdir($d);', join(s.mnt, 'd')]);
+    const lister = new Background('perl', [
+      '-e',
+      '$SIG{USR1} = sub {}; $| = 1; print "ready\\n"; opendir(my $d, $ARGV[0]) or die; my @n = readdir($d);',
+      join(s.mnt, 'd'),
+    ]);
     children.push(lister);
     await lister.waitFor('ready', 5000);
     await sleep(300);
@@ -133,6 +144,9 @@ describe('slow lower: listings', function () {
     assert.equal(clear.code, 0, clear.stderr);
     const r = await run('ls', ['-1', join(s.mnt, 'd')], { timeoutMs: 30000 });
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(r.stdout.split('\n').filter((l) => l !== ''), NAMES);
+    assert.deepEqual(
+      r.stdout.split('\n').filter((l) => l !== ''),
+      NAMES,
+    );
   });
 });

@@ -82,13 +82,16 @@ describe('security: control socket', function () {
 
   async function startAsOwner(runtimeDir: string): Promise<Daemon> {
     const d = await startDaemon(['-o', `lowerdir=${s.lower},ro`, s.mnt], s.mnt, {
-      uid: owner.uid, gid: owner.gid, env: { XDG_RUNTIME_DIR: runtimeDir }, command: reachableOvshift(),
+      uid: owner.uid,
+      gid: owner.gid,
+      env: { XDG_RUNTIME_DIR: runtimeDir },
+      command: reachableOvshift(),
     });
     daemons.push(d);
     return d;
   }
 
-  it('of a root daemon: /run/ovshift 0700 and the socket 0600, both root\'s; another user cannot connect', async () => {
+  it("of a root daemon: /run/ovshift 0700 and the socket 0600, both root's; another user cannot connect", async () => {
     await s.mount();
     const socket = join('/run/ovshift', `mount-${statSync(s.mnt).dev}.sock`);
     assertPrivate('/run/ovshift', 'directory', 0, 0o700);
@@ -155,7 +158,11 @@ describe('security: control socket', function () {
       c.make(dir);
       const before = lstatSync(dir);
       const r = await run(reachableOvshift(), ['-o', `lowerdir=${s.lower},ro`, s.mnt], {
-        uid: owner.uid, gid: owner.gid, cwd: '/', env: { ...process.env, XDG_RUNTIME_DIR: xdg }, timeoutMs: 15000,
+        uid: owner.uid,
+        gid: owner.gid,
+        cwd: '/',
+        env: { ...process.env, XDG_RUNTIME_DIR: xdg },
+        timeoutMs: 15000,
       });
       assert.equal(r.code, 1, `exit status; stderr: ${r.stderr}`);
       assert.equal(r.stderr.split('\n').length, 2, `one line: ${r.stderr}`);
@@ -170,7 +177,18 @@ describe('security: control socket', function () {
 
   it('makes the socket 0600 inside its 0700 directory without touching the process-wide umask', async () => {
     const trace = join(s.root, 'trace');
-    const strace = new Background('strace', ['-f', '--seccomp-bpf', '-qq', '-e', 'trace=umask,bind,chmod,fchmod,fchmodat', '-o', trace, OVSHIFT, '-f', ...s.args()]);
+    const strace = new Background('strace', [
+      '-f',
+      '--seccomp-bpf',
+      '-qq',
+      '-e',
+      'trace=umask,bind,chmod,fchmod,fchmodat',
+      '-o',
+      trace,
+      OVSHIFT,
+      '-f',
+      ...s.args(),
+    ]);
     try {
       let socket: string | undefined;
       for (let i = 0; i < 300 && socket === undefined; i++) {
@@ -190,7 +208,7 @@ describe('security: control socket', function () {
       // A server's other mounts create files all the while: a umask set for the bind would
       // mask their modes too.
       const umasks = lines.map((l) => / umask\((0\d*)\)/.exec(l)?.[1]).filter((m) => m !== undefined);
-      assert.deepEqual([...new Set(umasks.map((m) => parseInt(m, 8)))], [0], 'the only umask ever set is the daemon\'s 0');
+      assert.deepEqual([...new Set(umasks.map((m) => parseInt(m, 8)))], [0], "the only umask ever set is the daemon's 0");
       const chmod = lines.findIndex((l) => /chmod/.test(l) && l.includes(socket) && l.includes('0600'));
       assert.ok(chmod > bind, 'the socket is narrowed to 0600 after the bind');
     } finally {

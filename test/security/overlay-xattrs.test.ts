@@ -15,13 +15,14 @@ import { makeTree, snapshot } from '../helpers/tree';
 import { createUser, removeUser, type TestUser } from '../helpers/users';
 import { ops, type Op } from './probe';
 
-
-
-
 /** Every xattr name the host sees on `p` (as root, without following a symlink). */
 function hostXattrs(p: string): string[] {
   const out = execFileSync('getfattr', ['-h', '-d', '-m', '-', '--absolute-names', p], { encoding: 'utf8' });
-  return out.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.replace(/=.*/, '')).sort();
+  return out
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => l.replace(/=.*/, ''))
+    .sort();
 }
 
 function hostXattr(p: string, name: string): string | null {
@@ -38,8 +39,8 @@ describe('security: overlay xattrs cannot be read, set or removed through a root
 
   beforeEach(() => {
     s = new Scratch('ovshift-ovxattr-');
-    makeTree(s.lower, { 'ldir/lfile': 'l', 'lfile': 'lower file', 'odir/hidden': 'h', 'real/r': 'r' });
-    makeTree(s.upper, { 'udir/ufile': 'u', 'ufile': 'upper file' });
+    makeTree(s.lower, { 'ldir/lfile': 'l', lfile: 'lower file', 'odir/hidden': 'h', 'real/r': 'r' });
+    makeTree(s.upper, { 'udir/ufile': 'u', ufile: 'upper file' });
   });
 
   afterEach(() => s.dispose());
@@ -60,12 +61,19 @@ describe('security: overlay xattrs cannot be read, set or removed through a root
     // Which one the implementation answers (kernel overlayfs: EOPNOTSUPP).
     console.log(`      setxattr of trusted.overlay.* through the mount answers: ${[...seen].join(', ')}`);
     for (const t of ['udir', 'ufile']) {
-      assert.deepEqual(hostXattrs(join(s.upper, t)).filter((n) => n.startsWith('trusted.overlay.')), [], `${t} in the upper got an overlay xattr`);
+      assert.deepEqual(
+        hostXattrs(join(s.upper, t)).filter((n) => n.startsWith('trusted.overlay.')),
+        [],
+        `${t} in the upper got an overlay xattr`,
+      );
     }
     assert.ok(!fs.existsSync(join(s.upper, 'ldir')), 'a refused setxattr copied ldir up');
     assert.ok(!fs.existsSync(join(s.upper, 'lfile')), 'a refused setxattr copied lfile up');
     // The directories are neither opaque nor redirected.
-    const [ldir, udir] = await ops([['ls', join(s.mnt, 'ldir')], ['ls', join(s.mnt, 'udir')]]);
+    const [ldir, udir] = await ops([
+      ['ls', join(s.mnt, 'ldir')],
+      ['ls', join(s.mnt, 'udir')],
+    ]);
     assert.deepEqual(ldir, ['lfile']);
     assert.deepEqual(udir, ['ufile']);
     await d.stop();
@@ -84,27 +92,49 @@ describe('security: overlay xattrs cannot be read, set or removed through a root
     execFileSync('setfattr', ['-n', 'trusted.overlay.anything', '-v', 'secret', join(s.lower, 'lfile')]);
     await s.mount();
     const [odirList, movedList, o, r, a, la, lo, lm, lu, ll] = await ops([
-      ['ls', join(s.mnt, 'odir')], ['ls', join(s.mnt, 'moved')],
+      ['ls', join(s.mnt, 'odir')],
+      ['ls', join(s.mnt, 'moved')],
       ['getxattr', join(s.mnt, 'odir'), 'trusted.overlay.opaque'],
       ['getxattr', join(s.mnt, 'moved'), 'trusted.overlay.redirect'],
       ['getxattr', join(s.mnt, 'ufile'), 'trusted.overlay.anything'],
       ['getxattr', join(s.mnt, 'lfile'), 'trusted.overlay.anything'],
-      ['listxattr', join(s.mnt, 'odir')], ['listxattr', join(s.mnt, 'moved')], ['listxattr', join(s.mnt, 'ufile')], ['listxattr', join(s.mnt, 'lfile')],
+      ['listxattr', join(s.mnt, 'odir')],
+      ['listxattr', join(s.mnt, 'moved')],
+      ['listxattr', join(s.mnt, 'ufile')],
+      ['listxattr', join(s.mnt, 'lfile')],
     ]);
     // The metadata is in force (it is metadata, not data)...
     assert.deepEqual(odirList, [], 'the opaque upper directory hides the lower one');
     assert.deepEqual(movedList, ['r'], 'the redirect is followed');
     // ...and invisible.
-    for (const [what, v] of [['opaque', o], ['redirect', r], ['upper file', a], ['lower file', la]] as const) {
+    for (const [what, v] of [
+      ['opaque', o],
+      ['redirect', r],
+      ['upper file', a],
+      ['lower file', la],
+    ] as const) {
       assert.ok(['ENODATA', 'EOPNOTSUPP'].includes(v as string), `getxattr of trusted.overlay.* (${what}) through the mount: ${JSON.stringify(v)}`);
     }
     for (const l of [lo, lm, lu, ll]) {
       assert.ok(Array.isArray(l), `listxattr failed: ${JSON.stringify(l)}`);
-      assert.deepEqual((l as string[]).filter((n) => n.startsWith('trusted.overlay.')), [], `listed: ${JSON.stringify(l)}`);
+      assert.deepEqual(
+        (l as string[]).filter((n) => n.startsWith('trusted.overlay.')),
+        [],
+        `listed: ${JSON.stringify(l)}`,
+      );
     }
     assert.ok((lo as string[]).includes('user.visible'), 'other xattrs are still listed');
     // getfattr -d -m - (what an administrator would run) agrees.
-    const dump = await run('getfattr', ['-d', '-m', '-', '--absolute-names', join(s.mnt, 'odir'), join(s.mnt, 'moved'), join(s.mnt, 'ufile'), join(s.mnt, 'lfile')]);
+    const dump = await run('getfattr', [
+      '-d',
+      '-m',
+      '-',
+      '--absolute-names',
+      join(s.mnt, 'odir'),
+      join(s.mnt, 'moved'),
+      join(s.mnt, 'ufile'),
+      join(s.mnt, 'lfile'),
+    ]);
     assert.doesNotMatch(dump.stdout, /trusted\.overlay\./, dump.stdout);
   });
 
@@ -143,20 +173,21 @@ describe('security: overlay xattrs cannot be read, set or removed through a root
       execFileSync('setfattr', ['-n', 'user.overlay.fromlower', '-v', 'lowerval', join(s.lower, 'home/theirs')]);
       await s.mount();
       const m = s.mnt;
-      const res = await ops([
-        ['getxattr', join(m, 'home/theirs'), 'user.overlay.fromlower'],
-        ['create', join(m, 'home/new')],
-        ['setxattr', join(m, 'home/new'), 'user.overlay.foo', 'bar'],
-        ['getxattr', join(m, 'home/new'), 'user.overlay.foo'],
-        ['listxattr', join(m, 'home/new')],
-        ['setxattr', join(m, 'home/theirs'), 'user.overlay.foo', 'baz'],
-        ['getxattr', join(m, 'home/theirs'), 'user.overlay.foo'],
-        ['removexattr', join(m, 'home/theirs'), 'user.overlay.fromlower'],
-        ['listxattr', join(m, 'home/theirs')],
-      ], user);
-      assert.deepEqual(res, [
-        'lowerval', 'ok', 'ok', 'bar', ['user.overlay.foo'], 'ok', 'baz', 'ok', ['user.overlay.foo'],
-      ]);
+      const res = await ops(
+        [
+          ['getxattr', join(m, 'home/theirs'), 'user.overlay.fromlower'],
+          ['create', join(m, 'home/new')],
+          ['setxattr', join(m, 'home/new'), 'user.overlay.foo', 'bar'],
+          ['getxattr', join(m, 'home/new'), 'user.overlay.foo'],
+          ['listxattr', join(m, 'home/new')],
+          ['setxattr', join(m, 'home/theirs'), 'user.overlay.foo', 'baz'],
+          ['getxattr', join(m, 'home/theirs'), 'user.overlay.foo'],
+          ['removexattr', join(m, 'home/theirs'), 'user.overlay.fromlower'],
+          ['listxattr', join(m, 'home/theirs')],
+        ],
+        user,
+      );
+      assert.deepEqual(res, ['lowerval', 'ok', 'ok', 'bar', ['user.overlay.foo'], 'ok', 'baz', 'ok', ['user.overlay.foo']]);
       // Stored as what it is, on the upper objects.
       assert.equal(hostXattr(join(s.upper, 'home/new'), 'user.overlay.foo'), 'bar');
       assert.equal(hostXattr(join(s.upper, 'home/theirs'), 'user.overlay.foo'), 'baz');
@@ -175,7 +206,13 @@ describe('security: overlay xattrs cannot be read, set or removed through a root
       // Through the mount too, by its owner, on a lower directory (copied up to take it).
       const [shared] = await ops([['ls', join(s.mnt, 'shared')]], user);
       assert.deepEqual(shared, ['a', 'b', 'mine'], 'user.overlay.opaque set on the host hid the lower directory on a root mount');
-      const [setRes, other] = await ops([['setxattr', join(s.mnt, 'other'), 'user.overlay.opaque', 'y'], ['ls', join(s.mnt, 'other')]], user);
+      const [setRes, other] = await ops(
+        [
+          ['setxattr', join(s.mnt, 'other'), 'user.overlay.opaque', 'y'],
+          ['ls', join(s.mnt, 'other')],
+        ],
+        user,
+      );
       assert.equal(setRes, 'ok', 'the owner sets user.overlay.opaque through the mount');
       assert.equal(hostXattr(join(s.upper, 'other'), 'user.overlay.opaque'), 'y');
       assert.deepEqual(other, ['c'], 'user.overlay.opaque set through the mount hid the lower directory');

@@ -21,9 +21,6 @@ import { makeTree } from '../helpers/tree';
 import { createUser, removeUser, type TestUser } from '../helpers/users';
 import { ops, type Op } from './probe';
 
-
-
-
 /** Every path under `root` with its type, as the host sees it. */
 function tree(root: string): string[] {
   const out: string[] = [];
@@ -121,13 +118,27 @@ for (const format of FORMATS) {
       await mount();
       await checkFormat();
       // Sources for link and rename, already in the upper.
-      assert.deepEqual(await ops([['write', join(s.mnt, 'dir/up'), 'up'], ['mkdir', join(s.mnt, 'dir/updir')]]), ['ok', 'ok']);
+      assert.deepEqual(
+        await ops([
+          ['write', join(s.mnt, 'dir/up'), 'up'],
+          ['mkdir', join(s.mnt, 'dir/updir')],
+        ]),
+        ['ok', 'ok'],
+      );
       const upperBefore = tree(upper);
       const list: Op[] = [];
       for (const n of PRIVATE) {
         const p = join(s.mnt, 'dir', n);
-        list.push(['create', p], ['mkfifo', p], ['mkdir', p], ['symlink', p, 'foo'], ['link', join(s.mnt, 'dir/up'), p],
-          ['rename', join(s.mnt, 'dir/up'), p], ['rename', join(s.mnt, 'dir/updir'), p], ['rename', join(s.mnt, 'dir/src'), p]);
+        list.push(
+          ['create', p],
+          ['mkfifo', p],
+          ['mkdir', p],
+          ['symlink', p, 'foo'],
+          ['link', join(s.mnt, 'dir/up'), p],
+          ['rename', join(s.mnt, 'dir/up'), p],
+          ['rename', join(s.mnt, 'dir/updir'), p],
+          ['rename', join(s.mnt, 'dir/src'), p],
+        );
         // At the root too, and in a directory that is not yet in the upper.
         list.push(['create', join(s.mnt, n)], ['mkdir', join(s.mnt, 'odir', n)]);
       }
@@ -135,7 +146,11 @@ for (const format of FORMATS) {
       results.forEach((r, i) => assert.equal(r, 'EINVAL', `${list[i]![0]} ${list[i]!.slice(1).join(' -> ')}`));
       assert.deepEqual(tree(upper), upperBefore, 'the upper changed');
       const [dir, root, odir, foo, up] = await ops([
-        ['ls', join(s.mnt, 'dir')], ['ls', s.mnt], ['ls', join(s.mnt, 'odir')], ['read', join(s.mnt, 'dir/foo')], ['read', join(s.mnt, 'dir/up')],
+        ['ls', join(s.mnt, 'dir')],
+        ['ls', s.mnt],
+        ['ls', join(s.mnt, 'odir')],
+        ['read', join(s.mnt, 'dir/foo')],
+        ['read', join(s.mnt, 'dir/up')],
       ]);
       assert.deepEqual(dir, ['foo', 'src', 'srcdir', 'up', 'updir']);
       assert.deepEqual(root, ['dir', 'odir', 'tmp']);
@@ -144,7 +159,7 @@ for (const format of FORMATS) {
       assert.equal(up, 'up');
     });
 
-    it('sticky 1777 directory: user A cannot remove B\'s file, nor hide it or the directory with .wh. names', async function () {
+    it("sticky 1777 directory: user A cannot remove B's file, nor hide it or the directory with .wh. names", async function () {
       this.timeout(60000);
       fs.chmodSync(join(s.lower, 'tmp'), 0o1777);
       fs.writeFileSync(join(s.lower, 'tmp/theirfile'), 'theirs');
@@ -153,27 +168,40 @@ for (const format of FORMATS) {
       await mount();
       await checkFormat();
       const t = (n: string): string => join(s.mnt, 'tmp', n);
-      const res = await ops([
-        ['unlink', t('theirfile')],
-        ['create', t('.wh.theirfile')],
-        ['create', t('.wh..wh..opq')],
-        ['mkdir', t('.wh.theirfile')],
-        ['mkfifo', t('.wh.theirfile')],
-        ['symlink', t('.wh.theirfile'), 'x'],
-        ['write', t('mine'), 'mine'],
-        ['rename', t('mine'), t('.wh.theirfile')],
-        ['link', t('mine'), t('.wh..wh..opq')],
-        ['ls', join(s.mnt, 'tmp')],
-      ], userA);
+      const res = await ops(
+        [
+          ['unlink', t('theirfile')],
+          ['create', t('.wh.theirfile')],
+          ['create', t('.wh..wh..opq')],
+          ['mkdir', t('.wh.theirfile')],
+          ['mkfifo', t('.wh.theirfile')],
+          ['symlink', t('.wh.theirfile'), 'x'],
+          ['write', t('mine'), 'mine'],
+          ['rename', t('mine'), t('.wh.theirfile')],
+          ['link', t('mine'), t('.wh..wh..opq')],
+          ['ls', join(s.mnt, 'tmp')],
+        ],
+        userA,
+      );
       assert.deepEqual(res, ['EPERM', 'EINVAL', 'EINVAL', 'EINVAL', 'EINVAL', 'EINVAL', 'ok', 'EINVAL', 'EINVAL', ['mine', 'rootfile', 'theirfile']]);
       // Everyone still sees every entry, and B's file.
       for (const who of [userA, userB, undefined]) {
-        const [list, theirs] = await ops([['ls', join(s.mnt, 'tmp')], ['read', t('theirfile')]], who);
+        const [list, theirs] = await ops(
+          [
+            ['ls', join(s.mnt, 'tmp')],
+            ['read', t('theirfile')],
+          ],
+          who,
+        );
         assert.deepEqual(list, ['mine', 'rootfile', 'theirfile'], `listing as ${who?.name ?? 'root'}`);
         assert.equal(theirs, 'theirs', `theirfile as ${who?.name ?? 'root'}`);
       }
       const upperTree = tree(upper);
-      assert.deepEqual(upperTree.filter((p) => p.startsWith('tmp/')), ['tmp/mine:f'], `upper tmp holds only A's file: ${upperTree.join(' ')}`);
+      assert.deepEqual(
+        upperTree.filter((p) => p.startsWith('tmp/')),
+        ['tmp/mine:f'],
+        `upper tmp holds only A's file: ${upperTree.join(' ')}`,
+      );
     });
 
     it('.wh. names the upper or a lower holds answer ENOENT and never show in listings', async function () {
@@ -185,10 +213,17 @@ for (const format of FORMATS) {
       await mount();
       await checkFormat();
       const res = await ops([
-        ['stat', join(s.mnt, 'dir/.wh.foo')], ['stat', join(s.mnt, 'dir/.wh.gone')], ['stat', join(s.mnt, 'dir/.wh.nothing')],
-        ['stat', join(s.mnt, 'odir/.wh..wh..opq')], ['stat', join(s.mnt, 'dir/.wh.lowerwh')], ['stat', join(s.mnt, '.wh.top')],
+        ['stat', join(s.mnt, 'dir/.wh.foo')],
+        ['stat', join(s.mnt, 'dir/.wh.gone')],
+        ['stat', join(s.mnt, 'dir/.wh.nothing')],
+        ['stat', join(s.mnt, 'odir/.wh..wh..opq')],
+        ['stat', join(s.mnt, 'dir/.wh.lowerwh')],
+        ['stat', join(s.mnt, '.wh.top')],
         ['read', join(s.mnt, 'dir/.wh.nothing')],
-        ['ls', s.mnt], ['ls', join(s.mnt, 'dir')], ['ls', join(s.mnt, 'odir')], ['stat', join(s.mnt, 'dir/foo')],
+        ['ls', s.mnt],
+        ['ls', join(s.mnt, 'dir')],
+        ['ls', join(s.mnt, 'odir')],
+        ['stat', join(s.mnt, 'dir/foo')],
       ]);
       assert.deepEqual(res.slice(0, 7), ['ENOENT', 'ENOENT', 'ENOENT', 'ENOENT', 'ENOENT', 'ENOENT', 'ENOENT']);
       assert.deepEqual(res.slice(7), [['dir', 'odir', 'tmp'], ['src', 'srcdir'], ['up'], 'ENOENT']);

@@ -13,15 +13,15 @@ import { makeTree, snapshot } from '../helpers/tree';
 import { createUser, removeUser, type TestUser } from '../helpers/users';
 import { ops } from './probe';
 
-
-
-
 /** getfacl's answer without its "# file:" line (the path differs). */
 function acl(p: string): string {
-  return execFileSync('getfacl', ['-p', p], { encoding: 'utf8' }).split('\n').filter((l) => !l.startsWith('# file:')).join('\n');
+  return execFileSync('getfacl', ['-p', p], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => !l.startsWith('# file:'))
+    .join('\n');
 }
 
-describe('security: the root of a private-upper mount is the top lower root\'s (issue 11)', function () {
+describe("security: the root of a private-upper mount is the top lower root's (issue 11)", function () {
   this.timeout(60000);
   let s: Scratch;
   let daemons: Daemon[];
@@ -57,16 +57,25 @@ describe('security: the root of a private-upper mount is the top lower root\'s (
 
   it('lower root 0700 root:root: the mount root is 0700 root:root and another user cannot list it', async function () {
     this.timeout(60000);
-    makeTree(s.lower, { 'bin/sh': 'sh', 'secret': 's' });
+    makeTree(s.lower, { 'bin/sh': 'sh', secret: 's' });
     fs.chmodSync(s.lower, 0o700);
     await mount([s.lower]);
-    assert.deepEqual(await ops([['ls', s.mnt], ['read', join(s.mnt, 'secret')]], user), ['EACCES', 'EACCES']);
+    assert.deepEqual(
+      await ops(
+        [
+          ['ls', s.mnt],
+          ['read', join(s.mnt, 'secret')],
+        ],
+        user,
+      ),
+      ['EACCES', 'EACCES'],
+    );
     assert.deepEqual(await ops([['mode', s.mnt]]), ['700 0:0']);
   });
 
   it('lower root 0755 owned by a user: the mount root is 0755 with that owner', async function () {
     this.timeout(60000);
-    makeTree(s.lower, { 'f': 'f' });
+    makeTree(s.lower, { f: 'f' });
     fs.chmodSync(s.lower, 0o755);
     fs.chownSync(s.lower, user.uid, user.gid);
     await mount([s.lower]);
@@ -78,26 +87,34 @@ describe('security: the root of a private-upper mount is the top lower root\'s (
 
   it('lower root 0755 root: another user cannot delete, move or replace bin, nor create at the top', async function () {
     this.timeout(60000);
-    makeTree(s.lower, { 'bin/sh': '#!/bin/true\n', 'etcfile': 'e', 'tmp/keep': 'k', 'srv': { dir: true } });
+    makeTree(s.lower, { 'bin/sh': '#!/bin/true\n', etcfile: 'e', 'tmp/keep': 'k', srv: { dir: true } });
     fs.chmodSync(s.lower, 0o755);
     fs.chmodSync(join(s.lower, 'tmp'), 0o1777);
     const lowerBefore = snapshot(s.lower);
     const d = await mount([s.lower]);
     const m = s.mnt;
-    const res = await ops([
-      ['mkdir', join(m, 'tmp/evil')], // where the user may write: the control
-      ['create', join(m, 'tmp/evil/sh')],
-      ['rename', join(m, 'bin'), join(m, 'bin.old')], // a rename in the root needs only the root's w
-      ['rename', join(m, 'tmp/evil'), join(m, 'bin')],
-      ['rmdir', join(m, 'srv')],
-      ['unlink', join(m, 'etcfile')],
-      ['rename', join(m, 'tmp/evil/sh'), join(m, 'etcfile')],
-      ['create', join(m, 'newfile')],
-      ['mkdir', join(m, 'newdir')],
-      ['symlink', join(m, 'newlink'), '/tmp'],
-    ], user);
+    const res = await ops(
+      [
+        ['mkdir', join(m, 'tmp/evil')], // where the user may write: the control
+        ['create', join(m, 'tmp/evil/sh')],
+        ['rename', join(m, 'bin'), join(m, 'bin.old')], // a rename in the root needs only the root's w
+        ['rename', join(m, 'tmp/evil'), join(m, 'bin')],
+        ['rmdir', join(m, 'srv')],
+        ['unlink', join(m, 'etcfile')],
+        ['rename', join(m, 'tmp/evil/sh'), join(m, 'etcfile')],
+        ['create', join(m, 'newfile')],
+        ['mkdir', join(m, 'newdir')],
+        ['symlink', join(m, 'newlink'), '/tmp'],
+      ],
+      user,
+    );
     assert.deepEqual(res, ['ok', 'ok', 'EACCES', 'EACCES', 'EACCES', 'EACCES', 'EACCES', 'EACCES', 'EACCES', 'EACCES']);
-    const after = await ops([['ls', m], ['ls', join(m, 'bin')], ['read', join(m, 'bin/sh')], ['read', join(m, 'etcfile')]]);
+    const after = await ops([
+      ['ls', m],
+      ['ls', join(m, 'bin')],
+      ['read', join(m, 'bin/sh')],
+      ['read', join(m, 'etcfile')],
+    ]);
     assert.deepEqual(after, [['bin', 'etcfile', 'srv', 'tmp'], ['sh'], '#!/bin/true\n', 'e']);
     assert.deepEqual(await ops([['mode', m]]), ['755 0:0']);
     await d.stop();
@@ -106,7 +123,7 @@ describe('security: the root of a private-upper mount is the top lower root\'s (
 
   it('a lower root with an access ACL shows the same ACL through the mount (getfacl)', async function () {
     this.timeout(60000);
-    makeTree(s.lower, { 'f': 'f' });
+    makeTree(s.lower, { f: 'f' });
     fs.chmodSync(s.lower, 0o750);
     execFileSync('setfacl', ['-m', `u:${user.name}:rwx`, s.lower]);
     const want = acl(s.lower);
@@ -114,45 +131,78 @@ describe('security: the root of a private-upper mount is the top lower root\'s (
     await mount([s.lower]);
     assert.equal(acl(s.mnt), want);
     // The mode bits (group class = the ACL mask) keep another user out.
-    assert.deepEqual(await ops([['ls', s.mnt], ['create', join(s.mnt, 'byother')]], other), ['EACCES', 'EACCES']);
+    assert.deepEqual(
+      await ops(
+        [
+          ['ls', s.mnt],
+          ['create', join(s.mnt, 'byother')],
+        ],
+        other,
+      ),
+      ['EACCES', 'EACCES'],
+    );
   });
 
-  describe('two lowers (lowerdir=A:B): A\'s root decides', () => {
+  describe("two lowers (lowerdir=A:B): A's root decides", () => {
     it('A 0700 root over B 0777 owned by a user: 0700 root:root, not listable by the user', async function () {
       this.timeout(60000);
       const a = s.dir('A');
       const b = s.dir('B');
-      makeTree(a, { 'fa': 'a' });
-      makeTree(b, { 'fb': 'b' });
+      makeTree(a, { fa: 'a' });
+      makeTree(b, { fb: 'b' });
       fs.chmodSync(a, 0o700);
       fs.chmodSync(b, 0o777);
       fs.chownSync(b, user.uid, user.gid);
       await mount([a, b]);
-      assert.deepEqual(await ops([['ls', s.mnt], ['create', join(s.mnt, 'x')]], user), ['EACCES', 'EACCES']);
-      assert.deepEqual(await ops([['mode', s.mnt], ['ls', s.mnt]]), ['700 0:0', ['fa', 'fb']]);
+      assert.deepEqual(
+        await ops(
+          [
+            ['ls', s.mnt],
+            ['create', join(s.mnt, 'x')],
+          ],
+          user,
+        ),
+        ['EACCES', 'EACCES'],
+      );
+      assert.deepEqual(
+        await ops([
+          ['mode', s.mnt],
+          ['ls', s.mnt],
+        ]),
+        ['700 0:0', ['fa', 'fb']],
+      );
     });
 
-    it('A 0755 owned by a user over B 0700 root: 0755 with A\'s owner', async function () {
+    it("A 0755 owned by a user over B 0700 root: 0755 with A's owner", async function () {
       this.timeout(60000);
       const a = s.dir('A');
       const b = s.dir('B');
-      makeTree(a, { 'fa': 'a' });
-      makeTree(b, { 'fb': 'b' });
+      makeTree(a, { fa: 'a' });
+      makeTree(b, { fb: 'b' });
       fs.chmodSync(a, 0o755);
       fs.chownSync(a, user.uid, user.gid);
       fs.chmodSync(b, 0o700);
       await mount([a, b]);
       assert.deepEqual(await ops([['create', join(s.mnt, 'byother')]], other), ['EACCES']);
-      assert.deepEqual(await ops([['ls', s.mnt], ['create', join(s.mnt, 'byowner')]], user), [['fa', 'fb'], 'ok']);
+      assert.deepEqual(
+        await ops(
+          [
+            ['ls', s.mnt],
+            ['create', join(s.mnt, 'byowner')],
+          ],
+          user,
+        ),
+        [['fa', 'fb'], 'ok'],
+      );
       assert.deepEqual(await ops([['mode', s.mnt]]), [`755 ${user.uid}:${user.gid}`]);
     });
 
-    it('A with an ACL over B without: A\'s ACL shows', async function () {
+    it("A with an ACL over B without: A's ACL shows", async function () {
       this.timeout(60000);
       const a = s.dir('A');
       const b = s.dir('B');
-      makeTree(a, { 'fa': 'a' });
-      makeTree(b, { 'fb': 'b' });
+      makeTree(a, { fa: 'a' });
+      makeTree(b, { fb: 'b' });
       fs.chmodSync(a, 0o700);
       execFileSync('setfacl', ['-m', `u:${user.name}:rx`, a]);
       await mount([a, b]);

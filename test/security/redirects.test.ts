@@ -21,8 +21,6 @@ import { ops } from './probe';
 
 /** Runs each operation, answering its result or the errno name it failed with. */
 
-
-
 /** Names that only the host's /etc has here: any of them in a listing means /etc leaked. */
 const HOST_ETC = ['passwd', 'shadow', 'group', 'hostname', 'os-release'];
 
@@ -81,7 +79,11 @@ describe('security: overlay redirects are validated before use (issue 11)', func
 
   /** Lines of the daemon's stderr about redirects, once at least one has arrived (or 3 s). */
   async function redirectLines(d: Daemon): Promise<string[]> {
-    const lines = (): string[] => d.stderr().split('\n').filter((l) => /redirect/i.test(l));
+    const lines = (): string[] =>
+      d
+        .stderr()
+        .split('\n')
+        .filter((l) => /redirect/i.test(l));
     for (let i = 0; i < 30 && lines().length === 0; i++) await sleep(100);
     await sleep(200);
     return lines();
@@ -105,11 +107,18 @@ describe('security: overlay redirects are validated before use (issue 11)', func
     const upperBefore = snapshot(join(upper, 'bad'));
     const d = await mount([lower]);
     const [st, list, read, create, mkdir, again] = await ops([
-      ['stat', join(mnt, 'bad')], ['ls', join(mnt, 'bad')], ['read', join(mnt, 'bad/secret.txt')],
-      ['create', join(mnt, 'bad/new')], ['mkdir', join(mnt, 'bad/newdir')], ['ls', join(mnt, 'bad')],
+      ['stat', join(mnt, 'bad')],
+      ['ls', join(mnt, 'bad')],
+      ['read', join(mnt, 'bad/secret.txt')],
+      ['create', join(mnt, 'bad/new')],
+      ['mkdir', join(mnt, 'bad/newdir')],
+      ['ls', join(mnt, 'bad')],
     ]);
     for (const leak of leakNames) {
-      assert.ok(!(Array.isArray(list) && list.includes(leak)), `${leak} (of what the redirect names) listed through bad: ${JSON.stringify(list).slice(0, 300)}`);
+      assert.ok(
+        !(Array.isArray(list) && list.includes(leak)),
+        `${leak} (of what the redirect names) listed through bad: ${JSON.stringify(list).slice(0, 300)}`,
+      );
     }
     assert.notEqual(read, 'outside secret', 'a file outside the layers was read through the redirect');
     assert.equal(st, 'EIO', `stat of a directory with redirect ${JSON.stringify(value)}`);
@@ -183,7 +192,11 @@ describe('security: overlay redirects are validated before use (issue 11)', func
     makeTree(upper, { 'bad/own': 'mine', 'sib.txt': 'sibling' });
     setRedirect(join(upper, 'bad'), '/../../../../etc');
     await mount([lower]);
-    const [root, sib, bad] = await ops([['ls', mnt], ['read', join(mnt, 'sib.txt')], ['ls', join(mnt, 'bad')]]);
+    const [root, sib, bad] = await ops([
+      ['ls', mnt],
+      ['read', join(mnt, 'sib.txt')],
+      ['ls', join(mnt, 'bad')],
+    ]);
     assert.equal(bad, 'EIO', `bad answers ${JSON.stringify(bad).slice(0, 300)}`);
     assert.equal(sib, 'sibling');
     assert.ok(Array.isArray(root), `the mount's root lists (got ${JSON.stringify(root)})`);
@@ -200,7 +213,11 @@ describe('security: overlay redirects are validated before use (issue 11)', func
     age(s.root);
     const before = untouched();
     await mount([lower]);
-    const [d, e, passwd] = await ops([['ls', join(mnt, 'd')], ['ls', join(mnt, 'e')], ['read', join(mnt, 'd/passwd')]]);
+    const [d, e, passwd] = await ops([
+      ['ls', join(mnt, 'd')],
+      ['ls', join(mnt, 'e')],
+      ['read', join(mnt, 'd/passwd')],
+    ]);
     assert.deepEqual(d, ['own'], `the redirected directory shows its upper contents only, not: ${JSON.stringify(d).slice(0, 300)}`);
     assert.deepEqual(e, ['own'], `a redirect through a symlink to a tree beside the layer shows nothing of it, not: ${JSON.stringify(e)}`);
     assert.equal(passwd, 'ENOENT');
@@ -214,11 +231,22 @@ describe('security: overlay redirects are validated before use (issue 11)', func
     setRedirect(join(upper, 'renamed'), '/real/dir');
     setRedirect(join(upper, 'renamed2'), 'real');
     const d = await mount([lower]);
-    const [abs, rel, file] = await ops([['ls', join(mnt, 'renamed')], ['ls', join(mnt, 'renamed2')], ['read', join(mnt, 'renamed/file')]]);
+    const [abs, rel, file] = await ops([
+      ['ls', join(mnt, 'renamed')],
+      ['ls', join(mnt, 'renamed2')],
+      ['read', join(mnt, 'renamed/file')],
+    ]);
     assert.deepEqual(abs, ['file', 'own', 'sub']);
     assert.deepEqual(rel, ['dir', 'own2']);
     assert.equal(file, 'lower file');
-    assert.deepEqual(d.stderr().split('\n').filter((l) => /redirect/i.test(l)), [], 'no complaint about valid redirects');
+    assert.deepEqual(
+      d
+        .stderr()
+        .split('\n')
+        .filter((l) => /redirect/i.test(l)),
+      [],
+      'no complaint about valid redirects',
+    );
   });
 
   describe('user.overlay.redirect on a root mount is plain user data', () => {
@@ -238,7 +266,11 @@ describe('security: overlay redirects are validated before use (issue 11)', func
       makeTree(upper, { 'rel/own': 'mine' });
       setRedirect(join(upper, 'rel'), 'real', 'user');
       await mount([lower]);
-      const [mine, rel, value] = await ops([['ls', join(mnt, 'mine')], ['ls', join(mnt, 'rel')], ['getxattr', join(mnt, 'mine'), 'user.overlay.redirect']]);
+      const [mine, rel, value] = await ops([
+        ['ls', join(mnt, 'mine')],
+        ['ls', join(mnt, 'rel')],
+        ['getxattr', join(mnt, 'mine'), 'user.overlay.redirect'],
+      ]);
       assert.deepEqual(mine, ['own'], 'user.overlay.redirect /real/dir was followed on a root mount');
       assert.deepEqual(rel, ['own'], 'user.overlay.redirect "real" was followed on a root mount');
       assert.equal(value, '/real/dir', 'user.overlay.redirect reads back through the mount as user data');
@@ -255,7 +287,10 @@ describe('security: overlay redirects are validated before use (issue 11)', func
       const before = untouched();
       const d = await mount([lower, lower2]);
       const [st, list, secret, keep] = await ops([
-        ['stat', join(mnt, 'm')], ['ls', join(mnt, 'm')], ['read', join(mnt, 'm/secret.txt')], ['read', join(mnt, 'keep.txt')],
+        ['stat', join(mnt, 'm')],
+        ['ls', join(mnt, 'm')],
+        ['read', join(mnt, 'm/secret.txt')],
+        ['read', join(mnt, 'keep.txt')],
       ]);
       assert.ok(!(Array.isArray(list) && list.includes('secret.txt')), `the outside tree listed through m: ${JSON.stringify(list).slice(0, 300)}`);
       assert.notEqual(secret, 'outside secret');
@@ -268,25 +303,31 @@ describe('security: overlay redirects are validated before use (issue 11)', func
       assert.deepEqual(untouched(), before);
     });
 
-    it('an invalid one to the host\'s /etc, without an upper: EIO, no /etc names', async function () {
+    it("an invalid one to the host's /etc, without an upper: EIO, no /etc names", async function () {
       this.timeout(60000);
       makeTree(lower, { 'm/l1file': '1' });
       makeTree(lower2, { 'm/l2file': '2' });
       setRedirect(join(lower, 'm'), '/../../../../../../../../etc');
       await mount([lower, lower2], false);
-      const [st, list] = await ops([['stat', join(mnt, 'm')], ['ls', join(mnt, 'm')]]);
+      const [st, list] = await ops([
+        ['stat', join(mnt, 'm')],
+        ['ls', join(mnt, 'm')],
+      ]);
       for (const leak of HOST_ETC) assert.ok(!(Array.isArray(list) && list.includes(leak)), `host /etc listed: ${JSON.stringify(list).slice(0, 300)}`);
       assert.equal(st, 'EIO');
       assert.equal(list, 'EIO');
     });
 
-    it('positive control: a valid one into L2 merges L2\'s directory', async function () {
+    it("positive control: a valid one into L2 merges L2's directory", async function () {
       this.timeout(60000);
       makeTree(lower, { 'm/l1file': '1' });
       makeTree(lower2, { 'real2/r2file': 'r2' });
       setRedirect(join(lower, 'm'), '/real2');
       await mount([lower, lower2]);
-      const [list, r2] = await ops([['ls', join(mnt, 'm')], ['read', join(mnt, 'm/r2file')]]);
+      const [list, r2] = await ops([
+        ['ls', join(mnt, 'm')],
+        ['read', join(mnt, 'm/r2file')],
+      ]);
       assert.deepEqual(list, ['l1file', 'r2file']);
       assert.equal(r2, 'r2');
     });

@@ -38,7 +38,10 @@ function typeOf(st: fs.BigIntStats): string {
 
 function xattrsOf(p: string): string {
   return execFileSync('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', p], { encoding: 'utf8' })
-    .split('\n').filter((l) => l && !l.startsWith('#')).sort().join(';');
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .sort()
+    .join(';');
 }
 
 function entryState(p: string): EntryState {
@@ -56,8 +59,17 @@ function entryState(p: string): EntryState {
   // atime is left out: reading a directory updates it (relatime) whoever reads, the snapshot
   // included. Every change an attack can make shows in mtime, ctime, content or names.
   return {
-    type: typeOf(st), mode: (st.mode & 0o7777n).toString(8).padStart(4, '0'), uid: Number(st.uid), gid: Number(st.gid),
-    size: st.size, nlink: st.nlink, ino: st.ino, mtime: st.mtimeNs, ctime: st.ctimeNs, body, xattrs: xattrsOf(p),
+    type: typeOf(st),
+    mode: (st.mode & 0o7777n).toString(8).padStart(4, '0'),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: st.size,
+    nlink: st.nlink,
+    ino: st.ino,
+    mtime: st.mtimeNs,
+    ctime: st.ctimeNs,
+    body,
+    xattrs: xattrsOf(p),
   };
 }
 

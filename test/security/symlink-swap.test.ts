@@ -139,7 +139,7 @@ const CASE_A: Case = {
   title: '(a) upper, swap mid-path: pub/d -> rootonly, calls on pub/d/NAME',
   layer: 'upper',
   mountOpts: '',
-  lower: { 'pub': { dir: true }, 'pub/m/lowfile': 'lower content', 'pub/m/lowfile2': 'lower content 2' },
+  lower: { pub: { dir: true }, 'pub/m/lowfile': 'lower content', 'pub/m/lowfile2': 'lower content 2' },
   prep: `
 os.mkdir(D)
 with open(D + '/secret', 'w') as f: f.write('decoy')
@@ -156,9 +156,21 @@ ${lstatAll(['pub', 'pub/d', 'pub/d/secret', 'pub/d/empty', 'pub/d/sub', 'pub/d/s
     // (nlink 0): fine, as long as they are not the victim's.
     { name: 'lstat (forced past the cache) of a held name', swap: 'pub/d', to: 'dir', expect: 'mid', successOk: true, op: `return statx_sync(D + '/secret')` },
     { name: 'open+read', swap: 'pub/d', to: 'dir', expect: 'mid', op: `return open(D + '/secret', 'rb').read()` },
-    { name: 'open+write (append)', swap: 'pub/d', to: 'dir', expect: 'mid', op: `fd = os.open(D + '/secret', os.O_WRONLY | os.O_APPEND)\nreturn os.write(fd, b'PWNED')` },
+    {
+      name: 'open+write (append)',
+      swap: 'pub/d',
+      to: 'dir',
+      expect: 'mid',
+      op: `fd = os.open(D + '/secret', os.O_WRONLY | os.O_APPEND)\nreturn os.write(fd, b'PWNED')`,
+    },
     { name: 'open with O_TRUNC', swap: 'pub/d', to: 'dir', expect: 'mid', op: `return os.open(D + '/secret', os.O_WRONLY | os.O_TRUNC)` },
-    { name: 'create (O_CREAT|O_EXCL)', swap: 'pub/d', to: 'dir', expect: 'mid', op: `return os.open(D + '/created', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)` },
+    {
+      name: 'create (O_CREAT|O_EXCL)',
+      swap: 'pub/d',
+      to: 'dir',
+      expect: 'mid',
+      op: `return os.open(D + '/created', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)`,
+    },
     { name: 'mkdir', swap: 'pub/d', to: 'dir', expect: 'mid', op: `return os.mkdir(D + '/newdir')` },
     { name: 'mknod (fifo)', swap: 'pub/d', to: 'dir', expect: 'mid', op: `return os.mkfifo(D + '/newfifo')` },
     { name: 'symlink', swap: 'pub/d', to: 'dir', expect: 'mid', op: `return os.symlink('/etc/shadow', D + '/newlink')` },
@@ -181,19 +193,64 @@ ${lstatAll(['pub', 'pub/d', 'pub/d/secret', 'pub/d/empty', 'pub/d/sub', 'pub/d/s
     { name: 'readlink', swap: 'pub/d', to: 'dir', expect: 'mid', op: `return os.readlink(D + '/lnk')` },
     { name: 'readdir of a held subdirectory', swap: 'pub/d', to: 'dir', expect: 'mid', successOk: true, op: `return os.listdir(D + '/sub')` },
     // Two levels below the swap: the symlink is a middle component of the parent's path too.
-    { name: 'two levels below the swap: create', swap: 'pub/d', to: 'dir', expect: 'mid', op: `return os.open(D + '/sub/created', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)` },
+    {
+      name: 'two levels below the swap: create',
+      swap: 'pub/d',
+      to: 'dir',
+      expect: 'mid',
+      op: `return os.open(D + '/sub/created', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)`,
+    },
     { name: 'two levels below the swap: chmod', swap: 'pub/d', to: 'dir', expect: 'mid', op: `return os.chmod(D + '/sub/only-in-sub', 0o666)` },
     { name: 'two levels below the swap: open+read', swap: 'pub/d', to: 'dir', expect: 'mid', op: `return open(D + '/sub/only-in-sub', 'rb').read()` },
-    { name: 'copy-up: writing a lower file whose upper parent was swapped (parent held as cwd)', swap: 'pub/m', to: 'dir', hold: 'pub/m', expect: 'mid',
-      op: `with open('lowfile', 'ab') as f:\n    return f.write(b'x')` },
-    { name: 'copy-up: chmod of a lower file whose upper parent was swapped (parent held as cwd)', swap: 'pub/m', to: 'dir', hold: 'pub/m', expect: 'mid',
-      op: `return os.chmod('lowfile', 0o600)` },
-    { name: 'whiteout: rm of a lower-only file whose upper parent was swapped (parent held as cwd)', swap: 'pub/m', to: 'dir', hold: 'pub/m', expect: 'mid',
-      op: `return os.unlink('lowfile2')` },
-    { name: 'relative symlink target: create', swap: 'pub/d', to: 'dir', how: 'relative', expect: 'mid', op: `return os.open(D + '/created', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)` },
+    {
+      name: 'copy-up: writing a lower file whose upper parent was swapped (parent held as cwd)',
+      swap: 'pub/m',
+      to: 'dir',
+      hold: 'pub/m',
+      expect: 'mid',
+      op: `with open('lowfile', 'ab') as f:\n    return f.write(b'x')`,
+    },
+    {
+      name: 'copy-up: chmod of a lower file whose upper parent was swapped (parent held as cwd)',
+      swap: 'pub/m',
+      to: 'dir',
+      hold: 'pub/m',
+      expect: 'mid',
+      op: `return os.chmod('lowfile', 0o600)`,
+    },
+    {
+      name: 'whiteout: rm of a lower-only file whose upper parent was swapped (parent held as cwd)',
+      swap: 'pub/m',
+      to: 'dir',
+      hold: 'pub/m',
+      expect: 'mid',
+      op: `return os.unlink('lowfile2')`,
+    },
+    {
+      name: 'relative symlink target: create',
+      swap: 'pub/d',
+      to: 'dir',
+      how: 'relative',
+      expect: 'mid',
+      op: `return os.open(D + '/created', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)`,
+    },
     { name: 'relative symlink target: chmod', swap: 'pub/d', to: 'dir', how: 'relative', expect: 'mid', op: `return os.chmod(D + '/secret', 0o666)` },
-    { name: 'magic link target (/proc/self/root/…): create', swap: 'pub/d', to: 'dir', how: 'magic', expect: 'mid', op: `return os.open(D + '/created', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)` },
-    { name: 'magic link target (/proc/self/root/…): chmod', swap: 'pub/d', to: 'dir', how: 'magic', expect: 'mid', op: `return os.chmod(D + '/secret', 0o666)` },
+    {
+      name: 'magic link target (/proc/self/root/…): create',
+      swap: 'pub/d',
+      to: 'dir',
+      how: 'magic',
+      expect: 'mid',
+      op: `return os.open(D + '/created', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)`,
+    },
+    {
+      name: 'magic link target (/proc/self/root/…): chmod',
+      swap: 'pub/d',
+      to: 'dir',
+      how: 'magic',
+      expect: 'mid',
+      op: `return os.chmod(D + '/secret', 0o666)`,
+    },
   ],
 };
 
@@ -204,7 +261,7 @@ const CASE_B: Case = {
   title: '(b) upper, swap as last component: pub/f -> rootonly/secret, pub/e -> rootonly',
   layer: 'upper',
   mountOpts: '',
-  lower: { 'pub': { dir: true } },
+  lower: { pub: { dir: true } },
   prep: `
 with open(F, 'w') as f: f.write('decoy')
 os.mkdir(E)
@@ -213,9 +270,21 @@ ${lstatAll(['pub', 'pub/f', 'pub/e', 'pub/own'])}`,
   attacks: [
     { name: 'lstat (forced past the cache)', swap: 'pub/f', to: 'secret', expect: 'last', successOk: true, op: `return statx_sync(F)` },
     { name: 'open+read', swap: 'pub/f', to: 'secret', expect: 'last', op: `return open(F, 'rb').read()` },
-    { name: 'open+write (append)', swap: 'pub/f', to: 'secret', expect: 'last', op: `fd = os.open(F, os.O_WRONLY | os.O_APPEND)\nreturn os.write(fd, b'PWNED')` },
+    {
+      name: 'open+write (append)',
+      swap: 'pub/f',
+      to: 'secret',
+      expect: 'last',
+      op: `fd = os.open(F, os.O_WRONLY | os.O_APPEND)\nreturn os.write(fd, b'PWNED')`,
+    },
     { name: 'open with O_TRUNC', swap: 'pub/f', to: 'secret', expect: 'last', op: `return os.open(F, os.O_WRONLY | os.O_TRUNC)` },
-    { name: 'open with O_CREAT (name held, so no create)', swap: 'pub/f', to: 'secret', expect: 'last', op: `fd = os.open(F, os.O_WRONLY | os.O_CREAT, 0o666)\nreturn os.write(fd, b'PWNED')` },
+    {
+      name: 'open with O_CREAT (name held, so no create)',
+      swap: 'pub/f',
+      to: 'secret',
+      expect: 'last',
+      op: `fd = os.open(F, os.O_WRONLY | os.O_CREAT, 0o666)\nreturn os.write(fd, b'PWNED')`,
+    },
     { name: 'chmod', swap: 'pub/f', to: 'secret', expect: 'last', op: `return os.chmod(F, 0o666)` },
     { name: 'chown (the user, to itself)', swap: 'pub/f', to: 'secret', expect: 'last', op: `return os.chown(F, UID, GID)` },
     { name: 'chown by root through the mount', swap: 'pub/f', to: 'secret', expect: 'last', byRoot: true, op: `return os.chown(F, UID, GID)` },
@@ -262,15 +331,54 @@ const CASE_C: Case = {
     { name: 'lstat (forced past the cache) of a held name', swap: 'pub/d', to: 'dir', expect: 'mid', successOk: true, op: `return statx_sync(D + '/secret')` },
     { name: 'open+read (cat)', swap: 'pub/d', to: 'dir', expect: 'mid', alsoOk: HELD_LOWER, op: `return open(D + '/secret', 'rb').read()` },
     { name: 'copy-up by chmod', swap: 'pub/d', to: 'dir', expect: 'mid', alsoOk: HELD_LOWER, op: `return os.chmod(D + '/secret', 0o600)` },
-    { name: 'copy-up by write (append)', swap: 'pub/d', to: 'dir', expect: 'mid', alsoOk: HELD_LOWER, op: `with open(D + '/secret', 'ab') as f:\n    return f.write(b'x')` },
+    {
+      name: 'copy-up by write (append)',
+      swap: 'pub/d',
+      to: 'dir',
+      expect: 'mid',
+      alsoOk: HELD_LOWER,
+      op: `with open(D + '/secret', 'ab') as f:\n    return f.write(b'x')`,
+    },
     { name: 'getxattr', swap: 'pub/d', to: 'dir', expect: 'mid', alsoOk: HELD_LOWER, op: `return os.getxattr(D + '/secret', 'user.victimtag')` },
     { name: 'listxattr', swap: 'pub/d', to: 'dir', expect: 'mid', alsoOk: HELD_LOWER, op: `return os.listxattr(D + '/secret')` },
     { name: 'readlink', swap: 'pub/d', to: 'dir', expect: 'mid', alsoOk: HELD_LOWER, op: `return os.readlink(D + '/lnk')` },
-    { name: 'readdir (ls) of the swapped dir itself', swap: 'pub/d', to: 'dir', expect: 'last', alsoOk: ['ENOTDIR'], successOk: true, op: `return os.listdir(D)` },
+    {
+      name: 'readdir (ls) of the swapped dir itself',
+      swap: 'pub/d',
+      to: 'dir',
+      expect: 'last',
+      alsoOk: ['ENOTDIR'],
+      successOk: true,
+      op: `return os.listdir(D)`,
+    },
     { name: 'readdir (ls) of a held subdirectory', swap: 'pub/d', to: 'dir', expect: 'mid', successOk: true, op: `return os.listdir(D + '/sub')` },
-    { name: 'relative symlink target: open+read', swap: 'pub/d', to: 'dir', how: 'relative', expect: 'mid', alsoOk: HELD_LOWER, op: `return open(D + '/secret', 'rb').read()` },
-    { name: 'magic link target (/proc/self/root/…): open+read', swap: 'pub/d', to: 'dir', how: 'magic', expect: 'mid', alsoOk: HELD_LOWER, op: `return open(D + '/secret', 'rb').read()` },
-    { name: 'magic link target (/proc/self/root/…): copy-up by chmod', swap: 'pub/d', to: 'dir', how: 'magic', expect: 'mid', alsoOk: HELD_LOWER, op: `return os.chmod(D + '/secret', 0o600)` },
+    {
+      name: 'relative symlink target: open+read',
+      swap: 'pub/d',
+      to: 'dir',
+      how: 'relative',
+      expect: 'mid',
+      alsoOk: HELD_LOWER,
+      op: `return open(D + '/secret', 'rb').read()`,
+    },
+    {
+      name: 'magic link target (/proc/self/root/…): open+read',
+      swap: 'pub/d',
+      to: 'dir',
+      how: 'magic',
+      expect: 'mid',
+      alsoOk: HELD_LOWER,
+      op: `return open(D + '/secret', 'rb').read()`,
+    },
+    {
+      name: 'magic link target (/proc/self/root/…): copy-up by chmod',
+      swap: 'pub/d',
+      to: 'dir',
+      how: 'magic',
+      expect: 'mid',
+      alsoOk: HELD_LOWER,
+      op: `return os.chmod(D + '/secret', 0o600)`,
+    },
   ],
 };
 
@@ -291,14 +399,24 @@ const CASE_D: Case = {
     { name: 'getxattr', swap: 'pub/f', to: 'secret', expect: 'last', alsoOk: ['ENODATA'], op: `return os.getxattr(F, 'user.victimtag')` },
     { name: 'listxattr', swap: 'pub/f', to: 'secret', expect: 'last', successOk: true, op: `return os.listxattr(F)` },
     { name: 'relative symlink target: open+read', swap: 'pub/f', to: 'secret', how: 'relative', expect: 'last', op: `return open(F, 'rb').read()` },
-    { name: 'magic link target (/proc/self/root/…): copy-up by chmod', swap: 'pub/f', to: 'secret', how: 'magic', expect: 'last', op: `return os.chmod(F, 0o600)` },
+    {
+      name: 'magic link target (/proc/self/root/…): copy-up by chmod',
+      swap: 'pub/f',
+      to: 'secret',
+      how: 'magic',
+      expect: 'last',
+      op: `return os.chmod(F, 0o600)`,
+    },
   ],
 };
 
 const CASES = [CASE_A, CASE_B, CASE_C, CASE_D];
 
 function indent(code: string): string {
-  return code.split('\n').map((l) => `    ${l}`).join('\n');
+  return code
+    .split('\n')
+    .map((l) => `    ${l}`)
+    .join('\n');
 }
 
 function opProgram(a: Attack): string {
@@ -318,8 +436,7 @@ function makeVictim(s: Scratch): { dir: string; markers: string[] } {
   fs.symlinkSync(LINK_TARGET, join(dir, 'lnk'));
   execFileSync('setfattr', ['-n', 'user.victimtag', '-v', XATTR_VALUE, join(dir, 'secret')]);
   execFileSync('setfattr', ['-n', 'user.victimtag', '-v', XATTR_VALUE, dir]);
-  const inos = ['', 'secret', 'only-in-rootonly', 'empty', 'sub', 'sub/only-in-sub', 'lnk']
-    .map((rel) => `ino=${fs.lstatSync(join(dir, rel)).ino};`);
+  const inos = ['', 'secret', 'only-in-rootonly', 'empty', 'sub', 'sub/only-in-sub', 'lnk'].map((rel) => `ino=${fs.lstatSync(join(dir, rel)).ino};`);
   return { dir, markers: [SECRET, 'only-in-rootonly', 'only-in-sub', XATTR_VALUE, 'victimtag', LINK_TARGET, ...inos] };
 }
 
@@ -345,9 +462,12 @@ function makeLower(root: string, spec: Case['lower'], user: TestUser): void {
 function symlinkTarget(a: Attack, linkPath: string, victim: string): string {
   const to = a.to === 'dir' ? victim : join(victim, 'secret');
   switch (a.how ?? 'absolute') {
-    case 'absolute': return to;
-    case 'relative': return relative(dirname(linkPath), to);
-    case 'magic': return `/proc/self/root${to}`;
+    case 'absolute':
+      return to;
+    case 'relative':
+      return relative(dirname(linkPath), to);
+    case 'magic':
+      return `/proc/self/root${to}`;
   }
 }
 

@@ -36,13 +36,20 @@ describe('bounded ordered runs', () => {
       pending--;
       return n * 2;
     });
-    assert.deepEqual(out, items.map((n) => n * 2));
+    assert.deepEqual(
+      out,
+      items.map((n) => n * 2),
+    );
     assert.equal(most, 8);
   });
 
   it('runs the calls concurrently: 20 calls of 100 ms take about 100 ms', async () => {
     const start = Date.now();
-    await mapBounded(Array.from({ length: 20 }, (_, i) => i), 32, (n) => after(100, n));
+    await mapBounded(
+      Array.from({ length: 20 }, (_, i) => i),
+      32,
+      (n) => after(100, n),
+    );
     assert.ok(Date.now() - start < 1000, `took ${Date.now() - start} ms`);
   });
 
@@ -67,10 +74,13 @@ describe('bounded ordered runs', () => {
   });
 
   it('fails with a call that throws at once', async () => {
-    await assert.rejects(mapBounded([0, 1], 2, (n) => {
-      if (n === 1) throw new Error('thrown');
-      return after(1, n);
-    }), /thrown/);
+    await assert.rejects(
+      mapBounded([0, 1], 2, (n) => {
+        if (n === 1) throw new Error('thrown');
+        return after(1, n);
+      }),
+      /thrown/,
+    );
   });
 
   it('starts an item only once admitted, and ends when nothing is pending and the next is not admitted', async () => {
@@ -110,16 +120,24 @@ describe('bounded ordered runs', () => {
     const ctl = new Control();
     const started: number[] = [];
     const start = Date.now();
-    const run = mapBounded(Array.from({ length: 100 }, (_, i) => i), 4, (n) => {
-      started.push(n);
-      return after(10000, n);
-    }, ctl);
+    const run = mapBounded(
+      Array.from({ length: 100 }, (_, i) => i),
+      4,
+      (n) => {
+        started.push(n);
+        return after(10000, n);
+      },
+      ctl,
+    );
     setTimeout(() => ctl.interrupt(), 20);
     await assert.rejects(run, (err: unknown) => err instanceof Interrupted && (err as Interrupted).code === 'EINTR');
     assert.ok(Date.now() - start < 1000);
     assert.deepEqual(started, [0, 1, 2, 3]);
     const already = new Control();
     already.interrupt();
-    await assert.rejects(mapBounded([1], 1, (n) => n, already), Interrupted);
+    await assert.rejects(
+      mapBounded([1], 1, (n) => n, already),
+      Interrupted,
+    );
   });
 });

@@ -169,11 +169,7 @@ export class NfsClient {
   }
 
   /** MNTs the longest prefix of the URL path the server accepts; the rest is a subdirectory to look up. */
-  private static async mountLongestPrefix(
-    url: NfsUrl,
-    timeoutMs: number,
-    endpoint: MountEndpoint,
-  ): Promise<MountedExport> {
+  private static async mountLongestPrefix(url: NfsUrl, timeoutMs: number, endpoint: MountEndpoint): Promise<MountedExport> {
     const mount = new Mount3Client({ host: url.host, timeoutMs, retrans: url.retrans, ...endpoint });
     try {
       let refusal: MountError | undefined;
@@ -198,11 +194,7 @@ export class NfsClient {
     }
   }
 
-  private static async unmount(
-    url: NfsUrl,
-    exportPath: Buffer,
-    endpoint: MountEndpoint,
-  ): Promise<void> {
+  private static async unmount(url: NfsUrl, exportPath: Buffer, endpoint: MountEndpoint): Promise<void> {
     const mount = new Mount3Client({ host: url.host, timeoutMs: UMNT_TIMEOUT_MS, retrans: 0, ...endpoint });
     try {
       await mount.umnt(exportPath);
@@ -302,9 +294,7 @@ export class NfsClient {
     const maxcount = Math.min(this.info.rtmax, MAX_READDIR_REPLY);
     const dircount = Math.min(this.info.dtpref, maxcount);
     try {
-      return await this.listDirectory(dirFh, 'readdirplus', (cookie, verf) =>
-        this.nfs.readdirplus(dirFh, cookie, verf, dircount, maxcount),
-      );
+      return await this.listDirectory(dirFh, 'readdirplus', (cookie, verf) => this.nfs.readdirplus(dirFh, cookie, verf, dircount, maxcount));
     } catch (error) {
       if (!(error instanceof NfsError) || error.status !== Nfs3Status.NOTSUPP) throw error;
       log('server does not support READDIRPLUS; using READDIR');

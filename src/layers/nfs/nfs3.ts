@@ -209,10 +209,15 @@ export class Nfs3 {
   }
 
   async lookup(dirFh: Buffer, name: Buffer): Promise<LookupResult> {
-    const r = await this.call(Proc.LOOKUP, 'lookup', (w) => {
-      writeFh(w, dirFh);
-      w.string(name);
-    }, `'${name.toString()}'`);
+    const r = await this.call(
+      Proc.LOOKUP,
+      'lookup',
+      (w) => {
+        writeFh(w, dirFh);
+        w.string(name);
+      },
+      `'${name.toString()}'`,
+    );
     return { fh: readFh(r), attr: readPostOpAttr(r), dirAttr: readPostOpAttr(r) };
   }
 
@@ -261,13 +266,7 @@ export class Nfs3 {
     return { dirAttr, cookieverf: verf, entries, eof: r.bool() };
   }
 
-  async readdirplus(
-    dirFh: Buffer,
-    cookie: bigint,
-    cookieverf: Buffer,
-    dircount: number,
-    maxcount: number,
-  ): Promise<DirPage<DirEntryPlus>> {
+  async readdirplus(dirFh: Buffer, cookie: bigint, cookieverf: Buffer, dircount: number, maxcount: number): Promise<DirPage<DirEntryPlus>> {
     const r = await this.call(Proc.READDIRPLUS, 'readdirplus', (w) => {
       writeFh(w, dirFh);
       w.uint64(cookie).opaqueFixed(cookieverf, NFS3_COOKIEVERFSIZE).uint32(dircount).uint32(maxcount);

@@ -24,13 +24,7 @@ function start(read: ReadChunk, offset: bigint, count: number): InFlight {
  * of the reply buffers. A short read that is not at end of file is completed by re-reading the
  * missing part before any later chunk is yielded.
  */
-export async function* pipelinedRead(
-  read: ReadChunk,
-  offset: bigint,
-  end: bigint,
-  chunkSize: number,
-  depth: number,
-): AsyncGenerator<Buffer, void, undefined> {
+export async function* pipelinedRead(read: ReadChunk, offset: bigint, end: bigint, chunkSize: number, depth: number): AsyncGenerator<Buffer, void, undefined> {
   if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new RangeError(`chunk size must be a positive integer, got ${chunkSize}`);
   if (!Number.isInteger(depth) || depth < 1) throw new RangeError(`pipeline depth must be a positive integer, got ${depth}`);
   const queue: InFlight[] = [];

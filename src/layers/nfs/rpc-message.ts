@@ -35,9 +35,7 @@ export enum AuthStat {
 }
 
 /** The credential a call carries: AUTH_NONE, or AUTH_SYS with numeric ids. */
-export type RpcCredential =
-  | { flavor: 'none' }
-  | { flavor: 'sys'; uid: number; gid: number; gids: readonly number[]; machineName: string };
+export type RpcCredential = { flavor: 'none' } | { flavor: 'sys'; uid: number; gid: number; gids: readonly number[]; machineName: string };
 
 export interface CallTarget {
   program: number;
@@ -133,20 +131,8 @@ function encodeCredential(writer: XdrWriter, credential: RpcCredential): void {
 }
 
 /** Encodes a complete call message (without record marking). */
-export function encodeCall(
-  xid: number,
-  target: CallTarget,
-  procedure: number,
-  credential: RpcCredential,
-  encodeArgs: (writer: XdrWriter) => void,
-): Buffer {
-  const writer = new XdrWriter(256)
-    .uint32(xid)
-    .uint32(MSG_CALL)
-    .uint32(RPC_VERSION)
-    .uint32(target.program)
-    .uint32(target.version)
-    .uint32(procedure);
+export function encodeCall(xid: number, target: CallTarget, procedure: number, credential: RpcCredential, encodeArgs: (writer: XdrWriter) => void): Buffer {
+  const writer = new XdrWriter(256).uint32(xid).uint32(MSG_CALL).uint32(RPC_VERSION).uint32(target.program).uint32(target.version).uint32(procedure);
   encodeCredential(writer, credential);
   writer.uint32(AUTH_NONE).opaque(Buffer.alloc(0)); // verifier
   encodeArgs(writer);

@@ -252,7 +252,10 @@ export class RpcClient {
       }
       const cause = failure ?? Object.assign(new Error('connection closed by server'), { code: 'ECONNRESET' });
       log('%s connection to %s %s: %s', label, this.address, wasConnected ? 'lost' : 'failed', cause.message);
-      this.failAll(() => new RpcConnectionError(label, this.address, cause), (call) => call.failFast);
+      this.failAll(
+        () => new RpcConnectionError(label, this.address, cause),
+        (call) => call.failFast,
+      );
       if (this.pending.size > 0) this.scheduleReconnect();
     });
   }

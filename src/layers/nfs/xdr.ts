@@ -123,7 +123,10 @@ export class XdrWriter {
 export class XdrReader {
   private pos: number;
 
-  constructor(private readonly buf: Buffer, offset = 0) {
+  constructor(
+    private readonly buf: Buffer,
+    offset = 0,
+  ) {
     this.pos = offset;
   }
 

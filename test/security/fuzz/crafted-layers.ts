@@ -109,8 +109,10 @@ export function describeScenario(s: Scenario): string {
   const layers = layersOf(s);
   const objects = layers.reduce((n, l) => n + l.entries.length, 0);
   const xattrs = layers.reduce((n, l) => n + l.xattrs.length, 0);
-  return `${s.lowers.length} lower(s) + ${s.upper ? 'upper dir' : 'private upper'}, ${objects} objects, ${xattrs} overlay xattrs`
-    + (s.options.length ? `, -o ${s.options.join(',')}` : '');
+  return (
+    `${s.lowers.length} lower(s) + ${s.upper ? 'upper dir' : 'private upper'}, ${objects} objects, ${xattrs} overlay xattrs` +
+    (s.options.length ? `, -o ${s.options.join(',')}` : '')
+  );
 }
 
 function join(dir: string, name: string): string {
@@ -127,7 +129,13 @@ function growDir(ctx: Context, plan: LayerPlan, label: string, dir: string, dept
   for (let i = 0; i < count && free.length > 0; i++) {
     const name = free.pop()!;
     const path = join(dir, name);
-    const kind = rng.weighted<string>([['dir', depth < size.maxDepth ? 4 : 0], ['file', 3], ['symlink', 3], ['whiteout', 1], ['wh-file', 1]]);
+    const kind = rng.weighted<string>([
+      ['dir', depth < size.maxDepth ? 4 : 0],
+      ['file', 3],
+      ['symlink', 3],
+      ['whiteout', 1],
+      ['wh-file', 1],
+    ]);
     if (kind === 'dir') {
       plan.entries.push({ kind: 'dir', path });
       growDir(ctx, plan, label, path, depth + 1, size);
@@ -199,7 +207,10 @@ function redirectValue(ctx: Context): Buffer {
     [() => rng.pick(['/../../..', '..', '../..', '/..', '/../canary', '../canary', '/../../../../../../../../..']), 4],
     [() => `/${'../'.repeat(rng.int(2, 12))}${root.slice(1)}/canary${rng.chance(0.5) ? `/${rng.pick(NAMES)}` : ''}`, 2],
     // Through a symlink some layer holds (most point out of the layers).
-    [() => `/${rng.pick(ctx.symlinks.length ? ctx.symlinks : NAMES)}${rng.pick(['', `/${rng.pick(NAMES)}`, '/canary-sub', '/etc'])}`, ctx.symlinks.length ? 4 : 0],
+    [
+      () => `/${rng.pick(ctx.symlinks.length ? ctx.symlinks : NAMES)}${rng.pick(['', `/${rng.pick(NAMES)}`, '/canary-sub', '/etc'])}`,
+      ctx.symlinks.length ? 4 : 0,
+    ],
     [() => rng.pick(ctx.symlinks.length ? ctx.symlinks.map((s) => s.split('/').pop()!) : NAMES), ctx.symlinks.length ? 1 : 0],
     [() => `${root}/canary`, 1],
     [() => `/proc/self/root${root}/canary`, 1],
@@ -248,9 +259,17 @@ function junk(rng: Prng, length: number): Buffer {
 
 function mountOptions(rng: Prng): string[] {
   const options: string[] = [];
-  const redirectDir = rng.weighted<string | undefined>([['on', 2], ['off', 1], [undefined, 2]]);
+  const redirectDir = rng.weighted<string | undefined>([
+    ['on', 2],
+    ['off', 1],
+    [undefined, 2],
+  ]);
   if (redirectDir) options.push(`redirect_dir=${redirectDir}`);
-  const revalidate = rng.weighted<string | undefined>([[undefined, 3], ['cached', 1], ['kernel', 1]]);
+  const revalidate = rng.weighted<string | undefined>([
+    [undefined, 3],
+    ['cached', 1],
+    ['kernel', 1],
+  ]);
   if (revalidate) options.push(`revalidate=${revalidate}`);
   if (rng.chance(0.15)) options.push('ro');
   return options;

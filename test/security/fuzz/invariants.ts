@@ -88,7 +88,8 @@ function checkObject(allowed: Allowed, seen: Seen): string[] {
     else if (!allowed.names.has(name)) out.push(`${at}: listing shows ${JSON.stringify(name)}, which no layer holds (a directory outside the layers?)`);
   }
   if (seen.target !== undefined && !allowed.targets.has(seen.target)) out.push(`${at}: symlink target ${JSON.stringify(seen.target)} is no layer symlink's`);
-  if ('cbps'.includes(seen.t)) out.push(`${at}: served a ${seen.t === 'c' ? `character device ${seen.rdev?.join(':')}` : `${seen.t}-type object`}; layers hold none but whiteouts`);
+  if ('cbps'.includes(seen.t))
+    out.push(`${at}: served a ${seen.t === 'c' ? `character device ${seen.rdev?.join(':')}` : `${seen.t}-type object`}; layers hold none but whiteouts`);
   for (const x of seen.xattrs ?? []) {
     if (PRIVATE_XATTR.test(x)) out.push(`${at}: shows overlay-private xattr ${x}`);
   }

@@ -41,7 +41,11 @@ async function layersPy(args: string[]): Promise<string> {
 /** Writes the layers; returns the xattrs the filesystem would not take. */
 export async function writeLayers(plans: LayerPlan[], planFile: string): Promise<string[]> {
   const json = {
-    layers: plans.map((p) => ({ dir: p.dir, entries: p.entries, xattrs: p.xattrs.map((x) => ({ path: x.path, name: x.name, value: x.value.toString('hex') })) })),
+    layers: plans.map((p) => ({
+      dir: p.dir,
+      entries: p.entries,
+      xattrs: p.xattrs.map((x) => ({ path: x.path, name: x.name, value: x.value.toString('hex') })),
+    })),
   };
   writeFileSync(planFile, JSON.stringify(json));
   const out = JSON.parse(await layersPy(['apply', planFile])) as { skipped: Array<{ path: string; name: string; error: string }> };

@@ -46,7 +46,10 @@ export class SeedRun {
   readonly root: string;
   private daemon?: Daemon;
 
-  constructor(readonly seed: number, private readonly opts: SeedOptions) {
+  constructor(
+    readonly seed: number,
+    private readonly opts: SeedOptions,
+  ) {
     this.root = mkdtempSync(join(tmpdir(), 'ovshift-fuzz-'));
   }
 

@@ -88,8 +88,7 @@ export async function walkMount(mnt: string, names: WalkNames, limits: WalkLimit
       if ('done' in obj) {
         done = true;
         result.visited += obj.visited;
-      }
-      else if ('err' in obj) result.errors.push(obj);
+      } else if ('err' in obj) result.errors.push(obj);
       else result.seen.push(obj);
     }
     if (!done || r.code !== 0) {
@@ -105,5 +104,10 @@ export async function walkMount(mnt: string, names: WalkNames, limits: WalkLimit
 export function errorCounts(errors: WalkError[]): string {
   const counts = new Map<string, number>();
   for (const e of errors) counts.set(e.err, (counts.get(e.err) ?? 0) + 1);
-  return [...counts].sort((a, b) => b[1] - a[1]).map(([err, n]) => `${err} ${n}`).join(', ') || 'none';
+  return (
+    [...counts]
+      .sort((a, b) => b[1] - a[1])
+      .map(([err, n]) => `${err} ${n}`)
+      .join(', ') || 'none'
+  );
 }
