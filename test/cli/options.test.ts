@@ -5,6 +5,7 @@ import { join } from 'path';
 import { OptionValueError, parseArgs, splitLowerdir, splitOptions, UsageError, type CliOptions, type MountFlags } from '../../src/cli/options';
 import { connectionId } from '../../src/fuse/mount';
 import { OVSHIFT, Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
+import { FRONT_END, stopOvshiftServers } from '../helpers/ovshift-server';
 import { run } from '../helpers/proc';
 
 describe('command line', function () {
@@ -312,23 +313,48 @@ describe('command line', function () {
       }
     });
 
-    it('works as mount -t fuse.ovshift and from an fstab line', async () => {
-      const opts = `lowerdir=${s.lower},upperdir=${s.upper},workdir=${s.work}`;
-      let r = await run('mount', ['-t', 'fuse.ovshift', 'ovshift', s.mnt, '-o', opts]);
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(fs.readFileSync(join(s.mnt, 'f'), 'utf8'), 'lower');
-      assert.equal((await run('umount', [s.mnt])).code, 0);
-      const fstab = join(s.root, 'fstab');
-      fs.writeFileSync(fstab, `demo-root ${s.mnt} fuse.ovshift ${opts},noatime 0 0\n`);
-      r = await run('mount', ['-T', fstab, s.mnt]);
-      assert.equal(r.code, 0, r.stderr);
-      const line =
-        fs
-          .readFileSync('/proc/self/mounts', 'utf8')
-          .split('\n')
-          .find((l) => l.includes(` ${s.mnt} `)) ?? '';
-      assert.match(line, /^demo-root .* fuse\.ovshift .*noatime/);
-      assert.equal((await run('umount', [s.mnt])).code, 0);
+    // mount(8) runs mount.fuse3 with a fixed PATH, where only an installed ovshift is found: the
+    // tests name this checkout's front end by its path (type fuse, PROGRAM#SOURCE) instead.
+    describe('through mount(8)', () => {
+      after(stopOvshiftServers);
+
+      it('works as mount -t fuse PROGRAM#SOURCE and from an fstab line', async () => {
+        const opts = `lowerdir=${s.lower},upperdir=${s.upper},workdir=${s.work}`;
+        let r = await run('mount', ['-t', 'fuse', `${FRONT_END}#ovshift`, s.mnt, '-o', opts]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(fs.readFileSync(join(s.mnt, 'f'), 'utf8'), 'lower');
+        assert.equal((await run('umount', [s.mnt])).code, 0);
+        const fstab = join(s.root, 'fstab');
+        fs.writeFileSync(fstab, `${FRONT_END}#demo-root ${s.mnt} fuse ${opts},noatime 0 0\n`);
+        r = await run('mount', ['-T', fstab, s.mnt]);
+        assert.equal(r.code, 0, r.stderr);
+        const line =
+          fs
+            .readFileSync('/proc/self/mounts', 'utf8')
+            .split('\n')
+            .find((l) => l.includes(` ${s.mnt} `)) ?? '';
+        assert.match(line, /^demo-root .* fuse\.ovshift .*noatime/);
+        assert.equal((await run('umount', [s.mnt])).code, 0);
+      });
+
+      it('works as mount -t fuse.ovshift, with this checkout linked as ovshift in a private mount namespace', async () => {
+        // A tmpfs over /usr/local/bin in that namespace only: the system's installed command is left alone.
+        const bin = s.dir('bin');
+        const opts = `lowerdir=${s.lower},upperdir=${s.upper},workdir=${s.work}`;
+        const script = [
+          'set -e',
+          `mount -t tmpfs ovshift-test-bin ${bin}`,
+          `ln -s ${FRONT_END} ${bin}/ovshift`,
+          `mount --bind ${bin} /usr/local/bin`,
+          `mount -t fuse.ovshift ovshift ${s.mnt} -o ${opts}`,
+          `cat ${s.mnt}/f; echo`,
+          `grep " ${s.mnt} " /proc/self/mounts`,
+          `umount ${s.mnt}`,
+        ].join('\n');
+        const r = await run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /^lower\novshift \S+ fuse\.ovshift /);
+      });
     });
 
     it('without an upperdir, uses a private size-limited tmpfs that disappears with the daemon', async () => {
