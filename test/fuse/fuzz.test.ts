@@ -1,5 +1,5 @@
 import assert from 'assert/strict';
-import { randomBytes } from 'crypto';
+import { randomInt } from 'crypto';
 import { IN_HEADER_SIZE, Op } from '../../src/fuse/abi';
 import type { FuseHandler } from '../../src/fuse/handler';
 import { NO_REPLY } from '../../src/fuse/opcodes';
@@ -18,6 +18,27 @@ function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Bytes drawn from `rnd`, so a seed reproduces the whole input. */
+function bytesOf(rnd: () => number, n: number): Buffer {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = Math.floor(rnd() * 256);
+  return b;
+}
+
+/**
+ * The run's seed: OVSHIFT_FUZZ_SEED (decimal or 0x hex) replays a run, otherwise a fresh one.
+ * It is printed in the suite's title, so a failure shows how to run it again.
+ */
+function fuzzSeed(): number {
+  const given = process.env.OVSHIFT_FUZZ_SEED;
+  if (given === undefined || given === '') return randomInt(2 ** 32);
+  const n = Number(given);
+  if (!Number.isInteger(n) || n < 0 || n >= 2 ** 32) throw new Error(`OVSHIFT_FUZZ_SEED=${given}: not a 32-bit unsigned integer`);
+  return n;
+}
+
+const SEED = fuzzSeed();
 
 const ALL_OPS = Object.values(Op).filter((v): v is number => typeof v === 'number');
 
@@ -60,17 +81,17 @@ function harness(): { session: FuseSession; replies: Captured[] } {
   return { session, replies };
 }
 
-describe('FUSE decoder and session under malformed input', function () {
+describe(`FUSE decoder and session under malformed input (OVSHIFT_FUZZ_SEED=${SEED})`, function () {
   this.timeout(30000);
 
   it('decodeRequest throws only MalformedMessage or UnknownOpcode, for random and truncated buffers', () => {
-    const rnd = prng(0xfeed);
+    const rnd = prng(SEED ^ 0xfeed);
     const seeds = corpus();
     for (let i = 0; i < 20000; i++) {
       let buf: Buffer;
       const kind = i % 3;
       if (kind === 0) {
-        buf = randomBytes(Math.floor(rnd() * 200));
+        buf = bytesOf(rnd, Math.floor(rnd() * 200));
       } else {
         const base = Buffer.from(seeds[Math.floor(rnd() * seeds.length)]!);
         buf = base.subarray(0, Math.floor(rnd() * (base.length + 1)));
@@ -79,13 +100,13 @@ describe('FUSE decoder and session under malformed input', function () {
       try {
         decodeRequest(buf, { minor: 45, setxattrExt: rnd() < 0.5 });
       } catch (err) {
-        assert.ok(err instanceof MalformedMessage || err instanceof UnknownOpcode, `seed iteration ${i}: ${err}`);
+        assert.ok(err instanceof MalformedMessage || err instanceof UnknownOpcode, `OVSHIFT_FUZZ_SEED=${SEED}, iteration ${i}: ${err}`);
       }
     }
   });
 
   it('answers every malformed request with one errno reply and never throws', async () => {
-    const rnd = prng(0xbeef);
+    const rnd = prng(SEED ^ 0xbeef);
     const { session, replies } = harness();
     const opOf = new Map<bigint, number>();
     for (let i = 0; i < 5000; i++) {
@@ -94,7 +115,7 @@ describe('FUSE decoder and session under malformed input', function () {
       const bodyLen = Math.floor(rnd() * 96);
       const unique = 2 * (i + 1) + 1000;
       // A readable header with a consistent length and a random, often too short, body.
-      const buf = K.kernelRequest(op, { unique, nodeid: 1, uid: 0, gid: 0, pid: 1 }, [randomBytes(bodyLen)]);
+      const buf = K.kernelRequest(op, { unique, nodeid: 1, uid: 0, gid: 0, pid: 1 }, [bytesOf(rnd, bodyLen)]);
       assert.doesNotThrow(() => session.handleMessage(buf));
       opOf.set(BigInt(unique), op);
     }

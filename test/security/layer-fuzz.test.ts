@@ -1,6 +1,6 @@
 /**
  * A short run of the crafted-layer fuzzer (test/security/fuzz/): a few seeds with small trees,
- * fixed ones and fresh random ones, each printed with how to run it again. The long run is
+ * fixed ones and fresh random ones (or OVSHIFT_FUZZ_SEED's), each printed with how to run it again. The long run is
  * `npm run fuzz -- --seconds N`.
  */
 import assert from 'assert/strict';
@@ -16,6 +16,15 @@ import { SHORT_WALK } from './fuzz/walk';
 const FIXED_SEEDS = [2, 5, 18];
 const RANDOM_SEEDS = 1;
 
+/** OVSHIFT_FUZZ_SEED (decimal or 0x hex) replaces the fresh random seeds with that one. */
+function givenSeed(): number | undefined {
+  const given = process.env.OVSHIFT_FUZZ_SEED;
+  if (given === undefined || given === '') return undefined;
+  const n = Number(given);
+  if (!Number.isInteger(n) || n < 0 || n >= 2 ** 32) throw new Error(`OVSHIFT_FUZZ_SEED=${given}: not a 32-bit unsigned integer`);
+  return n;
+}
+
 describe('security: crafted-layer fuzzer (short run)', function () {
   this.timeout(60000);
   let current: SeedRun | undefined;
@@ -25,7 +34,8 @@ describe('security: crafted-layer fuzzer (short run)', function () {
     current = undefined;
   });
 
-  const seeds = [...FIXED_SEEDS, ...Array.from({ length: RANDOM_SEEDS }, () => randomInt(2 ** 32))];
+  const given = givenSeed();
+  const seeds = [...FIXED_SEEDS, ...(given !== undefined ? [given] : Array.from({ length: RANDOM_SEEDS }, () => randomInt(2 ** 32)))];
   for (const seed of seeds) {
     it(`keeps every invariant for seed ${seed} (npm run fuzz -- --seed ${seed} --small)`, async () => {
       current = new SeedRun(seed, { size: SMALL, walk: SHORT_WALK });
