@@ -7,6 +7,7 @@ import { connectionId } from '../../src/fuse/mount';
 import { OVSHIFT, Scratch, controlDirsMadeBy, startDaemon, type Daemon } from '../helpers/ovshift';
 import { reachableOvshift } from '../helpers/reachable';
 import { run, sleep } from '../helpers/proc';
+import { waitUntil } from '../helpers/wait';
 
 async function mounted(mnt: string): Promise<boolean> {
   return (await connectionId(mnt)) !== undefined;
@@ -40,7 +41,7 @@ describe('mount lifecycle', function () {
     const pid = Number(ps.stdout.trim().split('\n')[0]);
     assert.ok(pid > 0, 'a daemon serves the mount');
     assert.equal((await run('umount', [s.mnt])).code, 0);
-    for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i++) await sleep(50);
+    await waitUntil(() => !existsSync(`/proc/${pid}`), { what: `daemon ${pid} to exit after the umount`, intervalMs: 50 });
     assert.equal(existsSync(`/proc/${pid}`), false, 'the daemon exited after the umount');
   });
 

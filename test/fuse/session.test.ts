@@ -5,7 +5,8 @@ import { join } from 'path';
 import { ROOT_ID } from '../../src/fuse/abi';
 import { MemFs } from './memfs';
 import { mountHandler, type SessionMount } from '../helpers/session-mount';
-import { Background, python, run, sleep } from '../helpers/proc';
+import { Background, python, run } from '../helpers/proc';
+import { waitUntil } from '../helpers/wait';
 
 /** Takes a whole-file write lock and prints "locked"; with "hold", keeps it until killed. */
 const HOLD_LOCK = `
@@ -114,7 +115,7 @@ print(n, errno.errorcode[ctypes.get_errno()] if n < 0 else '')
     const waiter = new Background('python3', ['-c', HOLD_LOCK, f, 'wait']);
     children.push(waiter);
     const ino = (await fsp.stat(f)).ino;
-    for (let i = 0; i < 100 && fs.waiting(ino) === 0; i++) await sleep(20);
+    await waitUntil(() => fs.waiting(ino) > 0, { what: 'the SETLKW to reach the filesystem' });
     assert.equal(fs.waiting(ino), 1, 'the SETLKW is queued in the filesystem');
     // Meanwhile the daemon keeps serving.
     for (let i = 0; i < 20; i++) assert.equal((await fsp.stat(f)).size, 13);
@@ -132,7 +133,7 @@ print(n, errno.errorcode[ctypes.get_errno()] if n < 0 else '')
     const waiter = new Background('python3', ['-c', HOLD_LOCK, f, 'wait']);
     children.push(waiter);
     const ino = (await fsp.stat(f)).ino;
-    for (let i = 0; i < 100 && fs.waiting(ino) === 0; i++) await sleep(20);
+    await waitUntil(() => fs.waiting(ino) > 0, { what: 'the SETLKW to reach the filesystem' });
     assert.equal(fs.waiting(ino), 1);
     waiter.signal('SIGUSR1');
     const { code } = await waiter.exited;
@@ -148,7 +149,7 @@ print(n, errno.errorcode[ctypes.get_errno()] if n < 0 else '')
     fs.hangOnLookup.add('hang');
     const stuck = new Background('stat', [join(m.dir, 'hang')]);
     children.push(stuck);
-    for (let i = 0; i < 100 && fs.hungCount === 0; i++) await sleep(20);
+    await waitUntil(() => fs.hungCount > 0, { what: 'the held LOOKUP' });
     assert.equal(fs.hungCount, 1);
     const stats = await Promise.all(Array.from({ length: 200 }, () => fsp.stat(join(m.dir, 'hello.txt'))));
     assert.ok(stats.every((s) => s.size === 13));
@@ -168,7 +169,7 @@ print(n, errno.errorcode[ctypes.get_errno()] if n < 0 else '')
     fs.hangOnLookup.add('hang');
     const stuck = new Background('stat', [join(m.dir, 'hang')]);
     children.push(stuck);
-    for (let i = 0; i < 100 && fs.hungCount === 0; i++) await sleep(20);
+    await waitUntil(() => fs.hungCount > 0, { what: 'the held LOOKUP' });
     let settled = false;
     const sent = m.session.notifyInvalEntry(ROOT_ID, Buffer.from('hello.txt')).then((r) => {
       settled = true;

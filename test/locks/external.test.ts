@@ -1,6 +1,7 @@
 import assert from 'assert/strict';
 import { ExternalLocks, LockManager, LockRequest } from '../../src/locks';
 import { deferred, Deferred, flock, MAX, posix, R, sleep, tick, track, U, W } from './helpers';
+import { waitUntil } from '../helpers/wait';
 
 interface Call {
   readonly ino: number;
@@ -113,7 +114,7 @@ describe('locks: external arbiter', () => {
     await m.set(1, posix(1n, U), false).done;
     await sleep(5);
     assert.deepEqual([writer.state, reader.state], ['pending', 'pending']);
-    while (writer.state === 'pending') await sleep(5);
+    await waitUntil(() => writer.state !== 'pending', { what: 'the writer to be decided', intervalMs: 5 });
     assert.equal(writer.state, 'granted');
     assert.equal(reader.state, 'pending');
     assert.ok(!arbiter.summary().some((call) => call.startsWith('1 posix 3 R')), 'the reader was not tried yet');

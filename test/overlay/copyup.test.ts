@@ -4,6 +4,7 @@ import * as fs from 'fs';
 import { join } from 'path';
 import { Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
 import { python, run, sleep } from '../helpers/proc';
+import { waitUntil } from '../helpers/wait';
 import { makeTree, read, sha256 } from '../helpers/tree';
 
 function xattr(p: string, name: string): string | undefined {
@@ -140,7 +141,7 @@ print(os.pread(ro, 100, 0).decode())
     fs.appendFileSync(join(s.mnt, 'plain'), '+');
     assert.equal(read(join(ram, 'upper/plain')), 'p+');
     const logged = /skipping xattr user\.note of plain: the upper cannot store it \(EOPNOTSUPP\)/;
-    for (let i = 0; i < 100 && !logged.test(d.stderr()); i++) await sleep(20);
+    await waitUntil(() => logged.test(d!.stderr()), { what: 'the skipped-xattr log line' });
     assert.match(d.stderr(), logged);
     assert.throws(() => fs.appendFileSync(join(s.mnt, 'withacl'), '+'), { errno: -95 }); // EOPNOTSUPP
     assert.equal(fs.existsSync(join(ram, 'upper/withacl')), false);

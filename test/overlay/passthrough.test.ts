@@ -9,6 +9,7 @@ import * as fs from 'fs';
 import { join } from 'path';
 import { OVSHIFT, Scratch } from '../helpers/ovshift';
 import { python, run } from '../helpers/proc';
+import { waitUntil } from '../helpers/wait';
 import { makeTree, read, sha256 } from '../helpers/tree';
 
 async function passthroughFiles(mnt: string): Promise<string> {
@@ -67,7 +68,7 @@ print(os.pread(fd, 8, 0).decode(), os.pread(fd, 4, 100000).decode(), os.fstat(fd
       fs.closeSync(fd);
       fs.closeSync(lowFd);
     }
-    for (let i = 0; i < 50 && (await passthroughFiles(s.mnt)) !== '0'; i++) await new Promise((r) => setTimeout(r, 20));
+    await waitUntil(async () => (await passthroughFiles(s.mnt)) === '0', { what: 'no passthrough file left open' });
     assert.equal(await passthroughFiles(s.mnt), '0');
   });
 

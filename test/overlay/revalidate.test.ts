@@ -4,6 +4,7 @@ import { join } from 'path';
 import { APPEND_WHILE_OPEN, RENAME_OVER_EDITS, UNLINKED_BUT_OPEN } from '../helpers/lower-changes';
 import { OVSHIFT, Scratch } from '../helpers/ovshift';
 import { python, run, sleep } from '../helpers/proc';
+import { waitUntil } from '../helpers/wait';
 import { ls, makeTree, read } from '../helpers/tree';
 
 /**
@@ -169,7 +170,7 @@ for name in ('file', 'sub/x', 'nothing'):
       const listed = await run(OVSHIFT, ['ctl', s.mnt, 'inject', 'list']);
       assert.match(listed.stdout, /stat:data\/f:ESTALE:count=1 {2}\(hits 1\)/);
       assert.match(listed.stdout, /readdir:data:ESTALE:count=1 {2}\(hits 1\)/);
-      for (let i = 0; i < 100 && !/ESTALE from the lower; resolving the path again/.test(d.stderr()); i++) await sleep(20);
+      await waitUntil(() => /ESTALE from the lower; resolving the path again/.test(d.stderr()), { what: 'the ESTALE log line' });
       assert.match(d.stderr(), /stat data\/f: ESTALE from the lower; resolving the path again/);
     });
 
@@ -205,7 +206,7 @@ for name in ('file', 'sub/x', 'nothing'):
         /f: new node \d+ for lower 1/,
         /f: node \d+ \(lower 1 [\d:.]+\) detached: gone \(lower-miss\)/,
       ];
-      for (let i = 0; i < 100 && !want.every((w) => w.test(d!.stderr())); i++) await sleep(20);
+      await waitUntil(() => want.every((w) => w.test(d.stderr())), { what: 'every revalidation log line' });
       for (const w of want) assert.match(d.stderr(), w);
     });
 
@@ -216,7 +217,7 @@ for name in ('file', 'sub/x', 'nothing'):
       const nodes = async () => Number((await run(OVSHIFT, ['ctl', s.mnt, 'status'])).stdout.match(/nodes (\d+)/)![1]);
       assert.ok((await nodes()) >= 2000);
       fs.writeFileSync('/proc/sys/vm/drop_caches', '2');
-      for (let i = 0; i < 100 && (await nodes()) > 10; i++) await sleep(50);
+      await waitUntil(async () => (await nodes()) <= 10, { what: 'the forgotten nodes to leave the table', intervalMs: 50 });
       assert.ok((await nodes()) <= 10, 'forgotten nodes are gone from the table');
     });
   });
