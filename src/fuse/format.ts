@@ -1,6 +1,6 @@
 /** Readable one-line forms of requests and replies for `DEBUG=ovshift:fuse`. */
 import { Op } from './abi';
-import { errnoName } from './errors';
+import { errnoName } from '../util/errno';
 import type { Request } from './requests';
 
 const HEADER_KEYS = new Set(['len', 'opcode', 'unique', 'nodeid', 'uid', 'gid', 'pid', 'op']);

@@ -7,6 +7,7 @@ import { spawn } from 'child_process';
 import createDebug from 'debug';
 import { promises as fsp, closeSync } from 'fs';
 import { C, native } from '../native';
+import { errorCode } from '../util/errno';
 
 const log = createDebug('ovshift:mount');
 
@@ -38,17 +39,13 @@ export class MountError extends Error {
   }
 }
 
-function code(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
-}
-
 async function checkMountpoint(mountpoint: string): Promise<void> {
   try {
     const st = await fsp.stat(mountpoint);
     if (!st.isDirectory()) throw new MountError(`mountpoint ${mountpoint} is not a directory`);
   } catch (err) {
     if (err instanceof MountError) throw err;
-    switch (code(err)) {
+    switch (errorCode(err)) {
       case 'ENOENT':
         throw new MountError(`mountpoint ${mountpoint} does not exist`);
       case 'ENOTCONN':
@@ -65,7 +62,7 @@ function openDevice(): number | 'denied' {
   try {
     return native.devOpen();
   } catch (err) {
-    switch (code(err)) {
+    switch (errorCode(err)) {
       case 'ENOENT':
       case 'ENODEV':
       case 'ENXIO':
@@ -100,7 +97,7 @@ export async function mountFuse(spec: MountSpec): Promise<FuseMount> {
       return directMount(fd, spec.mountpoint);
     } catch (err) {
       closeSync(fd);
-      if (code(err) !== 'EPERM') throw new MountError(`cannot mount on ${spec.mountpoint}: ${(err as Error).message}`);
+      if (errorCode(err) !== 'EPERM') throw new MountError(`cannot mount on ${spec.mountpoint}: ${(err as Error).message}`);
       log('mount(2) not permitted; trying fusermount3');
     }
   }
@@ -116,8 +113,8 @@ function directMount(fd: number, mountpoint: string): FuseMount {
       try {
         await native.umount2(mountpoint, opts.lazy ? C.MNT_DETACH! : 0);
       } catch (err) {
-        if (code(err) === 'EINVAL' || code(err) === 'ENOENT') return; // not mounted (any more)
-        if (code(err) === 'EBUSY' && !opts.lazy) throw new MountError(`${mountpoint} is busy; unmount it lazily or close what uses it`);
+        if (errorCode(err) === 'EINVAL' || errorCode(err) === 'ENOENT') return; // not mounted (any more)
+        if (errorCode(err) === 'EBUSY' && !opts.lazy) throw new MountError(`${mountpoint} is busy; unmount it lazily or close what uses it`);
         throw err;
       }
     },
@@ -136,7 +133,7 @@ function runFusermount(args: string[], extraFd?: number): Promise<{ status: numb
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', (err) =>
-      reject(code(err) === 'ENOENT' ? new MountError('not permitted to mount, and fusermount3 is not installed (apt-get install fuse3)') : err),
+      reject(errorCode(err) === 'ENOENT' ? new MountError('not permitted to mount, and fusermount3 is not installed (apt-get install fuse3)') : err),
     );
     child.on('close', (status) => resolve({ status, stderr: stderr.trim() }));
   });

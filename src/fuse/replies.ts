@@ -16,7 +16,7 @@ import {
   STATX_OUT_SIZE,
   direntAlign,
 } from './abi';
-import { errnoNumber } from './errors';
+import { errnoNumber } from '../util/errno';
 import type { Timespec } from './requests';
 import { WireWriter } from './wire';
 

@@ -12,7 +12,7 @@
 import { closeSync } from 'fs';
 import createDebug from 'debug';
 import { C, native } from '../native';
-import { errnoError } from '../util/errno';
+import { errnoError, errnoNumber } from '../util/errno';
 
 const log = createDebug('ovshift:layers');
 
@@ -23,12 +23,12 @@ const O_CLOEXEC = C.O_CLOEXEC!;
 const RESOLVE_CONFINED = C.RESOLVE_BENEATH! | C.RESOLVE_NO_SYMLINKS! | C.RESOLVE_NO_MAGICLINKS! | C.RESOLVE_NO_XDEV!;
 const DIR_FLAGS = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 
-const ENOENT = -2;
-const EXDEV = -18;
-const ENOTDIR = -20;
-const ENOSYS = -38;
-const ELOOP = -40;
-const ENAMETOOLONG = -36;
+const ENOENT = -errnoNumber('ENOENT');
+const EXDEV = -errnoNumber('EXDEV');
+const ENOTDIR = -errnoNumber('ENOTDIR');
+const ENOSYS = -errnoNumber('ENOSYS');
+const ELOOP = -errnoNumber('ELOOP');
+const ENAMETOOLONG = -errnoNumber('ENAMETOOLONG');
 /** Paths from this length on are resolved a piece at a time (PATH_MAX is 4096 with the NUL). */
 const LONG_PATH = 4000;
 

@@ -9,16 +9,16 @@ import { closeSync, constants as K, openSync, promises as fsp, statfsSync } from
 import { beneathError, openDirBeneath, openDirBeneathSync } from './beneath';
 import { attrFromArray, FdFile, isRemoteFilesystem, STATX_MASK } from './fd-io';
 import { AT_FDCWD, C, native, unpackDirents, STATX_FIELDS } from '../native';
-import { errnoError, errorCode } from '../util/errno';
+import { errnoError, errnoNumber, errorCode } from '../util/errno';
 import type { DescriptorFile, LayerAttr, LayerDirent, LayerFile, LayerStatfs, Loc, ReadableLayer } from './types';
 
 const O_CLOEXEC = C.O_CLOEXEC!;
 const AT_SYMLINK_NOFOLLOW = 0x100;
-const ENOENT = -2;
-const ENOTDIR = -20;
-const ENAMETOOLONG = -36;
-const ENODATA = -61;
-const EOPNOTSUPP = -95;
+const ENOENT = -errnoNumber('ENOENT');
+const ENOTDIR = -errnoNumber('ENOTDIR');
+const ENAMETOOLONG = -errnoNumber('ENAMETOOLONG');
+const ENODATA = -errnoNumber('ENODATA');
+const EOPNOTSUPP = -errnoNumber('EOPNOTSUPP');
 
 /** Filesystems whose writes never wait for a device (page allocation aside). */
 const MEMORY_FS_MAGIC = new Set([

@@ -12,9 +12,8 @@
  * Several rules: separated by ';'.
  */
 import createDebug from 'debug';
-import { constants } from 'os';
 import { DELAY_MS, boundedNumber, expected, type Bounds } from '../util/bounds';
-import { errnoError } from '../util/errno';
+import { errnoError, errnoNumber, isErrnoName } from '../util/errno';
 import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
 
 const log = createDebug('ovshift:inject');
@@ -87,7 +86,7 @@ export function parseRule(text: string, lowers?: number): FaultRule {
   for (const e of effect.split('+')) {
     if (e.startsWith('delay=')) {
       rule.delayMs = ruleNumber(text, e, e.slice(6).replace(/ms$/, ''), DELAY_MS);
-    } else if ((constants.errno as Record<string, number>)[e] !== undefined) {
+    } else if (isErrnoName(e)) {
       rule.errno = e;
     } else {
       throw new FaultRuleError(`fault rule "${text}": ${e} is neither an errno name nor delay=MS`);
@@ -162,7 +161,7 @@ export class FaultPlan {
     rule.hits++;
     log('%s on lower %d %s: %s (hit %d)', op, layer, path || '.', rule.text, rule.hits);
     if (rule.delayMs) await new Promise((r) => setTimeout(r, rule.delayMs));
-    if (rule.errno) throw errnoError(-(constants.errno as Record<string, number>)[rule.errno]!, `${op} (injected)`, path);
+    if (rule.errno) throw errnoError(-errnoNumber(rule.errno), `${op} (injected)`, path);
   }
 }
 

@@ -9,13 +9,13 @@
  */
 import * as fs from 'fs';
 import { statfsSync } from 'fs';
-import { constants as os } from 'os';
 import { C, native, STATX_FIELDS, StatxField as F, type FileLock } from '../native';
-import { errnoError } from '../util/errno';
+import { errnoError, errnoNumber } from '../util/errno';
 import type { DescriptorFile, LayerAttr, LayerFile, LayerLocks, Timespec } from './types';
 
 const RWF_NOWAIT = C.RWF_NOWAIT!;
-const { EAGAIN, EOPNOTSUPP } = os.errno;
+const EAGAIN = errnoNumber('EAGAIN');
+const EOPNOTSUPP = errnoNumber('EOPNOTSUPP');
 export const STATX_BTIME = 0x800;
 export const STATX_MASK = 0x7ff | STATX_BTIME;
 /** lseek whences for data and holes. */

@@ -1,18 +1,12 @@
-import { constants } from 'os';
+import { ErrnoError } from '../util/errno';
 
 export type LockErrorCode = 'EAGAIN' | 'EDEADLK' | 'EINTR' | 'EBADF' | 'EINVAL';
 
 /** A lock failure in Node's error shape: `code` ('EAGAIN') and a negative `errno`. */
-export class LockError extends Error {
-  readonly errno: number;
-
-  constructor(
-    readonly code: LockErrorCode,
-    message: string,
-  ) {
-    super(`${code}: ${message}`);
+export class LockError extends ErrnoError<LockErrorCode> {
+  constructor(code: LockErrorCode, message: string) {
+    super(code, message);
     this.name = 'LockError';
-    this.errno = -constants.errno[code];
   }
 }
 

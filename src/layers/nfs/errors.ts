@@ -1,5 +1,6 @@
 // NFSv3 and MOUNTv3 status codes as Node-style errors: `code` is the errno name, `errno` its
 // negated Linux number, `syscall` the protocol procedure that failed.
+import { errnoNumber } from '../../util/errno';
 
 export enum Nfs3Status {
   OK = 0,
@@ -46,31 +47,31 @@ export enum Mount3Status {
   SERVERFAULT = 10006,
 }
 
-// Linux errno numbers and strerror texts for every code a status can map to.
-const ERRNO: Record<string, readonly [number, string]> = {
-  EPERM: [1, 'operation not permitted'],
-  ENOENT: [2, 'no such file or directory'],
-  EIO: [5, 'i/o error'],
-  ENXIO: [6, 'no such device or address'],
-  EAGAIN: [11, 'resource temporarily unavailable'],
-  EACCES: [13, 'permission denied'],
-  EEXIST: [17, 'file already exists'],
-  EXDEV: [18, 'cross-device link not permitted'],
-  ENODEV: [19, 'no such device'],
-  ENOTDIR: [20, 'not a directory'],
-  EISDIR: [21, 'is a directory'],
-  EINVAL: [22, 'invalid argument'],
-  EFBIG: [27, 'file too large'],
-  ENOSPC: [28, 'no space left on device'],
-  EROFS: [30, 'read-only file system'],
-  EMLINK: [31, 'too many links'],
-  ENAMETOOLONG: [36, 'file name too long'],
-  ENOTEMPTY: [39, 'directory not empty'],
-  EREMOTE: [66, 'object is remote'],
-  EOPNOTSUPP: [95, 'operation not supported'],
-  ESTALE: [116, 'stale file handle'],
-  EREMOTEIO: [121, 'remote i/o error'],
-  EDQUOT: [122, 'disk quota exceeded'],
+// strerror texts for every code a status can map to; the numbers are util/errno's.
+const ERRNO_TEXT: Record<string, string> = {
+  EPERM: 'operation not permitted',
+  ENOENT: 'no such file or directory',
+  EIO: 'i/o error',
+  ENXIO: 'no such device or address',
+  EAGAIN: 'resource temporarily unavailable',
+  EACCES: 'permission denied',
+  EEXIST: 'file already exists',
+  EXDEV: 'cross-device link not permitted',
+  ENODEV: 'no such device',
+  ENOTDIR: 'not a directory',
+  EISDIR: 'is a directory',
+  EINVAL: 'invalid argument',
+  EFBIG: 'file too large',
+  ENOSPC: 'no space left on device',
+  EROFS: 'read-only file system',
+  EMLINK: 'too many links',
+  ENAMETOOLONG: 'file name too long',
+  ENOTEMPTY: 'directory not empty',
+  EREMOTE: 'object is remote',
+  EOPNOTSUPP: 'operation not supported',
+  ESTALE: 'stale file handle',
+  EREMOTEIO: 'remote i/o error',
+  EDQUOT: 'disk quota exceeded',
 };
 
 // The kernel's own internal codes (EBADHANDLE, EBADCOOKIE, ETOOSMALL, EJUKEBOX...) never reach
@@ -121,8 +122,9 @@ const MOUNT3_CODE: Record<Mount3Status, string> = {
   [Mount3Status.SERVERFAULT]: 'EREMOTEIO',
 };
 
-function errnoOf(code: string): readonly [number, string] {
-  return ERRNO[code] ?? ERRNO.EIO;
+function errnoAndText(code: string): readonly [number, string] {
+  const text = ERRNO_TEXT[code];
+  return text === undefined ? [errnoNumber('EIO'), ERRNO_TEXT.EIO!] : [errnoNumber(code), text];
 }
 
 /** An NFSv3 procedure answered with a status other than NFS3_OK. */
@@ -138,7 +140,7 @@ export class NfsError extends Error {
     detail?: string,
   ) {
     const code = NFS3_CODE[status] ?? 'EIO';
-    const [errno, text] = errnoOf(code);
+    const [errno, text] = errnoAndText(code);
     const nfsStatus = `NFS3ERR_${Nfs3Status[status] ?? status}`;
     super(`${code}: ${text} (${nfsStatus}), ${syscall}${detail === undefined ? '' : ` ${detail}`}`);
     this.name = 'NfsError';
@@ -161,7 +163,7 @@ export class MountError extends Error {
     readonly path: string,
   ) {
     const code = MOUNT3_CODE[status] ?? 'EIO';
-    const [errno, text] = errnoOf(code);
+    const [errno, text] = errnoAndText(code);
     const mountStatus = `MNT3ERR_${Mount3Status[status] ?? status}`;
     super(`${code}: ${text} (${mountStatus}), mnt '${path}'`);
     this.name = 'MountError';
