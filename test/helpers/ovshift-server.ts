@@ -6,7 +6,7 @@
 import { existsSync, readdirSync, readFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join, resolve } from 'path';
-import { sleep } from './proc';
+import { waitUntil } from './wait';
 
 /** The native front end of this checkout (build/Release/ovshift). */
 export const FRONT_END = resolve(__dirname, '..', '..', '..', 'build', 'Release', 'ovshift');
@@ -63,12 +63,11 @@ export function runningServers(dirs: string[]): ServerProcess[] {
 }
 
 /** Waits up to `ms` for a process to be gone. */
-export async function waitGone(pid: number, ms: number): Promise<boolean> {
-  for (let waited = 0; waited < ms; waited += 50) {
-    if (!alive(pid)) return true;
-    await sleep(50);
-  }
-  return !alive(pid);
+export function waitGone(pid: number, ms: number): Promise<boolean> {
+  return waitUntil(() => !alive(pid), { timeoutMs: ms, intervalMs: 50, what: `process ${pid} to end` }).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Servers that were running before this test process loaded this module: not ours to stop. */

@@ -47,26 +47,45 @@ export class Background {
   stdout = '';
   stderr = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private closed = false;
 
   constructor(cmd: string, args: string[], opts: SpawnOptions = {}) {
     this.child = spawn(cmd, args, { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d: Buffer) => (this.stdout += d.toString()));
     this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((resolve) => this.child.on('close', (code, signal) => resolve({ code, signal })));
+    this.exited = new Promise((resolve) =>
+      this.child.on('close', (code, signal) => {
+        this.closed = true;
+        resolve({ code, signal });
+      }),
+    );
   }
 
   get running(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  /** Resolves once stdout contains `text`, or rejects after `ms`. */
-  async waitFor(text: string, ms = 10000): Promise<void> {
-    const start = Date.now();
-    while (!this.stdout.includes(text)) {
-      if (!this.running) throw new Error(`exited before printing ${text}: ${this.stderr}`);
-      if (Date.now() - start > ms) throw new Error(`timed out waiting for ${text}; stdout: ${this.stdout}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+  /** Resolves once stdout contains `text` (checked on each 'data'), or rejects at 'close' without it, or after `ms`. */
+  waitFor(text: string, ms = 10000): Promise<void> {
+    if (this.stdout.includes(text)) return Promise.resolve();
+    if (this.closed) return Promise.reject(new Error(`exited before printing ${text}: ${this.stderr}`));
+    return new Promise((resolve, reject) => {
+      const finish = (err?: Error): void => {
+        clearTimeout(timer);
+        this.child.stdout!.off('data', onData);
+        this.child.off('close', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      // The constructor's listener, added first, has already appended the chunk.
+      const onData = (): void => {
+        if (this.stdout.includes(text)) finish();
+      };
+      const onClose = (): void => finish(this.stdout.includes(text) ? undefined : new Error(`exited before printing ${text}: ${this.stderr}`));
+      const timer = setTimeout(() => finish(new Error(`timed out waiting for ${text}; stdout: ${this.stdout}`)), ms);
+      this.child.stdout!.on('data', onData);
+      this.child.on('close', onClose);
+    });
   }
 
   signal(sig: NodeJS.Signals): void {

@@ -8,8 +8,8 @@ export interface WaitOptions {
   timeoutMs?: number;
   /** The pause between two checks (default 20 ms). */
   intervalMs?: number;
-  /** What is awaited, for the timeout's message ("the daemon's log line"). */
-  what: string;
+  /** What is awaited, for the timeout's message ("the daemon's log line"); a function is asked at the timeout. */
+  what: string | (() => string);
 }
 
 /**
@@ -22,7 +22,7 @@ export async function waitUntil(predicate: () => boolean | Promise<boolean>, opt
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await predicate()) return;
-    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${opts.what}`);
+    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof opts.what === 'function' ? opts.what() : opts.what}`);
     await new Promise((r) => setTimeout(r, Math.min(intervalMs, Math.max(0, deadline - Date.now()))));
   }
 }

@@ -8,6 +8,7 @@ import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { waitUntil } from '../helpers/wait';
 
 const START_TIMEOUT_MS = 40_000;
 const STOP_TIMEOUT_MS = 20_000;
@@ -195,11 +196,7 @@ export async function startNfsServer(dir: string): Promise<NfsTestServer> {
       const pid = server.info.ganeshaPid;
       process.kill(pid, 'SIGSTOP');
       // A stop takes effect per thread; wait until none can answer any more.
-      const deadline = Date.now() + STOP_TIMEOUT_MS;
-      while (!allThreadsStopped(pid)) {
-        if (Date.now() > deadline) throw new Error(`ganesha (pid ${pid}) did not stop`);
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      await waitUntil(() => allThreadsStopped(pid), { timeoutMs: STOP_TIMEOUT_MS, intervalMs: 10, what: `ganesha (pid ${pid}) to stop` });
     },
     thaw() {
       if (current !== undefined && isAlive(current.info.ganeshaPid)) process.kill(current.info.ganeshaPid, 'SIGCONT');

@@ -14,6 +14,7 @@ import { OVSHIFT, Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
 import { reachableOvshift } from '../helpers/reachable';
 import { Background, run, sleep, type RunResult } from '../helpers/proc';
 import { createUser, removeUser, type TestUser } from '../helpers/users';
+import { waitUntil } from '../helpers/wait';
 
 /** Connects to a unix socket, asks `status`, prints the reply; on failure prints the errno name, exit 3. */
 const CONNECT = `const s = require('net').connect(process.argv[1]);
@@ -190,14 +191,13 @@ describe('security: control socket', function () {
       ...s.args(),
     ]);
     try {
-      let socket: string | undefined;
-      for (let i = 0; i < 300 && socket === undefined; i++) {
-        await sleep(50);
-        if ((await connectionId(s.mnt)) === undefined) continue;
-        const candidate = join('/run/ovshift', `mount-${statSync(s.mnt).dev}.sock`);
-        if (lstatSync(candidate, { throwIfNoEntry: false })) socket = candidate;
-      }
-      assert.ok(socket, `the daemon came up under strace: ${strace.stderr}`);
+      const socketOf = (): string => join('/run/ovshift', `mount-${statSync(s.mnt).dev}.sock`);
+      await waitUntil(async () => (await connectionId(s.mnt)) !== undefined && lstatSync(socketOf(), { throwIfNoEntry: false }) !== undefined, {
+        timeoutMs: 15000,
+        intervalMs: 50,
+        what: () => `the daemon to come up under strace: ${strace.stderr}`,
+      });
+      const socket = socketOf();
       assertPrivate(socket, 'socket', 0, 0o600);
       assertPrivate('/run/ovshift', 'directory', 0, 0o700);
       assert.equal((await run('umount', [s.mnt])).code, 0);
