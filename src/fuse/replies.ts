@@ -17,7 +17,7 @@ import {
   direntAlign,
 } from './abi';
 import { errnoNumber } from '../util/errno';
-import type { Timespec } from './requests';
+import type { Timespec } from '../util/linux';
 import { WireWriter } from './wire';
 
 const ERANGE = errnoNumber('ERANGE');

@@ -4,6 +4,7 @@
  */
 import { EXT_GROUPS, IN_HEADER_SIZE, InitFlag, Op } from './abi';
 import { MalformedMessage, WireReader } from './wire';
+import type { Timespec } from '../util/linux';
 
 export { MalformedMessage };
 
@@ -17,11 +18,6 @@ export interface RequestHeader {
   pid: number;
   /** Supplementary group matching the parent directory, when FUSE_CREATE_SUPP_GROUP is on. */
   suppGroups?: number[];
-}
-
-export interface Timespec {
-  sec: number;
-  nsec: number;
 }
 
 export interface FileLockIn {

@@ -28,12 +28,11 @@ import {
 } from './replies';
 import type { InitRequest, Request } from './requests';
 import { MalformedMessage, UnknownOpcode, decodeHeader, decodeRequest, type DecodeContext } from './requests';
+import { MiB, PAGE_SIZE } from '../util/linux';
 
 const log = createDebug('ovshift:fuse');
 const logNotify = createDebug('ovshift:fuse:notify');
 
-const MiB = 1024 * 1024;
-const PAGE_SIZE = 4096;
 const ENOSYS = errnoNumber('ENOSYS');
 const EINVAL = errnoNumber('EINVAL');
 const EAGAIN = errnoNumber('EAGAIN');

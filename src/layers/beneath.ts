@@ -13,13 +13,10 @@ import { closeSync } from 'fs';
 import createDebug from 'debug';
 import { C, native } from '../native';
 import { errnoError, errnoNumber } from '../util/errno';
+import { O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_PATH } from '../util/linux';
 
 const log = createDebug('ovshift:layers');
 
-const O_PATH = C.O_PATH!;
-const O_DIRECTORY = C.O_DIRECTORY!;
-const O_NOFOLLOW = C.O_NOFOLLOW!;
-const O_CLOEXEC = C.O_CLOEXEC!;
 const RESOLVE_CONFINED = C.RESOLVE_BENEATH! | C.RESOLVE_NO_SYMLINKS! | C.RESOLVE_NO_MAGICLINKS! | C.RESOLVE_NO_XDEV!;
 const DIR_FLAGS = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 

@@ -11,9 +11,8 @@ import { attrFromArray, FdFile, isRemoteFilesystem, STATX_MASK } from './fd-io';
 import { AT_FDCWD, C, native, unpackDirents, STATX_FIELDS } from '../native';
 import { errnoError, errnoNumber, errorCode } from '../util/errno';
 import type { DescriptorFile, LayerAttr, LayerDirent, LayerFile, LayerStatfs, Loc, ReadableLayer } from './types';
+import { AT_SYMLINK_NOFOLLOW, O_CLOEXEC } from '../util/linux';
 
-const O_CLOEXEC = C.O_CLOEXEC!;
-const AT_SYMLINK_NOFOLLOW = 0x100;
 const ENOENT = -errnoNumber('ENOENT');
 const ENOTDIR = -errnoNumber('ENOTDIR');
 const ENAMETOOLONG = -errnoNumber('ENAMETOOLONG');

@@ -11,7 +11,8 @@ import * as fs from 'fs';
 import { statfsSync } from 'fs';
 import { C, native, STATX_FIELDS, StatxField as F, type FileLock } from '../native';
 import { errnoError, errnoNumber } from '../util/errno';
-import type { DescriptorFile, LayerAttr, LayerFile, LayerLocks, Timespec } from './types';
+import type { DescriptorFile, LayerAttr, LayerFile, LayerLocks } from './types';
+import type { Timespec } from '../util/linux';
 
 const RWF_NOWAIT = C.RWF_NOWAIT!;
 const EAGAIN = errnoNumber('EAGAIN');

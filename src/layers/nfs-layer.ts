@@ -12,28 +12,20 @@ import { FileType, NfsClient, type NfsAttr, type NfsUrl } from './nfs';
 import { ReadAhead } from './nfs-read-ahead';
 import { errorCode } from '../util/errno';
 import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
+import { DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, DT_UNKNOWN, MiB, NAME_MAX } from '../util/linux';
 
 const log = createDebug('ovshift:nfs');
 
 const MAX_CACHED_DIRS = 100_000;
 /** Largest READ one LayerFile.read() sends; larger reads are split. */
-const MAX_READ = 1024 * 1024;
 /** statfs reports sizes in these units (FSSTAT gives bytes). */
+const MAX_READ = MiB;
+
 const STATFS_BLOCK = 4096;
 /** Longest name the overlay serves, whatever the server allows (ganesha says 1024). */
-const NAME_MAX = 255;
 /** Local st_dev values (major·2^20 + minor) stay below this; NFS filesystems get numbers above. */
 const NFS_DEV_BASE = 2 ** 52;
 const DEV_MASK = (1n << 52n) - 1n;
-
-const DT_FIFO = 1;
-const DT_CHR = 2;
-const DT_DIR = 4;
-const DT_BLK = 6;
-const DT_REG = 8;
-const DT_LNK = 10;
-const DT_SOCK = 12;
-const DT_UNKNOWN = 0;
 
 const DTYPE_OF: Record<FileType, number> = {
   [FileType.REG]: DT_REG,

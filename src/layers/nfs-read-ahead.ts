@@ -9,11 +9,12 @@
  * read goes to the server.
  */
 import type { ReadResult } from './nfs';
+import { MiB } from '../util/linux';
 
 /** One READ: `count` bytes at `offset`. */
 export type ReadAt = (offset: number, count: number) => Promise<ReadResult>;
 
-const CHUNK = 1024 * 1024;
+const CHUNK = MiB;
 const DEPTH = 4;
 /** Reads in a row that continue each other before reading ahead starts. */
 const STREAK = 2;

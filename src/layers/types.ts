@@ -4,10 +4,7 @@
  * 'latin1'), '' for the root itself: file names on Linux are bytes, not UTF-8.
  */
 
-export interface Timespec {
-  sec: number;
-  nsec: number;
-}
+import type { Timespec } from '../util/linux';
 
 export interface LayerAttr {
   mode: number;
@@ -154,8 +151,6 @@ export interface ReadableLayer {
   openRead(path: string): Promise<LayerFile>;
   statfs(): Promise<LayerStatfs>;
 }
-
-export const DT_UNKNOWN = 0;
 
 /** Joins a relative layer path and a name. */
 export function childPath(dir: string, name: string): string {

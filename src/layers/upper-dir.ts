@@ -10,17 +10,7 @@ import { errnoError, errorCode } from '../util/errno';
 import { DirLayer } from './dir-layer';
 import type { FdFile } from './fd-io';
 import type { Loc } from './types';
-
-const AT_SYMLINK_NOFOLLOW = 0x100;
-const AT_REMOVEDIR = 0x200;
-export const UTIME_NOW = (1 << 30) - 1;
-export const UTIME_OMIT = (1 << 30) - 2;
-
-export interface TimeArg {
-  sec: number;
-  /** nanoseconds, or UTIME_NOW / UTIME_OMIT */
-  nsec: number;
-}
+import { AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, type Timespec } from '../util/linux';
 
 export class UpperDir extends DirLayer {
   /** workdir/work, as kernel overlayfs lays it out, so either can mount this upper. */
@@ -190,7 +180,7 @@ export class UpperDir extends DirLayer {
     }
   }
 
-  utimens(at: Loc, atime: TimeArg, mtime: TimeArg): Promise<void> {
+  utimens(at: Loc, atime: Timespec, mtime: Timespec): Promise<void> {
     return this.call(
       at,
       (a) => native.utimensatSync(a.fd, a.path, atime.sec, atime.nsec, mtime.sec, mtime.nsec, AT_SYMLINK_NOFOLLOW),

@@ -10,12 +10,13 @@ import type { UpperDir } from '../layers/upper-dir';
 import { localFileOf } from '../layers/fd-io';
 import { errnoError, errorCode } from '../util/errno';
 import type { OverlayXattrs } from './format';
-import { Node, NodeTable, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './nodes';
+import { Node, NodeTable } from './nodes';
 import type { Layers } from './resolve';
+import { MiB, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../util/linux';
 
 const log = createDebug('ovshift:copyup');
 
-const CHUNK = 1024 * 1024;
+const CHUNK = MiB;
 const ACL_XATTRS = new Set(['system.posix_acl_access', 'system.posix_acl_default']);
 
 export interface CopyUpOptions {

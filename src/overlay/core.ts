@@ -15,14 +15,14 @@ import { CopyUp } from './copy-up';
 import { DirHandle, type FileHandle, HandleTable } from './handles';
 import { InodeNumbers } from './inodes';
 import { childPath } from '../layers/types';
-import { Node, NodeTable, S_IFMT } from './nodes';
+import { Node, NodeTable } from './nodes';
 import type { OverlayOptions } from './options';
 import { absenceCacheable, resolveChild, toLowerParts, type Layers, type Resolution } from './resolve';
 import { isPrivateName } from './format';
+import { NAME_MAX, S_IFMT, type Timespec } from '../util/linux';
 
 const logRevalidate = createDebug('ovshift:revalidate');
 
-export const NAME_MAX = 255;
 /** Kernel cache time where the mode caches lower lookups ("forever", as fuse-overlayfs does). */
 const CACHE_TIMEOUT = 86400;
 
@@ -368,7 +368,7 @@ export class OverlayCore {
   }
 }
 
-function sameTime(a: { sec: number; nsec: number }, b: { sec: number; nsec: number }): boolean {
+function sameTime(a: Timespec, b: Timespec): boolean {
   return a.sec === b.sec && a.nsec === b.nsec;
 }
 

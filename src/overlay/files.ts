@@ -11,8 +11,9 @@ import { localFileOf, SEEK_DATA, SEEK_HOLE } from '../layers/fd-io';
 import type { DescriptorFile, LayerFile } from '../layers/types';
 import { errorCode } from '../util/errno';
 import type { OverlayCore } from './core';
-import { FileHandle, O_ACCMODE } from './handles';
+import { FileHandle } from './handles';
 import type { Node } from './nodes';
+import { O_ACCMODE } from '../util/linux';
 
 const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, O_DIRECT } = fs.constants;
 /** Flags that were for open(2) itself and must not be replayed on the layer file. */

@@ -5,12 +5,9 @@
  */
 import type { LayerAttr, ReadableLayer } from '../layers/types';
 import { childPath } from '../layers/types';
-
-const S_IFMT = 0o170000;
-const S_IFCHR = 0o020000;
+import { NAME_MAX, S_IFCHR, S_IFMT } from '../util/linux';
 
 export const WHITEOUT_PREFIX = '.wh.';
-const NAME_MAX = 255;
 export const OPAQUE_MARKER = '.wh..wh..opq';
 export const TRUSTED_PREFIX = 'trusted.overlay.';
 export const USER_PREFIX = 'user.overlay.';

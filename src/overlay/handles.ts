@@ -4,9 +4,9 @@ import { localFileOf } from '../layers/fd-io';
 import type { DescriptorFile, LayerFile } from '../layers/types';
 import type { Node } from './nodes';
 import type { OpenMode } from './passthrough';
+import { O_ACCMODE } from '../util/linux';
 
 /** The access-mode bits of open flags (Node's fs.constants lacks the mask). */
-export const O_ACCMODE = 3;
 
 export interface ListedEntry {
   name: string;

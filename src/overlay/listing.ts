@@ -12,9 +12,8 @@ import type { ListedEntry } from './handles';
 import type { InodeNumbers } from './inodes';
 import type { Node } from './nodes';
 import type { Layers, Resolution } from './resolve';
+import { DT_CHR, DT_DIR } from '../util/linux';
 
-const DT_CHR = 2;
-const DT_DIR = 4;
 /**
  * Layer calls one listing keeps in flight at most: a slow lower (an NFS server, an injected
  * delay) costs about one round trip per this many entries instead of one per entry.

@@ -10,16 +10,12 @@ import { errorCode } from '../util/errno';
 import { OverlayCore } from './core';
 import { isDirMode } from './format';
 import { isEmptyDir } from './listing';
-import { Node, S_IFDIR, S_IFMT } from './nodes';
+import { Node } from './nodes';
 import { lowerShadows } from './resolve';
 import { clearWhiteoutFile, makeWhiteout, removeLeavingWhiteout, removeUpper, replaceWhiteout, setOpaque } from './whiteouts';
+import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFMT, S_ISGID } from '../util/linux';
 
 const log = createDebug('ovshift:overlay');
-
-const S_ISGID = 0o2000;
-const RENAME_NOREPLACE = 1;
-const RENAME_EXCHANGE = 2;
-const RENAME_WHITEOUT = 4;
 
 export interface NewObject {
   /** File type and permission bits (already masked by the caller's umask). */

@@ -5,11 +5,7 @@
  */
 import type { Attr } from '../fuse/replies';
 import { childPath, type DescriptorFile } from '../layers/types';
-
-export const S_IFMT = 0o170000;
-export const S_IFDIR = 0o040000;
-export const S_IFREG = 0o100000;
-export const S_IFLNK = 0o120000;
+import { S_IFDIR } from '../util/linux';
 
 /** An object in a lower layer. */
 export interface LowerPart {

@@ -41,16 +41,16 @@ import type { DescriptorFile, LayerAttr } from '../layers/types';
 import { decodeDev } from './attrs';
 import { OverlayCore } from './core';
 import * as files from './files';
-import { DirHandle, FileHandle, O_ACCMODE, closeAllFiles, type ListedEntry } from './handles';
+import { DirHandle, FileHandle, closeAllFiles, type ListedEntry } from './handles';
 import { fillDirentPlus, mergedListing } from './listing';
 import { Locking } from './locking';
 import * as ns from './namespace';
 import { Passthrough } from './passthrough';
-import { S_IFDIR, S_IFLNK, S_IFREG } from './nodes';
 import type { OverlayOptions } from './options';
 import type { Layers } from './resolve';
 import { setattr } from './setattr';
 import * as xattrs from './xattrs';
+import { O_ACCMODE, S_IFDIR, S_IFLNK, S_IFREG } from '../util/linux';
 
 const name = OverlayCore.checkName;
 const newName = OverlayCore.checkNewName;

@@ -17,10 +17,9 @@ import type { DescriptorFile } from '../layers/types';
 import type { UpperDir } from '../layers/upper-dir';
 import { errnoName } from '../util/errno';
 import type { Node } from './nodes';
+import { S_ISGID, S_ISUID } from '../util/linux';
 
 const log = createDebug('ovshift:passthrough');
-const S_ISUID = 0o4000;
-const S_ISGID = 0o2000;
 
 interface Backing {
   id: number;

@@ -2,16 +2,16 @@
 import { Fattr } from '../fuse/abi';
 import { FuseError } from '../fuse/errors';
 import type { SetattrRequest } from '../fuse/requests';
-import { UTIME_NOW, UTIME_OMIT, type TimeArg } from '../layers/upper-dir';
 import type { DescriptorFile } from '../layers/types';
 import type { OverlayCore } from './core';
 import { killSuidGid, withoutSuidGid } from './files';
-import { S_IFLNK, S_IFMT, S_IFREG, type Node } from './nodes';
+import type { Node } from './nodes';
+import { S_IFLNK, S_IFMT, S_IFREG, UTIME_NOW, UTIME_OMIT, type Timespec } from '../util/linux';
 
 const CHANGES =
   Fattr.MODE | Fattr.UID | Fattr.GID | Fattr.SIZE | Fattr.ATIME | Fattr.MTIME | Fattr.ATIME_NOW | Fattr.MTIME_NOW | Fattr.CTIME | Fattr.KILL_SUIDGID;
 
-function timeArg(valid: number, set: number, now: number, t: { sec: number; nsec: number }): TimeArg {
+function timeArg(valid: number, set: number, now: number, t: Timespec): Timespec {
   if (valid & now) return { sec: 0, nsec: UTIME_NOW };
   if (valid & set) return t;
   return { sec: 0, nsec: UTIME_OMIT };

@@ -7,11 +7,7 @@ import type { Loc } from '../layers/types';
 import type { UpperDir } from '../layers/upper-dir';
 import { childPath, parentPath, baseName } from '../layers/types';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, type OverlayXattrs } from './format';
-
-const S_IFCHR = 0o020000;
-const S_IFREG = 0o100000;
-const RENAME_EXCHANGE = 2;
-const RENAME_WHITEOUT = 4;
+import { RENAME_EXCHANGE, RENAME_WHITEOUT, S_IFCHR, S_IFREG } from '../util/linux';
 
 function cannotHold(err: unknown): boolean {
   return ['EPERM', 'EOPNOTSUPP', 'ENOTSUP', 'EINVAL'].includes(errorCode(err) ?? '');

@@ -3,6 +3,7 @@
 import { Nfs3Status, NfsError } from './errors';
 import { CallOptions, RpcClient } from './rpc';
 import { XdrReader, XdrWriter } from './xdr';
+import type { Timespec } from '../../util/linux';
 
 export const NFS_PROGRAM = 100003;
 export const NFS_VERSION = 3;
@@ -53,10 +54,8 @@ export const Access = {
   EXECUTE: 0x20,
 } as const;
 
-export interface NfsTime {
-  sec: number;
-  nsec: number;
-}
+/** nfstime3: seconds and nanoseconds, as the kernel's timespec. */
+export type NfsTime = Timespec;
 
 export interface NfsAttr {
   type: FileType;
