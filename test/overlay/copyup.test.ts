@@ -3,7 +3,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { join } from 'path';
 import { Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
-import { python, run, sleep } from '../helpers/proc';
+import { python, run } from '../helpers/proc';
 import { waitUntil } from '../helpers/wait';
 import { makeTree, read, sha256 } from '../helpers/tree';
 
@@ -165,7 +165,7 @@ print(os.pread(ro, 100, 0).decode())
     const args = ['-o', `lowerdir=${s.lower},upperdir=${t}/upper,workdir=${t}/work`, s.mnt];
     d = await startDaemon(args, s.mnt);
     const toucher = python(`import os, sys\ntry: os.utime(sys.argv[1])\nexcept OSError as e: print(e.errno)`, [join(s.mnt, 'big')]);
-    for (let i = 0; i < 200 && fs.readdirSync(join(t, 'work/work')).length === 0; i++) await sleep(5);
+    await waitUntil(() => fs.readdirSync(join(t, 'work/work')).length > 0, { intervalMs: 5, what: 'the copy-up to start in the work dir' });
     d.child.kill('SIGKILL');
     await toucher;
     await d.stop();
