@@ -15,18 +15,11 @@ import * as net from 'net';
 import { join } from 'path';
 import { FaultRuleError, parseRules, type FaultPlan } from './layers/faults';
 import { errorCode } from './util/errno';
+import { MountError } from './util/mount-error';
 
 const log = createDebug('ovshift:control');
 
 const ROOT_DIR = '/run/ovshift';
-
-/** A control socket directory someone else could have made or could reach into. */
-export class ControlDirError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ControlDirError';
-  }
-}
 
 /** Root that owns /run: not the root of a user namespace whose ids map elsewhere on the host. */
 function ownsRun(): boolean {
@@ -84,7 +77,7 @@ function whyNotPrivate(dir: string): string | undefined {
 
 /**
  * Makes `dir` (0700) or checks the one there; false when it cannot be made. Throws
- * ControlDirError for one that exists but is not private to us.
+ * MountError for one that exists but is not private to us.
  */
 export function privateDir(dir: string): boolean {
   try {
@@ -96,14 +89,14 @@ export function privateDir(dir: string): boolean {
     }
   }
   const problem = whyNotPrivate(dir);
-  if (problem) throw new ControlDirError(`control socket directory ${dir} ${problem}; refusing to use it`);
+  if (problem) throw new MountError(`control socket directory ${dir} ${problem}; refusing to use it`);
   return true;
 }
 
 /**
  * The directory for this daemon's control socket, made private to its user (root of a user
  * namespace cannot write the host's /run: the next place is tried); undefined when none can be
- * made, and the mount works on without one. Throws ControlDirError for a directory that
+ * made, and the mount works on without one. Throws MountError for a directory that
  * exists but is not private to us.
  */
 export function controlDir(): string | undefined {

@@ -2,14 +2,11 @@
 import { promises as fsp, constants as K } from 'fs';
 import { backendOf, type LowerBackend } from '../layers/backends';
 import { locate, type LowerLocation } from '../layers/lower-location';
+import { MountError as LayoutError } from '../util/mount-error';
 import type { CliOptions } from './options';
 
-export class LayoutError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'LayoutError';
-  }
-}
+/** A layout the checks refuse: the one mount error, under the name callers know it by. */
+export { LayoutError };
 
 export interface Layout {
   mountpoint: string;

@@ -8,6 +8,7 @@ import createDebug from 'debug';
 import { promises as fsp, closeSync } from 'fs';
 import { C, native } from '../native';
 import { errorCode } from '../util/errno';
+import { MountError } from '../util/mount-error';
 
 const log = createDebug('ovshift:mount');
 
@@ -29,14 +30,6 @@ export interface FuseMount {
   readonly method: 'mount' | 'fusermount3';
   /** Removes the mount; `lazy` detaches it even while busy. Not mounted any more is success. */
   unmount(opts?: { lazy?: boolean }): Promise<void>;
-}
-
-/** A mount that could not be made; the message is one line that names the problem. */
-export class MountError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'MountError';
-  }
 }
 
 async function checkMountpoint(mountpoint: string): Promise<void> {

@@ -3,7 +3,7 @@
 import * as os from 'os';
 import createDebug from 'debug';
 import { AttrCache } from './attr-cache';
-import { MountError, Nfs3Status, NfsError } from './errors';
+import { Mount3Error, Nfs3Status, NfsError } from './errors';
 import { MOUNT_PROGRAM, MOUNT_VERSION, Mount3Client } from './mount3';
 import {
   AccessResult,
@@ -172,7 +172,7 @@ export class NfsClient {
   private static async mountLongestPrefix(url: NfsUrl, timeoutMs: number, endpoint: MountEndpoint): Promise<MountedExport> {
     const mount = new Mount3Client({ host: url.host, timeoutMs, retrans: url.retrans, ...endpoint });
     try {
-      let refusal: MountError | undefined;
+      let refusal: Mount3Error | undefined;
       for (let n = url.path.length; n >= 0; n--) {
         const exportPath = joinPath(url.path.slice(0, n));
         try {
@@ -183,7 +183,7 @@ export class NfsClient {
           }
           return { exportPath, fh, below: url.path.slice(n) };
         } catch (error) {
-          if (!(error instanceof MountError)) throw error;
+          if (!(error instanceof Mount3Error)) throw error;
           log('MNT %s refused: %s', exportPath.toString(), error.mountStatus);
           refusal ??= error;
         }

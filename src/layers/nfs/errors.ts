@@ -151,7 +151,7 @@ export class NfsError extends Error {
 }
 
 /** A MOUNT procedure answered with a status other than MNT3_OK. */
-export class MountError extends Error {
+export class Mount3Error extends Error {
   readonly code: string;
   readonly errno: number;
   readonly syscall = 'mnt';
@@ -166,7 +166,7 @@ export class MountError extends Error {
     const [errno, text] = errnoAndText(code);
     const mountStatus = `MNT3ERR_${Mount3Status[status] ?? status}`;
     super(`${code}: ${text} (${mountStatus}), mnt '${path}'`);
-    this.name = 'MountError';
+    this.name = 'Mount3Error';
     this.code = code;
     this.errno = -errno;
     this.mountStatus = mountStatus;

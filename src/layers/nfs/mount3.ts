@@ -1,6 +1,6 @@
 // MOUNT v3 (RFC 1813 §5): MNT turns an export path into the root file handle; UMNT forgets it.
 
-import { Mount3Status, MountError } from './errors';
+import { Mount3Status, Mount3Error } from './errors';
 import { RpcClient, RpcClientOptions } from './rpc';
 
 export const MOUNT_PROGRAM = 100005;
@@ -38,7 +38,7 @@ export class Mount3Client {
   async mnt(path: Buffer): Promise<MountResult> {
     const reply = await this.rpc.call(MOUNTPROC3_MNT, (w) => w.string(path, MNTPATHLEN));
     const status: Mount3Status = reply.uint32();
-    if (status !== Mount3Status.OK) throw new MountError(status, path.toString('utf8'));
+    if (status !== Mount3Status.OK) throw new Mount3Error(status, path.toString('utf8'));
     const fh = Buffer.from(reply.opaque(FHSIZE3));
     const authFlavors = reply.array((r) => r.uint32());
     return { fh, authFlavors };
