@@ -187,8 +187,8 @@ export const DIRENT_NAME_OFFSET = 24;
 export const DIRENTPLUS_NAME_OFFSET = ENTRY_OUT_SIZE + DIRENT_NAME_OFFSET;
 /** The kernel requires the read buffer to hold at least this much. */
 export const MIN_READ_BUFFER = 8192;
-/** Offset max as the kernel sends it for "to end of file" lock ranges. */
-export const OFFSET_MAX = 0x7fffffffffffffffn;
+/** Offset max as the kernel sends it for "to end of file" lock ranges (util/offset). */
+export { OFFSET_MAX } from '../util/offset';
 
 /** Round a record length up to the 8-byte alignment dirents use. */
 export function direntAlign(len: number): number {

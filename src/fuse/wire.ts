@@ -40,7 +40,7 @@ export class WireReader {
     return this.buf.readInt32LE(this.need(4));
   }
 
-  /** A u64 as a Number: exact up to 2^53, which node ids, handles and file offsets stay below. */
+  /** A u64 as a Number: exact up to 2^53, which node ids, handles and byte offsets stay below (util/offset). */
   u64(): number {
     const at = this.need(8);
     return this.buf.readUInt32LE(at) + this.buf.readUInt32LE(at + 4) * TWO_32;
@@ -52,6 +52,7 @@ export class WireReader {
     return this.buf.readUInt32LE(at) + this.buf.readInt32LE(at + 4) * TWO_32;
   }
 
+  /** A u64 as a bigint: lock ranges and offsets that may reach OFFSET_MAX (util/offset). */
   u64big(): bigint {
     return this.buf.readBigUInt64LE(this.need(8));
   }

@@ -3,8 +3,8 @@
  * ranges are inclusive bigints, lock types are the fcntl constants.
  */
 
-/** Largest file offset; a range ending here covers "to EOF and beyond". */
-export const OFFSET_MAX = 0x7fffffffffffffffn;
+/** Largest file offset; a range ending here covers "to EOF and beyond" (util/offset). */
+export { OFFSET_MAX } from '../util/offset';
 
 export const F_RDLCK = 0;
 export const F_WRLCK = 1;
