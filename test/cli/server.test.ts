@@ -10,7 +10,7 @@ import { join } from 'path';
 import { connectionId } from '../../src/fuse/mount';
 import { allowFuseDevice, disallowFuseDevice } from '../helpers/fuse-device';
 import { controlDirsMadeBy, Scratch } from '../helpers/ovshift';
-import { FRONT_END, runningServers, serverDirs, startedServers, stopOvshiftServers, waitGone } from '../helpers/ovshift-server';
+import { FRONT_END, runningServers, serverDirs, startedServersOfThisBuild, stopOvshiftServers, waitGone } from '../helpers/ovshift-server';
 import { run, sleep } from '../helpers/proc';
 import { reachableFrontEnd } from '../helpers/reachable';
 import { createUser, removeUser, type TestUser } from '../helpers/users';
@@ -60,7 +60,7 @@ describe('ovshift front end and mount server', function () {
     }
     assert.equal(readFileSync(join(s.dir('u1'), 'own-1'), 'utf8'), '1\n', 'each mount has its own upper');
     assert.equal(existsSync(join(s.dir('u0'), 'own-1')), false);
-    const servers = startedServers();
+    const servers = startedServersOfThisBuild();
     assert.equal(servers.length, 1, `one server for the three mounts: ${JSON.stringify(servers)}`);
     // An unmount ends that mount only.
     assert.equal((await run('umount', [mnts[1]!])).code, 0);
@@ -74,7 +74,7 @@ describe('ovshift front end and mount server', function () {
     extra.push(slow);
     assert.equal((await run(FRONT_END, s.args())).code, 0);
     assert.equal((await run(FRONT_END, ['-o', `lowerdir=${s.lower},inject=read:**:delay=8000`, slow])).code, 0);
-    assert.equal(startedServers().length, 1, 'one server serves both');
+    assert.equal(startedServersOfThisBuild().length, 1, 'one server serves both');
     let stuckDone = false;
     const stuck = run('cat', [join(slow, 'file')], { timeoutMs: 30000 }).finally(() => (stuckDone = true));
     await sleep(300);
@@ -94,7 +94,7 @@ describe('ovshift front end and mount server', function () {
     const daemon = await run('pgrep', ['-f', `bin/ovshift -o lowerdir=${s.lower},upperdir=${s.upper}`]);
     const pid = Number(daemon.stdout.trim().split('\n')[0]);
     assert.ok(pid > 0, `a daemon of its own: ${daemon.stdout}`);
-    assert.ok(!startedServers().some((p) => p.pid === pid), 'not a server');
+    assert.ok(!startedServersOfThisBuild().some((p) => p.pid === pid), 'not a server');
     assert.equal((await run('umount', [s.mnt])).code, 0);
     assert.ok(await waitGone(pid, 5000), 'the daemon ends with its mount');
   });
@@ -120,7 +120,7 @@ describe('ovshift front end and mount server', function () {
     assert.equal(r.code, 0, r.stderr);
     writeFileSync(join(other, 'new'), 'in the private upper\n');
     assert.equal(readFileSync(join(other, 'new'), 'utf8'), 'in the private upper\n');
-    assert.equal(startedServers().length, 1, 'the same server made both');
+    assert.equal(startedServersOfThisBuild().length, 1, 'the same server made both');
   });
 
   it('refuses bad command lines and layouts with one line and the usual status, mounting nothing', async () => {
@@ -192,7 +192,7 @@ describe('ovshift front end and mount server', function () {
       const r = await run(FRONT_END, args);
       assert.equal(r.code, 0, r.stderr);
     }
-    const [server] = startedServers();
+    const [server] = startedServersOfThisBuild();
     assert.ok(server, 'a server runs');
     const sock = server.pidFile.replace(/\.pid$/, '.sock');
     assert.equal(statSync(sock).mode & 0o777, 0o600);
@@ -209,7 +209,7 @@ describe('ovshift front end and mount server', function () {
 
   it('a killed server is replaced at the next mount; its own mounts answer ENOTCONN until unmounted', async () => {
     assert.equal((await run(FRONT_END, s.args())).code, 0);
-    const [server] = startedServers();
+    const [server] = startedServersOfThisBuild();
     assert.ok(server);
     process.kill(server.pid, 'SIGKILL');
     assert.ok(await waitGone(server.pid, 10000));
@@ -218,7 +218,7 @@ describe('ovshift front end and mount server', function () {
     const r = await run(FRONT_END, s.args());
     assert.equal(r.code, 0, r.stderr);
     assert.equal(readFileSync(join(s.mnt, 'file'), 'utf8'), 'from the lower\n');
-    const [next] = startedServers();
+    const [next] = startedServersOfThisBuild();
     assert.ok(next && next.pid !== server.pid, 'a new server');
   });
 
@@ -226,7 +226,7 @@ describe('ovshift front end and mount server', function () {
     await stopOvshiftServers();
     const env = { ...process.env, OVSHIFT_SERVER_IDLE: '1' };
     assert.equal((await run(FRONT_END, s.args(), { env })).code, 0);
-    const [server] = startedServers();
+    const [server] = startedServersOfThisBuild();
     assert.ok(server);
     await sleep(1500);
     assert.ok(existsSync(`/proc/${server.pid}`), 'a server with a mount stays');

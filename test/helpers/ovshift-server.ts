@@ -3,9 +3,9 @@
  * the pid files beside their sockets). Tests that mount through the front end take a snapshot
  * of the servers running before them and stop, by PID, only those that appeared since.
  */
-import { existsSync, readdirSync, readFileSync } from 'fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'fs';
 import { tmpdir } from 'os';
-import { join, resolve } from 'path';
+import { dirname, join, resolve } from 'path';
 import { waitUntil } from './wait';
 
 /** The native front end of this checkout (build/Release/ovshift). */
@@ -72,6 +72,29 @@ export function waitGone(pid: number, ms: number): Promise<boolean> {
 
 /** Servers that were running before this test process loaded this module: not ours to stop. */
 const preexisting = new Set(runningServers(serverDirs()).map((s) => s.pid));
+
+/**
+ * The installation part of a server's file names, as the front end computes it (installation_id
+ * in src/front/ovshift.c): FNV-1a over the package root, then the inode and mtime (a struct
+ * timespec) of its dist/src/server/server.js, in the machine's byte order.
+ */
+export function installationId(frontEnd = FRONT_END): string {
+  const root = dirname(dirname(dirname(realpathSync(frontEnd))));
+  const st = statSync(join(root, 'dist', 'src', 'server', 'server.js'), { bigint: true });
+  const bytes = Buffer.alloc(24);
+  bytes.writeBigUInt64LE(st.ino, 0);
+  bytes.writeBigInt64LE(st.mtimeNs / 1_000_000_000n, 8);
+  bytes.writeBigInt64LE(st.mtimeNs % 1_000_000_000n, 16);
+  let h = 0xcbf29ce484222325n;
+  for (const b of [...Buffer.from(root), ...bytes]) h = ((h ^ BigInt(b)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  return h.toString(16).padStart(16, '0');
+}
+
+/** Servers of this checkout's build started since this test process began (by any test of it). */
+export function startedServersOfThisBuild(): ServerProcess[] {
+  const id = installationId();
+  return startedServers().filter((s) => s.pidFile.endsWith(`-${id}.pid`));
+}
 
 /** Servers started since this test process began (by any test of it). */
 export function startedServers(): ServerProcess[] {
