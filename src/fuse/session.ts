@@ -93,9 +93,10 @@ class Interruption {
 }
 
 class PendingRequest implements RequestControl {
-  private readonly interruption = new Interruption();
+  // Both made when first asked for: every request passes through here, few are interrupted.
+  private interruption?: Interruption;
   /** Fired once the caller of the interrupted request is found dying. */
-  readonly abandoned = new Interruption();
+  private abandonment?: Interruption;
   private watch?: NodeJS.Timeout;
 
   constructor(
@@ -103,17 +104,21 @@ class PendingRequest implements RequestControl {
     private readonly pid: number,
   ) {}
 
+  get abandoned(): Interruption {
+    return (this.abandonment ??= new Interruption());
+  }
+
   get interrupted(): boolean {
-    return this.interruption.interrupted;
+    return this.interruption?.interrupted ?? false;
   }
 
   onInterrupt(cb: () => void): void {
-    this.interruption.onInterrupt(cb);
+    (this.interruption ??= new Interruption()).onInterrupt(cb);
   }
 
   interrupt(): void {
     if (this.interrupted) return;
-    this.interruption.fire();
+    (this.interruption ??= new Interruption()).fire();
     // The kernel sends one INTERRUPT per request: a caller that handles this signal and is
     // killed later must still be noticed while the request runs.
     const check = (): void => {
