@@ -10,11 +10,6 @@ import { NfsLayer } from './nfs-layer';
 import { describeNfsUrl, parseNfsUrl, type NfsUrl } from './nfs/url';
 import type { ReadableLayer } from './types';
 
-/** A lower layer as its backend opens it: readable, and closed again when the mount ends. */
-export interface LowerLayer extends ReadableLayer {
-  close(): void | Promise<void>;
-}
-
 /** What the layout checks (src/cli/layout.ts) offer a backend for checking one of its lowers. */
 export interface LowerCheck {
   /** How refusals name the layer: "lower layer", "lower layer 2". */
@@ -55,7 +50,7 @@ export interface LowerBackend<Spec> {
   /** For messages: a directory's path, an export's URL without its options. */
   describe(spec: Spec): string;
   /** Opens the layer (mounts an export); `label` names it in messages and logs. */
-  open(spec: Spec, label: string): Promise<LowerLayer>;
+  open(spec: Spec, label: string): Promise<ReadableLayer>;
 }
 
 /** "nfs://HOST[:PORT]": the part of an nfs:// lower in which ':' does not separate layers. */

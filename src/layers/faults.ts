@@ -227,4 +227,9 @@ export class FaultyLayer implements ReadableLayer {
   statfs(): Promise<LayerStatfs> {
     return this.gate('statfs', '', () => this.inner.statfs());
   }
+
+  /** Closes the layer it wraps. */
+  close(): void | Promise<void> {
+    return this.inner.close();
+  }
 }

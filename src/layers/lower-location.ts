@@ -2,7 +2,8 @@
  * Where a lower layer named on the command line is, whatever its backend (src/layers/backends.ts):
  * what the command line, the layout checks and the opening of the layers need of it.
  */
-import { backendOf, type LowerBackend, type LowerLayer } from './backends';
+import { backendOf, type LowerBackend } from './backends';
+import type { ReadableLayer } from './types';
 
 /** A lower layer once parsed and checked, ready to be opened. */
 export interface LowerLocation {
@@ -13,7 +14,7 @@ export interface LowerLocation {
   /** The local directory the lower is, for the layout's containment checks; undefined for a remote lower. */
   readonly directory: string | undefined;
   /** Opens the layer; `label` names it in messages and logs. */
-  open(label: string): Promise<LowerLayer>;
+  open(label: string): Promise<ReadableLayer>;
 }
 
 /** The location of a lower its backend parsed (and checked) as `spec`. */

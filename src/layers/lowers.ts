@@ -2,7 +2,6 @@
  * Opening the lower layers a mount names, each by its backend (directories, nfs:// exports
  * mounted with their own userspace NFS client…), and closing them again when the mount ends.
  */
-import type { LowerLayer } from './backends';
 import type { LowerLocation } from './lower-location';
 import type { ReadableLayer } from './types';
 
@@ -18,7 +17,7 @@ export async function openLowers(locations: readonly LowerLocation[]): Promise<O
     locations.length > 1 ? `lower layer ${i + 1} (${locations[i]!.description})` : `lower layer (${locations[i]!.description})`;
   // Each open() starts before the next one is asked for: remote lowers connect in parallel.
   const settled = await Promise.allSettled(locations.map((where, i) => where.open(label(i))));
-  const opened = settled.flatMap((s): LowerLayer[] => (s.status === 'fulfilled' ? [s.value] : []));
+  const opened = settled.flatMap((s): ReadableLayer[] => (s.status === 'fulfilled' ? [s.value] : []));
   const close = async (): Promise<void> => {
     await Promise.all(opened.map(async (l) => l.close()));
   };

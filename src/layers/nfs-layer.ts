@@ -8,8 +8,7 @@
  */
 import createDebug from 'debug';
 import { LRUCache } from 'lru-cache';
-import { FileType, NfsClient, type NfsAttr, type NfsUrl } from './nfs';
-import { ReadAhead } from './nfs-read-ahead';
+import { FileType, NfsClient, type NfsAttr, type NfsUrl, type ReadAhead } from './nfs';
 import { errorCode } from '../util/errno';
 import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
 import { DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, DT_UNKNOWN, MiB, NAME_MAX } from '../util/linux';
@@ -65,8 +64,7 @@ class NfsFile implements LayerFile {
     private readonly layer: NfsLayer,
     private readonly fh: Buffer,
   ) {
-    const client = layer.client;
-    this.ahead = new ReadAhead((offset, count) => client.read(fh, offset, count), Math.min(client.info.rtmax, MAX_READ));
+    this.ahead = layer.client.reader(fh);
   }
 
   read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {

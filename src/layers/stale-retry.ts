@@ -58,4 +58,9 @@ export class StaleRetryLayer implements ReadableLayer {
   openRead(path: string): Promise<LayerFile> {
     return once('open', path, () => this.inner.openRead(path));
   }
+
+  /** Closes the layer it wraps. */
+  close(): void | Promise<void> {
+    return this.inner.close();
+  }
 }

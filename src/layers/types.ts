@@ -150,6 +150,8 @@ export interface ReadableLayer {
   listxattr(path: string): Promise<string[]>;
   openRead(path: string): Promise<LayerFile>;
   statfs(): Promise<LayerStatfs>;
+  /** Lets go of what the layer holds (descriptors, an NFS client's connection) when the mount ends; once. */
+  close(): void | Promise<void>;
 }
 
 /** Joins a relative layer path and a name. */

@@ -3,7 +3,8 @@ import { realpathSync, symlinkSync } from 'fs';
 import { join } from 'path';
 import { checkLayout, LayoutError } from '../../src/cli/layout';
 import { parseArgs } from '../../src/cli/options';
-import { backendOf, directoryBackend, LOWER_BACKENDS, nfsBackend, type LowerLayer } from '../../src/layers/backends';
+import { backendOf, directoryBackend, LOWER_BACKENDS, nfsBackend } from '../../src/layers/backends';
+import type { ReadableLayer } from '../../src/layers/types';
 import { isDirectoryLower, type LowerLocation } from '../../src/layers/lower-location';
 import { openLowers } from '../../src/layers/lowers';
 import { Scratch } from '../helpers/ovshift';
@@ -71,7 +72,7 @@ describe('lower layer backends', () => {
         kind: 'fake',
         description: name,
         directory: undefined,
-        open: async (label) => ({ label, close: () => void closed.push(name) }) as unknown as LowerLayer,
+        open: async (label) => ({ label, close: () => void closed.push(name) }) as unknown as ReadableLayer,
       };
     }
 

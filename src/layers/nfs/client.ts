@@ -21,7 +21,7 @@ import {
   ReadResult,
 } from './nfs3';
 import { getTcpPorts } from './portmap';
-import { pipelinedRead } from './read-stream';
+import { ReadAhead, OPEN_FILE_READ_AHEAD } from './read-ahead';
 import { RpcClient } from './rpc';
 import { RpcCredential } from './rpc-message';
 import { NfsUrl, describeNfsUrl, joinPath, parseNfsUrl } from './url';
@@ -37,14 +37,12 @@ const ZERO_VERF = Buffer.alloc(8);
 // UMNT is a courtesy: never let an unreachable server hold up close().
 const UMNT_TIMEOUT_MS = 2000;
 const MAX_READDIR_REPLY = 128 * 1024;
-export const DEFAULT_READ_CHUNK = 1024 * 1024;
-export const DEFAULT_READ_DEPTH = 4;
 
 export interface ReadStreamOptions {
   /** Where to start; default 0. */
-  offset?: bigint | number;
+  offset?: number;
   /** How many bytes to read at most; default: the file's size from GETATTR. */
-  size?: bigint | number;
+  size?: number;
   /** Bytes per READ; default min(rtpref, 1 MiB), never above rtmax. */
   chunkSize?: number;
   /** READs kept in flight; default 4. */
@@ -276,16 +274,21 @@ export class NfsClient {
     return result;
   }
 
+  /** Positional reads of one file, read ahead when they follow each other (for an open file). */
+  reader(fh: Buffer): ReadAhead {
+    return new ReadAhead((at, count) => this.read(fh, at, count), Math.min(this.info.rtmax, OPEN_FILE_READ_AHEAD.chunk));
+  }
+
   /**
    * Streams a file's bytes in order with several READs in flight, e.g. for copy-up.
    * Stops early at end of file.
    */
   async *readStream(fh: Buffer, options: ReadStreamOptions = {}): AsyncGenerator<Buffer, void, undefined> {
-    const offset = BigInt(options.offset ?? 0);
-    const size = options.size === undefined ? (await this.getattr(fh)).size - offset : BigInt(options.size);
-    const chunkSize = Math.min(options.chunkSize ?? Math.min(this.info.rtpref, DEFAULT_READ_CHUNK), this.info.rtmax);
-    const depth = options.depth ?? DEFAULT_READ_DEPTH;
-    yield* pipelinedRead((at, count) => this.read(fh, at, count), offset, offset + size, chunkSize, depth);
+    const offset = options.offset ?? 0;
+    const size = options.size ?? Number((await this.getattr(fh)).size) - offset;
+    const chunk = Math.min(options.chunkSize ?? Math.min(this.info.rtpref, OPEN_FILE_READ_AHEAD.chunk), this.info.rtmax);
+    const shape = { chunk, depth: options.depth ?? OPEN_FILE_READ_AHEAD.depth, streak: 0, maxAgeMs: Infinity };
+    yield* new ReadAhead((at, count) => this.read(fh, at, count), this.info.rtmax, shape).stream(offset, offset + size);
   }
 
   /** All entries of a directory except "." and "..", with attributes and handles where the server gives them. */
