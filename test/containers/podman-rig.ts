@@ -23,7 +23,8 @@
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { run, sleep, type RunResult } from '../helpers/proc';
+import { run, type RunResult } from '../helpers/proc';
+import { waitUntil } from '../helpers/wait';
 import type { TestUser } from '../helpers/users';
 
 export interface RigOptions {
@@ -246,7 +247,8 @@ export class PodmanRig {
           // already gone
         }
       }
-      await sleep(1000);
+      // Not gone within the second: the next round kills what is left.
+      await waitUntil(() => this.leftovers().length === 0, { timeoutMs: 1000, what: 'the processes podman left to end' }).catch(() => undefined);
     }
     for (const m of this.mounts().reverse()) {
       const target = m.split(' ')[1]!;
