@@ -17,7 +17,7 @@ import {
   direntAlign,
 } from './abi';
 import { errnoNumber } from '../util/errno';
-import type { Timespec } from '../util/linux';
+import type { StatfsFigures, Timespec } from '../util/linux';
 import { WireWriter } from './wire';
 
 const ERANGE = errnoNumber('ERANGE');
@@ -90,16 +90,7 @@ export interface CreateOut {
   open: OpenOut;
 }
 
-export interface StatfsOut {
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
-  bsize: number;
-  namelen: number;
-  frsize: number;
-}
+export type StatfsOut = StatfsFigures;
 
 export interface LockOut {
   start: bigint;
@@ -374,11 +365,8 @@ export function direntType(mode: number): number {
   return (mode & 0o170000) >> 12;
 }
 
-/**
- * Fills a READDIR reply up to the size the kernel asked for. `add` returns false, and adds
- * nothing, once the next entry would not fit: the caller stops there.
- */
-export class DirentList {
+/** The buffer of a READDIR or READDIRPLUS reply: records are appended while they fit. */
+abstract class DirentBuffer {
   private readonly buf: Buffer;
   private used = 0;
 
@@ -386,15 +374,20 @@ export class DirentList {
     this.buf = Buffer.allocUnsafe(maxSize);
   }
 
-  add(name: Buffer, ino: number, type: number, nextOffset: number): boolean {
-    const recLen = direntAlign(DIRENT_NAME_OFFSET + name.length);
+  /** Appends a record of `recLen` bytes written by `write` at its start (the padding is zeroed); false if it would not fit. */
+  protected append(recLen: number, filled: number, write: (w: WireWriter) => void): boolean {
     if (this.used + recLen > this.buf.length) return false;
     const w = new WireWriter(this.buf);
     w.pos = this.used;
-    w.u64(ino).u64(nextOffset).u32(name.length).u32(type).bytes(name);
-    w.zero(recLen - DIRENT_NAME_OFFSET - name.length);
+    write(w);
+    w.zero(recLen - filled);
     this.used += recLen;
     return true;
+  }
+
+  /** Bytes left for entries. */
+  get room(): number {
+    return this.buf.length - this.used;
   }
 
   get empty(): boolean {
@@ -407,21 +400,25 @@ export class DirentList {
 }
 
 /**
+ * Fills a READDIR reply up to the size the kernel asked for. `add` returns false, and adds
+ * nothing, once the next entry would not fit: the caller stops there.
+ */
+export class DirentList extends DirentBuffer {
+  add(name: Buffer, ino: number, type: number, nextOffset: number): boolean {
+    const filled = DIRENT_NAME_OFFSET + name.length;
+    return this.append(direntAlign(filled), filled, (w) => w.u64(ino).u64(nextOffset).u32(name.length).u32(type).bytes(name));
+  }
+}
+
+/**
  * Fills a READDIRPLUS reply. The kernel takes a lookup reference for every entry with a
  * non-zero nodeid it receives (except "." and ".."), so a caller counts a lookup only for
  * entries `add` accepted.
  */
-export class DirentPlusList {
-  private readonly buf: Buffer;
-  private used = 0;
-
-  constructor(maxSize: number) {
-    this.buf = Buffer.allocUnsafe(maxSize);
-  }
-
+export class DirentPlusList extends DirentBuffer {
   /** Would an entry with this name fit? Lets a caller avoid work for an entry it cannot send. */
   fits(name: Buffer): boolean {
-    return this.used + direntAlign(DIRENTPLUS_NAME_OFFSET + name.length) <= this.buf.length;
+    return DirentPlusList.recordLength(name) <= this.room;
   }
 
   /** Bytes an entry with this name takes, for a caller that works ahead on several entries. */
@@ -429,29 +426,12 @@ export class DirentPlusList {
     return direntAlign(DIRENTPLUS_NAME_OFFSET + name.length);
   }
 
-  /** Bytes left for entries. */
-  get room(): number {
-    return this.buf.length - this.used;
-  }
-
   add(name: Buffer, entry: EntryOut, type: number, nextOffset: number): boolean {
-    const recLen = direntAlign(DIRENTPLUS_NAME_OFFSET + name.length);
-    if (this.used + recLen > this.buf.length) return false;
-    const w = new WireWriter(this.buf);
-    w.pos = this.used;
-    encodeEntry(w, entry);
-    w.u64(entry.attr.ino).u64(nextOffset).u32(name.length).u32(type).bytes(name);
-    w.zero(recLen - DIRENTPLUS_NAME_OFFSET - name.length);
-    this.used += recLen;
-    return true;
-  }
-
-  get empty(): boolean {
-    return this.used === 0;
-  }
-
-  get bytes(): Buffer {
-    return this.buf.subarray(0, this.used);
+    const filled = DIRENTPLUS_NAME_OFFSET + name.length;
+    return this.append(direntAlign(filled), filled, (w) => {
+      encodeEntry(w, entry);
+      w.u64(entry.attr.ino).u64(nextOffset).u32(name.length).u32(type).bytes(name);
+    });
   }
 }
 

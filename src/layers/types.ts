@@ -4,7 +4,7 @@
  * 'latin1'), '' for the root itself: file names on Linux are bytes, not UTF-8.
  */
 
-import type { Timespec } from '../util/linux';
+import type { StatfsFigures, Timespec } from '../util/linux';
 
 export interface LayerAttr {
   mode: number;
@@ -37,16 +37,7 @@ export interface LayerDirent {
   ino: number;
 }
 
-export interface LayerStatfs {
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
-  bsize: number;
-  namelen: number;
-  frsize: number;
-}
+export type LayerStatfs = StatfsFigures;
 
 /** An object of a local layer reached relative to a directory descriptor (the upper's write calls take one). */
 export interface Loc {

@@ -17,6 +17,18 @@ export interface Timespec {
   nsec: number;
 }
 
+/** What statfs(2) tells of a filesystem, as a layer reports it and a FUSE STATFS reply carries it. */
+export interface StatfsFigures {
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  bsize: number;
+  namelen: number;
+  frsize: number;
+}
+
 export const S_IFMT = fromC('S_IFMT');
 export const S_IFDIR = fromC('S_IFDIR');
 export const S_IFREG = fromC('S_IFREG');
