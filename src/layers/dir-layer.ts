@@ -10,7 +10,18 @@ import { beneathError, openDirBeneath, openDirBeneathSync } from './beneath';
 import { attrFromArray, FdFile, isRemoteFilesystem, STATX_MASK } from './fd-io';
 import { AT_FDCWD, C, native, unpackDirents, STATX_FIELDS } from '../native';
 import { errnoError, errnoNumber, errorCode } from '../util/errno';
-import type { DescriptorFile, LayerAttr, LayerDirent, LayerFile, LayerStatfs, Loc, ReadableLayer } from './types';
+import {
+  childPath,
+  pathOf,
+  type DescriptorFile,
+  type LayerAttr,
+  type LayerDirent,
+  type LayerFile,
+  type LayerPath,
+  type LayerStatfs,
+  type Loc,
+  type ReadableLayer,
+} from './types';
 import { AT_SYMLINK_NOFOLLOW, O_CLOEXEC } from '../util/linux';
 
 const ENOENT = -errnoNumber('ENOENT');
@@ -130,7 +141,8 @@ export class DirLayer implements ReadableLayer {
     });
   }
 
-  stat(path: string): Promise<LayerAttr | null> {
+  stat(at: LayerPath): Promise<LayerAttr | null> {
+    const path = pathOf(at);
     if (this.sync) {
       try {
         return Promise.resolve(this.statSync(path));
@@ -190,7 +202,13 @@ export class DirLayer implements ReadableLayer {
     return attrFromArray(await native.statx(at.fd, at.path, AT_SYMLINK_NOFOLLOW, STATX_MASK));
   }
 
-  readdir(path: string): Promise<LayerDirent[]> {
+  /** A directory layer goes by the path: the kernel has looked `dir` up just before. */
+  lookup(dir: LayerPath, name: string): Promise<LayerAttr | null> {
+    return this.stat(childPath(pathOf(dir), name));
+  }
+
+  readdir(at: LayerPath): Promise<LayerDirent[]> {
+    const path = pathOf(at);
     return this.reach(this.loc(path), (at) => this.readdirAt(at, path));
   }
 
@@ -200,7 +218,8 @@ export class DirLayer implements ReadableLayer {
     return unpackDirents(packed).map((d) => ({ name: d.name.toString('latin1'), type: d.type, ino: d.ino }));
   }
 
-  readlink(path: string): Promise<Buffer> {
+  readlink(at: LayerPath): Promise<Buffer> {
+    const path = pathOf(at);
     return this.reach(this.loc(path), (at) => this.readlinkAt(at, path));
   }
 
@@ -211,7 +230,8 @@ export class DirLayer implements ReadableLayer {
     return v;
   }
 
-  getxattr(path: string, name: string): Promise<Buffer | null> {
+  getxattr(at: LayerPath, name: string): Promise<Buffer | null> {
+    const path = pathOf(at);
     return this.reach(this.loc(path), (at) => this.getxattrAt(at, path, name));
   }
 
@@ -231,7 +251,8 @@ export class DirLayer implements ReadableLayer {
     }
   }
 
-  listxattr(path: string): Promise<string[]> {
+  listxattr(at: LayerPath): Promise<string[]> {
+    const path = pathOf(at);
     return this.reach(this.loc(path), (at) => this.listxattrAt(at, path));
   }
 
@@ -254,13 +275,29 @@ export class DirLayer implements ReadableLayer {
   }
 
   /** Opens for reading without touching the file's atime where permitted (a layer is read, not used). */
-  async openRead(path: string): Promise<LayerFile> {
+  async openRead(at: LayerPath): Promise<LayerFile> {
+    const path = pathOf(at);
     try {
       return await this.open(path, K.O_RDONLY | K.O_NOFOLLOW | K.O_NOATIME);
     } catch (err) {
       if (errorCode(err) !== 'EPERM') throw err;
       return this.open(path, K.O_RDONLY | K.O_NOFOLLOW);
     }
+  }
+
+  /** Opens the path and checks what it opened: a local open cannot ask for one object. */
+  async openEntry(dir: LayerPath, name: string, identity: string): Promise<LayerFile | null> {
+    let file: LayerFile;
+    try {
+      file = await this.openRead(childPath(pathOf(dir), name));
+    } catch (err) {
+      // ELOOP: the name is a symbolic link now (O_NOFOLLOW), another object.
+      if (isAbsent(err) || errorCode(err) === 'ELOOP') return null;
+      throw err;
+    }
+    if ((await file.stat()).identity === identity) return file;
+    await file.close();
+    return null;
   }
 
   async open(path: string, flags: number, mode = 0): Promise<FdFile> {

@@ -14,7 +14,7 @@
 import createDebug from 'debug';
 import { DELAY_MS, boundedNumber, expected, type Bounds } from '../util/bounds';
 import { errnoError, errnoNumber, isErrnoName } from '../util/errno';
-import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
+import { childPath, pathOf, type LayerAttr, type LayerDirent, type LayerFile, type LayerPath, type LayerStatfs, type ReadableLayer } from './types';
 
 const log = createDebug('ovshift:inject');
 
@@ -185,28 +185,43 @@ export class FaultyLayer implements ReadableLayer {
     return this.plan.apply(op, this.index, path).then(run);
   }
 
-  stat(path: string): Promise<LayerAttr | null> {
-    return this.gate('stat', path, () => this.inner.stat(path));
+  stat(at: LayerPath): Promise<LayerAttr | null> {
+    return this.gate('stat', pathOf(at), () => this.inner.stat(at));
   }
 
-  readdir(path: string): Promise<LayerDirent[]> {
-    return this.gate('readdir', path, () => this.inner.readdir(path));
+  readdir(at: LayerPath): Promise<LayerDirent[]> {
+    return this.gate('readdir', pathOf(at), () => this.inner.readdir(at));
   }
 
-  readlink(path: string): Promise<Buffer> {
-    return this.gate('readlink', path, () => this.inner.readlink(path));
+  readlink(at: LayerPath): Promise<Buffer> {
+    return this.gate('readlink', pathOf(at), () => this.inner.readlink(at));
   }
 
-  getxattr(path: string, name: string): Promise<Buffer | null> {
-    return this.gate('getxattr', path, () => this.inner.getxattr(path, name));
+  getxattr(at: LayerPath, name: string): Promise<Buffer | null> {
+    return this.gate('getxattr', pathOf(at), () => this.inner.getxattr(at, name));
   }
 
-  listxattr(path: string): Promise<string[]> {
-    return this.gate('listxattr', path, () => this.inner.listxattr(path));
+  lookup(dir: LayerPath, name: string): Promise<LayerAttr | null> {
+    return this.gate('stat', childPath(pathOf(dir), name), () => this.inner.lookup(dir, name));
   }
 
-  async openRead(path: string): Promise<LayerFile> {
-    const file = await this.gate('open', path, () => this.inner.openRead(path));
+  listxattr(at: LayerPath): Promise<string[]> {
+    return this.gate('listxattr', pathOf(at), () => this.inner.listxattr(at));
+  }
+
+  async openRead(at: LayerPath): Promise<LayerFile> {
+    const path = pathOf(at);
+    return this.gatedFile(path, await this.gate('open', path, () => this.inner.openRead(at)));
+  }
+
+  async openEntry(dir: LayerPath, name: string, identity: string): Promise<LayerFile | null> {
+    const path = childPath(pathOf(dir), name);
+    const file = await this.gate('open', path, () => this.inner.openEntry(dir, name, identity));
+    return file && this.gatedFile(path, file);
+  }
+
+  /** The file with its reads going through the plan. */
+  private gatedFile(path: string, file: LayerFile): LayerFile {
     return {
       fd: file.fd,
       read: (buf: Buffer, offset: number, length: number, position: number) => this.gate('read', path, () => file.read(buf, offset, length, position)),

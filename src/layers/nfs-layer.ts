@@ -1,27 +1,26 @@
 /**
- * A lower layer on an NFSv3 export reached in userspace (nfs://). Every path is walked from the
- * export root with LOOKUPs, so each call sees the server as it is now; with the URL's
- * `dircache=SECONDS`, directory handles found on the way are reused for that long.
- *
- * An object's identity is its NFS file handle: a file deleted and recreated on the server is
- * another object, a renamed one the same. NFSv3 has no xattrs.
+ * A lower layer on an NFSv3 export reached in userspace (nfs://). An object's identity is its
+ * NFS file handle: a file deleted and recreated on the server is another object, a renamed one
+ * the same. An object the overlay found before is reached by its handle, as the kernel's NFS
+ * client does after a LOOKUP: looking a name up in a directory is one LOOKUP however deep the
+ * directory is, opening, reading or listing what a LOOKUP just returned is no LOOKUP at all.
+ * Each call still sees the server as it is now: the handle names the object, not a copy of it.
+ * A path is walked from the export root only when no handle is known, or when the server no
+ * longer knows the handle (ESTALE: the object was removed), to find what is there now.
+ * NFSv3 has no xattrs.
  */
 import createDebug from 'debug';
-import { LRUCache } from 'lru-cache';
 import { FileType, NfsClient, type NfsAttr, type NfsUrl, type ReadAhead } from './nfs';
 import { errorCode } from '../util/errno';
-import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
+import { pathOf, type LayerAttr, type LayerDirent, type LayerFile, type LayerPath, type LayerStatfs, type ReadableLayer } from './types';
 import { DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, DT_UNKNOWN, MiB, NAME_MAX } from '../util/linux';
 
 const log = createDebug('ovshift:nfs');
 
-const MAX_CACHED_DIRS = 100_000;
-/** Largest READ one LayerFile.read() sends; larger reads are split. */
+/** The largest st_blksize shown: reads larger than the server's preference gain nothing. */
+const MAX_BLKSIZE = MiB;
 /** statfs reports sizes in these units (FSSTAT gives bytes). */
-const MAX_READ = MiB;
-
 const STATFS_BLOCK = 4096;
-/** Longest name the overlay serves, whatever the server allows (ganesha says 1024). */
 /** Local st_dev values (major·2^20 + minor) stay below this; NFS filesystems get numbers above. */
 const NFS_DEV_BASE = 2 ** 52;
 const DEV_MASK = (1n << 52n) - 1n;
@@ -83,8 +82,6 @@ class NfsFile implements LayerFile {
 }
 
 export class NfsLayer implements ReadableLayer {
-  /** Directory path → handle, when `dircache` is on. */
-  private readonly dirs: LRUCache<string, Buffer> | undefined;
   /** st_blksize shown for every object: the server's preferred read size. */
   private readonly blksize: number;
 
@@ -92,9 +89,7 @@ export class NfsLayer implements ReadableLayer {
     readonly client: NfsClient,
     readonly label: string,
   ) {
-    const seconds = client.url.dircache;
-    this.dirs = seconds > 0 ? new LRUCache<string, Buffer>({ max: MAX_CACHED_DIRS, ttl: seconds * 1000 }) : undefined;
-    this.blksize = Math.min(client.info.rtpref, MAX_READ);
+    this.blksize = Math.min(client.info.rtpref, MAX_BLKSIZE);
   }
 
   /** Mounts the export the URL names. */
@@ -123,55 +118,34 @@ export class NfsLayer implements ReadableLayer {
     };
   }
 
-  /**
-   * Looks `path` up from the root (or from the deepest directory cached for it). A handle the
-   * server calls stale empties the directory cache, so that the caller's retry walks afresh.
-   */
+  /** Looks `path` up from the export root, one LOOKUP per component. */
   private async walk(path: string): Promise<Found> {
-    if (path === '') return { fh: this.client.root };
-    const names = path.split('/');
-    let start = 0;
-    let fh = this.client.root;
-    if (this.dirs) {
-      for (let n = names.length - 1; n > 0; n--) {
-        const cached = this.dirs.get(names.slice(0, n).join('/'));
-        if (cached) {
-          start = n;
-          fh = cached;
-          break;
-        }
-      }
-    }
-    try {
-      let found: Found = { fh };
-      for (let i = start; i < names.length; i++) {
-        found = await this.client.lookup(found.fh, Buffer.from(names[i]!, 'latin1'));
-        if (this.dirs && i < names.length - 1) this.dirs.set(names.slice(0, i + 1).join('/'), found.fh);
-      }
-      return found;
-    } catch (err) {
-      if (this.dirs && isStale(err)) {
-        log('%s: stale handle on the way to %s; dropping cached directories', this.label, path);
-        this.dirs.clear();
-      }
-      throw err;
-    }
+    let found: Found = { fh: this.client.root };
+    if (path === '') return found;
+    for (const name of path.split('/')) found = await this.client.lookup(found.fh, Buffer.from(name, 'latin1'));
+    return found;
   }
 
-  /** Runs `op` on the handle `path` leads to, emptying the directory cache if it was stale. */
-  private async at<T>(path: string, op: (fh: Buffer) => Promise<T>): Promise<T> {
-    const { fh } = await this.walk(path);
-    try {
-      return await op(fh);
-    } catch (err) {
-      if (this.dirs && isStale(err)) this.dirs.clear();
-      throw err;
+  /**
+   * Runs `op` on the handle of `at`: the one the overlay found it by, or, when there is none or
+   * the server calls it stale, the handle the path leads to now.
+   */
+  private async on<T>(at: LayerPath, op: (fh: Buffer) => Promise<T>): Promise<T> {
+    if (typeof at !== 'string') {
+      try {
+        return await op(Buffer.from(at.identity, 'hex'));
+      } catch (err) {
+        if (!isStale(err)) throw err;
+        log('%s: %s is gone from the server (stale handle); walking its path', this.label, at.path || '.');
+      }
     }
+    return op((await this.walk(pathOf(at))).fh);
   }
 
-  async stat(path: string): Promise<LayerAttr | null> {
+  /** The attributes of what `find` finds; null when it finds nothing. */
+  private async attrOrNull(find: () => Promise<Found>): Promise<LayerAttr | null> {
     try {
-      const found = await this.walk(path);
+      const found = await find();
       return this.attrOf(found.fh, found.attr ?? (await this.client.getattr(found.fh)));
     } catch (err) {
       if (isAbsent(err)) return null;
@@ -179,8 +153,16 @@ export class NfsLayer implements ReadableLayer {
     }
   }
 
-  readdir(path: string): Promise<LayerDirent[]> {
-    return this.at(path, async (fh) =>
+  stat(at: LayerPath): Promise<LayerAttr | null> {
+    return this.attrOrNull(() => this.on(at, async (fh) => ({ fh, attr: await this.client.getattr(fh) })));
+  }
+
+  lookup(dir: LayerPath, name: string): Promise<LayerAttr | null> {
+    return this.attrOrNull(() => this.on(dir, (fh) => this.client.lookup(fh, Buffer.from(name, 'latin1'))));
+  }
+
+  readdir(at: LayerPath): Promise<LayerDirent[]> {
+    return this.on(at, async (fh) =>
       (await this.client.readdirplus(fh)).map((e) => ({
         name: e.name.toString('latin1'),
         type: e.attr ? (DTYPE_OF[e.attr.type] ?? DT_UNKNOWN) : DT_UNKNOWN,
@@ -189,20 +171,33 @@ export class NfsLayer implements ReadableLayer {
     );
   }
 
-  readlink(path: string): Promise<Buffer> {
-    return this.at(path, (fh) => this.client.readlink(fh));
+  readlink(at: LayerPath): Promise<Buffer> {
+    return this.on(at, (fh) => this.client.readlink(fh));
   }
 
-  async getxattr(_path: string, _name: string): Promise<Buffer | null> {
+  async getxattr(_at: LayerPath, _name: string): Promise<Buffer | null> {
     return null;
   }
 
-  async listxattr(_path: string): Promise<string[]> {
+  async listxattr(_at: LayerPath): Promise<string[]> {
     return [];
   }
 
-  async openRead(path: string): Promise<LayerFile> {
-    return new NfsFile(this, (await this.walk(path)).fh);
+  /** Opening sends nothing: NFSv3 has no OPEN, and the handle is the file. */
+  openRead(at: LayerPath): Promise<LayerFile> {
+    return this.on(at, async (fh) => new NfsFile(this, fh));
+  }
+
+  /** One LOOKUP in `dir`: the handle it returns is the object the name leads to now. */
+  async openEntry(dir: LayerPath, name: string, identity: string): Promise<LayerFile | null> {
+    let fh: Buffer;
+    try {
+      fh = (await this.on(dir, (d) => this.client.lookup(d, Buffer.from(name, 'latin1')))).fh;
+    } catch (err) {
+      if (isAbsent(err)) return null;
+      throw err;
+    }
+    return fh.toString('hex') === identity ? new NfsFile(this, fh) : null;
   }
 
   async statfs(): Promise<LayerStatfs> {

@@ -4,7 +4,7 @@
  * afresh. (Reads on open files are retried by the overlay, which knows what they should find.)
  */
 import createDebug from 'debug';
-import type { LayerAttr, LayerDirent, LayerFile, LayerStatfs, ReadableLayer } from './types';
+import { childPath, pathOf, type LayerAttr, type LayerDirent, type LayerFile, type LayerPath, type LayerStatfs, type ReadableLayer } from './types';
 import { errorCode } from '../util/errno';
 
 const log = createDebug('ovshift:revalidate');
@@ -31,32 +31,40 @@ export class StaleRetryLayer implements ReadableLayer {
     return this.inner.label;
   }
 
-  stat(path: string): Promise<LayerAttr | null> {
-    return once('stat', path, () => this.inner.stat(path));
+  stat(at: LayerPath): Promise<LayerAttr | null> {
+    return once('stat', pathOf(at), () => this.inner.stat(at));
   }
 
-  readdir(path: string): Promise<LayerDirent[]> {
-    return once('readdir', path, () => this.inner.readdir(path));
+  lookup(dir: LayerPath, name: string): Promise<LayerAttr | null> {
+    return once('stat', childPath(pathOf(dir), name), () => this.inner.lookup(dir, name));
   }
 
-  readlink(path: string): Promise<Buffer> {
-    return once('readlink', path, () => this.inner.readlink(path));
+  readdir(at: LayerPath): Promise<LayerDirent[]> {
+    return once('readdir', pathOf(at), () => this.inner.readdir(at));
   }
 
-  getxattr(path: string, name: string): Promise<Buffer | null> {
-    return once('getxattr', path, () => this.inner.getxattr(path, name));
+  readlink(at: LayerPath): Promise<Buffer> {
+    return once('readlink', pathOf(at), () => this.inner.readlink(at));
   }
 
-  listxattr(path: string): Promise<string[]> {
-    return once('listxattr', path, () => this.inner.listxattr(path));
+  getxattr(at: LayerPath, name: string): Promise<Buffer | null> {
+    return once('getxattr', pathOf(at), () => this.inner.getxattr(at, name));
+  }
+
+  listxattr(at: LayerPath): Promise<string[]> {
+    return once('listxattr', pathOf(at), () => this.inner.listxattr(at));
   }
 
   statfs(): Promise<LayerStatfs> {
     return once('statfs', '', () => this.inner.statfs());
   }
 
-  openRead(path: string): Promise<LayerFile> {
-    return once('open', path, () => this.inner.openRead(path));
+  openRead(at: LayerPath): Promise<LayerFile> {
+    return once('open', pathOf(at), () => this.inner.openRead(at));
+  }
+
+  openEntry(dir: LayerPath, name: string, identity: string): Promise<LayerFile | null> {
+    return once('open', childPath(pathOf(dir), name), () => this.inner.openEntry(dir, name, identity));
   }
 
   /** Closes the layer it wraps. */

@@ -39,6 +39,24 @@ export interface LayerDirent {
 
 export type LayerStatfs = StatfsFigures;
 
+/**
+ * An object of a layer as the overlay found it: its path from the layer root, and the identity
+ * the layer gave it then. A layer that can reach an object by its identity (an NFS file handle)
+ * does, as an NFS client uses the handle its LOOKUP returned, and goes by the path only when
+ * the server no longer knows the handle; a layer of local directories goes by the path.
+ */
+export interface LayerObject {
+  readonly path: string;
+  readonly identity: string;
+}
+
+/** A path from the layer root, or an object found before (see LayerObject). */
+export type LayerPath = string | LayerObject;
+
+export function pathOf(at: LayerPath): string {
+  return typeof at === 'string' ? at : at.path;
+}
+
 /** An object of a local layer reached relative to a directory descriptor (the upper's write calls take one). */
 export interface Loc {
   readonly fd: number;
@@ -131,15 +149,27 @@ export interface LayerLocks {
 export interface ReadableLayer {
   /** For messages and logs: "lower 1 (/srv/root)". */
   readonly label: string;
-  /** lstat(): null when the name is absent (ENOENT, or ENOTDIR on the way). */
-  stat(path: string): Promise<LayerAttr | null>;
-  readdir(path: string): Promise<LayerDirent[]>;
-  readlink(path: string): Promise<Buffer>;
+  /** lstat(): null when the object is absent (ENOENT, or ENOTDIR on the way). */
+  stat(at: LayerPath): Promise<LayerAttr | null>;
+  /**
+   * stat() of the entry `name` of the directory `dir`: one request to a layer that reaches `dir`
+   * by its identity, however deep it is.
+   */
+  lookup(dir: LayerPath, name: string): Promise<LayerAttr | null>;
+  readdir(at: LayerPath): Promise<LayerDirent[]>;
+  readlink(at: LayerPath): Promise<Buffer>;
   /** The value, or null when the object has no such xattr or the layer has no xattrs. */
-  getxattr(path: string, name: string): Promise<Buffer | null>;
+  getxattr(at: LayerPath, name: string): Promise<Buffer | null>;
   /** Names, empty when the layer has no xattrs. */
-  listxattr(path: string): Promise<string[]>;
-  openRead(path: string): Promise<LayerFile>;
+  listxattr(at: LayerPath): Promise<string[]>;
+  /** Opens the object for reading: given a LayerObject, that object, never another one. */
+  openRead(at: LayerPath): Promise<LayerFile>;
+  /**
+   * Opens what the entry `name` of `dir` leads to now if it is still the object `identity`,
+   * else null (the name is gone, or leads to another object). Close-to-open: a name replaced
+   * on the layer is never read through the object it named before.
+   */
+  openEntry(dir: LayerPath, name: string, identity: string): Promise<LayerFile | null>;
   statfs(): Promise<LayerStatfs>;
   /** Lets go of what the layer holds (descriptors, an NFS client's connection) when the mount ends; once. */
   close(): void | Promise<void>;

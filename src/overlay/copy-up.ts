@@ -5,7 +5,7 @@
  */
 import createDebug from 'debug';
 import * as fs from 'fs';
-import type { DescriptorFile, LayerAttr, LayerFile, Loc, ReadableLayer } from '../layers/types';
+import { pathOf, type DescriptorFile, type LayerAttr, type LayerFile, type LayerPath, type Loc, type ReadableLayer } from '../layers/types';
 import type { UpperDir } from '../layers/upper-dir';
 import { localFileOf } from '../layers/fd-io';
 import { errnoError, errorCode } from '../util/errno';
@@ -72,7 +72,7 @@ export class CopyUp {
     const source = node.lowers[0];
     if (!source) throw errnoError(-2, 'copy-up', node.path);
     const layer = this.layers.lowers[source.layer]!;
-    const attr = await layer.stat(source.path);
+    const attr = await layer.stat(source);
     if (attr === null || attr.identity !== source.identity) {
       // The lower object went away or was replaced since it was looked up. Open files of it
       // go on with a copy of their own; without one, there is nothing left to copy.
@@ -86,7 +86,7 @@ export class CopyUp {
     const parentPath = node.parent!.path;
     const parentBefore = await this.upper.stat(parentPath);
     try {
-      await this.build(temp, layer, source.path, attr, node, opts);
+      await this.build(temp, layer, source, attr, node, opts);
       await this.upper.rename(temp, this.upper.loc(path));
       // A copy-up is not a change of the directory: keep its times as they were.
       if (parentBefore) await this.upper.utimens(this.upper.loc(parentPath), parentBefore.atime, parentBefore.mtime);
@@ -100,7 +100,7 @@ export class CopyUp {
     this.nodes.setUpper(node, copied.identity);
   }
 
-  private async build(temp: Loc, layer: ReadableLayer, from: string, attr: LayerAttr, node: Node, opts: CopyUpOptions): Promise<void> {
+  private async build(temp: Loc, layer: ReadableLayer, from: LayerPath, attr: LayerAttr, node: Node, opts: CopyUpOptions): Promise<void> {
     const type = attr.mode & S_IFMT;
     const mode = attr.mode & 0o7777;
     switch (type) {
@@ -128,7 +128,7 @@ export class CopyUp {
     await this.upper.utimens(temp, attr.atime, attr.mtime);
   }
 
-  private async copyFile(temp: Loc, layer: ReadableLayer, from: string, attr: LayerAttr, truncate: boolean): Promise<void> {
+  private async copyFile(temp: Loc, layer: ReadableLayer, from: LayerPath, attr: LayerAttr, truncate: boolean): Promise<void> {
     const out = await this.upper.openFile(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
     try {
       if (truncate || attr.size === 0) return;
@@ -149,9 +149,12 @@ export class CopyUp {
    * unlinked there at once, so it lives exactly as long as the files open on it.
    */
   private async copyOrphan(node: Node, opts: CopyUpOptions): Promise<void> {
+    // A directory no name reaches (removed, or renamed away on the lower) has no place in the
+    // upper: making something in it answers ENOENT, as in a removed directory of a local filesystem.
+    if (node.isDir) throw errnoError(-2, 'copy-up', node.name);
     const pinned = node.pin;
     const src: ByteSource | undefined = pinned ?? this.openLowerFile(node);
-    if (src === undefined || node.isDir) throw errnoError(-116, 'copy-up', node.name);
+    if (src === undefined) throw errnoError(-116, 'copy-up', node.name);
     const st = pinned !== undefined ? pinned.statSync() : await src.stat();
     const temp = this.upper.temp();
     const out = await this.upper.openFile(temp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
@@ -219,7 +222,7 @@ export class CopyUp {
    * on a ramfs upper) are skipped, except POSIX ACLs: losing one would change who may access
    * the file, so that fails the copy-up as kernel overlayfs does.
    */
-  private async copyXattrs(temp: Loc, layer: ReadableLayer, from: string): Promise<void> {
+  private async copyXattrs(temp: Loc, layer: ReadableLayer, from: LayerPath): Promise<void> {
     for (const name of await layer.listxattr(from)) {
       if (this.xattrs.isPrivate(name)) continue;
       const value = await layer.getxattr(from, name);
@@ -228,7 +231,7 @@ export class CopyUp {
         await this.upper.setxattr(temp, name, value);
       } catch (err) {
         if (!isUnsupported(err) || ACL_XATTRS.has(name)) throw err;
-        log('skipping xattr %s of %s: the upper cannot store it (%s)', name, from, errorCode(err));
+        log('skipping xattr %s of %s: the upper cannot store it (%s)', name, pathOf(from), errorCode(err));
       }
     }
   }

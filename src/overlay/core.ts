@@ -148,7 +148,7 @@ export class OverlayCore {
     }
     const part = node.lowers[0];
     if (!part) return null;
-    const a = await this.layers.lowers[part.layer]!.stat(part.path);
+    const a = await this.layers.lowers[part.layer]!.stat(part);
     return a && a.identity === part.identity ? a : null;
   }
 

@@ -8,7 +8,7 @@ import { FuseError } from '../fuse/errors';
 import { LentBuffer, type OpenOut } from '../fuse/replies';
 import { BufferPool } from '../util/buffer-pool';
 import { localFileOf, SEEK_DATA, SEEK_HOLE } from '../layers/fd-io';
-import type { DescriptorFile, LayerFile } from '../layers/types';
+import { baseName, parentPath, type DescriptorFile, type LayerFile } from '../layers/types';
 import { errorCode } from '../util/errno';
 import type { OverlayCore } from './core';
 import { FileHandle } from './handles';
@@ -53,10 +53,12 @@ async function upperFile(core: OverlayCore, h: FileHandle, write: boolean): Prom
 async function openLower(core: OverlayCore, node: Node): Promise<LayerFile> {
   const part = node.lowers[0];
   if (!part) throw new FuseError('ENOENT');
-  const file = await core.layers.lowers[part.layer]!.openRead(part.path);
-  const now = await file.stat();
-  if (now.identity !== part.identity) {
-    await file.close();
+  // The parent's directory in that layer when the node was found there by its own name (no
+  // redirect): the layer may reach it by its identity.
+  const parentDir = node.parent?.lowerDirIn(part.layer);
+  const dir = parentDir && parentDir.path === parentPath(part.path) ? parentDir : parentPath(part.path);
+  const file = await core.layers.lowers[part.layer]!.openEntry(dir, baseName(part.path), part.identity);
+  if (file === null) {
     if (core.opts.revalidate === 'kernel' && node.parent) core.goStale(node.parent, node.name, node, 'changed underneath');
     throw new FuseError('ESTALE', `${part.path} is another object now`);
   }
@@ -73,11 +75,12 @@ export async function open(core: OverlayCore, node: Node, flags: number): Promis
     if (node.inUpper) {
       const file = await upperFile(core, h, false);
       if (flags & O_TRUNC) file.truncateSync(0);
-    } else if (node.unlinked) {
+    } else if (node.unlinked && node.pin !== undefined) {
       // Reopened through /proc/PID/fd of a file no name reaches any more.
-      if (node.pin === undefined) throw new FuseError('ESTALE');
       h.lower = node.pin.reopenSync(O_RDONLY);
     } else {
+      // Also a lower file unlinked through the mount that has no pin (no local descriptor, as
+      // on an nfs:// lower): its layer still has it, and reaches it by its identity.
       h.lower = await openLower(core, node);
     }
     await chooseMode(core, h);

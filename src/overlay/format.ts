@@ -3,8 +3,7 @@
  * opaque directories and redirects in trusted.overlay.* (or user.overlay.* when not root), and
  * the `.wh.` files fuse-overlayfs falls back to where a layer cannot hold device nodes.
  */
-import type { LayerAttr, ReadableLayer } from '../layers/types';
-import { childPath } from '../layers/types';
+import type { LayerAttr, LayerPath, ReadableLayer } from '../layers/types';
 import { NAME_MAX, S_IFCHR, S_IFMT } from '../util/linux';
 
 export const WHITEOUT_PREFIX = '.wh.';
@@ -47,18 +46,18 @@ export function isPrivateName(name: string): boolean {
 }
 
 /** Does the layer mark `name` in `dir` as deleted (a 0/0 device, or a `.wh.` file)? */
-export async function whiteoutFile(layer: ReadableLayer, dir: string, name: string): Promise<boolean> {
+export async function whiteoutFile(layer: ReadableLayer, dir: LayerPath, name: string): Promise<boolean> {
   // Names too long to carry the prefix cannot have such a whiteout.
   if (Buffer.byteLength(name, 'latin1') + WHITEOUT_PREFIX.length > NAME_MAX) return false;
-  return (await layer.stat(childPath(dir, WHITEOUT_PREFIX + name))) !== null;
+  return (await layer.lookup(dir, WHITEOUT_PREFIX + name)) !== null;
 }
 
 /** Is the directory at `path` opaque in `layer` (lower layers are not merged below it)? */
-export async function isOpaque(layer: ReadableLayer, path: string, xattrs: OverlayXattrs): Promise<boolean> {
+export async function isOpaque(layer: ReadableLayer, at: LayerPath, xattrs: OverlayXattrs): Promise<boolean> {
   // As kernel overlayfs: "y" is opaque, anything else is not.
-  const v = await layer.getxattr(path, xattrs.opaque);
+  const v = await layer.getxattr(at, xattrs.opaque);
   if (v !== null && v.length === 1 && v[0] === 0x79 /* 'y' */) return true;
-  return (await layer.stat(childPath(path, OPAQUE_MARKER))) !== null;
+  return (await layer.lookup(at, OPAQUE_MARKER)) !== null;
 }
 
 /**
@@ -95,8 +94,8 @@ export function parseRedirect(value: Buffer): Redirect {
 }
 
 /** The directory's redirect, if any; InvalidRedirect if it has one that is malformed. */
-export async function readRedirect(layer: ReadableLayer, path: string, xattrs: OverlayXattrs): Promise<Redirect | undefined> {
-  const v = await layer.getxattr(path, xattrs.redirect);
+export async function readRedirect(layer: ReadableLayer, at: LayerPath, xattrs: OverlayXattrs): Promise<Redirect | undefined> {
+  const v = await layer.getxattr(at, xattrs.redirect);
   return v === null ? undefined : parseRedirect(v);
 }
 

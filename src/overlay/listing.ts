@@ -3,8 +3,8 @@
  * already listed and not whited out above; overlay bookkeeping names never appear.
  */
 import { DirentPlusList } from '../fuse/replies';
-import type { LayerDirent, ReadableLayer } from '../layers/types';
-import { childPath } from '../layers/types';
+import type { LayerDirent, LayerPath, ReadableLayer } from '../layers/types';
+import { baseName, childPath } from '../layers/types';
 import { Interrupted, forEachOrdered, mapBounded, type Interruptible } from '../util/concurrency';
 import type { OverlayCore } from './core';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, isWhiteout, parseOrigin, type OverlayXattrs } from './format';
@@ -22,6 +22,8 @@ const CHECKS_IN_FLIGHT = 32;
 
 interface LayerListing {
   layer: ReadableLayer;
+  /** The directory listed. */
+  dir: LayerPath;
   path: string;
   dev: number;
   /** Whether st_ino of regular files may come from an origin xattr (upper only). */
@@ -59,7 +61,7 @@ function checkEntry(src: LayerListing, e: LayerDirent, xattrs: OverlayXattrs): P
 }
 
 async function checkDevice(src: LayerListing, path: string, xattrs: OverlayXattrs): Promise<Checked> {
-  const attr = await src.layer.stat(path);
+  const attr = await src.layer.lookup(src.dir, baseName(path));
   if (attr && isWhiteout(attr)) return WHITED_OUT;
   return src.upper ? src.layer.getxattr(path, xattrs.origin) : undefined;
 }
@@ -69,7 +71,7 @@ async function listingSources(layers: Layers, node: Node, stop?: Interruptible):
   const sources: Array<LayerListing | null> = [];
   if (node.inUpper && layers.upper) {
     const dir = await layers.upper.stat(node.path);
-    if (dir) sources.push({ layer: layers.upper, path: node.path, dev: dir.dev, upper: true });
+    if (dir) sources.push({ layer: layers.upper, dir: node.path, path: node.path, dev: dir.dev, upper: true });
   }
   if (!(node.inUpper && node.opaque)) {
     sources.push(
@@ -78,9 +80,9 @@ async function listingSources(layers: Layers, node: Node, stop?: Interruptible):
         CHECKS_IN_FLIGHT,
         async (part): Promise<LayerListing | null> => {
           const layer = layers.lowers[part.layer]!;
-          const dir = await layer.stat(part.path);
+          const dir = await layer.stat(part);
           // A lower directory that vanished or changed since lookup is left out, not an error.
-          return dir && dir.identity === part.identity ? { layer, path: part.path, dev: dir.dev, upper: false } : null;
+          return dir && dir.identity === part.identity ? { layer, dir: part, path: part.path, dev: dir.dev, upper: false } : null;
         },
         stop,
       )),
@@ -94,7 +96,7 @@ async function readSources(sources: LayerListing[], xattrs: OverlayXattrs, stop?
   const read = await mapBounded(
     sources,
     CHECKS_IN_FLIGHT,
-    async (src): Promise<ReadLayer> => ({ src, dirents: await src.layer.readdir(src.path), checked: [] }),
+    async (src): Promise<ReadLayer> => ({ src, dirents: await src.layer.readdir(src.dir), checked: [] }),
     stop,
   );
   for (const r of read) {

@@ -118,7 +118,7 @@ export class OverlayFs implements FuseHandler {
     if (node.type !== S_IFLNK) throw new FuseError('EINVAL');
     if (node.inUpper) return this.core.upper.readlink(node.path);
     const part = node.lowers[0]!;
-    return this.core.layers.lowers[part.layer]!.readlink(part.path);
+    return this.core.layers.lowers[part.layer]!.readlink(part);
   }
 
   async mknod(req: MknodRequest): Promise<EntryOut> {

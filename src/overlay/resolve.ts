@@ -4,7 +4,7 @@
  * search; redirects send it to where a renamed directory's lower parts live.
  */
 import type { UpperDir } from '../layers/upper-dir';
-import { baseName, childPath, parentPath, type LayerAttr, type ReadableLayer } from '../layers/types';
+import { baseName, childPath, parentPath, pathOf, type LayerAttr, type LayerPath, type ReadableLayer } from '../layers/types';
 import { FuseError } from '../fuse/errors';
 import { InvalidRedirect, isDirMode, parseOrigin, isOpaque, isWhiteout, readRedirect, whiteoutFile, type OverlayXattrs, type Redirect } from './format';
 import type { LowerPart, Node } from './nodes';
@@ -61,9 +61,10 @@ const MAX_REPORTED = 1000;
  * A directory's redirect; a malformed one (hostile, or damaged) is never followed: the
  * directory answers EIO, and the first time one line on stderr names it.
  */
-async function checkedRedirect(layer: ReadableLayer, path: string, xattrs: OverlayXattrs): Promise<Redirect | undefined> {
+async function checkedRedirect(layer: ReadableLayer, at: LayerPath, xattrs: OverlayXattrs): Promise<Redirect | undefined> {
+  const path = pathOf(at);
   try {
-    return await readRedirect(layer, path, xattrs);
+    return await readRedirect(layer, at, xattrs);
   } catch (err) {
     if (!(err instanceof InvalidRedirect)) throw err;
     const key = `${layer.label}\0${path}`;
@@ -92,10 +93,11 @@ class LowerSearch {
     else this.relativeName = r.name;
   }
 
-  pathIn(layer: number): string | undefined {
-    if (this.absolute !== undefined) return this.absolute;
+  /** The directory to look in, in `layer`, and the name to look up there. */
+  whereIn(layer: number): { dir: LayerPath; name: string } | undefined {
+    if (this.absolute !== undefined) return { dir: parentPath(this.absolute), name: baseName(this.absolute) };
     const dir = this.parent.lowerDirIn(layer);
-    return dir ? childPath(dir.path, this.relativeName) : undefined;
+    return dir ? { dir, name: this.relativeName } : undefined;
   }
 
   /** Only an absolute redirect reaches layers where the parent has no directory. */
@@ -144,12 +146,16 @@ async function searchLowers(
   const dirs: FoundLower[] = [];
   for (let i = 0; i < layers.lowers.length; i++) {
     if (!search.mayLeaveParent && !parent.lowerDirIn(i)) continue;
-    const p = search.pathIn(i);
-    if (p === undefined) continue;
+    const where = search.whereIn(i);
+    if (where === undefined) continue;
     const layer = layers.lowers[i]!;
-    const attr = await layer.stat(p);
+    // Whiteouts, opaque markers and redirects hide or find what is below: the bottom layer's
+    // are never asked for.
+    const bottom = i === layers.lowers.length - 1;
+    const attr = await layer.lookup(where.dir, where.name);
+    const p = childPath(pathOf(where.dir), where.name);
     if (attr === null) {
-      if (await whiteoutFile(layer, parentPath(p), baseName(p))) break;
+      if (!bottom && (await whiteoutFile(layer, where.dir, where.name))) break;
       continue;
     }
     if (isWhiteout(attr)) break;
@@ -159,8 +165,10 @@ async function searchLowers(
       break;
     }
     dirs.push({ layer: i, path: p, attr });
-    if (await isOpaque(layer, p, xattrs)) break;
-    const redirect = await checkedRedirect(layer, p, xattrs);
+    if (bottom) break;
+    const found = { path: p, identity: attr.identity };
+    if (await isOpaque(layer, found, xattrs)) break;
+    const redirect = await checkedRedirect(layer, found, xattrs);
     if (redirect) search.redirect(redirect);
   }
   return { dirs };

@@ -4,17 +4,17 @@
  */
 import { FuseError } from '../fuse/errors';
 import { ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, CAP_XATTR, aclToLayer, aclToView, capToLayer, capToView, type IdShift } from '../idmap';
-import type { ReadableLayer } from '../layers/types';
+import type { LayerPath, ReadableLayer } from '../layers/types';
 import type { OverlayCore } from './core';
 import type { Node } from './nodes';
 
 /** The layer object whose xattrs a node shows: its upper copy, else its top lower object. */
-function holder(core: OverlayCore, node: Node): { layer: ReadableLayer; path: string } {
+function holder(core: OverlayCore, node: Node): { layer: ReadableLayer; at: LayerPath } {
   if (node.unlinked) throw new FuseError('ESTALE');
-  if (node.inUpper) return { layer: core.upper, path: node.path };
+  if (node.inUpper) return { layer: core.upper, at: node.path };
   const part = node.lowers[0];
   if (!part) throw new FuseError('ENOENT');
-  return { layer: core.layers.lowers[part.layer]!, path: part.path };
+  return { layer: core.layers.lowers[part.layer]!, at: part };
 }
 
 /** An xattr value as the mount shows it: ids in ACLs and a capability's root id mapped to the view. */
@@ -41,8 +41,8 @@ function refusePrivate(core: OverlayCore, name: string): void {
 
 export async function getxattr(core: OverlayCore, node: Node, name: string): Promise<Buffer> {
   refusePrivate(core, name);
-  const { layer, path } = holder(core, node);
-  const v = await layer.getxattr(path, name);
+  const { layer, at } = holder(core, node);
+  const v = await layer.getxattr(at, name);
   const shown = v === null ? null : toView(core.opts.ids, name, v);
   // A capability whose root has no mapping here is not shown at all (never the wrong root).
   if (shown === null) throw new FuseError('ENODATA');
@@ -50,8 +50,8 @@ export async function getxattr(core: OverlayCore, node: Node, name: string): Pro
 }
 
 export async function listxattr(core: OverlayCore, node: Node): Promise<Buffer> {
-  const { layer, path } = holder(core, node);
-  const names = (await layer.listxattr(path)).filter((n) => !core.opts.xattrs.isPrivate(n));
+  const { layer, at } = holder(core, node);
+  const names = (await layer.listxattr(at)).filter((n) => !core.opts.xattrs.isPrivate(n));
   return Buffer.from(names.map((n) => `${n}\0`).join(''), 'latin1');
 }
 

@@ -22,11 +22,6 @@ export interface NfsUrl {
   /** Seconds a GETATTR result may be served from cache; 0 disables the cache. */
   actimeo: number;
   /**
-   * Seconds a layer may reuse a directory's handle for paths below it instead of looking the
-   * directory up again; 0 (the default) looks every component up every time.
-   */
-  dircache: number;
-  /**
    * Use a source port below 1024 when running as root (on by default, as in the kernel: servers
    * with kernel nfsd's `secure` or ganesha's `PrivilegedPort = true` refuse other ports; ganesha
    * defaults to false). `noresvport` turns it off.
@@ -120,7 +115,6 @@ export function parseNfsUrl(url: string): NfsUrl {
     timeo: DEFAULT_TIMEO,
     retrans: DEFAULT_RETRANS,
     actimeo: 0,
-    dircache: 0,
     resvport: true,
   };
   if (rawPort !== undefined) parsed.port = parseNumber(url, `port ${rawPort}`, rawPort, PORT);
@@ -163,7 +157,9 @@ export function parseNfsUrl(url: string): NfsUrl {
         parsed.actimeo = number(CACHE_SECONDS);
         break;
       case 'dircache':
-        parsed.dircache = number(CACHE_SECONDS);
+        // Retired (lookups are one round trip each without it): still checked and accepted,
+        // so that URLs written for earlier versions keep mounting.
+        number(CACHE_SECONDS);
         break;
       case 'noresvport':
         noValue();

@@ -1,0 +1,70 @@
+/**
+ * Round trips to the NFS server per system call, counted by a proxy between ovshift and
+ * nfs-ganesha: the kernel revalidates each path component with one LOOKUP request, and each
+ * costs at most one NFS call; the bottom layer is never probed for opaque markers or whiteouts.
+ */
+import assert from 'assert/strict';
+import * as fs from 'fs';
+import { join } from 'path';
+import { NFS3_PROC, NFS_PROGRAM, startRpcCounter, type RpcCounter } from '../helpers/rpc-counter';
+import { exportPerSuite } from './fixture';
+import { sleep } from '../helpers/proc';
+
+const DEPTHS = [1, 3, 6, 10];
+const NAMES = 'abcdefghij'.split('');
+
+function pathAt(depth: number): string {
+  return [...NAMES.slice(0, depth - 1), 'file'].join('/');
+}
+
+function describeCalls(counter: RpcCounter): string {
+  const names = new Map(Object.entries(NFS3_PROC).map(([k, v]) => [v, k]));
+  return [...counter.calls(NFS_PROGRAM)].map(([proc, n]) => `${names.get(proc) ?? proc}×${n}`).join(' ') || 'none';
+}
+
+describe('nfs:// lower: NFS round trips per system call', function () {
+  this.timeout(60000);
+  const suite = exportPerSuite();
+  let counter: RpcCounter | undefined;
+
+  afterEach(async () => {
+    await counter?.stop();
+    counter = undefined;
+  });
+
+  async function mountCounted(extra = ''): Promise<{ dir: string; mnt: string; counter: RpcCounter }> {
+    const tree: Record<string, string> = {};
+    for (const d of DEPTHS) tree[pathAt(d)] = `depth ${d}`;
+    const { dir, url } = suite.exp.area(tree);
+    counter = await startRpcCounter(suite.exp.server.port);
+    await suite.m.mount(url.replace(`127.0.0.1:${suite.exp.server.port}/`, `127.0.0.1:${counter.port}/`), extra);
+    return { dir, mnt: suite.m.mnt, counter };
+  }
+
+  it('stat() at depth d costs d LOOKUPs on a warm mount (revalidate=always), one per component, none for whiteouts or opaque markers', async () => {
+    const { mnt, counter } = await mountCounted();
+    for (const d of DEPTHS) {
+      await fs.promises.stat(join(mnt, pathAt(d)));
+      // Past the tick for which the kernel may keep an entry the lower decides.
+      await sleep(20);
+      counter.reset();
+      await fs.promises.stat(join(mnt, pathAt(d)));
+      assert.equal(counter.total(NFS_PROGRAM), d, `depth ${d}: ${describeCalls(counter)}`);
+      assert.deepEqual(counter.lookedUp(), pathAt(d).split('/'), `depth ${d}: one LOOKUP per component, in order`);
+    }
+  });
+
+  it('opening and reading a small file at depth 3 costs its path, one LOOKUP at open and one READ', async () => {
+    const { mnt, counter } = await mountCounted();
+    const file = join(mnt, pathAt(3));
+    assert.equal(await fs.promises.readFile(file, 'utf8'), 'depth 3');
+    await sleep(20);
+    counter.reset();
+    assert.equal(await fs.promises.readFile(file, 'utf8'), 'depth 3');
+    const calls = counter.calls(NFS_PROGRAM);
+    assert.equal(calls.get(NFS3_PROC.READ), 1, describeCalls(counter));
+    assert.ok((calls.get(NFS3_PROC.LOOKUP) ?? 0) <= 3 + 1, describeCalls(counter));
+    assert.ok(counter.total(NFS_PROGRAM) <= 3 + 2, describeCalls(counter));
+    assert.ok(!counter.lookedUp().some((n) => n.startsWith('.wh.')), `no whiteout or opaque probes: ${counter.lookedUp().join(' ')}`);
+  });
+});
