@@ -157,6 +157,9 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
                       'open dirs': fs.core.dirs.size,
                       'passthrough files': fs.core.passthrough?.activeFiles ?? 'off',
                       pending: session.pendingCount,
+                      locks: o.forwardLocks
+                        ? [...new Set(layout.lowers.map((l) => `${l.kind} lowers: ${l.sharedLocks}`))].join('; ')
+                        : 'this daemon only (locks=local)',
                     }),
                   });
           },

@@ -51,6 +51,8 @@ export interface LowerBackend<Spec> {
   describe(spec: Spec): string;
   /** Opens the layer (mounts an export); `label` names it in messages and logs. */
   open(spec: Spec, label: string): Promise<ReadableLayer>;
+  /** Where locks taken through the mount on its files are also taken, for `ovshift ctl MNT status`. */
+  readonly sharedLocks: string;
 }
 
 /** "nfs://HOST[:PORT]": the part of an nfs:// lower in which ':' does not separate layers. */
@@ -65,6 +67,7 @@ export const directoryBackend: LowerBackend<string> = {
   localDirectory: (path) => path,
   describe: (path) => path,
   open: async (path, label) => new DirLayer(path, label),
+  sharedLocks: 'OFD locks and flocks on the lower files',
 };
 
 /** An NFSv3 export reached in userspace; only parsed before mounting, the server is reached when it is opened. */
@@ -75,6 +78,7 @@ export const nfsBackend: LowerBackend<NfsUrl> = {
   parse: parseNfsUrl,
   describe: describeNfsUrl,
   open: (url, label) => NfsLayer.connect(url, label),
+  sharedLocks: "the server's lock manager, NLM 4, unmonitored (NM_LOCK)",
 };
 
 /** Every backend, one line each: those with a URL scheme, and the directory backend. */

@@ -228,6 +228,7 @@ export class FaultyLayer implements ReadableLayer {
       stat: () => file.stat(),
       close: () => file.close(),
       chunks: file.chunks && ((size: number) => this.gatedChunks(path, file.chunks!(size))),
+      lockHandle: file.lockHandle && (() => file.lockHandle!()),
     };
   }
 

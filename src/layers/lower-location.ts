@@ -15,6 +15,8 @@ export interface LowerLocation {
   readonly directory: string | undefined;
   /** Opens the layer; `label` names it in messages and logs. */
   open(label: string): Promise<ReadableLayer>;
+  /** Where locks on its files are also taken (its backend's sharedLocks). */
+  readonly sharedLocks: string;
 }
 
 /** The location of a lower its backend parsed (and checked) as `spec`. */
@@ -24,6 +26,7 @@ export function locate<S>(backend: LowerBackend<S>, spec: S): LowerLocation {
     description: backend.describe(spec),
     directory: backend.localDirectory?.(spec),
     open: (label) => backend.open(spec, label),
+    sharedLocks: backend.sharedLocks,
   };
 }
 

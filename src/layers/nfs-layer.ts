@@ -12,7 +12,8 @@
 import createDebug from 'debug';
 import { FileType, NfsClient, type NfsAttr, type NfsUrl, type ReadAhead } from './nfs';
 import { errorCode } from '../util/errno';
-import { pathOf, type LayerAttr, type LayerDirent, type LayerFile, type LayerPath, type LayerStatfs, type ReadableLayer } from './types';
+import { NlmFileLocks } from './nfs-locks';
+import { pathOf, type LayerAttr, type LayerLocks, type LayerDirent, type LayerFile, type LayerPath, type LayerStatfs, type ReadableLayer } from './types';
 import { DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, DT_UNKNOWN, MiB, NAME_MAX } from '../util/linux';
 
 const log = createDebug('ovshift:nfs');
@@ -76,6 +77,11 @@ class NfsFile implements LayerFile {
 
   chunks(size: number): AsyncIterable<Buffer> {
     return this.layer.client.readStream(this.fh, { size });
+  }
+
+  /** Locks on the server, through its lock manager (NLM). */
+  lockHandle(): LayerLocks {
+    return new NlmFileLocks(this.layer.client.nlm, this.fh);
   }
 
   async close(): Promise<void> {}

@@ -75,6 +75,11 @@ export interface LayerFile {
    * better than one read() after another (several requests in flight); copy-up uses it.
    */
   chunks?(size: number): AsyncIterable<Buffer>;
+  /**
+   * Locks on this file that the layer's other users see (a local file's OFD locks and flocks,
+   * an NFS server's lock manager); absent where the layer has none.
+   */
+  lockHandle?(): LayerLocks;
 }
 
 /**

@@ -6,9 +6,8 @@
 /** Largest file offset; a range ending here covers "to EOF and beyond" (util/offset). */
 export { OFFSET_MAX } from '../util/offset';
 
-export const F_RDLCK = 0;
-export const F_WRLCK = 1;
-export const F_UNLCK = 2;
+import { F_RDLCK, F_UNLCK, F_WRLCK } from '../util/linux';
+export { F_RDLCK, F_UNLCK, F_WRLCK };
 
 export type LockType = typeof F_RDLCK | typeof F_WRLCK | typeof F_UNLCK;
 export type HeldLockType = typeof F_RDLCK | typeof F_WRLCK;

@@ -16,6 +16,8 @@ import type { Node } from './nodes';
 
 const log = createDebug('ovshift:locks');
 
+const UNDERNEATH_RETRY_MAX_MS = 100;
+
 /**
  * The locks taken on the files underneath: one descriptor per lock owner and node (an OFD
  * lock or a flock belongs to the open file it was taken through, so owners must not share
@@ -36,9 +38,10 @@ class UnderlyingLocks implements ExternalLocks {
    * locks stay local.
    */
   private openFor(node: Node, fh: number): LayerLocks | undefined {
-    const file = this.core.files.get(fh)?.anyFile ?? node.pin;
-    // A lower without local descriptors (nfs://): locks stay here.
-    return file?.lockHandle();
+    const h = this.core.files.get(fh);
+    const file = h?.upperFile ?? h?.lower ?? node.pin;
+    // A layer without shared locks: they stay here.
+    return file?.lockHandle?.();
   }
 
   async apply(ino: number, r: LockRequest): Promise<boolean> {
@@ -127,7 +130,10 @@ export class Locking {
     forward: boolean,
   ) {
     if (forward) this.underlying = new UnderlyingLocks(core);
-    this.manager = new LockManager({ external: this.underlying });
+    // A lock held underneath (by another host of an NFS server, or a process on the lower's
+    // filesystem) is asked for again at most this often: a waiter gets it within ~100 ms of
+    // its release, at ten requests a second while it waits.
+    this.manager = new LockManager({ external: this.underlying, externalRetry: { maxMs: UNDERNEATH_RETRY_MAX_MS } });
   }
 
   private request(req: FuseLockRequest): LockRequest {

@@ -29,6 +29,11 @@ export interface StatfsFigures {
   frsize: number;
 }
 
+/** fcntl lock types (the same on every Linux architecture). */
+export const F_RDLCK = 0;
+export const F_WRLCK = 1;
+export const F_UNLCK = 2;
+
 export const S_IFMT = fromC('S_IFMT');
 export const S_IFDIR = fromC('S_IFDIR');
 export const S_IFREG = fromC('S_IFREG');

@@ -72,6 +72,7 @@ describe('lower layer backends', () => {
         kind: 'fake',
         description: name,
         directory: undefined,
+        sharedLocks: 'none',
         open: async (label) => ({ label, close: () => void closed.push(name) }) as unknown as ReadableLayer,
       };
     }
@@ -93,6 +94,7 @@ describe('lower layer backends', () => {
         kind: 'fake',
         description: 'x',
         directory: undefined,
+        sharedLocks: 'none',
         open: async () => {
           throw new Error('cannot mount x');
         },

@@ -156,9 +156,9 @@ print(abs(a.f_blocks * a.f_frsize - b.f_blocks * b.f_frsize) < (1 << 20), a.f_na
     assert.throws(() => fs.writeFileSync(join(suite.m.mnt, 'f'), 'y'), { code: 'EROFS' });
   });
 
-  it('keeps locks on NFS lower files in the daemon: POSIX and flock conflicts between processes', async () => {
+  it('locks=local keeps locks on NFS lower files in the daemon: POSIX and flock conflicts between processes, flock and POSIX apart', async () => {
     const { url } = suite.exp.area({ 'locked.db': 'data' });
-    await suite.m.mount(url);
+    await suite.m.mount(url, 'locks=local');
     const r = await python(
       `
 import fcntl, os, sys, time

@@ -45,9 +45,9 @@ describe('scripts/nfs-server', function () {
       await server?.stop();
     });
 
-    it('listens on loopback only, TCP only for NFS and MOUNT', () => {
+    it('listens on loopback only, TCP only for NFS, MOUNT and NLM', () => {
       const ganesha = listeningAddresses(info.ganeshaPid);
-      assert.deepEqual(ganesha.map((a) => a.replace(/^.*:/, '')).sort(), [String(info.port), String(info.mountPort)].sort());
+      assert.deepEqual(ganesha.map((a) => a.replace(/^.*:/, '')).sort(), [String(info.port), String(info.mountPort), String(info.nlmPort)].sort());
       assert.ok(ganesha.every(isLoopback), ganesha.join(' '));
       if (info.rpcbindPid !== null) {
         const rpcbind = listeningAddresses(info.rpcbindPid);

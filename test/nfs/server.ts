@@ -19,6 +19,7 @@ export interface NfsServerInfo {
   rpcbindPid: number | null;
   port: number;
   mountPort: number;
+  nlmPort: number;
   export: string;
   stateDir: string;
 }
@@ -28,9 +29,11 @@ export interface NfsTestServer {
   readonly exportDir: string;
   readonly port: number;
   readonly mountPort: number;
+  /** The lock manager's (NLM 4). */
+  readonly nlmPort: number;
   /** PIDs of the running server; changes on restart(). */
   readonly info: NfsServerInfo;
-  /** nfs:// URL of the export (or a subdirectory) with explicit ports, plus extra `options` ("soft&timeo=5"). */
+  /** nfs:// URL of the export (or a subdirectory) with explicit ports (NLM's too), plus extra `options` ("soft&timeo=5"). */
   url(subdir?: string, options?: string): string;
   /** Stops ganesha (and the rpcbind it started) and removes the state directory. Idempotent. */
   stop(): Promise<void>;
@@ -98,9 +101,9 @@ function allThreadsStopped(pid: number): boolean {
   });
 }
 
-async function launch(script: string, dir: string, stateDir: string, ports?: { port: number; mountPort: number }) {
+async function launch(script: string, dir: string, stateDir: string, ports?: { port: number; mountPort: number; nlmPort: number }) {
   const args = ['run', dir, '--state', stateDir];
-  if (ports !== undefined) args.push('--port', String(ports.port), '--mountport', String(ports.mountPort));
+  if (ports !== undefined) args.push('--port', String(ports.port), '--mountport', String(ports.mountPort), '--nlmport', String(ports.nlmPort));
   const child = spawn(script, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   running.add(child);
   let stdout = '';
@@ -153,20 +156,21 @@ export async function startNfsServer(dir: string): Promise<NfsTestServer> {
     fs.rmSync(stateDir, { recursive: true, force: true });
     throw error;
   }
-  const { port, mountPort } = current.info;
+  const { port, mountPort, nlmPort } = current.info;
   let stopped = false;
 
   const server: NfsTestServer = {
     exportDir,
     port,
     mountPort,
+    nlmPort,
     get info() {
       if (current === undefined) throw new Error('the NFS server is halted');
       return current.info;
     },
     url(subdir = '', options = '') {
       const sub = subdir === '' ? '' : `/${subdir.replace(/^\/+/, '')}`;
-      return `nfs://127.0.0.1:${port}${exportDir}${sub}?mountport=${mountPort}${options === '' ? '' : `&${options}`}`;
+      return `nfs://127.0.0.1:${port}${exportDir}${sub}?mountport=${mountPort}&nlmport=${nlmPort}${options === '' ? '' : `&${options}`}`;
     },
     async halt() {
       if (current === undefined) return;
@@ -186,7 +190,7 @@ export async function startNfsServer(dir: string): Promise<NfsTestServer> {
     async resume() {
       if (stopped) throw new Error('the NFS server was stopped');
       if (current !== undefined) return;
-      current = await launch(script, exportDir, stateDir, { port, mountPort });
+      current = await launch(script, exportDir, stateDir, { port, mountPort, nlmPort });
     },
     async restart() {
       await server.halt();

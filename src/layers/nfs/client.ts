@@ -20,6 +20,7 @@ import {
   PathConf,
   ReadResult,
 } from './nfs3';
+import { NlmClient } from './nlm-client';
 import { getTcpPorts } from './portmap';
 import { ReadAhead, OPEN_FILE_READ_AHEAD } from './read-ahead';
 import { RpcClient } from './rpc';
@@ -95,6 +96,7 @@ export class NfsClient {
   private readonly attrCache: AttrCache | undefined;
   private readdirplusSupported = true;
   private closed = false;
+  private nlmClient: NlmClient | undefined;
 
   private constructor(
     readonly url: NfsUrl,
@@ -356,9 +358,25 @@ export class NfsClient {
   }
 
   /** Fails pending calls, closes the connection and tells the server (UMNT, best effort, bounded). */
+  /** The server's lock manager, connected at the first lock. */
+  get nlm(): NlmClient {
+    this.nlmClient ??= new NlmClient({
+      host: this.url.host,
+      port: this.url.nlmPort,
+      credential: this.mountEndpoint.credential,
+      timeoutMs: this.url.timeo * 100,
+      retrans: this.url.retrans,
+      soft: this.url.soft,
+      privilegedPort: this.mountEndpoint.privilegedPort,
+      callerName: os.hostname(),
+    });
+    return this.nlmClient;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.nlmClient?.close();
     this.rpc.close();
     this.attrCache?.clear();
     await NfsClient.unmount(this.url, this.exportPath, this.mountEndpoint);

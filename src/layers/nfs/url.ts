@@ -1,4 +1,4 @@
-// nfs://HOST[:PORT]/EXPORT[/SUBDIR][?mountport=N&uid=U&gid=G&soft&timeo=T&retrans=R&actimeo=S&dircache=S&noresvport]
+// nfs://HOST[:PORT]/EXPORT[/SUBDIR][?mountport=N&nlmport=N&uid=U&gid=G&soft&timeo=T&retrans=R&actimeo=S&dircache=S&noresvport]
 import { ID, boundedNumber, expected, type Bounds } from '../../util/bounds';
 
 export interface NfsUrl {
@@ -8,6 +8,8 @@ export interface NfsUrl {
   port?: number;
   /** MOUNT port; asked of the portmapper when absent. */
   mountPort?: number;
+  /** NLM (lock manager) port; asked of the portmapper at the first lock when absent. */
+  nlmPort?: number;
   /** Path components after the host, percent-decoded to raw bytes: the export, then any subdirectory. */
   path: Buffer[];
   /** AUTH_SYS identity; defaults to the process's own. */
@@ -132,6 +134,9 @@ export function parseNfsUrl(url: string): NfsUrl {
     switch (key) {
       case 'mountport':
         parsed.mountPort = number(PORT);
+        break;
+      case 'nlmport':
+        parsed.nlmPort = number(PORT);
         break;
       case 'uid':
         parsed.uid = number(ID);

@@ -1,0 +1,46 @@
+/**
+ * Locks on a file of an nfs:// lower, taken on the server through its lock manager (NLM), so
+ * that every client of the server and the server's own processes see them: one NLM owner per
+ * lock owner of the mount. flock is a whole-file lock, as the kernel's NFS client emulates it
+ * (so flock and fcntl locks on one file conflict over NFS).
+ */
+import { newNlmOwner, type NlmClient, type NlmTarget } from './nfs/nlm-client';
+import type { LayerLock, LayerLocks } from './types';
+import { F_RDLCK, F_UNLCK, F_WRLCK } from '../util/linux';
+
+export class NlmFileLocks implements LayerLocks {
+  /** NLM takes write locks whatever the file was opened for. */
+  readonly writable = true;
+  private readonly owner = newNlmOwner();
+
+  constructor(
+    private readonly nlm: NlmClient,
+    private readonly fh: Buffer,
+  ) {}
+
+  private target(start: bigint, len: bigint): NlmTarget {
+    return { fh: this.fh, owner: this.owner.owner, svid: this.owner.svid, offset: start, length: len };
+  }
+
+  async setLock(type: number, start: bigint, len: bigint): Promise<void> {
+    if (type === F_UNLCK) await this.nlm.unlock(this.target(start, len));
+    else await this.nlm.lock(this.target(start, len), type === F_WRLCK);
+  }
+
+  async getLock(type: number, start: bigint, len: bigint): Promise<LayerLock | null> {
+    const holder = await this.nlm.test(this.target(start, len), type === F_WRLCK);
+    // The holder's svid is a process of another host, or a server-side owner: no local pid.
+    return holder && { type: holder.exclusive ? F_WRLCK : F_RDLCK, start: holder.offset, len: holder.length, pid: 0 };
+  }
+
+  flock(exclusive: boolean): Promise<void> {
+    return this.nlm.lock(this.target(0n, 0n), exclusive);
+  }
+
+  unflock(): Promise<void> {
+    return this.nlm.unlock(this.target(0n, 0n));
+  }
+
+  /** Nothing to let go: what was locked was unlocked by the caller. */
+  close(): void {}
+}

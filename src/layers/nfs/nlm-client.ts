@@ -1,0 +1,163 @@
+// The NLM v4 side of an nfs:// mount: one connection to the server's lock manager, opened at
+// the first lock, and lock owners that the server tells apart from every other client's.
+
+import { randomBytes } from 'crypto';
+import createDebug from 'debug';
+import { Nlm4, NLM_PROGRAM, NLM_VERSION, Nlm4Stat, type NlmHolder, type NlmLock } from './nlm4';
+import { getTcpPorts } from './portmap';
+import { RpcClient } from './rpc';
+import type { RpcCredential } from './rpc-message';
+
+const log = createDebug('ovshift:nlm');
+
+export interface NlmClientOptions {
+  host: string;
+  /** The lock manager's port; asked of the portmapper when absent. */
+  port?: number;
+  credential: RpcCredential;
+  timeoutMs: number;
+  retrans: number;
+  soft: boolean;
+  privilegedPort: boolean;
+  /** How this client names itself to the server (nlm4_lock caller_name): its host name. */
+  callerName: string;
+}
+
+/** An NLM answer other than GRANTED, as an errno a lock call would give. */
+export class NlmError extends Error {
+  constructor(
+    readonly code: string,
+    readonly stat: Nlm4Stat,
+    what: string,
+  ) {
+    super(`NLM ${what}: ${Nlm4Stat[stat] ?? stat}`);
+    this.name = 'NlmError';
+  }
+}
+
+const ERRNO_OF: Partial<Record<Nlm4Stat, string>> = {
+  [Nlm4Stat.DENIED]: 'EAGAIN',
+  // The server restarted and takes back only reclaimed locks for a while: try again later.
+  [Nlm4Stat.DENIED_GRACE_PERIOD]: 'EAGAIN',
+  [Nlm4Stat.BLOCKED]: 'EAGAIN',
+  [Nlm4Stat.DENIED_NOLOCKS]: 'ENOLCK',
+  [Nlm4Stat.DEADLCK]: 'EDEADLK',
+  [Nlm4Stat.ROFS]: 'EROFS',
+  [Nlm4Stat.STALE_FH]: 'ESTALE',
+  [Nlm4Stat.FBIG]: 'EOVERFLOW',
+};
+
+/** One range of one file, locked by one owner of this client. */
+export interface NlmTarget {
+  fh: Buffer;
+  owner: Buffer;
+  svid: number;
+  offset: bigint;
+  /** 0: to the end of the file and beyond. */
+  length: bigint;
+}
+
+/** Owner handles of this process: a random prefix (no two daemons share one) and a counter. */
+const OWNER_PREFIX = randomBytes(8);
+let lastOwner = 0;
+
+/** A new lock owner of this client: its handle and its svid (both stable for its life). */
+export function newNlmOwner(): { owner: Buffer; svid: number } {
+  lastOwner = (lastOwner + 1) % 0x7fffffff || 1;
+  const owner = Buffer.alloc(12);
+  OWNER_PREFIX.copy(owner);
+  owner.writeUInt32BE(lastOwner, 8);
+  return { owner, svid: lastOwner };
+}
+
+export class NlmClient {
+  private connecting: Promise<Nlm4> | undefined;
+  private cookies = 0;
+  private closed = false;
+
+  constructor(private readonly options: NlmClientOptions) {}
+
+  get callerName(): string {
+    return this.options.callerName;
+  }
+
+  private connection(): Promise<Nlm4> {
+    if (this.closed) return Promise.reject(new NlmError('EIO', Nlm4Stat.FAILED, 'client closed'));
+    this.connecting ??= this.connect().catch((err: unknown) => {
+      // Asked again at the next lock: the server may have been starting.
+      this.connecting = undefined;
+      throw err;
+    });
+    return this.connecting;
+  }
+
+  private async connect(): Promise<Nlm4> {
+    const o = this.options;
+    const port = o.port ?? (await getTcpPorts(o.host, [{ program: NLM_PROGRAM, version: NLM_VERSION, name: 'NLM' }], o))[0]!;
+    log('lock manager of %s at port %d', o.host, port);
+    const rpc = new RpcClient({
+      host: o.host,
+      port,
+      target: { program: NLM_PROGRAM, version: NLM_VERSION },
+      credential: o.credential,
+      timeoutMs: o.timeoutMs,
+      retrans: o.retrans,
+      soft: o.soft,
+      privilegedPort: o.privilegedPort,
+      label: 'nlm',
+      readBufferSize: 4096,
+    });
+    return new Nlm4(rpc);
+  }
+
+  private cookie(): Buffer {
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE((this.cookies = (this.cookies + 1) >>> 0));
+    return c;
+  }
+
+  private lockOf(t: NlmTarget): NlmLock {
+    return { callerName: this.options.callerName, fh: t.fh, owner: t.owner, svid: t.svid, offset: t.offset, length: t.length };
+  }
+
+  /** Takes the lock now or fails with EAGAIN (held by another owner, here or on another host). */
+  async lock(t: NlmTarget, exclusive: boolean): Promise<void> {
+    const nlm = await this.connection();
+    // Unmonitored (NM_LOCK): neither side runs NSM for this client.
+    const stat = await nlm.lock({ cookie: this.cookie(), block: false, exclusive, lock: this.lockOf(t), reclaim: false, state: 0 }, false);
+    check(stat, 'LOCK');
+  }
+
+  async unlock(t: NlmTarget): Promise<void> {
+    const nlm = await this.connection();
+    const stat = await nlm.unlock(this.cookie(), this.lockOf(t));
+    // Unlocking what is not held is no error (the server says GRANTED, or DENIED_GRACE_PERIOD
+    // right after a restart, when nothing is held anyway).
+    if (stat !== Nlm4Stat.GRANTED && stat !== Nlm4Stat.DENIED_GRACE_PERIOD) check(stat, 'UNLOCK');
+  }
+
+  /** A lock of another owner that conflicts with this one, or null. */
+  async test(t: NlmTarget, exclusive: boolean): Promise<NlmHolder | null> {
+    const nlm = await this.connection();
+    const { stat, holder } = await nlm.test(this.cookie(), exclusive, this.lockOf(t));
+    if (stat === Nlm4Stat.GRANTED) return null;
+    if (holder) return holder;
+    check(stat, 'TEST');
+    return null;
+  }
+
+  close(): void {
+    this.closed = true;
+    const connecting = this.connecting;
+    this.connecting = undefined;
+    void connecting?.then(
+      (nlm) => nlm.rpc.close(),
+      () => undefined,
+    );
+  }
+}
+
+function check(stat: Nlm4Stat, what: string): void {
+  if (stat === Nlm4Stat.GRANTED) return;
+  throw new NlmError(ERRNO_OF[stat] ?? 'ENOLCK', stat, what);
+}

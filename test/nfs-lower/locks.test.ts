@@ -1,0 +1,169 @@
+/**
+ * Locks on files of an nfs:// lower shared with every client of the server: three ovshift
+ * mounts of one nfs-ganesha export stand for three hosts (each its own daemon and upper), and
+ * processes working on the exported directory itself for programs on the file server.
+ */
+import assert from 'assert/strict';
+import * as fs from 'fs';
+import { join } from 'path';
+import { getLock, Locker, tryLock, type LockKind } from '../helpers/lockers';
+import { OVSHIFT } from '../helpers/ovshift';
+import { python, run } from '../helpers/proc';
+import { NfsExport, NfsLowerMount } from './fixture';
+
+const EAGAIN = 'errno 11';
+
+describe('nfs:// lower: locks shared by every host and the server (NLM)', function () {
+  this.timeout(90000);
+  let exp: NfsExport;
+  let hosts: NfsLowerMount[] = [];
+  const lockers: Locker[] = [];
+
+  before(async () => {
+    exp = await NfsExport.start();
+  });
+  after(async () => {
+    await exp?.stop();
+  });
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed') console.log(hosts[0]?.daemon?.stderr().slice(-3000));
+    await Promise.all(lockers.splice(0).map((l) => l.stop()));
+    await Promise.all(hosts.splice(0).map((h) => h.remove()));
+  });
+
+  /** Three hosts mounting one area of the export; its directory on the server. */
+  async function fleet(tree: Record<string, string>, options = ''): Promise<{ dir: string; on: (host: number, name: string) => string }> {
+    const { dir, url } = exp.area(tree);
+    hosts = [new NfsLowerMount(), new NfsLowerMount(), new NfsLowerMount()];
+    await Promise.all(hosts.map((h) => h.mount(url, options, { ...process.env, DEBUG: 'ovshift:nlm,ovshift:locks' })));
+    return { dir, on: (host, name) => join(hosts[host]!.mnt, name) };
+  }
+
+  function locker(path: string, kind: LockKind): Locker {
+    const l = new Locker(path, kind);
+    lockers.push(l);
+    return l;
+  }
+
+  for (const kind of ['flock', 'posix'] as const) {
+    it(`${kind}: a lock taken on host A holds off hosts B and C and the server; after A unlocks, B gets it`, async () => {
+      const { dir, on } = await fleet({ mbox: 'mail\n' });
+      const a = locker(on(0, 'mbox'), kind);
+      await a.locked();
+      assert.equal(await tryLock(on(1, 'mbox'), kind), EAGAIN, 'host B');
+      assert.equal(await tryLock(on(2, 'mbox'), kind), EAGAIN, 'host C');
+      // ganesha takes OFD locks on its file: a server process's fcntl lock conflicts; flock(2)
+      // there is another lock family (as for the kernel's NFS client, which maps flock to fcntl).
+      assert.equal(await tryLock(join(dir, 'mbox'), 'posix'), EAGAIN, 'the server');
+      await a.release();
+      assert.equal(await tryLock(on(1, 'mbox'), kind), 'ok', 'host B after the unlock');
+    });
+  }
+
+  it('a process on the server holding an fcntl lock holds off every host, for flock and fcntl alike', async () => {
+    const { dir, on } = await fleet({ mbox: 'mail\n' });
+    const server = locker(join(dir, 'mbox'), 'posix');
+    await server.locked();
+    for (const host of [0, 1, 2]) {
+      assert.equal(await tryLock(on(host, 'mbox'), 'posix'), EAGAIN, `host ${host} fcntl`);
+      assert.equal(await tryLock(on(host, 'mbox'), 'flock'), EAGAIN, `host ${host} flock`);
+    }
+    await server.release();
+    assert.equal(await tryLock(on(2, 'mbox'), 'posix'), 'ok');
+  });
+
+  it("F_GETLK on host B reports host A's lock", async () => {
+    const { on } = await fleet({ mbox: 'mail\n' });
+    assert.equal(await getLock(on(1, 'mbox')), 'type 2 start 0 len 0', 'nothing in the way yet');
+    const a = locker(on(0, 'mbox'), 'posix');
+    await a.locked();
+    assert.equal(await getLock(on(1, 'mbox')), 'type 1 start 0 len 0');
+  });
+
+  it("a waiting lock on host B is granted after A's unlock; meanwhile B's daemon serves 2,000 other operations", async () => {
+    const { on } = await fleet({ mbox: 'mail\n', 'etc/conf': 'c', 'etc/other': 'o' });
+    const a = locker(on(0, 'mbox'), 'posix');
+    await a.locked();
+    const b = locker(on(1, 'mbox'), 'posix');
+    await b.proc.waitFor('waiting ');
+    const busy = await python(
+      `
+import os, sys
+m = sys.argv[1]
+for i in range(500):
+    os.stat(m + '/etc/conf')
+    assert open(m + '/etc/other').read() == 'o'
+    assert sorted(os.listdir(m + '/etc'))[:2] == ['conf', 'other']
+    with open(m + '/note%d' % (i % 7), 'w') as f: f.write(str(i))
+print('done')
+`,
+      [hosts[1]!.mnt],
+      { timeoutMs: 60000 },
+    );
+    assert.equal(busy.stdout.trim(), 'done', busy.stderr);
+    assert.ok(!b.holds, 'B still waits for A');
+    const unlocking = await a.release();
+    const locked = await b.locked();
+    assert.ok(locked >= unlocking, 'granted after the unlock');
+  });
+
+  it('a waiting lock interrupted by a signal answers EINTR and is never granted later', async () => {
+    const { on } = await fleet({ mbox: 'mail\n' });
+    const a = locker(on(0, 'mbox'), 'posix');
+    await a.locked();
+    const b = locker(on(1, 'mbox'), 'posix');
+    await b.proc.waitFor('waiting ');
+    await new Promise((r) => setTimeout(r, 300));
+    await b.interrupt();
+    assert.match(b.proc.stdout, /interrupted/);
+    await a.release();
+    assert.equal(await tryLock(on(2, 'mbox'), 'posix'), 'ok', 'nobody holds it after the unlock');
+  });
+
+  it('seed 000: readers on two hosts wait for the lock a delivery on the server holds, then read every new byte, never zeros', async () => {
+    const { dir, on } = await fleet({ mbox: 'x'.repeat(5000) });
+    const fds = [0, 1].map((h) => fs.openSync(on(h, 'mbox'), 'r'));
+    try {
+      for (const fd of fds) assert.equal(fs.readFileSync(fd, 'utf8').length, 5000);
+      const delivery = locker(join(dir, 'mbox'), 'posix');
+      await delivery.locked();
+      fs.appendFileSync(join(dir, 'mbox'), 'From someone\nnew mail\n');
+      const readers = [0, 1].map((h) => locker(on(h, 'mbox'), 'posix'));
+      await Promise.all(readers.map((r) => r.proc.waitFor('waiting ')));
+      assert.ok(
+        readers.every((r) => !r.holds),
+        'the readers wait for the delivery',
+      );
+      await delivery.release();
+      // Whichever reader's host asks first gets the lock; the other waits for it in turn.
+      const first = await Promise.race(readers.map((r, i) => r.locked().then(() => i)));
+      for (const h of [first, 1 - first]) {
+        await readers[h]!.locked();
+        const tail = Buffer.alloc(100);
+        const n = fs.readSync(fds[h]!, tail, 0, 100, 5000);
+        assert.equal(tail.subarray(0, n).toString(), 'From someone\nnew mail\n', `host ${h}`);
+        if (h === first) {
+          assert.ok(!readers[1 - first]!.holds, 'one reader at a time');
+          await readers[h]!.release();
+        }
+      }
+    } finally {
+      for (const fd of fds) fs.closeSync(fd);
+    }
+  });
+
+  it('ovshift ctl status says where locks go; with locks=local they stay in each daemon', async () => {
+    const { on } = await fleet({ mbox: 'mail\n' }, 'locks=local');
+    const status = await run(OVSHIFT, ['ctl', hosts[0]!.mnt, 'status']);
+    assert.match(status.stdout, /^locks this daemon only \(locks=local\)$/m, status.stderr);
+    const a = locker(on(0, 'mbox'), 'posix');
+    await a.locked();
+    assert.equal(await tryLock(on(1, 'mbox'), 'posix'), 'ok', 'host B does not see the lock');
+    await a.release();
+    const shared = new NfsLowerMount();
+    hosts.push(shared);
+    await shared.mount(exp.server.url());
+    const sharedStatus = await run(OVSHIFT, ['ctl', shared.mnt, 'status']);
+    assert.match(sharedStatus.stdout, /^locks nfs lowers: the server's lock manager, NLM 4, unmonitored \(NM_LOCK\)$/m, sharedStatus.stderr);
+  });
+});
