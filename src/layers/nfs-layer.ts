@@ -13,7 +13,17 @@ import createDebug from 'debug';
 import { FileType, NfsClient, type NfsAttr, type NfsUrl, type ReadAhead } from './nfs';
 import { errorCode } from '../util/errno';
 import { NlmFileLocks } from './nfs-locks';
-import { pathOf, type LayerAttr, type LayerLocks, type LayerDirent, type LayerFile, type LayerPath, type LayerStatfs, type ReadableLayer } from './types';
+import {
+  childPath,
+  pathOf,
+  type LayerAttr,
+  type LayerLocks,
+  type LayerDirent,
+  type LayerFile,
+  type LayerPath,
+  type LayerStatfs,
+  type ReadableLayer,
+} from './types';
 import { DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, DT_UNKNOWN, MiB, NAME_MAX } from '../util/linux';
 
 const log = createDebug('ovshift:nfs');
@@ -63,6 +73,8 @@ class NfsFile implements LayerFile {
   constructor(
     private readonly layer: NfsLayer,
     private readonly fh: Buffer,
+    /** Where it was opened, for messages. */
+    private readonly path: string,
   ) {
     this.ahead = layer.client.reader(fh);
   }
@@ -81,7 +93,7 @@ class NfsFile implements LayerFile {
 
   /** Locks on the server, through its lock manager (NLM). */
   lockHandle(): LayerLocks {
-    return new NlmFileLocks(this.layer.client.nlm, this.fh);
+    return new NlmFileLocks(this.layer.client.nlm, this.fh, this.path);
   }
 
   async close(): Promise<void> {}
@@ -191,7 +203,7 @@ export class NfsLayer implements ReadableLayer {
 
   /** Opening sends nothing: NFSv3 has no OPEN, and the handle is the file. */
   openRead(at: LayerPath): Promise<LayerFile> {
-    return this.on(at, async (fh) => new NfsFile(this, fh));
+    return this.on(at, async (fh) => new NfsFile(this, fh, pathOf(at)));
   }
 
   /** One LOOKUP in `dir`: the handle it returns is the object the name leads to now. */
@@ -203,7 +215,7 @@ export class NfsLayer implements ReadableLayer {
       if (isAbsent(err)) return null;
       throw err;
     }
-    return fh.toString('hex') === identity ? new NfsFile(this, fh) : null;
+    return fh.toString('hex') === identity ? new NfsFile(this, fh, childPath(pathOf(dir), name)) : null;
   }
 
   async statfs(): Promise<LayerStatfs> {

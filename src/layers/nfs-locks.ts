@@ -16,10 +16,11 @@ export class NlmFileLocks implements LayerLocks {
   constructor(
     private readonly nlm: NlmClient,
     private readonly fh: Buffer,
+    private readonly path: string,
   ) {}
 
   private target(start: bigint, len: bigint): NlmTarget {
-    return { fh: this.fh, owner: this.owner.owner, svid: this.owner.svid, offset: start, length: len };
+    return { fh: this.fh, path: this.path, owner: this.owner.owner, svid: this.owner.svid, offset: start, length: len };
   }
 
   async setLock(type: number, start: bigint, len: bigint): Promise<void> {

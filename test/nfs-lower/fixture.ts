@@ -11,7 +11,8 @@ import { makeTree, type TreeSpec } from '../helpers/tree';
 import { startNfsServer, type NfsTestServer } from '../nfs/server';
 
 export class NfsExport {
-  private areas = 0;
+  /** How many areas were made: the last is "area" + this. */
+  areas = 0;
 
   private constructor(
     /** The exported directory. */

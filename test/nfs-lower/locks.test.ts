@@ -9,6 +9,7 @@ import { join } from 'path';
 import { getLock, Locker, tryLock, type LockKind } from '../helpers/lockers';
 import { OVSHIFT } from '../helpers/ovshift';
 import { python, run } from '../helpers/proc';
+import { waitUntil } from '../helpers/wait';
 import { NfsExport, NfsLowerMount } from './fixture';
 
 const EAGAIN = 'errno 11';
@@ -150,6 +151,29 @@ print('done')
     } finally {
       for (const fd of fds) fs.closeSync(fd);
     }
+  });
+
+  it('a lock held across a restart of the server is taken again by its host; one taken meanwhile by another is reported lost', async () => {
+    const { on } = await fleet({ mbox: 'mail\n', other: 'x' });
+    const a = locker(on(0, 'mbox'), 'posix');
+    await a.locked();
+    const a2 = locker(on(0, 'other'), 'flock');
+    await a2.locked();
+    await exp.server.restart();
+    // F_GETLK takes nothing: host A's lock shows from host B once A has taken it again.
+    await waitUntil(async () => (await getLock(on(1, 'mbox'))) === 'type 1 start 0 len 0', { timeoutMs: 30000, what: "host A's lock on mbox, taken again" });
+    assert.equal(await tryLock(on(2, 'other'), 'posix'), EAGAIN, "host A's flock on other, taken again");
+    await a.release();
+    assert.equal(await tryLock(on(1, 'mbox'), 'posix'), 'ok');
+
+    // The server goes away; while host A cannot reach it, a process on the server takes the lock.
+    const b = locker(on(1, 'mbox'), 'posix');
+    await b.locked();
+    await exp.server.halt();
+    const mine = locker(join(exp.root, 'area' + exp.areas, 'mbox'), 'posix');
+    await mine.locked();
+    await exp.server.resume();
+    await waitUntil(() => /lost a lock on "mbox"/.test(hosts[1]!.daemon!.stderr()), { timeoutMs: 30000, what: 'the lost-lock line on stderr' });
   });
 
   it('ovshift ctl status says where locks go; with locks=local they stay in each daemon', async () => {

@@ -369,6 +369,7 @@ export class NfsClient {
       soft: this.url.soft,
       privilegedPort: this.mountEndpoint.privilegedPort,
       callerName: os.hostname(),
+      label: describeNfsUrl(this.url),
     });
     return this.nlmClient;
   }

@@ -1,8 +1,14 @@
 // The NLM v4 side of an nfs:// mount: one connection to the server's lock manager, opened at
 // the first lock, and lock owners that the server tells apart from every other client's.
+//
+// A server that restarts forgets its locks (nfs-ganesha without a grace period, or with its
+// grace period over before we are back). When the connection ends, every lock still held is
+// taken again as soon as the server answers; one another client took meanwhile is lost, and a
+// line on stderr names its file: POSIX has no way to tell the process that held it.
 
 import { randomBytes } from 'crypto';
 import createDebug from 'debug';
+import { lengthOf, rangeOf, withoutRange, withRange, type HeldRange } from './held-ranges';
 import { Nlm4, NLM_PROGRAM, NLM_VERSION, Nlm4Stat, type NlmHolder, type NlmLock } from './nlm4';
 import { getTcpPorts } from './portmap';
 import { RpcClient } from './rpc';
@@ -21,6 +27,8 @@ export interface NlmClientOptions {
   privilegedPort: boolean;
   /** How this client names itself to the server (nlm4_lock caller_name): its host name. */
   callerName: string;
+  /** Names the export in messages. */
+  label: string;
 }
 
 /** An NLM answer other than GRANTED, as an errno a lock call would give. */
@@ -50,6 +58,8 @@ const ERRNO_OF: Partial<Record<Nlm4Stat, string>> = {
 /** One range of one file, locked by one owner of this client. */
 export interface NlmTarget {
   fh: Buffer;
+  /** The file's path in the export, for messages. */
+  path: string;
   owner: Buffer;
   svid: number;
   offset: bigint;
@@ -70,10 +80,22 @@ export function newNlmOwner(): { owner: Buffer; svid: number } {
   return { owner, svid: lastOwner };
 }
 
+/** What one owner holds on one file. */
+interface Holding {
+  fh: Buffer;
+  path: string;
+  owner: Buffer;
+  svid: number;
+  ranges: HeldRange[];
+}
+
 export class NlmClient {
   private connecting: Promise<Nlm4> | undefined;
   private cookies = 0;
   private closed = false;
+  /** By owner handle and file handle. */
+  private readonly held = new Map<string, Holding>();
+  private retaking: Promise<void> | undefined;
 
   constructor(private readonly options: NlmClientOptions) {}
 
@@ -106,8 +128,52 @@ export class NlmClient {
       privilegedPort: o.privilegedPort,
       label: 'nlm',
       readBufferSize: 4096,
+      onConnectionLost: () => this.retakeAll(),
     });
     return new Nlm4(rpc);
+  }
+
+  private holding(t: NlmTarget): Holding {
+    const key = `${t.owner.toString('hex')}:${t.fh.toString('hex')}`;
+    let h = this.held.get(key);
+    if (h === undefined) {
+      h = { fh: t.fh, path: t.path, owner: t.owner, svid: t.svid, ranges: [] };
+      this.held.set(key, h);
+    }
+    return h;
+  }
+
+  private forget(h: Holding): void {
+    if (h.ranges.length === 0) this.held.delete(`${h.owner.toString('hex')}:${h.fh.toString('hex')}`);
+  }
+
+  /** After a lost connection: every lock held is taken again once the server answers. */
+  private retakeAll(): void {
+    if (this.held.size === 0 || this.retaking !== undefined) return;
+    this.retaking = this.retake().finally(() => {
+      this.retaking = undefined;
+    });
+  }
+
+  private async retake(): Promise<void> {
+    const nlm = await this.connection();
+    // Waits for the server (hard) or fails (soft: the locks are then reported lost).
+    await nlm.null().catch(() => undefined);
+    for (const h of [...this.held.values()]) {
+      for (const r of [...h.ranges]) {
+        const t: NlmTarget = { fh: h.fh, path: h.path, owner: h.owner, svid: h.svid, offset: r.start, length: lengthOf(r) };
+        const stat = await nlm
+          .lock({ cookie: this.cookie(), block: false, exclusive: r.exclusive, lock: this.lockOf(t), reclaim: false, state: 0 }, false)
+          .catch(() => Nlm4Stat.FAILED);
+        if (stat === Nlm4Stat.GRANTED) continue;
+        h.ranges = withoutRange(h.ranges, r.start, r.end);
+        process.stderr.write(
+          `ovshift: ${this.options.label}: lost a lock on "${h.path}" (bytes ${r.start}-${r.end === 0xffffffffffffffffn ? 'end' : r.end}) when the server's lock manager restarted: ${Nlm4Stat[stat] ?? stat} when taken again\n`,
+        );
+      }
+      this.forget(h);
+    }
+    log('locks taken again after the connection to %s was lost', this.options.host);
   }
 
   private cookie(): Buffer {
@@ -126,6 +192,9 @@ export class NlmClient {
     // Unmonitored (NM_LOCK): neither side runs NSM for this client.
     const stat = await nlm.lock({ cookie: this.cookie(), block: false, exclusive, lock: this.lockOf(t), reclaim: false, state: 0 }, false);
     check(stat, 'LOCK');
+    const h = this.holding(t);
+    const { start, end } = rangeOf(t.offset, t.length);
+    h.ranges = withRange(h.ranges, start, end, exclusive);
   }
 
   async unlock(t: NlmTarget): Promise<void> {
@@ -134,6 +203,10 @@ export class NlmClient {
     // Unlocking what is not held is no error (the server says GRANTED, or DENIED_GRACE_PERIOD
     // right after a restart, when nothing is held anyway).
     if (stat !== Nlm4Stat.GRANTED && stat !== Nlm4Stat.DENIED_GRACE_PERIOD) check(stat, 'UNLOCK');
+    const h = this.holding(t);
+    const { start, end } = rangeOf(t.offset, t.length);
+    h.ranges = withoutRange(h.ranges, start, end);
+    this.forget(h);
   }
 
   /** A lock of another owner that conflicts with this one, or null. */

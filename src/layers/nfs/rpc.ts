@@ -41,6 +41,8 @@ export interface RpcClientOptions {
   maxRecordLength?: number;
   /** Size of the buffer small replies are read into; default 256 KiB. */
   readBufferSize?: number;
+  /** Told when an established connection ends other than by close() (the server may have restarted). */
+  onConnectionLost?: () => void;
 }
 
 export interface CallOptions {
@@ -257,6 +259,7 @@ export class RpcClient {
         (call) => call.failFast,
       );
       if (this.pending.size > 0) this.scheduleReconnect();
+      if (wasConnected) this.options.onConnectionLost?.();
     });
   }
 
