@@ -101,9 +101,10 @@ Options:
   -d, --debug, -o debug   foreground, and log every request (DEBUG=ovshift:*)
   -o lowerdir=A:B         lower layers, topmost first; "\\:" is a literal colon
                           a layer may be nfs://HOST[:PORT]/EXPORT[/DIR][?OPTS]: an NFSv3
-                          export read in userspace (OPTS: mountport=1..65535 uid=ID gid=ID
-                          soft timeo=1..36000 (deciseconds) retrans=0..1000
-                          actimeo=0..3600 dircache=0..3600 (seconds), joined by &)
+                          export read in userspace (OPTS: mountport=1..65535
+                          nlmport=1..65535 uid=ID gid=ID soft timeo=1..36000
+                          (deciseconds) retrans=0..1000 actimeo=0..3600 (seconds),
+                          joined by &)
   -o upperdir=DIR         writable upper layer (kernel overlayfs format)
   -o workdir=DIR          work directory on the same filesystem as upperdir
   -o upper_size=SIZE      size of the private tmpfs upper (as tmpfs size=, default 50%):

@@ -5,10 +5,11 @@ describe('nfs:// URLs', function () {
   this.timeout(5000);
 
   it('parses host, port, path and every option', () => {
-    const url = parseNfsUrl('nfs://server.example:2049/export/a/b?mountport=635&uid=1000&gid=100&soft&timeo=5&retrans=1&actimeo=3&noresvport');
+    const url = parseNfsUrl('nfs://server.example:2049/export/a/b?mountport=635&nlmport=4045&dircache=60&uid=1000&gid=100&soft&timeo=5&retrans=1&actimeo=3&noresvport');
     assert.equal(url.host, 'server.example');
     assert.equal(url.port, 2049);
     assert.equal(url.mountPort, 635);
+    assert.equal(url.nlmPort, 4045);
     assert.deepEqual(
       url.path.map((c) => c.toString()),
       ['export', 'a', 'b'],
@@ -23,6 +24,7 @@ describe('nfs:// URLs', function () {
     const url = parseNfsUrl('nfs://10.1.2.3/export');
     assert.equal(url.port, undefined);
     assert.equal(url.mountPort, undefined);
+    assert.equal(url.nlmPort, undefined);
     assert.deepEqual(
       { soft: url.soft, timeo: url.timeo, retrans: url.retrans, actimeo: url.actimeo, resvport: url.resvport },
       { soft: false, timeo: 600, retrans: 2, actimeo: 0, resvport: true },
@@ -53,6 +55,7 @@ describe('nfs:// URLs', function () {
     ['nfs://host:0/export', /port 0: expected a port from 1 to 65535/],
     ['nfs://host:70000/export', /port 70000: expected a port from 1 to 65535/],
     ['nfs://host/export?mountport=x', /mountport=x: expected a port from 1 to 65535/],
+    ['nfs://host/export?nlmport=0', /nlmport=0: expected a port from 1 to 65535/],
     ['nfs://host/export?uid=root', /uid=root: expected an id from 0 to 4294967294/],
     ['nfs://host/export?gid=-1', /gid=-1: expected an id from 0 to 4294967294/],
     ['nfs://host/export?uid=4294967295', /uid=4294967295: expected an id from 0 to 4294967294/],
