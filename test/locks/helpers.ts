@@ -43,9 +43,7 @@ export function tick(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export { sleep } from '../helpers/proc';
 
 /** [type, start, end] of each lock, for compact comparisons. */
 export function shapes(locks: readonly { type: number; start: bigint; end: bigint }[]): [number, bigint, bigint][] {

@@ -6,6 +6,7 @@ import assert from 'assert/strict';
 import * as fs from 'fs';
 import { DevReader, native } from '../../src/native';
 import { Children, collect, errnoOf, nativeModulePath } from './fixtures';
+import { sleep } from '../helpers/proc';
 
 interface Batch {
   requests: Buffer[] | null;
@@ -35,10 +36,6 @@ function readExactly(fd: number, length: number): Buffer {
   let got = 0;
   while (got < length) got += fs.readSync(fd, out, got, length - got, null);
   return out;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** A Node child that loads the addon as `native` and runs `body`. */

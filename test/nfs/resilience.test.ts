@@ -5,12 +5,9 @@ import * as os from 'os';
 import * as path from 'path';
 import { NfsClient, RpcClosedError } from '../../src/layers/nfs';
 import { NfsTestServer, startNfsServer } from './server';
+import { sleep } from '../helpers/proc';
 
 const LARGE_SIZE = 48 * 1024 * 1024;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 function resourceCount(): number {
   return process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap').length;

@@ -5,7 +5,9 @@ describe('nfs:// URLs', function () {
   this.timeout(5000);
 
   it('parses host, port, path and every option', () => {
-    const url = parseNfsUrl('nfs://server.example:2049/export/a/b?mountport=635&nlmport=4045&dircache=60&uid=1000&gid=100&soft&timeo=5&retrans=1&actimeo=3&noresvport');
+    const url = parseNfsUrl(
+      'nfs://server.example:2049/export/a/b?mountport=635&nlmport=4045&dircache=60&uid=1000&gid=100&soft&timeo=5&retrans=1&actimeo=3&noresvport',
+    );
     assert.equal(url.host, 'server.example');
     assert.equal(url.port, 2049);
     assert.equal(url.mountPort, 635);
