@@ -103,10 +103,12 @@ export function startedServers(): ServerProcess[] {
 
 /**
  * For after-hooks of tests that mounted through the front end: ends (SIGTERM, then SIGKILL
- * after 5 s) every server the test process started, which unmounts what they still serve.
+ * after 5 s) every server of this checkout's build the test process started, which unmounts
+ * what they still serve. Servers of other checkouts (another test run, a benchmark, a user's
+ * mounts) started meanwhile are not this run's to end.
  */
 export async function stopOvshiftServers(): Promise<void> {
-  for (const s of startedServers()) {
+  for (const s of startedServersOfThisBuild()) {
     process.kill(s.pid, 'SIGTERM');
     if (!(await waitGone(s.pid, 5000))) {
       process.kill(s.pid, 'SIGKILL');
