@@ -242,11 +242,13 @@ describe('ovshift front end and mount server', function () {
       await allowFuseDevice(user.uid);
     });
     after(async () => {
-      await stopOvshiftServers();
+      // The uid was new to this run: the directory its server made, and what runs from it, are
+      // this test's (its front end ran from a staged copy: another build than this checkout's).
+      const dir = user && join(process.env.XDG_RUNTIME_DIR || '/tmp', `ovshift-${user.uid}`);
+      await stopOvshiftServers(dir ? runningServers([dir]) : []);
       if (user) await disallowFuseDevice(user.uid);
       await removeUser(user);
-      // The uid was new to this run: the directory its server made is this test's.
-      if (user) rmSync(join(process.env.XDG_RUNTIME_DIR || '/tmp', `ovshift-${user.uid}`), { recursive: true, force: true });
+      if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
     it("runs a server of the user's own in a private directory; the mount is nosuid and the user's", async () => {

@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'f
 import { tmpdir } from 'os';
 import { dirname, join, resolve } from 'path';
 import { waitUntil } from './wait';
+import { reachableCopyFrontEnd } from './reachable';
 
 /** The native front end of this checkout (build/Release/ovshift). */
 export const FRONT_END = resolve(__dirname, '..', '..', '..', 'build', 'Release', 'ovshift');
@@ -90,10 +91,14 @@ export function installationId(frontEnd = FRONT_END): string {
   return h.toString(16).padStart(16, '0');
 }
 
-/** Servers of this checkout's build started since this test process began (by any test of it). */
+/**
+ * Servers of this checkout's build (or of the copy other users run it from) started since this
+ * test process began (by any test of it).
+ */
 export function startedServersOfThisBuild(): ServerProcess[] {
-  const id = installationId();
-  return startedServers().filter((s) => s.pidFile.endsWith(`-${id}.pid`));
+  const copy = reachableCopyFrontEnd();
+  const ids = [installationId(), ...(copy === undefined ? [] : [installationId(copy)])];
+  return startedServers().filter((s) => ids.some((id) => s.pidFile.endsWith(`-${id}.pid`)));
 }
 
 /** Servers started since this test process began (by any test of it). */
@@ -107,8 +112,8 @@ export function startedServers(): ServerProcess[] {
  * what they still serve. Servers of other checkouts (another test run, a benchmark, a user's
  * mounts) started meanwhile are not this run's to end.
  */
-export async function stopOvshiftServers(): Promise<void> {
-  for (const s of startedServersOfThisBuild()) {
+export async function stopOvshiftServers(servers: ServerProcess[] = startedServersOfThisBuild()): Promise<void> {
+  for (const s of servers) {
     process.kill(s.pid, 'SIGTERM');
     if (!(await waitGone(s.pid, 5000))) {
       process.kill(s.pid, 'SIGKILL');

@@ -48,6 +48,11 @@ function reachableRoot(): string {
   return copy;
 }
 
+/** The throwaway copy's front end, once one was made (its mount servers are this run's too). */
+export function reachableCopyFrontEnd(): string | undefined {
+  return copy === undefined ? undefined : join(copy, 'build', 'Release', 'ovshift');
+}
+
 /** The path of an ovshift Node command line (bin/ovshift) any user can run. */
 export function reachableOvshift(): string {
   return join(reachableRoot(), 'bin', 'ovshift');
