@@ -8,7 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
 import { makeTree, type TreeSpec } from '../helpers/tree';
-import { startNfsServer, type NfsTestServer } from '../nfs/server';
+import { startNfsServer, type NfsServerOptions, type NfsTestServer } from '../nfs/server';
 
 export class NfsExport {
   /** How many areas were made: the last is "area" + this. */
@@ -21,11 +21,11 @@ export class NfsExport {
   ) {}
 
   /** Starts ganesha exporting a new temporary directory (on disk, not tmpfs, where /tmp is). */
-  static async start(): Promise<NfsExport> {
+  static async start(options: NfsServerOptions = {}): Promise<NfsExport> {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ovshift-nfs-lower-'));
     fs.chmodSync(root, 0o755);
     try {
-      return new NfsExport(fs.realpathSync(root), await startNfsServer(root));
+      return new NfsExport(fs.realpathSync(root), await startNfsServer(root, options));
     } catch (err) {
       fs.rmSync(root, { recursive: true, force: true });
       throw err;

@@ -17,6 +17,8 @@ export interface NfsServerInfo {
   supervisorPid: number;
   ganeshaPid: number;
   rpcbindPid: number | null;
+  /** ganesha's own rpcbind (with `ownPortmapper`). */
+  ownRpcbindPid: number | null;
   port: number;
   mountPort: number;
   nlmPort: number;
@@ -101,8 +103,17 @@ function allThreadsStopped(pid: number): boolean {
   });
 }
 
-async function launch(script: string, dir: string, stateDir: string, ports?: { port: number; mountPort: number; nlmPort: number }) {
+export interface NfsServerOptions {
+  /**
+   * ganesha registers with a portmapper of its own, as on a host of its own, not with this
+   * host's (127.0.0.1:111): then a client's NLM service registered here receives its callbacks.
+   */
+  ownPortmapper?: boolean;
+}
+
+async function launch(script: string, dir: string, stateDir: string, options: NfsServerOptions, ports?: { port: number; mountPort: number; nlmPort: number }) {
   const args = ['run', dir, '--state', stateDir];
+  if (options.ownPortmapper === true) args.push('--own-portmapper');
   if (ports !== undefined) args.push('--port', String(ports.port), '--mountport', String(ports.mountPort), '--nlmport', String(ports.nlmPort));
   const child = spawn(script, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   running.add(child);
@@ -136,7 +147,7 @@ async function terminate(child: ChildProcess, info: NfsServerInfo): Promise<void
     await withTimeout(exited(child), STOP_TIMEOUT_MS, 'stopping nfs-server');
   } catch {
     // The supervisor hung: end it and exactly the processes it reported.
-    for (const pid of [child.pid, info.ganeshaPid, info.rpcbindPid]) {
+    for (const pid of [child.pid, info.ganeshaPid, info.ownRpcbindPid, info.rpcbindPid]) {
       if (pid != null && isAlive(pid)) process.kill(pid, 'SIGKILL');
     }
     await exited(child);
@@ -145,13 +156,13 @@ async function terminate(child: ChildProcess, info: NfsServerInfo): Promise<void
 }
 
 /** Starts ganesha exporting `dir` (which must exist) on free loopback ports. */
-export async function startNfsServer(dir: string): Promise<NfsTestServer> {
+export async function startNfsServer(dir: string, options: NfsServerOptions = {}): Promise<NfsTestServer> {
   const script = nfsServerScript();
   const exportDir = fs.realpathSync(dir);
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ovshift-nfs-test-'));
   let current: { child: ChildProcess; info: NfsServerInfo } | undefined;
   try {
-    current = await launch(script, exportDir, stateDir);
+    current = await launch(script, exportDir, stateDir, options);
   } catch (error) {
     fs.rmSync(stateDir, { recursive: true, force: true });
     throw error;
@@ -190,7 +201,7 @@ export async function startNfsServer(dir: string): Promise<NfsTestServer> {
     async resume() {
       if (stopped) throw new Error('the NFS server was stopped');
       if (current !== undefined) return;
-      current = await launch(script, exportDir, stateDir, { port, mountPort, nlmPort });
+      current = await launch(script, exportDir, stateDir, options, { port, mountPort, nlmPort });
     },
     async restart() {
       await server.halt();
