@@ -23,9 +23,16 @@ export class NlmFileLocks implements LayerLocks {
     return { fh: this.fh, path: this.path, owner: this.owner.owner, svid: this.owner.svid, offset: start, length: len };
   }
 
-  async setLock(type: number, start: bigint, len: bigint): Promise<void> {
-    if (type === F_UNLCK) await this.nlm.unlock(this.target(start, len));
-    else await this.nlm.lock(this.target(start, len), type === F_WRLCK);
+  onGrant?: () => void;
+
+  /** The server queues a waiter's request and calls back when it is free (see NlmClient.lock). */
+  private waiter(wait: boolean | undefined): (() => void) | undefined {
+    return wait ? () => this.onGrant?.() : undefined;
+  }
+
+  async setLock(type: number, start: bigint, len: bigint, wait?: boolean): Promise<void | 'queued'> {
+    if (type === F_UNLCK) return this.nlm.unlock(this.target(start, len));
+    return this.nlm.lock(this.target(start, len), type === F_WRLCK, this.waiter(wait));
   }
 
   async getLock(type: number, start: bigint, len: bigint): Promise<LayerLock | null> {
@@ -34,8 +41,12 @@ export class NlmFileLocks implements LayerLocks {
     return holder && { type: holder.exclusive ? F_WRLCK : F_RDLCK, start: holder.offset, len: holder.length, pid: 0 };
   }
 
-  flock(exclusive: boolean): Promise<void> {
-    return this.nlm.lock(this.target(0n, 0n), exclusive);
+  flock(exclusive: boolean, wait?: boolean): Promise<void | 'queued'> {
+    return this.nlm.lock(this.target(0n, 0n), exclusive, this.waiter(wait));
+  }
+
+  withdraw(): void {
+    void this.nlm.withdraw(this.fh, this.owner.owner);
   }
 
   unflock(): Promise<void> {

@@ -136,17 +136,26 @@ export interface LayerLock {
   pid: number;
 }
 
-/** Locks taken on a layer file, never waiting (a conflict fails with EAGAIN or EWOULDBLOCK). */
+/**
+ * Locks taken on a layer file, never waiting (a conflict fails with EAGAIN or EWOULDBLOCK).
+ * `wait` says the caller will wait and ask again: a layer may then have the holder of the lock
+ * (an NFS server) queue the request, answer 'queued' instead of failing, and call `onGrant`
+ * once it can be had.
+ */
 export interface LayerLocks {
   /** Whether write locks can be taken (the descriptor is open for writing). */
   readonly writable: boolean;
   /** An OFD lock (F_OFD_SETLK); type F_UNLCK unlocks; len 0: to the end of the file. */
-  setLock(type: number, start: bigint, len: bigint): Promise<void>;
+  setLock(type: number, start: bigint, len: bigint, wait?: boolean): Promise<void | 'queued'>;
   /** F_OFD_GETLK: a lock someone else holds that conflicts with this one, or null. */
   getLock(type: number, start: bigint, len: bigint): Promise<LayerLock | null>;
   /** flock(), shared or exclusive. */
-  flock(exclusive: boolean): Promise<void>;
+  flock(exclusive: boolean, wait?: boolean): Promise<void | 'queued'>;
   unflock(): Promise<void>;
+  /** The waiter gave up: what was queued for it goes. */
+  withdraw?(): void;
+  /** Set by the caller: a queued request can be had now. */
+  onGrant?: () => void;
   close(): void;
 }
 

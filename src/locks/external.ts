@@ -1,12 +1,12 @@
 import debug from 'debug';
 import { toError } from './errors';
-import { ExternalLocks, LockRequest } from './types';
+import { ExternalAnswer, ExternalLocks, LockRequest } from './types';
 
 const log = debug('ovshift:locks');
 
 /** Asks the arbiter; a synchronous throw becomes a rejection like any other arbiter failure. */
-export function askExternal(external: ExternalLocks, ino: number, request: LockRequest): Promise<boolean> {
-  return new Promise((resolve) => resolve(external.apply(ino, request)));
+export function askExternal(external: ExternalLocks, ino: number, request: LockRequest, wait = false): Promise<ExternalAnswer> {
+  return new Promise((resolve) => resolve(external.apply(ino, request, wait)));
 }
 
 /**

@@ -1,6 +1,7 @@
 export { LockManager } from './lock-manager';
 export { LockError, LockErrorCode } from './errors';
 export {
+  ExternalAnswer,
   ExternalLocks,
   F_RDLCK,
   F_UNLCK,

@@ -7,13 +7,31 @@ import { OwnerRegistry } from './owner-registry';
 import { applyToOwnerLocks } from './owner-locks';
 import { PendingRequest } from './pending-request';
 import { afterStep, Step } from './serial-queue';
-import { ExternalLocks, F_RDLCK, F_UNLCK, HeldLock, LOCK_FAMILIES, LockFamily, LockManagerOptions, LockRequest, PendingLock, ValidRequest } from './types';
+import {
+  ExternalAnswer,
+  ExternalLocks,
+  F_RDLCK,
+  F_UNLCK,
+  HeldLock,
+  LOCK_FAMILIES,
+  LockFamily,
+  LockManagerOptions,
+  LockRequest,
+  PendingLock,
+  ValidRequest,
+} from './types';
 import { validateProbe, validateRequest } from './validate';
 
 const log = debug('ovshift:locks');
 
 const DEFAULT_RETRY_INITIAL_MS = 10;
 const DEFAULT_RETRY_MAX_MS = 1000;
+/**
+ * A request the arbiter queued is woken by it (retryNow); it is asked about again after this
+ * long only in case the wake-up was lost (NLM's GRANTED_MSG is a datagram-like one-way call:
+ * clients re-send a blocked LOCK every 30 s, as Linux's does).
+ */
+const QUEUED_RECHECK_MS = 30000;
 
 function describe(request: ValidRequest): string {
   const type = request.type === F_RDLCK ? 'read' : request.type === F_UNLCK ? 'unlock' : 'write';
@@ -148,7 +166,10 @@ export class LockManager {
     this.disposed = true;
     for (const inode of this.inodes.values()) inode.serial.close();
     const stopped = (): LockError => new LockError('EINTR', 'lock manager disposed');
-    for (const request of [...this.unsettledRequests]) request.settle(stopped());
+    for (const request of [...this.unsettledRequests]) {
+      this.withdrawExternally(request);
+      request.settle(stopped());
+    }
     for (const reject of [...this.unsettledReleases]) reject(stopped());
     this.unsettledReleases.clear();
     this.inodes.clear();
@@ -255,15 +276,15 @@ export class LockManager {
   /** Settles the request, or queues it for a retry; never rejects. */
   private confirmExternally(external: ExternalLocks, pending: PendingRequest): Promise<void> {
     pending.phase = 'confirming';
-    return askExternal(external, pending.inode.ino, pending.request).then(
+    return askExternal(external, pending.inode.ino, pending.request, pending.wait).then(
       (granted) => this.afterExternalAnswer(pending, granted),
       (error: unknown) => this.fail(pending, toError(error)),
     );
   }
 
-  private afterExternalAnswer(pending: PendingRequest, granted: boolean): void {
+  private afterExternalAnswer(pending: PendingRequest, answer: ExternalAnswer): void {
     if (pending.phase === 'settled') return; // disposed meanwhile
-    if (granted) {
+    if (answer === true) {
       this.commit(pending);
     } else if (pending.interrupted) {
       this.fail(pending, new LockError('EINTR', 'interrupted'));
@@ -271,7 +292,7 @@ export class LockManager {
       const where = `ino ${pending.inode.ino}: ${describe(pending.request)}`;
       this.fail(pending, new LockError('EAGAIN', `${where} is held elsewhere`));
     } else {
-      this.defer(pending);
+      this.defer(pending, answer === 'queued');
     }
   }
 
@@ -291,7 +312,28 @@ export class LockManager {
 
   private fail(pending: PendingRequest, error: Error): void {
     if (this.dequeue(pending)) this.schedulePass(pending.inode);
+    this.withdrawExternally(pending);
     pending.settle(error);
+  }
+
+  private withdrawExternally(pending: PendingRequest): void {
+    if (!pending.refusedExternally || pending.phase === 'settled') return;
+    try {
+      this.external?.withdraw?.(pending.inode.ino, pending.request);
+    } catch (error) {
+      log('withdraw threw: %O', error);
+    }
+  }
+
+  /**
+   * The arbiter says requests it refused on the inode may be had now (a server granted one):
+   * they are asked about again at once instead of at their next retry.
+   */
+  retryNow(ino: number): void {
+    const inode = this.inodes.get(ino);
+    if (inode === undefined || this.disposed) return;
+    for (const deferred of [...inode.deferred]) this.stopRetryTimer(deferred);
+    this.schedulePass(inode);
   }
 
   private cancel(pending: PendingRequest): void {
@@ -331,17 +373,18 @@ export class LockManager {
   }
 
   /** The arbiter refused a blocking request: it waits, retried later or when locks relax. */
-  private defer(pending: PendingRequest): void {
+  private defer(pending: PendingRequest, queued: boolean): void {
     const { inode, request } = pending;
     if (!inode.waiters[request.family].has(pending)) {
       this.enqueue(pending, !this.owners[request.family].holdsAny(request.owner));
     }
     pending.phase = 'waiting';
     pending.deferred = true;
+    pending.refusedExternally = true;
     inode.deferred.add(pending);
-    const delay = pending.retryDelayMs;
-    pending.retryDelayMs = Math.min(delay * 2, this.retryMaxMs);
-    log('ino %d: arbiter refused %s, retry in %d ms', inode.ino, describe(request), delay);
+    const delay = queued ? QUEUED_RECHECK_MS : pending.retryDelayMs;
+    if (!queued) pending.retryDelayMs = Math.min(delay * 2, this.retryMaxMs);
+    log('ino %d: arbiter %s %s, retry in %d ms', inode.ino, queued ? 'queued' : 'refused', describe(request), delay);
     pending.retryTimer = setTimeout(() => {
       this.stopRetryTimer(pending);
       this.schedulePass(inode);

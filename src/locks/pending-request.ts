@@ -18,6 +18,8 @@ export class PendingRequest implements QueuedRequest {
   retryTimer: NodeJS.Timeout | undefined;
   /** FUSE_INTERRUPT arrived while the arbiter was being asked. */
   interrupted = false;
+  /** The arbiter refused it at least once while it waited (and may hold a queued request for it). */
+  refusedExternally = false;
   readonly done: Promise<void>;
   private resolve!: () => void;
   private reject!: (error: Error) => void;

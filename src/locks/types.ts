@@ -50,8 +50,21 @@ export interface HeldLock extends ValidRequest {
  * every release (type F_UNLCK, always expected to answer true). Resolving false for a grant
  * means "held elsewhere": the request is treated as conflicting. A rejection fails the request.
  */
+/** An arbiter's answer: granted, refused, or refused and queued by the arbiter for a waiter. */
+export type ExternalAnswer = boolean | 'queued';
+
 export interface ExternalLocks {
-  apply(ino: number, request: LockRequest): Promise<boolean>;
+  /**
+   * `wait`: the request waits if refused. 'queued': refused, but the arbiter queued it and
+   * calls the manager's retryNow once it can be had (then it is asked about again only rarely,
+   * in case that call is lost).
+   */
+  apply(ino: number, request: LockRequest, wait: boolean): Promise<ExternalAnswer>;
+  /**
+   * A waiting request the arbiter refused will not be asked about again (interrupted, its file
+   * released, the manager disposed): whatever the arbiter queued for it goes.
+   */
+  withdraw?(ino: number, request: LockRequest): void;
 }
 
 export interface LockManagerOptions {

@@ -8,7 +8,7 @@ import { LK_FLOCK, Op } from '../fuse/abi';
 import type { RequestControl } from '../fuse/handler';
 import type { LockOut } from '../fuse/replies';
 import type { LockRequest as FuseLockRequest } from '../fuse/requests';
-import { F_UNLCK, LockManager, type ExternalLocks, type LockRequest } from '../locks';
+import { F_UNLCK, LockManager, type ExternalAnswer, type ExternalLocks, type LockRequest } from '../locks';
 import type { LayerLocks } from '../layers/types';
 import { errorCode } from '../util/errno';
 import type { OverlayCore } from './core';
@@ -26,7 +26,11 @@ const UNDERNEATH_RETRY_MAX_MS = 100;
 class UnderlyingLocks implements ExternalLocks {
   private readonly fds = new Map<string, LayerLocks>();
 
-  constructor(private readonly core: OverlayCore) {}
+  constructor(
+    private readonly core: OverlayCore,
+    /** The lock underneath a waiter asked for can be had now: ask again at once. */
+    private readonly retryNow: (ino: number) => void,
+  ) {}
 
   private key(ino: number, r: LockRequest): string {
     return `${ino}:${r.family}:${r.owner}`;
@@ -44,7 +48,7 @@ class UnderlyingLocks implements ExternalLocks {
     return file?.lockHandle?.();
   }
 
-  async apply(ino: number, r: LockRequest): Promise<boolean> {
+  async apply(ino: number, r: LockRequest, wait: boolean): Promise<ExternalAnswer> {
     const node = this.core.nodes.get(ino);
     const key = this.key(ino, r);
     let held = this.fds.get(key);
@@ -57,12 +61,14 @@ class UnderlyingLocks implements ExternalLocks {
       const opened = this.openFor(node, r.fh);
       if (opened === undefined) return true;
       held = opened;
+      held.onGrant = () => this.retryNow(ino);
       this.fds.set(key, held);
     }
     try {
-      if (r.family === 'flock') await held.flock(r.type !== 0);
-      else if (r.type === 0 || held.writable) await held.setLock(r.type, r.start, lengthOf(r));
-      return true;
+      let answer: void | 'queued' = undefined;
+      if (r.family === 'flock') answer = await held.flock(r.type !== 0, wait);
+      else if (r.type === 0 || held.writable) answer = await held.setLock(r.type, r.start, lengthOf(r), wait);
+      return answer ?? true;
     } catch (err) {
       if (errorCode(err) === 'EAGAIN' || errorCode(err) === 'EACCES' || errorCode(err) === 'EWOULDBLOCK') {
         log('node %d: %s lock held on the file underneath; waiting', ino, r.family);
@@ -70,6 +76,10 @@ class UnderlyingLocks implements ExternalLocks {
       }
       throw err;
     }
+  }
+
+  withdraw(ino: number, r: LockRequest): void {
+    this.fds.get(this.key(ino, r))?.withdraw?.();
   }
 
   private async unlock(held: LayerLocks, r: LockRequest): Promise<void> {
@@ -129,7 +139,7 @@ export class Locking {
     private readonly core: OverlayCore,
     forward: boolean,
   ) {
-    if (forward) this.underlying = new UnderlyingLocks(core);
+    if (forward) this.underlying = new UnderlyingLocks(core, (ino) => this.manager.retryNow(ino));
     // A lock held underneath (by another host of an NFS server, or a process on the lower's
     // filesystem) is asked for again at most this often: a waiter gets it within ~100 ms of
     // its release, at ten requests a second while it waits.

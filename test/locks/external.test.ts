@@ -1,5 +1,5 @@
 import assert from 'assert/strict';
-import { ExternalLocks, LockManager, LockRequest } from '../../src/locks';
+import { ExternalAnswer, ExternalLocks, LockManager, LockRequest } from '../../src/locks';
 import { deferred, Deferred, flock, MAX, posix, R, sleep, tick, track, U, W } from './helpers';
 import { waitUntil } from '../helpers/wait';
 
@@ -12,12 +12,19 @@ interface Call {
 /** The interface under test's other side: answers as the test scripts it and records calls. */
 class ScriptedArbiter implements ExternalLocks {
   readonly calls: Call[] = [];
+  readonly waits: boolean[] = [];
+  readonly withdrawn: string[] = [];
 
-  constructor(private readonly answer: (request: LockRequest, ino: number) => boolean | Promise<boolean> = () => true) {}
+  constructor(private readonly answer: (request: LockRequest, ino: number) => ExternalAnswer | Promise<ExternalAnswer> = () => true) {}
 
-  apply(ino: number, request: LockRequest): Promise<boolean> {
+  apply(ino: number, request: LockRequest, wait: boolean): Promise<ExternalAnswer> {
     this.calls.push({ ino, request, at: Date.now() });
+    this.waits.push(wait);
     return Promise.resolve(this.answer(request, ino));
+  }
+
+  withdraw(ino: number, request: LockRequest): void {
+    this.withdrawn.push(`${ino} ${request.family} ${request.owner}`);
   }
 
   summary(): string[] {
@@ -85,6 +92,54 @@ describe('locks: external arbiter', () => {
     gaps.forEach((gap, i) => assert.ok(gap >= 20 * 2 ** i - 1, `gap ${i} was ${gap} ms: ${gaps.join(', ')}`));
     assert.equal(m.held(1).length, 1);
     assert.equal(m.waiting(), 0);
+  });
+
+  it('tells the arbiter whether a request waits; retryNow asks about a refused waiter at once', async () => {
+    let refuse = true;
+    const arbiter = new ScriptedArbiter(() => !refuse);
+    const m = manager(arbiter, { initialMs: 60_000 });
+    await assert.rejects(m.set(1, posix(1n, W), false).done, { code: 'EAGAIN' });
+    const waiter = track(m.set(1, posix(2n, W), true).done);
+    await tick();
+    assert.deepEqual(arbiter.waits, [false, true]);
+    refuse = false;
+    m.retryNow(2); // another inode: nothing happens
+    await tick();
+    assert.equal(waiter.state, 'pending');
+    m.retryNow(1);
+    await waitUntil(() => waiter.state !== 'pending', { what: 'the waiter to be asked about again', intervalMs: 5 });
+    assert.equal(waiter.state, 'granted');
+    assert.deepEqual(arbiter.withdrawn, [], 'a granted waiter is not withdrawn');
+  });
+
+  it('a waiter the arbiter queued is not polled: it is asked about again when the arbiter calls retryNow', async () => {
+    let answer: ExternalAnswer = 'queued';
+    const arbiter = new ScriptedArbiter(() => answer);
+    const m = manager(arbiter, { initialMs: 5, maxMs: 10 });
+    const waiter = track(m.set(1, posix(1n, W), true).done);
+    await sleep(200);
+    assert.equal(arbiter.calls.length, 1, 'no retries every 5-10 ms while queued');
+    assert.equal(waiter.state, 'pending');
+    answer = true;
+    m.retryNow(1);
+    await waitUntil(() => waiter.state !== 'pending', { what: 'the waiter to be asked about again', intervalMs: 5 });
+    assert.equal(waiter.state, 'granted');
+    assert.equal(arbiter.calls.length, 2);
+  });
+
+  it('withdraws a refused waiter from the arbiter when it is interrupted, its file released or the manager disposed', async () => {
+    const arbiter = new ScriptedArbiter(() => false);
+    const m = manager(arbiter, { initialMs: 60_000 });
+    const interrupted = m.set(1, posix(1n, W), true);
+    track(m.set(1, flock(2n, W, { fh: 7 }), true).done);
+    track(m.set(2, posix(3n, W), true).done);
+    await tick();
+    interrupted.cancel();
+    await assert.rejects(interrupted.done, { code: 'EINTR' });
+    await m.releaseFh(1, 7);
+    assert.deepEqual(arbiter.withdrawn, ['1 posix 1', '1 flock 2']);
+    m.dispose();
+    assert.deepEqual(arbiter.withdrawn, ['1 posix 1', '1 flock 2', '2 posix 3']);
   });
 
   it('retries a refused request at once when local locks on the inode are released', async () => {

@@ -7,37 +7,57 @@ import assert from 'assert/strict';
 import * as fs from 'fs';
 import { join } from 'path';
 import { getLock, Locker, tryLock, type LockKind } from '../helpers/lockers';
+import { NLM_PROGRAM, startRpcCounter, type RpcCounter } from '../helpers/rpc-counter';
 import { OVSHIFT } from '../helpers/ovshift';
 import { python, run } from '../helpers/proc';
 import { waitUntil } from '../helpers/wait';
 import { NfsExport, NfsLowerMount } from './fixture';
 
 const EAGAIN = 'errno 11';
+/** NLM 4 procedures (RFC 1813 appendix II, and NM_LOCK). */
+const NLM = { LOCK: 2, CANCEL: 3, GRANTED_RES: 15, NM_LOCK: 22 };
 
 describe('nfs:// lower: locks shared by every host and the server (NLM)', function () {
   this.timeout(90000);
   let exp: NfsExport;
   let hosts: NfsLowerMount[] = [];
   const lockers: Locker[] = [];
+  let counter: RpcCounter | undefined;
 
   before(async () => {
-    exp = await NfsExport.start();
+    // The server as on a host of its own: its NLM registration is not this host's, so the
+    // server's GRANTED callbacks reach the hosts' NLM service, not the server itself.
+    exp = await NfsExport.start({ ownPortmapper: true });
   });
   after(async () => {
     await exp?.stop();
   });
   afterEach(async function () {
-    if (this.currentTest?.state === 'failed') console.log(hosts[0]?.daemon?.stderr().slice(-3000));
+    if (this.currentTest?.state === 'failed') hosts.forEach((h, i) => console.log(`host ${i}:`, h.daemon?.stderr().slice(-1500)));
     await Promise.all(lockers.splice(0).map((l) => l.stop()));
     await Promise.all(hosts.splice(0).map((h) => h.remove()));
+    await counter?.stop();
+    counter = undefined;
   });
 
-  /** Three hosts mounting one area of the export; its directory on the server. */
-  async function fleet(tree: Record<string, string>, options = ''): Promise<{ dir: string; on: (host: number, name: string) => string }> {
+  /**
+   * Three hosts mounting one area of the export; its directory on the server. With `counted`,
+   * host B reaches the server's NLM through a proxy counting its calls (`counter`).
+   */
+  async function fleet(tree: Record<string, string>, options = '', counted = false): Promise<{ dir: string; on: (host: number, name: string) => string }> {
     const { dir, url } = exp.area(tree);
+    if (counted) counter = await startRpcCounter(exp.server.nlmPort);
+    const urlOfB = counter === undefined ? url : url.replace(`nlmport=${exp.server.nlmPort}`, `nlmport=${counter.port}`);
     hosts = [new NfsLowerMount(), new NfsLowerMount(), new NfsLowerMount()];
-    await Promise.all(hosts.map((h) => h.mount(url, options, { ...process.env, DEBUG: 'ovshift:nlm,ovshift:locks' })));
+    await Promise.all(hosts.map((h, i) => h.mount(i === 1 ? urlOfB : url, options, { ...process.env, DEBUG: 'ovshift:nlm,ovshift:locks' })));
     return { dir, on: (host, name) => join(hosts[host]!.mnt, name) };
+  }
+
+  /** How many calls of each NLM procedure host B made. */
+  function callsOfB(): { lock: number; cancel: number; grantedRes: number } {
+    const calls = counter!.calls(NLM_PROGRAM);
+    const n = (proc: number): number => calls.get(proc) ?? 0;
+    return { lock: n(NLM.LOCK) + n(NLM.NM_LOCK), cancel: n(NLM.CANCEL), grantedRes: n(NLM.GRANTED_RES) };
   }
 
   function locker(path: string, kind: LockKind): Locker {
@@ -81,8 +101,8 @@ describe('nfs:// lower: locks shared by every host and the server (NLM)', functi
     assert.equal(await getLock(on(1, 'mbox')), 'type 1 start 0 len 0');
   });
 
-  it("a waiting lock on host B is granted after A's unlock; meanwhile B's daemon serves 2,000 other operations", async () => {
-    const { on } = await fleet({ mbox: 'mail\n', 'etc/conf': 'c', 'etc/other': 'o' });
+  it("a waiting lock on host B is granted by the server's callback after A's unlock; meanwhile B's daemon serves 2,000 other operations", async () => {
+    const { on } = await fleet({ mbox: 'mail\n', 'etc/conf': 'c', 'etc/other': 'o' }, '', true);
     const a = locker(on(0, 'mbox'), 'posix');
     await a.locked();
     const b = locker(on(1, 'mbox'), 'posix');
@@ -106,10 +126,13 @@ print('done')
     const unlocking = await a.release();
     const locked = await b.locked();
     assert.ok(locked >= unlocking, 'granted after the unlock');
+    // B's daemon, the first here to wait, took the NLM callbacks of this host: the server queued
+    // its LOCK (no retries while the 2,000 operations ran) and called back at A's unlock.
+    assert.deepEqual(callsOfB(), { lock: 2, cancel: 0, grantedRes: 1 }, 'the queued LOCK, and one to confirm the grant');
   });
 
-  it('a waiting lock interrupted by a signal answers EINTR and is never granted later', async () => {
-    const { on } = await fleet({ mbox: 'mail\n' });
+  it('a waiting lock interrupted by a signal answers EINTR, its request is cancelled on the server and never granted later', async () => {
+    const { on } = await fleet({ mbox: 'mail\n' }, '', true);
     const a = locker(on(0, 'mbox'), 'posix');
     await a.locked();
     const b = locker(on(1, 'mbox'), 'posix');
@@ -117,8 +140,11 @@ print('done')
     await new Promise((r) => setTimeout(r, 300));
     await b.interrupt();
     assert.match(b.proc.stdout, /interrupted/);
+    await waitUntil(() => callsOfB().cancel === 1, { timeoutMs: 5000, what: 'host B to send CANCEL' });
     await a.release();
     assert.equal(await tryLock(on(2, 'mbox'), 'posix'), 'ok', 'nobody holds it after the unlock');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(callsOfB(), { lock: 1, cancel: 1, grantedRes: 0 }, 'the server offered B nothing after the unlock');
   });
 
   it('seed 000: readers on two hosts wait for the lock a delivery on the server holds, then read every new byte, never zeros', async () => {

@@ -377,7 +377,7 @@ export class NfsClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.nlmClient?.close();
+    await this.nlmClient?.close();
     this.rpc.close();
     this.attrCache?.clear();
     await NfsClient.unmount(this.url, this.exportPath, this.mountEndpoint);

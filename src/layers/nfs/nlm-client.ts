@@ -9,7 +9,8 @@
 import { randomBytes } from 'crypto';
 import createDebug from 'debug';
 import { lengthOf, rangeOf, withoutRange, withRange, type HeldRange } from './held-ranges';
-import { Nlm4, NLM_PROGRAM, NLM_VERSION, Nlm4Stat, type NlmHolder, type NlmLock } from './nlm4';
+import { listenForGrants, type GrantListener, type GrantSubscription } from './nlm-callbacks';
+import { Nlm4, NLM_PROGRAM, NLM_VERSION, Nlm4Stat, type NlmGranted, type NlmHolder, type NlmLock } from './nlm4';
 import { getTcpPorts } from './portmap';
 import { RpcClient } from './rpc';
 import type { RpcCredential } from './rpc-message';
@@ -80,6 +81,17 @@ export function newNlmOwner(): { owner: Buffer; svid: number } {
   return { owner, svid: lastOwner };
 }
 
+/** A LOCK the server queued (BLOCKED): it calls back once the lock is ours to take. */
+interface Blocked {
+  target: NlmTarget;
+  exclusive: boolean;
+  onGrant: () => void;
+}
+
+function blockedKey(owner: Buffer, fh: Buffer, offset: bigint, length: bigint): string {
+  return `${owner.toString('hex')}:${fh.toString('hex')}:${offset}:${length}`;
+}
+
 /** What one owner holds on one file. */
 interface Holding {
   fh: Buffer;
@@ -96,6 +108,13 @@ export class NlmClient {
   /** By owner handle and file handle. */
   private readonly held = new Map<string, Holding>();
   private retaking: Promise<void> | undefined;
+  private readonly blocked = new Map<string, Blocked>();
+  /** Requests withdrawn after the server queued them: a late grant of one is refused. */
+  private readonly withdrawn = new Set<string>();
+  /** Granted by a callback (we answered that we take them), waiting for their waiter to ask again. */
+  private readonly grantedByCallback = new Map<string, NlmTarget>();
+  private grants: Promise<GrantSubscription | undefined> | undefined;
+  private readonly onGranted: GrantListener = (granted) => this.granted(granted);
 
   constructor(private readonly options: NlmClientOptions) {}
 
@@ -186,15 +205,104 @@ export class NlmClient {
     return { callerName: this.options.callerName, fh: t.fh, owner: t.owner, svid: t.svid, offset: t.offset, length: t.length };
   }
 
-  /** Takes the lock now or fails with EAGAIN (held by another owner, here or on another host). */
-  async lock(t: NlmTarget, exclusive: boolean): Promise<void> {
+  /** Whether the server's GRANTED callbacks reach this process (asked at each wait). */
+  private async receivesGrants(nlm: Nlm4): Promise<boolean> {
+    // Served where the server reaches this client: the local address of a connection to it.
+    if (nlm.rpc.localAddress === undefined) await nlm.null();
+    const address = nlm.rpc.localAddress;
+    if (address === undefined) return false;
+    this.grants ??= listenForGrants(address, this.onGranted).catch((err: unknown) => {
+      log('no NLM callbacks: %s', (err as Error).message);
+      return undefined;
+    });
+    return (await (await this.grants)?.receiving()) ?? false;
+  }
+
+  /**
+   * Takes the lock now or fails with EAGAIN (held by another owner, here or on another host).
+   * With `onGrant` (a waiter) and callbacks reaching this process, the server also queues the
+   * request and calls back when it is free: `onGrant` then says to ask again (it is granted).
+   */
+  async lock(t: NlmTarget, exclusive: boolean, onGrant?: () => void): Promise<void | 'queued'> {
+    const key = blockedKey(t.owner, t.fh, t.offset, t.length);
+    // A callback said the server granted it: the LOCK below confirms (the server answers GRANTED
+    // for a lock the owner holds), so a forged callback gains nothing.
+    this.grantedByCallback.delete(key);
     const nlm = await this.connection();
+    const block = onGrant !== undefined && (await this.receivesGrants(nlm));
     // Unmonitored (NM_LOCK): neither side runs NSM for this client.
-    const stat = await nlm.lock({ cookie: this.cookie(), block: false, exclusive, lock: this.lockOf(t), reclaim: false, state: 0 }, false);
+    const stat = await nlm.lock({ cookie: this.cookie(), block, exclusive, lock: this.lockOf(t), reclaim: false, state: 0 }, false);
+    if (stat === Nlm4Stat.BLOCKED && onGrant !== undefined) {
+      this.blocked.set(key, { target: t, exclusive, onGrant });
+      this.withdrawn.delete(key);
+      return 'queued';
+    }
+    this.blocked.delete(key);
     check(stat, 'LOCK');
+    this.taken(t, exclusive);
+  }
+
+  private taken(t: NlmTarget, exclusive: boolean): void {
     const h = this.holding(t);
     const { start, end } = rangeOf(t.offset, t.length);
     h.ranges = withRange(h.ranges, start, end, exclusive);
+  }
+
+  /**
+   * The waiter of `owner` on `fh` gave up: the server forgets what it queued for it, and a lock
+   * its callback granted that the waiter never took is unlocked.
+   */
+  async withdraw(fh: Buffer, owner: Buffer): Promise<void> {
+    const prefix = `${owner.toString('hex')}:${fh.toString('hex')}:`;
+    for (const [key, target] of [...this.grantedByCallback]) {
+      if (!key.startsWith(prefix)) continue;
+      this.grantedByCallback.delete(key);
+      await this.unlock(target).catch((err: unknown) => log('UNLOCK of an untaken grant: %s', (err as Error).message));
+    }
+    for (const [key, b] of [...this.blocked]) {
+      if (!key.startsWith(prefix)) continue;
+      this.blocked.delete(key);
+      this.withdrawn.add(key);
+      const nlm = await this.connection();
+      await nlm.cancel(this.cookie(), true, b.exclusive, this.lockOf(b.target)).catch((err: unknown) => log('CANCEL: %s', (err as Error).message));
+    }
+  }
+
+  /**
+   * A GRANTED callback: taken for the waiter that asked, refused for a withdrawn request;
+   * false when it is for neither (another client's, to be passed on).
+   */
+  private granted(g: NlmGranted): boolean {
+    if (g.lock.callerName !== this.options.callerName) return false;
+    const key = blockedKey(g.lock.owner, g.lock.fh, g.lock.offset, g.lock.length);
+    const waiter = this.blocked.get(key);
+    if (waiter === undefined) {
+      if (!this.withdrawn.delete(key)) return false;
+      log('refusing a grant for a withdrawn request');
+      void this.connection()
+        .then((nlm) => nlm.grantedRes(g.cookie, Nlm4Stat.DENIED))
+        .catch(() => undefined);
+      return true;
+    }
+    this.blocked.delete(key);
+    void this.take(g, key, waiter);
+    return true;
+  }
+
+  /** Tells the server we take the lock it granted, then the waiter to ask again. */
+  private async take(g: NlmGranted, key: string, waiter: Blocked): Promise<void> {
+    try {
+      const nlm = await this.connection();
+      await nlm.grantedRes(g.cookie, Nlm4Stat.GRANTED);
+    } catch (err) {
+      // Whatever the server made of it, the waiter's next LOCK finds out.
+      log('GRANTED_RES: %s', (err as Error).message);
+      waiter.onGrant();
+      return;
+    }
+    this.grantedByCallback.set(key, waiter.target);
+    log("lock granted by the server's callback");
+    waiter.onGrant();
   }
 
   async unlock(t: NlmTarget): Promise<void> {
@@ -219,8 +327,12 @@ export class NlmClient {
     return null;
   }
 
-  close(): void {
+  /** Closes the connection, and unregisters the callbacks when no other client of the process needs them. */
+  async close(): Promise<void> {
     this.closed = true;
+    const grants = this.grants;
+    this.grants = undefined;
+    await grants?.then((g) => g?.stop()).catch(() => undefined);
     const connecting = this.connecting;
     this.connecting = undefined;
     void connecting?.then(

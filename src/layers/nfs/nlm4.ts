@@ -138,6 +138,11 @@ export class Nlm4 {
     return readStat(r);
   }
 
+  /** Answers a GRANTED_MSG callback: GRANTED takes the lock, anything else makes the server release it. */
+  async grantedRes(cookie: Buffer, stat: Nlm4Stat): Promise<void> {
+    await this.rpc.call(Nlm4Proc.GRANTED_RES, (w) => w.opaque(cookie, MAX_NETOBJ).uint32(stat));
+  }
+
   async unlock(cookie: Buffer, lock: NlmLock): Promise<Nlm4Stat> {
     const r = await this.rpc.call(Nlm4Proc.UNLOCK, (w) => {
       w.opaque(cookie, MAX_NETOBJ);

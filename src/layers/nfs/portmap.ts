@@ -5,6 +5,8 @@ import { RpcClient } from './rpc';
 export const PORTMAP_PORT = 111;
 const PMAP_PROGRAM = 100000;
 const PMAP_VERSION = 2;
+const PMAPPROC_SET = 1;
+const PMAPPROC_UNSET = 2;
 const PMAPPROC_GETPORT = 3;
 const IPPROTO_TCP = 6;
 
@@ -29,9 +31,8 @@ export interface ProgramQuery {
   name: string;
 }
 
-/** Looks up the TCP ports of several programs over one short-lived connection; fails if any is unregistered. */
-export async function getTcpPorts(host: string, queries: readonly ProgramQuery[], options: PortmapQueryOptions): Promise<number[]> {
-  const rpc = new RpcClient({
+function portmapClient(host: string, options: PortmapQueryOptions): RpcClient {
+  return new RpcClient({
     host,
     port: PORTMAP_PORT,
     target: { program: PMAP_PROGRAM, version: PMAP_VERSION },
@@ -44,6 +45,26 @@ export async function getTcpPorts(host: string, queries: readonly ProgramQuery[]
     label: 'portmap',
     readBufferSize: 4096,
   });
+}
+
+/**
+ * Registers (port > 0) or unregisters (port 0) a program's TCP port with the portmapper on
+ * this host (it takes SET and UNSET from local privileged callers only). False when refused:
+ * another registration of the program is in place.
+ */
+export async function registerTcpPort(program: number, version: number, port: number, options: PortmapQueryOptions): Promise<boolean> {
+  const rpc = portmapClient('127.0.0.1', options);
+  try {
+    const reply = await rpc.call(port > 0 ? PMAPPROC_SET : PMAPPROC_UNSET, (w) => w.uint32(program).uint32(version).uint32(IPPROTO_TCP).uint32(port));
+    return reply.bool();
+  } finally {
+    rpc.close();
+  }
+}
+
+/** Looks up the TCP ports of several programs over one short-lived connection; fails if any is unregistered. */
+export async function getTcpPorts(host: string, queries: readonly ProgramQuery[], options: PortmapQueryOptions): Promise<number[]> {
+  const rpc = portmapClient(host, options);
   try {
     return await Promise.all(
       queries.map(async ({ program, version, name }) => {

@@ -181,3 +181,34 @@ export function decodeReply(record: Buffer, target: CallTarget, procedure: numbe
       throw new RpcProtocolError(`unknown accept_stat ${acceptStat}`);
   }
 }
+
+/** A call as a service receives it: who it is for, and a reader at its arguments (credentials skipped). */
+export interface ReceivedCall {
+  xid: number;
+  program: number;
+  version: number;
+  procedure: number;
+  args: XdrReader;
+}
+
+/** Decodes a call's header; undefined for a record that is not a call of RPC version 2. */
+export function decodeCall(record: Buffer): ReceivedCall | undefined {
+  const r = new XdrReader(record);
+  const xid = r.uint32();
+  if (r.uint32() !== MSG_CALL || r.uint32() !== RPC_VERSION) return undefined;
+  const program = r.uint32();
+  const version = r.uint32();
+  const procedure = r.uint32();
+  for (let i = 0; i < 2; i++) {
+    r.uint32(); // credential, then verifier: flavor and body, not checked by our services
+    r.opaque(MAX_AUTH_BODY);
+  }
+  return { xid, program, version, procedure, args: r };
+}
+
+/** An accepted reply: SUCCESS with the results `encodeResults` writes, or another accept_stat. */
+export function encodeAcceptedReply(xid: number, stat: AcceptStat, encodeResults: (writer: XdrWriter) => void = () => {}): Buffer {
+  const w = new XdrWriter(64).uint32(xid).uint32(MSG_REPLY).uint32(MSG_ACCEPTED).uint32(AUTH_NONE).opaque(Buffer.alloc(0)).uint32(stat);
+  if (stat === AcceptStat.SUCCESS) encodeResults(w);
+  return w.bytes();
+}

@@ -121,6 +121,11 @@ export class RpcClient {
     return this.pending.size;
   }
 
+  /** The local address of the connection, while connected: where the server sees this client. */
+  get localAddress(): string | undefined {
+    return this.connected ? this.socket?.localAddress : undefined;
+  }
+
   /** Fails every pending call, stops reconnecting and closes the connection. */
   close(): void {
     if (this.closed) return;

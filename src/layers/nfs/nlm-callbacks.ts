@@ -1,0 +1,143 @@
+// The NLM service a client runs for its servers' callbacks: when a lock a client asked for
+// with block=true becomes free, the server sends GRANTED_MSG to the NLM program registered
+// with the portmapper on the client's host (found through the caller_name the LOCK carried).
+// One per process and local address, registered while some NLM client of the process uses it.
+// Only one program can be registered per host: the daemon registered passes callbacks that are
+// not for it on to the host's other daemons (nlm-callback-peers.ts). Where that cannot be (a
+// process other than ovshift serves NLM here, or no private directory for the peers), waiters
+// find their locks by retrying.
+
+import createDebug from 'debug';
+import { decodeGranted, NLM_PROGRAM, NLM_VERSION, Nlm4Proc, type NlmGranted } from './nlm4';
+import { CallbackPeers } from './nlm-callback-peers';
+import { getTcpPorts, registerTcpPort } from './portmap';
+import { RpcClient } from './rpc';
+import { RpcService, type RpcHandler } from './rpc-service';
+import type { XdrReader } from './xdr';
+
+const log = createDebug('ovshift:nlm');
+
+/** Who takes the callbacks for the locks a client waits for: true if the grant was for it. */
+export type GrantListener = (granted: NlmGranted, peer: string) => boolean;
+
+const PORTMAP_OPTIONS = { timeoutMs: 2000, retrans: 1, privilegedPort: process.getuid?.() === 0 };
+
+/** Is something answering NLM NULL on this port? */
+async function answers(port: number): Promise<boolean> {
+  const rpc = new RpcClient({
+    host: '127.0.0.1',
+    port,
+    target: { program: NLM_PROGRAM, version: NLM_VERSION },
+    credential: { flavor: 'none' },
+    timeoutMs: 1000,
+    retrans: 0,
+    soft: true,
+    failFast: true,
+    privilegedPort: false,
+    label: 'nlm-probe',
+    readBufferSize: 4096,
+  });
+  try {
+    await rpc.call(Nlm4Proc.NULL);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rpc.close();
+  }
+}
+
+class CallbackService {
+  /** This process's port is the one the portmapper gives for NLM. */
+  private registered = false;
+
+  private constructor(
+    readonly listeners: Set<GrantListener>,
+    private readonly service: RpcService,
+    private readonly peers: CallbackPeers | undefined,
+  ) {}
+
+  static async start(address: string): Promise<CallbackService> {
+    const listeners = new Set<GrantListener>();
+    /** Whether a listener took the grant. Its answer goes back as a call of its own (GRANTED_RES). */
+    const deliver = (args: XdrReader, peer: string): boolean => {
+      const grant = decodeGranted(args);
+      log('GRANTED callback from %s for svid %d', peer, grant.lock.svid);
+      let taken = false;
+      for (const listener of listeners) taken = listener(grant, peer) || taken;
+      return taken;
+    };
+    const fromPeer: RpcHandler = (args, peer) => (deliver(args, peer), null);
+    const peers = await CallbackPeers.open(NLM_PROGRAM, NLM_VERSION, new Map([[Nlm4Proc.GRANTED_MSG, fromPeer]]));
+    const fromServer: RpcHandler = (args, peer, call) => {
+      if (!deliver(args, peer)) peers?.forward(call);
+      return null;
+    };
+    const service = await RpcService.listen({ host: address }, NLM_PROGRAM, NLM_VERSION, new Map([[Nlm4Proc.GRANTED_MSG, fromServer]]));
+    return new CallbackService(listeners, service, peers);
+  }
+
+  /**
+   * Whether callbacks reach this process now: its port is registered (taking over a
+   * registration nothing answers on any more, a killed process's), or another daemon's is and
+   * passes them on. Asked before each wait: the registered daemon may have gone meanwhile.
+   */
+  async receiving(): Promise<boolean> {
+    if (this.registered) return true;
+    try {
+      this.registered = await registerTcpPort(NLM_PROGRAM, NLM_VERSION, this.service.port, PORTMAP_OPTIONS);
+      if (this.registered) return true;
+      const [current] = await getTcpPorts('127.0.0.1', [{ program: NLM_PROGRAM, version: NLM_VERSION, name: 'NLM' }], PORTMAP_OPTIONS);
+      if (current !== undefined && (await answers(current))) {
+        log(
+          'NLM is served on this host by another process (port %d)%s',
+          current,
+          this.peers ? ': callbacks come through it if it is ovshift' : '; no callbacks here',
+        );
+        return this.peers !== undefined;
+      }
+      await registerTcpPort(NLM_PROGRAM, NLM_VERSION, 0, PORTMAP_OPTIONS);
+      this.registered = await registerTcpPort(NLM_PROGRAM, NLM_VERSION, this.service.port, PORTMAP_OPTIONS);
+      return this.registered;
+    } catch (err) {
+      log('cannot register for NLM callbacks: %s', (err as Error).message);
+      return false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.service.close();
+    this.peers?.close();
+    if (this.registered) await registerTcpPort(NLM_PROGRAM, NLM_VERSION, 0, PORTMAP_OPTIONS).catch(() => false);
+  }
+}
+
+const services = new Map<string, Promise<CallbackService>>();
+
+/** The callbacks one NLM client of the process takes. */
+export interface GrantSubscription {
+  /** Whether callbacks reach this process now (ask before each wait). */
+  receiving(): Promise<boolean>;
+  stop(): Promise<void>;
+}
+
+/** Listens for GRANTED callbacks reaching `address` (one service per process and address). */
+export async function listenForGrants(address: string, listener: GrantListener): Promise<GrantSubscription> {
+  let starting = services.get(address);
+  if (starting === undefined) {
+    starting = CallbackService.start(address);
+    services.set(address, starting);
+    starting.catch(() => services.delete(address));
+  }
+  const service = await starting;
+  service.listeners.add(listener);
+  return {
+    receiving: () => service.receiving(),
+    stop: async () => {
+      service.listeners.delete(listener);
+      if (service.listeners.size > 0 || services.get(address) !== starting) return;
+      services.delete(address);
+      await service.stop();
+    },
+  };
+}
