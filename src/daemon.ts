@@ -158,7 +158,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
                       'passthrough files': fs.core.passthrough?.activeFiles ?? 'off',
                       pending: session.pendingCount,
                       locks: o.forwardLocks
-                        ? [...new Set(layout.lowers.map((l) => `${l.kind} lowers: ${l.sharedLocks}`))].join('; ')
+                        ? [...new Set(layout.lowers.map((l, i) => `${l.kind} lowers: ${opened?.layers[i]?.sharedLocksNow?.() ?? l.sharedLocks}`))].join('; ')
                         : 'this daemon only (locks=local)',
                     }),
                   });

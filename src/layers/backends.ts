@@ -78,7 +78,7 @@ export const nfsBackend: LowerBackend<NfsUrl> = {
   parse: parseNfsUrl,
   describe: describeNfsUrl,
   open: (url, label) => NfsLayer.connect(url, label),
-  sharedLocks: "the server's lock manager, NLM 4, unmonitored (NM_LOCK)",
+  sharedLocks: "the server's lock manager, NLM 4",
 };
 
 /** Every backend, one line each: those with a URL scheme, and the directory backend. */

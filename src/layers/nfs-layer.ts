@@ -115,6 +115,10 @@ export class NfsLayer implements ReadableLayer {
     return new NfsLayer(await NfsClient.connect(url), label);
   }
 
+  sharedLocksNow(): string {
+    return `the server's lock manager, NLM 4, ${this.client.nlm.monitoring}`;
+  }
+
   attrOf(fh: Buffer, a: NfsAttr): LayerAttr {
     const used = Number(a.used);
     return {

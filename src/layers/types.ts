@@ -185,6 +185,11 @@ export interface ReadableLayer {
    */
   openEntry(dir: LayerPath, name: string, identity: string): Promise<LayerFile | null>;
   statfs(): Promise<LayerStatfs>;
+  /**
+   * Where locks taken through the mount on its files are also taken, as things stand now (for
+   * `ovshift ctl MNT status`); its backend's fixed description when absent.
+   */
+  sharedLocksNow?(): string;
   /** Lets go of what the layer holds (descriptors, an NFS client's connection) when the mount ends; once. */
   close(): void | Promise<void>;
 }

@@ -10,8 +10,9 @@ import { randomBytes } from 'crypto';
 import createDebug from 'debug';
 import { lengthOf, rangeOf, withoutRange, withRange, type HeldRange } from './held-ranges';
 import { listenForGrants, type GrantListener, type GrantSubscription } from './nlm-callbacks';
-import { Nlm4, NLM_PROGRAM, NLM_VERSION, Nlm4Stat, type NlmGranted, type NlmHolder, type NlmLock } from './nlm4';
+import { Nlm4, NLM_PROGRAM, NLM_VERSION, Nlm4Stat, type LockArgs, type NlmGranted, type NlmHolder, type NlmLock } from './nlm4';
 import { getTcpPorts } from './portmap';
+import { ServerMonitor } from './server-monitor';
 import { RpcClient } from './rpc';
 import type { RpcCredential } from './rpc-message';
 
@@ -115,8 +116,26 @@ export class NlmClient {
   private readonly grantedByCallback = new Map<string, NlmTarget>();
   private grants: Promise<GrantSubscription | undefined> | undefined;
   private readonly onGranted: GrantListener = (granted) => this.granted(granted);
+  private readonly monitor: ServerMonitor;
 
-  constructor(private readonly options: NlmClientOptions) {}
+  constructor(private readonly options: NlmClientOptions) {
+    this.monitor = new ServerMonitor(options.host, options.privilegedPort);
+  }
+
+  /** Whether this host's rpc.statd monitors the server for these locks, for status lines. */
+  get monitoring(): string {
+    return this.monitor.describe();
+  }
+
+  /** LOCK, monitored when this host's statd watches the server, else NM_LOCK. */
+  private async lockCall(nlm: Nlm4, args: Omit<LockArgs, 'state'>): Promise<Nlm4Stat> {
+    const state = await this.monitor.decide();
+    if (state === undefined) return nlm.lock({ ...args, state: 0 }, false);
+    const stat = await nlm.lock({ ...args, state }, true);
+    if (stat !== Nlm4Stat.DENIED_NOLOCKS) return stat;
+    this.monitor.refused();
+    return nlm.lock({ ...args, state: 0 }, false);
+  }
 
   get callerName(): string {
     return this.options.callerName;
@@ -181,9 +200,9 @@ export class NlmClient {
     for (const h of [...this.held.values()]) {
       for (const r of [...h.ranges]) {
         const t: NlmTarget = { fh: h.fh, path: h.path, owner: h.owner, svid: h.svid, offset: r.start, length: lengthOf(r) };
-        const stat = await nlm
-          .lock({ cookie: this.cookie(), block: false, exclusive: r.exclusive, lock: this.lockOf(t), reclaim: false, state: 0 }, false)
-          .catch(() => Nlm4Stat.FAILED);
+        const stat = await this.lockCall(nlm, { cookie: this.cookie(), block: false, exclusive: r.exclusive, lock: this.lockOf(t), reclaim: false }).catch(
+          () => Nlm4Stat.FAILED,
+        );
         if (stat === Nlm4Stat.GRANTED) continue;
         h.ranges = withoutRange(h.ranges, r.start, r.end);
         process.stderr.write(
@@ -230,8 +249,7 @@ export class NlmClient {
     this.grantedByCallback.delete(key);
     const nlm = await this.connection();
     const block = onGrant !== undefined && (await this.receivesGrants(nlm));
-    // Unmonitored (NM_LOCK): neither side runs NSM for this client.
-    const stat = await nlm.lock({ cookie: this.cookie(), block, exclusive, lock: this.lockOf(t), reclaim: false, state: 0 }, false);
+    const stat = await this.lockCall(nlm, { cookie: this.cookie(), block, exclusive, lock: this.lockOf(t), reclaim: false });
     if (stat === Nlm4Stat.BLOCKED && onGrant !== undefined) {
       this.blocked.set(key, { target: t, exclusive, onGrant });
       this.withdrawn.delete(key);
