@@ -147,6 +147,29 @@ print('done')
     assert.deepEqual(callsOfB(), { lock: 1, cancel: 1, grantedRes: 0 }, 'the server offered B nothing after the unlock');
   });
 
+  it("with the server's NLM holding this host's registration (a server on the same host), a waiter retries and is granted after the unlock", async () => {
+    const sameHost = await NfsExport.start();
+    try {
+      const { url } = sameHost.area({ mbox: 'mail\n' });
+      counter = await startRpcCounter(sameHost.server.nlmPort);
+      hosts = [new NfsLowerMount(), new NfsLowerMount()];
+      await hosts[0]!.mount(url);
+      await hosts[1]!.mount(url.replace(`nlmport=${sameHost.server.nlmPort}`, `nlmport=${counter.port}`));
+      const a = locker(join(hosts[0]!.mnt, 'mbox'), 'posix');
+      await a.locked();
+      const b = locker(join(hosts[1]!.mnt, 'mbox'), 'posix');
+      await b.proc.waitFor('waiting ');
+      await waitUntil(() => callsOfB().lock >= 3, { timeoutMs: 5000, what: 'host B to retry its LOCK' });
+      const unlocking = await a.release();
+      assert.ok((await b.locked()) >= unlocking, 'granted after the unlock');
+      assert.equal(callsOfB().grantedRes, 0, 'no callback reached B');
+    } finally {
+      await Promise.all(lockers.splice(0).map((l) => l.stop()));
+      await Promise.all(hosts.splice(0).map((h) => h.remove()));
+      await sameHost.stop();
+    }
+  });
+
   it('seed 000: readers on two hosts wait for the lock a delivery on the server holds, then read every new byte, never zeros', async () => {
     const { dir, on } = await fleet({ mbox: 'x'.repeat(5000) });
     const fds = [0, 1].map((h) => fs.openSync(on(h, 'mbox'), 'r'));

@@ -1,8 +1,9 @@
 // A host has one NLM registration with its portmapper, so a server's GRANTED callbacks for the
 // locks every ovshift daemon of the host waits for reach one daemon only: the one registered.
 // It passes each callback that is not for it on to the host's other daemons, each listening on a
-// unix socket in a directory only root can reach, named after its PID. A callback passed on is
-// never passed on again.
+// unix socket in a directory only root can reach, named after its PID (PID.sock, and PID.port
+// holding the TCP port of its NLM service: which daemon a registration is). A callback passed
+// on is never passed on again.
 
 import createDebug from 'debug';
 import * as fs from 'fs';
@@ -15,6 +16,7 @@ const log = createDebug('ovshift:nlm');
 
 const PEERS_DIR = '/run/ovshift/nlm-callbacks';
 const SOCKET = /^(\d+)\.sock$/;
+const PORT_FILE = /^(\d+)\.port$/;
 
 /** The directory, made 0700 by root or checked to be root's own; undefined when unusable. */
 function peersDir(): string | undefined {
@@ -49,35 +51,58 @@ export class CallbackPeers {
     private readonly service: RpcService,
   ) {}
 
-  /** Listens for callbacks other daemons pass on; undefined where there is no place for it. */
-  static async open(program: number, version: number, handlers: ReadonlyMap<number, RpcHandler>): Promise<CallbackPeers | undefined> {
+  /**
+   * Listens for callbacks other daemons pass on, and says which port this daemon's own NLM
+   * service has; undefined where there is no place for it.
+   */
+  static async open(port: number, program: number, version: number, handlers: ReadonlyMap<number, RpcHandler>): Promise<CallbackPeers | undefined> {
     const dir = peersDir();
     if (dir === undefined) return undefined;
     const path = join(dir, `${process.pid}.sock`);
     fs.rmSync(path, { force: true });
     try {
-      return new CallbackPeers(dir, await RpcService.listen({ path }, program, version, handlers));
+      const peers = new CallbackPeers(dir, await RpcService.listen({ path }, program, version, handlers));
+      fs.writeFileSync(join(dir, `${process.pid}.port`), String(port), { mode: 0o600 });
+      return peers;
     } catch (err) {
       log('cannot listen on %s: %s', path, (err as Error).message);
       return undefined;
     }
   }
 
+  /** Whether a live daemon of this host has its NLM service on `port` (and so passes callbacks on). */
+  serves(port: number): boolean {
+    for (const name of this.names()) {
+      const pid = Number(PORT_FILE.exec(name)?.[1]);
+      if (!pid || pid === process.pid || !alive(pid)) continue;
+      try {
+        if (Number(fs.readFileSync(join(this.dir, name), 'utf8')) === port) return true;
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return false;
+  }
+
+  private names(): string[] {
+    try {
+      return fs.readdirSync(this.dir);
+    } catch {
+      return [];
+    }
+  }
+
   /** Passes a call on to every other daemon of the host (one-way: no replies are read). */
   forward(call: Buffer): void {
-    let names: string[];
-    try {
-      names = fs.readdirSync(this.dir);
-    } catch {
-      return;
-    }
     const record = encodeRecord(call);
-    for (const name of names) {
+    for (const name of this.names()) {
       const pid = Number(SOCKET.exec(name)?.[1]);
       if (!pid || pid === process.pid) continue;
       const path = join(this.dir, name);
       if (!alive(pid)) {
-        fs.rmSync(path, { force: true }); // a killed daemon's
+        // A killed daemon's.
+        fs.rmSync(path, { force: true });
+        fs.rmSync(join(this.dir, `${pid}.port`), { force: true });
         continue;
       }
       const socket = net.connect({ path });
@@ -89,5 +114,6 @@ export class CallbackPeers {
   close(): void {
     this.service.close();
     fs.rmSync(join(this.dir, `${process.pid}.sock`), { force: true });
+    fs.rmSync(join(this.dir, `${process.pid}.port`), { force: true });
   }
 }

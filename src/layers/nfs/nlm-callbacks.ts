@@ -67,14 +67,15 @@ class CallbackService {
       for (const listener of listeners) taken = listener(grant, peer) || taken;
       return taken;
     };
-    const fromPeer: RpcHandler = (args, peer) => (deliver(args, peer), null);
-    const peers = await CallbackPeers.open(NLM_PROGRAM, NLM_VERSION, new Map([[Nlm4Proc.GRANTED_MSG, fromPeer]]));
+    const passOn: { to?: CallbackPeers } = {};
     const fromServer: RpcHandler = (args, peer, call) => {
-      if (!deliver(args, peer)) peers?.forward(call);
+      if (!deliver(args, peer)) passOn.to?.forward(call);
       return null;
     };
     const service = await RpcService.listen({ host: address }, NLM_PROGRAM, NLM_VERSION, new Map([[Nlm4Proc.GRANTED_MSG, fromServer]]));
-    return new CallbackService(listeners, service, peers);
+    const fromPeer: RpcHandler = (args, peer) => (deliver(args, peer), null);
+    passOn.to = await CallbackPeers.open(service.port, NLM_PROGRAM, NLM_VERSION, new Map([[Nlm4Proc.GRANTED_MSG, fromPeer]]));
+    return new CallbackService(listeners, service, passOn.to);
   }
 
   /**
@@ -89,12 +90,13 @@ class CallbackService {
       if (this.registered) return true;
       const [current] = await getTcpPorts('127.0.0.1', [{ program: NLM_PROGRAM, version: NLM_VERSION, name: 'NLM' }], PORTMAP_OPTIONS);
       if (current !== undefined && (await answers(current))) {
+        const throughPeer = this.peers?.serves(current) ?? false;
         log(
           'NLM is served on this host by another process (port %d)%s',
           current,
-          this.peers ? ': callbacks come through it if it is ovshift' : '; no callbacks here',
+          throughPeer ? ', an ovshift daemon that passes callbacks on' : ': no callbacks here',
         );
-        return this.peers !== undefined;
+        return throughPeer;
       }
       await registerTcpPort(NLM_PROGRAM, NLM_VERSION, 0, PORTMAP_OPTIONS);
       this.registered = await registerTcpPort(NLM_PROGRAM, NLM_VERSION, this.service.port, PORTMAP_OPTIONS);
