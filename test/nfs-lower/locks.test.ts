@@ -1,7 +1,9 @@
 /**
  * Locks on files of an nfs:// lower shared with every client of the server: three ovshift
  * mounts of one nfs-ganesha export stand for three hosts (each its own daemon and upper), and
- * processes working on the exported directory itself for programs on the file server.
+ * processes working on the exported directory itself for programs on the file server. The
+ * server runs as on a host of its own (its own portmapper), and an rpc.statd runs, so the locks
+ * are monitored ones, as on a fleet's hosts (monitored-locks.test.ts covers their absence).
  */
 import assert from 'assert/strict';
 import * as fs from 'fs';
@@ -9,6 +11,8 @@ import { join } from 'path';
 import { getLock, Locker, tryLock, type LockKind } from '../helpers/lockers';
 import { NLM_PROGRAM, startRpcCounter, type RpcCounter } from '../helpers/rpc-counter';
 import { OVSHIFT } from '../helpers/ovshift';
+import { startStatd, type Statd } from '../helpers/statd';
+import { startHostPortmapper } from '../nfs/server';
 import { python, run } from '../helpers/proc';
 import { waitUntil } from '../helpers/wait';
 import { NfsExport, NfsLowerMount } from './fixture';
@@ -20,6 +24,8 @@ const NLM = { LOCK: 2, CANCEL: 3, GRANTED_RES: 15, NM_LOCK: 22 };
 describe('nfs:// lower: locks shared by every host and the server (NLM)', function () {
   this.timeout(90000);
   let exp: NfsExport;
+  let statd: Statd | undefined;
+  let portmapper: { stop(): Promise<void> } | undefined;
   let hosts: NfsLowerMount[] = [];
   const lockers: Locker[] = [];
   let counter: RpcCounter | undefined;
@@ -28,8 +34,12 @@ describe('nfs:// lower: locks shared by every host and the server (NLM)', functi
     // The server as on a host of its own: its NLM registration is not this host's, so the
     // server's GRANTED callbacks reach the hosts' NLM service, not the server itself.
     exp = await NfsExport.start({ ownPortmapper: true });
+    portmapper = await startHostPortmapper();
+    statd = await startStatd();
   });
   after(async () => {
+    await statd?.stop();
+    await portmapper?.stop();
     await exp?.stop();
   });
   afterEach(async function () {

@@ -11,6 +11,7 @@ import { OVSHIFT } from '../helpers/ovshift';
 import { run } from '../helpers/proc';
 import { NLM_PROGRAM, startRpcCounter, type RpcCounter } from '../helpers/rpc-counter';
 import { startStatd, type Statd } from '../helpers/statd';
+import { startHostPortmapper } from '../nfs/server';
 import { NfsExport, NfsLowerMount } from './fixture';
 
 const NLM = { LOCK: 2, NM_LOCK: 22 };
@@ -19,14 +20,17 @@ describe('nfs:// lower: monitored locks with the host’s rpc.statd', function (
   this.timeout(90000);
   let exp: NfsExport;
   let statd: Statd | undefined;
+  let portmapper: { stop(): Promise<void> } | undefined;
   let counter: RpcCounter | undefined;
   const hosts: NfsLowerMount[] = [];
   const lockers: Locker[] = [];
 
   before(async () => {
     exp = await NfsExport.start({ ownPortmapper: true });
+    portmapper = await startHostPortmapper();
   });
   after(async () => {
+    await portmapper?.stop();
     await exp?.stop();
   });
   afterEach(async () => {

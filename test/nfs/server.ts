@@ -226,3 +226,40 @@ export async function startNfsServer(dir: string, options: NfsServerOptions = {}
   };
   return server;
 }
+
+/**
+ * This host's portmapper on 127.0.0.1:111, for the clients' side when servers run with
+ * `ownPortmapper` (they leave this host's alone): started unless one serves already, stopped by
+ * `stop()` if it was started here.
+ */
+export async function startHostPortmapper(): Promise<{ stop(): Promise<void> }> {
+  const logFile = path.join(os.tmpdir(), `ovshift-portmapper-${process.pid}-${Date.now()}.log`);
+  const child = spawn(nfsServerScript(), ['portmapper', logFile], { stdio: ['pipe', 'pipe', 'pipe'] });
+  running.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const stop = async (): Promise<void> => {
+    child.kill('SIGTERM');
+    await withTimeout(exited(child), STOP_TIMEOUT_MS, 'stopping the portmapper').catch(() => child.kill('SIGKILL'));
+    running.delete(child);
+    fs.rmSync(logFile, { force: true });
+  };
+  try {
+    await withTimeout(
+      new Promise<void>((resolve, reject) => {
+        child.stdout?.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString();
+          if (stdout.includes('\n')) resolve();
+        });
+        child.on('exit', (code) => reject(new Error(`nfs-server portmapper exited with ${code}:\n${stderr}`)));
+      }),
+      START_TIMEOUT_MS,
+      'starting the portmapper',
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { stop };
+}
