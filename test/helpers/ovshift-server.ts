@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'f
 import { tmpdir } from 'os';
 import { dirname, join, resolve } from 'path';
 import { waitUntil } from './wait';
+import { processExists } from '../../src/util/process-alive';
 import { reachableCopyFrontEnd } from './reachable';
 
 /** The native front end of this checkout (build/Release/ovshift). */
@@ -39,15 +40,6 @@ function isServer(pid: number): boolean {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Servers running now whose pid files are in `dirs`. */
 export function runningServers(dirs: string[]): ServerProcess[] {
   const found: ServerProcess[] = [];
@@ -65,7 +57,7 @@ export function runningServers(dirs: string[]): ServerProcess[] {
 
 /** Waits up to `ms` for a process to be gone. */
 export function waitGone(pid: number, ms: number): Promise<boolean> {
-  return waitUntil(() => !alive(pid), { timeoutMs: ms, intervalMs: 50, what: `process ${pid} to end` }).then(
+  return waitUntil(() => !processExists(pid), { timeoutMs: ms, intervalMs: 50, what: `process ${pid} to end` }).then(
     () => true,
     () => false,
   );

@@ -6,9 +6,9 @@
  * registration as it exits.
  */
 import * as fs from 'fs';
-import * as net from 'net';
 import * as os from 'os';
 import { join, resolve } from 'path';
+import { unusedPort } from './ports';
 import { Background, run } from './proc';
 import { waitUntil } from './wait';
 
@@ -23,17 +23,6 @@ export interface Statd {
   stop(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolvePort(port));
-    });
-  });
-}
-
 export async function startStatd(): Promise<Statd> {
   const dir = fs.mkdtempSync(join(os.tmpdir(), 'ovshift-statd-'));
   try {
@@ -41,7 +30,7 @@ export async function startStatd(): Promise<Statd> {
     const built = await run('gcc', ['-shared', '-fPIC', '-O2', '-Wall', '-Werror', '-o', shim, SHIM_SOURCE, '-ldl']);
     if (built.code !== 0) throw new Error(`building ${SHIM_SOURCE}: ${built.stderr}`);
     for (const sub of ['sm', 'sm.bak']) fs.mkdirSync(join(dir, 'state', sub), { recursive: true });
-    const port = await freePort();
+    const port = await unusedPort();
     // -L: no reboot notices to anyone at start; -F -d: in the foreground, logging to stderr.
     const statd = new Background('rpc.statd', ['-F', '-d', '-L', '-p', String(port), '-P', join(dir, 'state')], {
       env: { ...process.env, LD_PRELOAD: shim },

@@ -1,22 +1,10 @@
 import assert from 'assert/strict';
-import * as net from 'net';
 import { parseArgs, splitLowerdir } from '../../src/cli/options';
 import { connectionId } from '../../src/fuse/mount';
 import { OVSHIFT, Scratch } from '../helpers/ovshift';
+import { unusedPort } from '../helpers/ports';
 import { run } from '../helpers/proc';
 import { NfsExport } from './fixture';
-
-/** A loopback port nothing listens on (taken, then released). */
-function unusedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('nfs:// lowers on the command line', function () {
   this.timeout(60000);

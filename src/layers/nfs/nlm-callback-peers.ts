@@ -9,6 +9,7 @@ import createDebug from 'debug';
 import * as fs from 'fs';
 import * as net from 'net';
 import { join } from 'path';
+import { processExists } from '../../util/process-alive';
 import { encodeRecord } from './record';
 import { RpcService, type RpcHandler } from './rpc-service';
 
@@ -33,15 +34,6 @@ function peersDir(): string | undefined {
   } catch (err) {
     log('no NLM callback peers (%s: %s)', PEERS_DIR, (err as Error).message);
     return undefined;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -74,7 +66,7 @@ export class CallbackPeers {
   serves(port: number): boolean {
     for (const name of this.names()) {
       const pid = Number(PORT_FILE.exec(name)?.[1]);
-      if (!pid || pid === process.pid || !alive(pid)) continue;
+      if (!pid || pid === process.pid || !processExists(pid)) continue;
       try {
         if (Number(fs.readFileSync(join(this.dir, name), 'utf8')) === port) return true;
       } catch {
@@ -99,7 +91,7 @@ export class CallbackPeers {
       const pid = Number(SOCKET.exec(name)?.[1]);
       if (!pid || pid === process.pid) continue;
       const path = join(this.dir, name);
-      if (!alive(pid)) {
+      if (!processExists(pid)) {
         // A killed daemon's.
         fs.rmSync(path, { force: true });
         fs.rmSync(join(this.dir, `${pid}.port`), { force: true });
