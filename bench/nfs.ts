@@ -10,6 +10,7 @@
 import { join, resolve } from 'path';
 import { promises as fsp, writeFileSync } from 'fs';
 import { NFS3_PROC, NFS_PROGRAM, NLM_PROGRAM, startRpcCounter, type RpcCounter } from '../test/helpers/rpc-counter';
+import { startHostPortmapper } from '../test/nfs/server';
 import type { BenchArea, BenchContext } from './area';
 import type { Cleanup } from './lib/cleanup';
 import { median, medianOfRounds } from './lib/measure';
@@ -44,12 +45,18 @@ interface NfsServer {
   nlmPort: number;
 }
 
-/** Starts ganesha exporting `dir` on loopback; stopped (by the PIDs it records) at cleanup. */
+/**
+ * Starts ganesha exporting `dir` on loopback, as a server on a host of its own (its own
+ * portmapper: its NLM callbacks reach the mounts' daemons, registered with this host's, started
+ * here if none runs); stopped (by the PIDs it records) at cleanup.
+ */
 async function startServer(cleanup: Cleanup, dir: string, stateDir: string): Promise<NfsServer> {
-  const out = await check(NFS_SERVER, ['start', dir, '--state', stateDir], { timeoutMs: 60_000 });
+  const out = await check(NFS_SERVER, ['start', dir, '--own-portmapper', '--state', stateDir], { timeoutMs: 60_000 });
   cleanup.add(`nfs-server for ${dir}`, async () => {
     await check(NFS_SERVER, ['stop', stateDir], { timeoutMs: 60_000 });
   });
+  const portmapper = await startHostPortmapper();
+  cleanup.add("this host's portmapper", () => portmapper.stop());
   return JSON.parse(out) as NfsServer;
 }
 
@@ -243,8 +250,8 @@ async function locks(ctx: BenchContext, url: string, exported: string, scratch: 
         `${formatNumber(HANDOFFS)} handoffs per run: the holder keeps the lock the time shown once the other says it is ` +
         'about to wait in F_SETLKW, unlocks, and waits again only once the other has it; the latency is from the ' +
         "holder's unlock to the other's grant (median over each run's handoffs, then over runs). A waiter through " +
-        'ovshift is not woken by the server (no GRANTED callbacks yet) but retries, 10 ms after its first try and then ' +
-        'doubling to at most 100 ms, so its latency depends on how long the lock was held. The server column is two ' +
+        'ovshift is queued by the server and woken by its GRANTED callback (the server runs with a portmapper of its own, as ' +
+        "on a host of its own, so its callbacks reach the daemons through this host's). The server column is two " +
         'processes on the exported file (the kernel wakes the waiter). No target is set for these yet.',
     ].join('\n');
   } finally {

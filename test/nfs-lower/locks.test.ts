@@ -235,6 +235,22 @@ print('done')
     await waitUntil(() => /lost a lock on "mbox"/.test(hosts[1]!.daemon!.stderr()), { timeoutMs: 30000, what: 'the lost-lock line on stderr' });
   });
 
+  it('a waiter queued on the server when the server restarts asks the restarted server at once, and is granted after the unlock', async () => {
+    const { dir, on } = await fleet({ mbox: 'mail\n' }, '', true);
+    // Held by a process on the server: a lock outside ganesha, there before and after its restart.
+    const server = locker(join(dir, 'mbox'), 'posix');
+    await server.locked();
+    const b = locker(on(1, 'mbox'), 'posix');
+    await b.proc.waitFor('waiting ');
+    await waitUntil(() => callsOfB().lock === 1, { timeoutMs: 5000, what: "host B's queued LOCK" });
+    await exp.server.restart();
+    // Not at its 30 s recheck: the lost connection sends it to the restarted server now.
+    await waitUntil(() => callsOfB().lock >= 2, { timeoutMs: 10000, what: 'host B to ask the restarted server' });
+    assert.ok(!b.holds, 'B still waits for the process on the server');
+    const unlocking = await server.release();
+    assert.ok((await b.locked()) >= unlocking, 'granted after the unlock');
+  });
+
   it('ovshift ctl status says where locks go; with locks=local they stay in each daemon', async () => {
     const { on } = await fleet({ mbox: 'mail\n' }, 'locks=local');
     const status = await run(OVSHIFT, ['ctl', hosts[0]!.mnt, 'status']);

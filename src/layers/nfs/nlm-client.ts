@@ -187,6 +187,11 @@ export class NlmClient {
 
   /** After a lost connection: every lock held is taken again once the server answers. */
   private retakeAll(): void {
+    // What the server queued went with the connection (a restarted server forgot it): the
+    // waiters ask again now rather than at their next recheck.
+    const queued = [...this.blocked.values()];
+    this.blocked.clear();
+    for (const waiter of queued) waiter.onGrant();
     if (this.held.size === 0 || this.retaking !== undefined) return;
     this.retaking = this.retake().finally(() => {
       this.retaking = undefined;
@@ -200,9 +205,7 @@ export class NlmClient {
     for (const h of [...this.held.values()]) {
       for (const r of [...h.ranges]) {
         const t: NlmTarget = { fh: h.fh, path: h.path, owner: h.owner, svid: h.svid, offset: r.start, length: lengthOf(r) };
-        const stat = await this.lockCall(nlm, { cookie: this.cookie(), block: false, exclusive: r.exclusive, lock: this.lockOf(t), reclaim: false }).catch(
-          () => Nlm4Stat.FAILED,
-        );
+        const stat = await this.reclaim(nlm, t, r.exclusive);
         if (stat === Nlm4Stat.GRANTED) continue;
         h.ranges = withoutRange(h.ranges, r.start, r.end);
         process.stderr.write(
@@ -212,6 +215,22 @@ export class NlmClient {
       this.forget(h);
     }
     log('locks taken again after the connection to %s was lost', this.options.host);
+  }
+
+  /**
+   * Takes a held lock again after a restart: reclaimed, which a server in its grace period keeps
+   * for its holders alone; a server with no grace period refuses reclaims (nfs-ganesha answers
+   * DENIED_GRACE_PERIOD), then it is asked for as any lock.
+   */
+  private async reclaim(nlm: Nlm4, t: NlmTarget, exclusive: boolean): Promise<Nlm4Stat> {
+    try {
+      const args = { block: false, exclusive, lock: this.lockOf(t) };
+      const stat = await this.lockCall(nlm, { ...args, cookie: this.cookie(), reclaim: true });
+      if (stat !== Nlm4Stat.DENIED_GRACE_PERIOD) return stat;
+      return await this.lockCall(nlm, { ...args, cookie: this.cookie(), reclaim: false });
+    } catch {
+      return Nlm4Stat.FAILED;
+    }
   }
 
   private cookie(): Buffer {
