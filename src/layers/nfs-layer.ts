@@ -22,6 +22,7 @@ import {
   type LayerFile,
   type LayerPath,
   type LayerStatfs,
+  type LentParts,
   type ReadableLayer,
 } from './types';
 import { DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, DT_UNKNOWN, MiB, NAME_MAX } from '../util/linux';
@@ -83,6 +84,10 @@ class NfsFile implements LayerFile {
     return this.ahead.read(buf, offset, length, position);
   }
 
+  readParts(length: number, position: number): Promise<LentParts> {
+    return this.ahead.readParts(length, position);
+  }
+
   async stat(): Promise<LayerAttr> {
     return this.layer.attrOf(this.fh, await this.layer.client.getattr(this.fh));
   }
@@ -96,7 +101,9 @@ class NfsFile implements LayerFile {
     return new NlmFileLocks(this.layer.client.nlm, this.fh, this.path);
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.ahead.close();
+  }
 }
 
 export class NfsLayer implements ReadableLayer {

@@ -63,9 +63,20 @@ export interface Loc {
   readonly path: Buffer;
 }
 
+/** Bytes lent by a layer: `release` once they are used (the layer may then reuse their memory). */
+export interface LentParts {
+  readonly parts: Buffer[];
+  release(): void;
+}
+
 /** An open file of a layer, read through positional reads. */
 export interface LayerFile {
   read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  /**
+   * The bytes `read` would give, as buffers the layer already holds (no copy), for layers whose
+   * data arrives in buffers of their own (NFS replies); the overlay prefers it where present.
+   */
+  readParts?(length: number, position: number): Promise<LentParts>;
   stat(): Promise<LayerAttr>;
   close(): Promise<void>;
   /** The local descriptor, when the layer has one (locks and copy-up use it). */

@@ -23,6 +23,7 @@ import {
 import { NlmClient } from './nlm-client';
 import { getTcpPorts } from './portmap';
 import { ReadAhead, OPEN_FILE_READ_AHEAD } from './read-ahead';
+import { replyBuffers } from './reply-buffers';
 import { RpcClient } from './rpc';
 import { RpcCredential } from './rpc-message';
 import { NfsUrl, describeNfsUrl, joinPath, parseNfsUrl } from './url';
@@ -134,6 +135,7 @@ export class NfsClient {
         soft: url.soft,
         privilegedPort,
         label: 'nfs',
+        allocateRecord: (length) => replyBuffers.take(length),
       });
       const nfs = new Nfs3(rpc);
       try {
@@ -278,7 +280,13 @@ export class NfsClient {
 
   /** Positional reads of one file, read ahead when they follow each other (for an open file). */
   reader(fh: Buffer): ReadAhead {
-    return new ReadAhead((at, count) => this.read(fh, at, count), Math.min(this.info.rtmax, OPEN_FILE_READ_AHEAD.chunk));
+    const maxRead = Math.min(this.info.rtmax, OPEN_FILE_READ_AHEAD.chunk);
+    return new ReadAhead(
+      (at, count) => this.read(fh, at, count),
+      maxRead,
+      OPEN_FILE_READ_AHEAD,
+      (data) => replyBuffers.give(data),
+    );
   }
 
   /**
