@@ -190,7 +190,9 @@ export class FaultyLayer implements ReadableLayer {
   }
 
   readdir(at: LayerPath): Promise<LayerDirent[]> {
-    return this.gate('readdir', pathOf(at), () => this.inner.readdir(at));
+    if (this.plan.empty) return this.inner.readdir(at);
+    // Entries' attributes would stand in for their lookups (READDIRPLUS), which rules may target.
+    return this.gate('readdir', pathOf(at), async () => (await this.inner.readdir(at)).map(({ attr: _, ...e }) => e));
   }
 
   readlink(at: LayerPath): Promise<Buffer> {

@@ -192,6 +192,7 @@ export class NfsLayer implements ReadableLayer {
         name: e.name.toString('latin1'),
         type: e.attr ? (DTYPE_OF[e.attr.type] ?? DT_UNKNOWN) : DT_UNKNOWN,
         ino: Number(e.fileid),
+        attr: e.attr && e.fh ? this.attrOf(e.fh, e.attr) : undefined,
       })),
     );
   }

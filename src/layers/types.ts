@@ -35,6 +35,8 @@ export interface LayerDirent {
   /** d_type (DT_*), DT_UNKNOWN when the layer does not say. */
   type: number;
   ino: number;
+  /** The entry's attributes as the listing found them, where it gives them (NFS READDIRPLUS). */
+  attr?: LayerAttr;
 }
 
 export type LayerStatfs = StatfsFigures;

@@ -17,7 +17,7 @@ import { InodeNumbers } from './inodes';
 import { childPath } from '../layers/types';
 import { Node, NodeTable } from './nodes';
 import type { OverlayOptions } from './options';
-import { absenceCacheable, resolveChild, toLowerParts, type Layers, type Resolution } from './resolve';
+import { absenceCacheable, resolveChild, toLowerParts, type Layers, type Listed, type Resolution } from './resolve';
 import { isPrivateName } from './format';
 import { NAME_MAX, S_IFMT, type Timespec } from '../util/linux';
 
@@ -211,11 +211,12 @@ export class OverlayCore {
     return negativeEntry(this.opts.revalidate !== 'always' ? CACHE_TIMEOUT : cacheable ? this.opts.upperTimeout : 0);
   }
 
-  async resolve(parent: Node, name: string): Promise<Resolution> {
+  /** `listed`: what a listing of `parent` read just now found of the name in a lower. */
+  async resolve(parent: Node, name: string, listed?: Listed): Promise<Resolution> {
     if (this.opts.revalidate === 'always' && parent.inUpper && !parent.opaque && parent.lowers.length === 0 && parent.parent) {
       await this.refreshLowerDirs(parent);
     }
-    return resolveChild(this.layers, this.opts.xattrs, parent, name);
+    return resolveChild(this.layers, this.opts.xattrs, parent, name, listed);
   }
 
   /**

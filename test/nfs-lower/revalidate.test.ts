@@ -47,6 +47,31 @@ describe('nfs:// lower changed on the server', function () {
     assert.equal(read(join(suite.m.mnt, 'etc2/keep')), 'k');
   });
 
+  it('a listing shows what the server has now: sizes and types changed on the server show in the next listing and its stats', async () => {
+    const { dir, url } = suite.exp.area({ 'd/a': 'short', 'd/b': 'b', 'd/c': 'c' });
+    await suite.m.mount(url);
+    const lsl = (): Array<[string, number, boolean]> =>
+      fs.readdirSync(join(suite.m.mnt, 'd')).map((n) => {
+        const st = fs.lstatSync(join(suite.m.mnt, 'd', n));
+        return [n, st.isDirectory() ? -1 : st.size, st.isDirectory()];
+      });
+    assert.deepEqual(lsl(), [
+      ['a', 5, false],
+      ['b', 1, false],
+      ['c', 1, false],
+    ]);
+    fs.writeFileSync(join(dir, 'd/a'), 'a longer text');
+    fs.unlinkSync(join(dir, 'd/b'));
+    fs.mkdirSync(join(dir, 'd/b'));
+    fs.renameSync(join(dir, 'd/c'), join(dir, 'd/e'));
+    await tick();
+    assert.deepEqual(lsl(), [
+      ['a', 13, false],
+      ['b', -1, true],
+      ['e', 1, false],
+    ]);
+  });
+
   it('never serves stale bytes after rename-over edits on the server (checked by md5, in a loop)', async () => {
     const { dir, url } = suite.exp.area({ 'conf/app.cfg': 'v0' });
     await suite.m.mount(url);
