@@ -101,8 +101,12 @@ class NfsFile implements LayerFile {
     return new NlmFileLocks(this.layer.client.nlm, this.fh, this.path);
   }
 
+  forgetReadAhead(): void {
+    this.ahead.forget();
+  }
+
   async close(): Promise<void> {
-    this.ahead.close();
+    this.ahead.forget();
   }
 }
 

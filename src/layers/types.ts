@@ -79,6 +79,8 @@ export interface LayerFile {
    * data arrives in buffers of their own (NFS replies); the overlay prefers it where present.
    */
   readParts?(length: number, position: number): Promise<LentParts>;
+  /** Drops bytes read ahead of the reads: the file changed (its attributes say so). */
+  forgetReadAhead?(): void;
   stat(): Promise<LayerAttr>;
   close(): Promise<void>;
   /** The local descriptor, when the layer has one (locks and copy-up use it). */

@@ -131,6 +131,8 @@ export class OverlayCore {
   /** What the mount shows of a node's layer object; remembered for when no path reaches it. */
   shownAttr(node: Node, a: LayerAttr): Attr {
     const attr = nodeAttr(node, a, this.opts.ids, this.opts.staticNlink);
+    // The kernel drops its pages when it sees new contents: so do the open files' read-aheads.
+    if (node.openCount > 0 && node.lastAttr && !sameData(node.lastAttr, attr)) for (const h of this.files.of(node)) h.lower?.forgetReadAhead?.();
     node.lastAttr = attr;
     return attr;
   }
@@ -367,6 +369,11 @@ export class OverlayCore {
     if (!res.positive) throw new FuseError('ENOENT');
     return { ...this.bind(parent, name, res), res };
   }
+}
+
+/** Same size and mtime: what the kernel checks before it keeps a file's pages (AUTO_INVAL_DATA). */
+function sameData(a: Attr, b: Attr): boolean {
+  return a.size === b.size && sameTime(a.mtime, b.mtime);
 }
 
 function sameTime(a: Timespec, b: Timespec): boolean {

@@ -72,6 +72,33 @@ describe('nfs:// lower changed on the server', function () {
     ]);
   });
 
+  it('never serves bytes it read ahead once stat shows the file rewritten on the server', async () => {
+    const MiB = 1024 * 1024;
+    const { dir, url } = suite.exp.area({ big: 'a'.repeat(8 * MiB) });
+    await suite.m.mount(url);
+    // O_DIRECT: the reads reach the daemon as they are, with no read-ahead of the kernel's.
+    const fd = fs.openSync(join(suite.m.mnt, 'big'), fs.constants.O_RDONLY | fs.constants.O_DIRECT);
+    try {
+      const buf = Buffer.alloc(MiB);
+      // Sequential reads: the daemon reads ahead of them, megabytes at a time.
+      for (let at = 0; at < 3 * MiB; at += MiB) assert.equal(fs.readSync(fd, buf, 0, MiB, at), MiB);
+      const server = fs.openSync(join(dir, 'big'), 'r+');
+      fs.writeSync(server, Buffer.alloc(4 * MiB, 'b'), 0, 4 * MiB, 3 * MiB);
+      fs.closeSync(server);
+      await tick();
+      assert.notEqual(fs.fstatSync(fd).mtimeMs, 0);
+      for (let at = 3 * MiB; at < 7 * MiB; at += MiB) {
+        assert.equal(fs.readSync(fd, buf, 0, MiB, at), MiB);
+        assert.ok(
+          buf.every((b) => b === 0x62),
+          `new bytes at ${at / MiB} MiB`,
+        );
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
   it('never serves stale bytes after rename-over edits on the server (checked by md5, in a loop)', async () => {
     const { dir, url } = suite.exp.area({ 'conf/app.cfg': 'v0' });
     await suite.m.mount(url);

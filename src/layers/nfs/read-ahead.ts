@@ -138,8 +138,8 @@ export class ReadAhead {
     return { parts, release };
   }
 
-  /** Gives back every reply buffer no read uses. */
-  close(): void {
+  /** Drops what was read ahead (the file changed, or is closed); reads go to the server again. */
+  forget(): void {
     this.dropAll(this.ahead);
     this.ahead = [];
   }
