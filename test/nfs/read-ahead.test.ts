@@ -1,7 +1,7 @@
 import assert from 'assert/strict';
 import { randomBytes } from 'crypto';
 import type { ReadResult } from '../../src/layers/nfs/nfs3';
-import { ReadAhead } from '../../src/layers/nfs/read-ahead';
+import { OPEN_FILE_READ_AHEAD, ReadAhead, shapeFor } from '../../src/layers/nfs/read-ahead';
 import { ReplyBuffers } from '../../src/layers/nfs/reply-buffers';
 import type { LentParts } from '../../src/layers/types';
 
@@ -65,6 +65,15 @@ describe('NFS read-ahead', function () {
     await new Promise((resolve) => setImmediate(resolve));
     assert.ok(s.recycled > 0, 'replies were reused');
     assert.ok(s.recycled <= s.reads);
+  });
+
+  it("keeps an open file's window where the server's READs are smaller, in at most 8 of them", () => {
+    const window = OPEN_FILE_READ_AHEAD.chunk * OPEN_FILE_READ_AHEAD.depth;
+    assert.equal(shapeFor(OPEN_FILE_READ_AHEAD, 64 * MiB), OPEN_FILE_READ_AHEAD);
+    const knfsd = shapeFor(OPEN_FILE_READ_AHEAD, MiB);
+    assert.equal(knfsd.chunk * knfsd.depth, window);
+    const tiny = shapeFor(OPEN_FILE_READ_AHEAD, 32 * KiB);
+    assert.deepEqual([tiny.chunk, tiny.depth], [32 * KiB, 8]);
   });
 
   it('copies into a buffer with read(), starting anywhere, and stops at end of file', async () => {

@@ -33,8 +33,21 @@ export interface ReadAheadShape {
   maxAgeMs: number;
 }
 
-/** An open file's reads. */
-export const OPEN_FILE_READ_AHEAD: ReadAheadShape = { chunk: MiB, depth: 4, streak: 2, maxAgeMs: 100 };
+/**
+ * An open file's reads: a 4 MiB window in READs of 2 MiB, twice the kernel's largest FUSE READ.
+ * Each READ costs the daemon a send, a reply and a wakeup of the server: fewer, larger ones
+ * read a large file faster (1 GiB: 0.82–0.87 s in 1 MiB READs, 0.68–0.71 s in 2 MiB ones).
+ */
+export const OPEN_FILE_READ_AHEAD: ReadAheadShape = { chunk: 2 * MiB, depth: 2, streak: 2, maxAgeMs: 100 };
+
+/** Prefetching READs in flight at most where the server's READs are small. */
+const MAX_DEPTH = 8;
+
+/** `shape` for a server whose READs carry at most `maxRead` bytes: the same window in more READs. */
+export function shapeFor(shape: ReadAheadShape, maxRead: number): ReadAheadShape {
+  if (maxRead >= shape.chunk) return shape;
+  return { ...shape, chunk: maxRead, depth: Math.min(MAX_DEPTH, Math.ceil((shape.chunk * shape.depth) / maxRead)) };
+}
 
 interface Prefetch {
   offset: number;

@@ -43,5 +43,5 @@ export class ReplyBuffers {
   }
 }
 
-/** READ replies of up to 1 MiB of data (the largest READ the client sends) and their headers. */
-export const replyBuffers = new ReplyBuffers(MiB + 4096, 64 * 1024, 8);
+/** READ replies of up to 2 MiB of data (the largest READ the client sends) and their headers. */
+export const replyBuffers = new ReplyBuffers(2 * MiB + 4096, 64 * 1024, 6);
