@@ -265,7 +265,7 @@ export function message(unique: number, error: number, bodySize: number, fill?: 
  */
 export class LentBuffer {
   constructor(
-    readonly data: Buffer,
+    readonly data: Buffer | Buffer[],
     readonly release: () => void,
   ) {}
 }

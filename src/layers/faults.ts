@@ -190,7 +190,9 @@ export class FaultyLayer implements ReadableLayer {
   }
 
   readdir(at: LayerPath): Promise<LayerDirent[]> {
-    return this.gate('readdir', pathOf(at), () => this.inner.readdir(at));
+    if (this.plan.empty) return this.inner.readdir(at);
+    // Entries' attributes would stand in for their lookups (READDIRPLUS), which rules may target.
+    return this.gate('readdir', pathOf(at), async () => (await this.inner.readdir(at)).map(({ attr: _, ...e }) => e));
   }
 
   readlink(at: LayerPath): Promise<Buffer> {
@@ -225,6 +227,8 @@ export class FaultyLayer implements ReadableLayer {
     return {
       fd: file.fd,
       read: (buf: Buffer, offset: number, length: number, position: number) => this.gate('read', path, () => file.read(buf, offset, length, position)),
+      readParts: file.readParts && ((length: number, position: number) => this.gate('read', path, () => file.readParts!(length, position))),
+      forgetReadAhead: file.forgetReadAhead && (() => file.forgetReadAhead!()),
       stat: () => file.stat(),
       close: () => file.close(),
       chunks: file.chunks && ((size: number) => this.gatedChunks(path, file.chunks!(size))),

@@ -22,6 +22,7 @@ import {
   type LayerFile,
   type LayerPath,
   type LayerStatfs,
+  type LentParts,
   type ReadableLayer,
 } from './types';
 import { DT_BLK, DT_CHR, DT_DIR, DT_FIFO, DT_LNK, DT_REG, DT_SOCK, DT_UNKNOWN, MiB, NAME_MAX } from '../util/linux';
@@ -83,6 +84,10 @@ class NfsFile implements LayerFile {
     return this.ahead.read(buf, offset, length, position);
   }
 
+  readParts(length: number, position: number): Promise<LentParts> {
+    return this.ahead.readParts(length, position);
+  }
+
   async stat(): Promise<LayerAttr> {
     return this.layer.attrOf(this.fh, await this.layer.client.getattr(this.fh));
   }
@@ -96,7 +101,13 @@ class NfsFile implements LayerFile {
     return new NlmFileLocks(this.layer.client.nlm, this.fh, this.path);
   }
 
-  async close(): Promise<void> {}
+  forgetReadAhead(): void {
+    this.ahead.forget();
+  }
+
+  async close(): Promise<void> {
+    this.ahead.forget();
+  }
 }
 
 export class NfsLayer implements ReadableLayer {
@@ -189,6 +200,7 @@ export class NfsLayer implements ReadableLayer {
         name: e.name.toString('latin1'),
         type: e.attr ? (DTYPE_OF[e.attr.type] ?? DT_UNKNOWN) : DT_UNKNOWN,
         ino: Number(e.fileid),
+        attr: e.attr && e.fh ? this.attrOf(e.fh, e.attr) : undefined,
       })),
     );
   }

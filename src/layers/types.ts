@@ -35,6 +35,8 @@ export interface LayerDirent {
   /** d_type (DT_*), DT_UNKNOWN when the layer does not say. */
   type: number;
   ino: number;
+  /** The entry's attributes as the listing found them, where it gives them (NFS READDIRPLUS). */
+  attr?: LayerAttr;
 }
 
 export type LayerStatfs = StatfsFigures;
@@ -63,9 +65,22 @@ export interface Loc {
   readonly path: Buffer;
 }
 
+/** Bytes lent by a layer: `release` once they are used (the layer may then reuse their memory). */
+export interface LentParts {
+  readonly parts: Buffer[];
+  release(): void;
+}
+
 /** An open file of a layer, read through positional reads. */
 export interface LayerFile {
   read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  /**
+   * The bytes `read` would give, as buffers the layer already holds (no copy), for layers whose
+   * data arrives in buffers of their own (NFS replies); the overlay prefers it where present.
+   */
+  readParts?(length: number, position: number): Promise<LentParts>;
+  /** Drops bytes read ahead of the reads: the file changed (its attributes say so). */
+  forgetReadAhead?(): void;
   stat(): Promise<LayerAttr>;
   close(): Promise<void>;
   /** The local descriptor, when the layer has one (locks and copy-up use it). */

@@ -17,7 +17,7 @@ import { InodeNumbers } from './inodes';
 import { childPath } from '../layers/types';
 import { Node, NodeTable } from './nodes';
 import type { OverlayOptions } from './options';
-import { absenceCacheable, resolveChild, toLowerParts, type Layers, type Resolution } from './resolve';
+import { absenceCacheable, resolveChild, toLowerParts, type Layers, type Listed, type Resolution } from './resolve';
 import { isPrivateName } from './format';
 import { NAME_MAX, S_IFMT, type Timespec } from '../util/linux';
 
@@ -131,6 +131,8 @@ export class OverlayCore {
   /** What the mount shows of a node's layer object; remembered for when no path reaches it. */
   shownAttr(node: Node, a: LayerAttr): Attr {
     const attr = nodeAttr(node, a, this.opts.ids, this.opts.staticNlink);
+    // The kernel drops its pages when it sees new contents: so do the open files' read-aheads.
+    if (node.openCount > 0 && node.lastAttr && !sameData(node.lastAttr, attr)) for (const h of this.files.of(node)) h.lower?.forgetReadAhead?.();
     node.lastAttr = attr;
     return attr;
   }
@@ -211,11 +213,12 @@ export class OverlayCore {
     return negativeEntry(this.opts.revalidate !== 'always' ? CACHE_TIMEOUT : cacheable ? this.opts.upperTimeout : 0);
   }
 
-  async resolve(parent: Node, name: string): Promise<Resolution> {
+  /** `listed`: what a listing of `parent` read just now found of the name in a lower. */
+  async resolve(parent: Node, name: string, listed?: Listed): Promise<Resolution> {
     if (this.opts.revalidate === 'always' && parent.inUpper && !parent.opaque && parent.lowers.length === 0 && parent.parent) {
       await this.refreshLowerDirs(parent);
     }
-    return resolveChild(this.layers, this.opts.xattrs, parent, name);
+    return resolveChild(this.layers, this.opts.xattrs, parent, name, listed);
   }
 
   /**
@@ -366,6 +369,11 @@ export class OverlayCore {
     if (!res.positive) throw new FuseError('ENOENT');
     return { ...this.bind(parent, name, res), res };
   }
+}
+
+/** Same size and mtime: what the kernel checks before it keeps a file's pages (AUTO_INVAL_DATA). */
+function sameData(a: Attr, b: Attr): boolean {
+  return a.size === b.size && sameTime(a.mtime, b.mtime);
 }
 
 function sameTime(a: Timespec, b: Timespec): boolean {

@@ -8,7 +8,7 @@ import { FuseError } from '../fuse/errors';
 import { LentBuffer, type OpenOut } from '../fuse/replies';
 import { BufferPool } from '../util/buffer-pool';
 import { localFileOf, SEEK_DATA, SEEK_HOLE } from '../layers/fd-io';
-import { baseName, parentPath, type DescriptorFile, type LayerFile } from '../layers/types';
+import { baseName, parentPath, type DescriptorFile, type LayerFile, type LentParts } from '../layers/types';
 import { errorCode } from '../util/errno';
 import type { OverlayCore } from './core';
 import { FileHandle } from './handles';
@@ -108,6 +108,11 @@ export function openReply(h: FileHandle): OpenOut {
 }
 
 export async function read(core: OverlayCore, h: FileHandle, offset: number, size: number): Promise<Buffer | LentBuffer> {
+  // A layer that holds the bytes in buffers of its own hands them over as they are.
+  if (!h.node.inUpper && h.lower?.readParts) {
+    const lent = await onLower(core, h, (file) => (file.readParts ? file.readParts(size, offset) : readCopy(file, size, offset)));
+    return new LentBuffer(lent.parts, () => lent.release());
+  }
   if (size < POOLED_READ || size > readBuffers.size) {
     const buf = Buffer.allocUnsafe(size);
     const n = await readInto(core, h, buf, size, offset);
@@ -123,16 +128,21 @@ export async function read(core: OverlayCore, h: FileHandle, offset: number, siz
   }
 }
 
+async function readCopy(file: LayerFile, size: number, offset: number): Promise<LentParts> {
+  const buf = Buffer.allocUnsafe(size);
+  return { parts: [buf.subarray(0, await file.read(buf, 0, size, offset))], release: () => {} };
+}
+
 async function readInto(core: OverlayCore, h: FileHandle, buf: Buffer, size: number, offset: number): Promise<number> {
   if (h.node.inUpper) return (await upperFile(core, h, false)).read(buf, 0, size, offset);
-  if (h.lower) return readLower(core, h, buf, size, offset);
+  if (h.lower) return onLower(core, h, (file) => file.read(buf, 0, size, offset));
   throw new FuseError('EBADF');
 }
 
 /** A read that met ESTALE is retried once on the same object reopened by its path. */
-async function readLower(core: OverlayCore, h: FileHandle, buf: Buffer, size: number, offset: number): Promise<number> {
+async function onLower<T>(core: OverlayCore, h: FileHandle, op: (file: LayerFile) => Promise<T>): Promise<T> {
   try {
-    return await h.lower!.read(buf, 0, size, offset);
+    return await op(h.lower!);
   } catch (err) {
     if (errorCode(err) !== 'ESTALE' || h.node.unlinked) throw err;
     // The object is gone if its path now names nothing: the handle is stale, not the path.
@@ -141,7 +151,7 @@ async function readLower(core: OverlayCore, h: FileHandle, buf: Buffer, size: nu
     });
     await h.lower!.close().catch(() => undefined);
     h.lower = again;
-    return again.read(buf, 0, size, offset);
+    return op(again);
   }
 }
 

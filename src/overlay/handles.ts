@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import { localFileOf } from '../layers/fd-io';
 import type { DescriptorFile, LayerFile } from '../layers/types';
 import type { Node } from './nodes';
+import type { Listed } from './resolve';
 import type { OpenMode } from './passthrough';
 import { O_ACCMODE } from '../util/linux';
 
@@ -12,6 +13,8 @@ export interface ListedEntry {
   name: string;
   type: number;
   ino: number;
+  /** What the topmost lower listing it came from said of it, if it said (and it came from a lower). */
+  listed?: Listed;
 }
 
 export class FileHandle {

@@ -28,6 +28,8 @@ interface LayerListing {
   dev: number;
   /** Whether st_ino of regular files may come from an origin xattr (upper only). */
   upper: boolean;
+  /** The lower layer's number; none for the upper. */
+  lower?: number;
 }
 
 /**
@@ -82,7 +84,7 @@ async function listingSources(layers: Layers, node: Node, stop?: Interruptible):
           const layer = layers.lowers[part.layer]!;
           const dir = await layer.stat(part);
           // A lower directory that vanished or changed since lookup is left out, not an error.
-          return dir && dir.identity === part.identity ? { layer, dir: part, path: part.path, dev: dir.dev, upper: false } : null;
+          return dir && dir.identity === part.identity ? { layer, dir: part, path: part.path, dev: dir.dev, upper: false, lower: part.layer } : null;
         },
         stop,
       )),
@@ -125,7 +127,8 @@ export async function mergedListing(layers: Layers, xattrs: OverlayXattrs, inode
       if (c === WHITED_OUT) return void whiteouts.push(e.name);
       if (taken.has(e.name)) return;
       taken.add(e.name);
-      out.push({ name: e.name, type: e.type, ino: (c instanceof Buffer ? parseOrigin(c) : undefined) ?? inodes.map(src.dev, e.ino) });
+      const listed = src.lower !== undefined && e.attr ? { layer: src.lower, dir: src.dir, attr: e.attr } : undefined;
+      out.push({ name: e.name, type: e.type, ino: (c instanceof Buffer ? parseOrigin(c) : undefined) ?? inodes.map(src.dev, e.ino), listed });
     });
     for (const w of whiteouts) taken.add(w);
   }
@@ -135,8 +138,10 @@ export async function mergedListing(layers: Layers, xattrs: OverlayXattrs, inode
 /**
  * Fills a READDIRPLUS reply from entries[offset…]: each entry is looked up through the layers
  * as LOOKUP would, several at a time, and bound and added in order while the reply has room.
- * Nothing is looked up that the reply cannot hold. Interrupted, the request gets the entries
- * already added, or EINTR when there are none (no lookup reference was counted then).
+ * Nothing is looked up that the reply cannot hold. With `listedNow` (the listing was read by
+ * this very request), what a lower's listing said of an entry stands in for its lookup in that
+ * layer. Interrupted, the request gets the entries already added, or EINTR when there are none
+ * (no lookup reference was counted then).
  */
 /** An entry whose lookup failed: listed by name, its lookup answers the error on access. */
 const UNRESOLVED = Symbol('unresolved');
@@ -147,6 +152,7 @@ export async function fillDirentPlus(
   entries: readonly ListedEntry[],
   offset: number,
   out: DirentPlusList,
+  listedNow: boolean,
   stop?: Interruptible,
 ): Promise<void> {
   const names: Buffer[] = [];
@@ -161,7 +167,7 @@ export async function fillDirentPlus(
         reserved += length;
         return true;
       },
-      run: (e) => (e.name === '.' || e.name === '..' ? null : core.resolve(dir, e.name).catch(() => UNRESOLVED)),
+      run: (e) => (e.name === '.' || e.name === '..' ? null : core.resolve(dir, e.name, listedNow ? e.listed : undefined).catch(() => UNRESOLVED)),
       take: (res, e, i) => {
         const name = names[i - offset]!;
         reserved -= DirentPlusList.recordLength(name);

@@ -302,14 +302,15 @@ export class OverlayFs implements FuseHandler {
    * The listing a READDIR or READDIRPLUS serves: a read from the start reads the directory
    * again, as on a local filesystem.
    */
-  private async listing(req: ReadRequest, ctl: RequestControl): Promise<{ h: DirHandle; entries: ListedEntry[] }> {
+  private async listing(req: ReadRequest, ctl: RequestControl): Promise<{ h: DirHandle; entries: ListedEntry[]; readNow: boolean }> {
     const h = this.core.dirs.get(req.fh);
     if (!h) throw new FuseError('EBADF');
-    if (req.offset === 0 || !h.entries) {
+    const readNow = req.offset === 0 || !h.entries;
+    if (readNow) {
       // Stopped only for a caller that is dying: one that handles a signal would see EINTR.
       h.entries = await mergedListing(this.core.layers, this.core.opts.xattrs, this.core.inodes, h.node, ctl.abandoned);
     }
-    return { h, entries: h.entries };
+    return { h, entries: h.entries!, readNow };
   }
 
   async readdir(req: ReadRequest, ctl: RequestControl, out: DirentList): Promise<void> {
@@ -322,11 +323,12 @@ export class OverlayFs implements FuseHandler {
 
   /**
    * READDIRPLUS: each entry comes with its node and attributes, looked up through the layers
-   * as LOOKUP would, so a listing followed by stats costs one request per batch of entries.
+   * as LOOKUP would (where a lower's listing, read by this request, gave them, from it), so a
+   * listing followed by stats costs one request per batch of entries.
    */
   async readdirplus(req: ReadRequest, ctl: RequestControl, out: DirentPlusList): Promise<void> {
-    const { h, entries } = await this.listing(req, ctl);
-    await fillDirentPlus(this.core, h.node, entries, req.offset, out, ctl.abandoned);
+    const { h, entries, readNow } = await this.listing(req, ctl);
+    await fillDirentPlus(this.core, h.node, entries, req.offset, out, readNow, ctl.abandoned);
   }
 
   async releasedir(req: ReleaseRequest): Promise<void> {

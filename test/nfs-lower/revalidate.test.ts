@@ -47,6 +47,58 @@ describe('nfs:// lower changed on the server', function () {
     assert.equal(read(join(suite.m.mnt, 'etc2/keep')), 'k');
   });
 
+  it('a listing shows what the server has now: sizes and types changed on the server show in the next listing and its stats', async () => {
+    const { dir, url } = suite.exp.area({ 'd/a': 'short', 'd/b': 'b', 'd/c': 'c' });
+    await suite.m.mount(url);
+    const lsl = (): Array<[string, number, boolean]> =>
+      fs.readdirSync(join(suite.m.mnt, 'd')).map((n) => {
+        const st = fs.lstatSync(join(suite.m.mnt, 'd', n));
+        return [n, st.isDirectory() ? -1 : st.size, st.isDirectory()];
+      });
+    assert.deepEqual(lsl(), [
+      ['a', 5, false],
+      ['b', 1, false],
+      ['c', 1, false],
+    ]);
+    fs.writeFileSync(join(dir, 'd/a'), 'a longer text');
+    fs.unlinkSync(join(dir, 'd/b'));
+    fs.mkdirSync(join(dir, 'd/b'));
+    fs.renameSync(join(dir, 'd/c'), join(dir, 'd/e'));
+    await tick();
+    assert.deepEqual(lsl(), [
+      ['a', 13, false],
+      ['b', -1, true],
+      ['e', 1, false],
+    ]);
+  });
+
+  it('never serves bytes it read ahead once stat shows the file rewritten on the server', async () => {
+    const MiB = 1024 * 1024;
+    const { dir, url } = suite.exp.area({ big: 'a'.repeat(8 * MiB) });
+    await suite.m.mount(url);
+    // O_DIRECT: the reads reach the daemon as they are, with no read-ahead of the kernel's.
+    const fd = fs.openSync(join(suite.m.mnt, 'big'), fs.constants.O_RDONLY | fs.constants.O_DIRECT);
+    try {
+      const buf = Buffer.alloc(MiB);
+      // Sequential reads: the daemon reads ahead of them, megabytes at a time.
+      for (let at = 0; at < 3 * MiB; at += MiB) assert.equal(fs.readSync(fd, buf, 0, MiB, at), MiB);
+      const server = fs.openSync(join(dir, 'big'), 'r+');
+      fs.writeSync(server, Buffer.alloc(4 * MiB, 'b'), 0, 4 * MiB, 3 * MiB);
+      fs.closeSync(server);
+      await tick();
+      assert.notEqual(fs.fstatSync(fd).mtimeMs, 0);
+      for (let at = 3 * MiB; at < 7 * MiB; at += MiB) {
+        assert.equal(fs.readSync(fd, buf, 0, MiB, at), MiB);
+        assert.ok(
+          buf.every((b) => b === 0x62),
+          `new bytes at ${at / MiB} MiB`,
+        );
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
   it('never serves stale bytes after rename-over edits on the server (checked by md5, in a loop)', async () => {
     const { dir, url } = suite.exp.area({ 'conf/app.cfg': 'v0' });
     await suite.m.mount(url);

@@ -54,6 +54,27 @@ describe('nfs:// lower: NFS round trips per system call', function () {
     }
   });
 
+  it('listing a directory with attributes (READDIRPLUS) costs its READDIRPLUS, not a LOOKUP per entry', async () => {
+    const tree: Record<string, string> = {};
+    for (let i = 0; i < 40; i++) tree[`list/f${i}`] = 'x'.repeat(i);
+    const { url } = suite.exp.area(tree);
+    counter = await startRpcCounter(suite.exp.server.port);
+    await suite.m.mount(url.replace(`127.0.0.1:${suite.exp.server.port}/`, `127.0.0.1:${counter.port}/`));
+    const list = join(suite.m.mnt, 'list');
+    await fs.promises.stat(list);
+    await sleep(20);
+    counter.reset();
+    const dir = await fs.promises.opendir(list);
+    const names: string[] = [];
+    for await (const e of dir) names.push(e.name);
+    assert.equal(names.length, 40);
+    const calls = counter.calls(NFS_PROGRAM);
+    assert.ok((calls.get(NFS3_PROC.READDIRPLUS) ?? 0) >= 1, describeCalls(counter));
+    assert.ok((calls.get(NFS3_PROC.LOOKUP) ?? 0) <= 1, `the directory's own LOOKUP at most: ${describeCalls(counter)}`);
+    // What the listing told the kernel is the server's: sizes as written.
+    for (const name of names) assert.equal((await fs.promises.lstat(join(list, name))).size, Number(name.slice(1)));
+  });
+
   it('opening and reading a small file at depth 3 costs its path, one LOOKUP at open and one READ', async () => {
     const { mnt, counter } = await mountCounted();
     const file = join(mnt, pathAt(3));

@@ -22,10 +22,12 @@ import {
 } from './nfs3';
 import { NlmClient } from './nlm-client';
 import { getTcpPorts } from './portmap';
-import { ReadAhead, OPEN_FILE_READ_AHEAD } from './read-ahead';
+import { ReadAhead, OPEN_FILE_READ_AHEAD, shapeFor } from './read-ahead';
+import { replyBuffers } from './reply-buffers';
 import { RpcClient } from './rpc';
 import { RpcCredential } from './rpc-message';
 import { NfsUrl, describeNfsUrl, joinPath, parseNfsUrl } from './url';
+import { MiB } from '../../util/linux';
 
 const log = createDebug('ovshift:nfs');
 
@@ -38,6 +40,9 @@ const ZERO_VERF = Buffer.alloc(8);
 // UMNT is a courtesy: never let an unreachable server hold up close().
 const UMNT_TIMEOUT_MS = 2000;
 const MAX_READDIR_REPLY = 128 * 1024;
+/** A whole-file stream's (copy-up's) READs, at most, and how many are in flight. */
+const STREAM_CHUNK = MiB;
+const STREAM_DEPTH = 4;
 
 export interface ReadStreamOptions {
   /** Where to start; default 0. */
@@ -134,6 +139,7 @@ export class NfsClient {
         soft: url.soft,
         privilegedPort,
         label: 'nfs',
+        allocateRecord: (length) => replyBuffers.take(length),
       });
       const nfs = new Nfs3(rpc);
       try {
@@ -278,7 +284,13 @@ export class NfsClient {
 
   /** Positional reads of one file, read ahead when they follow each other (for an open file). */
   reader(fh: Buffer): ReadAhead {
-    return new ReadAhead((at, count) => this.read(fh, at, count), Math.min(this.info.rtmax, OPEN_FILE_READ_AHEAD.chunk));
+    const shape = shapeFor(OPEN_FILE_READ_AHEAD, this.info.rtmax);
+    return new ReadAhead(
+      (at, count) => this.read(fh, at, count),
+      shape.chunk,
+      shape,
+      (data) => replyBuffers.give(data),
+    );
   }
 
   /**
@@ -288,8 +300,8 @@ export class NfsClient {
   async *readStream(fh: Buffer, options: ReadStreamOptions = {}): AsyncGenerator<Buffer, void, undefined> {
     const offset = options.offset ?? 0;
     const size = options.size ?? Number((await this.getattr(fh)).size) - offset;
-    const chunk = Math.min(options.chunkSize ?? Math.min(this.info.rtpref, OPEN_FILE_READ_AHEAD.chunk), this.info.rtmax);
-    const shape = { chunk, depth: options.depth ?? OPEN_FILE_READ_AHEAD.depth, streak: 0, maxAgeMs: Infinity };
+    const chunk = Math.min(options.chunkSize ?? Math.min(this.info.rtpref, STREAM_CHUNK), this.info.rtmax);
+    const shape = { chunk, depth: options.depth ?? STREAM_DEPTH, streak: 0, maxAgeMs: Infinity };
     yield* new ReadAhead((at, count) => this.read(fh, at, count), this.info.rtmax, shape).stream(offset, offset + size);
   }
 

@@ -10,9 +10,14 @@
  * so an open file's are never older than the kernel's own cached attributes would let them be;
  * any other read goes to the server. A stream is one pass over the file and keeps what it
  * prefetched until it is consumed.
+ *
+ * Reads hand out views of the reply buffers, not copies. A reply's buffer goes back to its
+ * pool (`recycle`) once it has left the window and every read answered from it was released;
+ * one never released (a stream's chunks, an abandoned read) is left to the garbage collector.
  */
 import { Nfs3Status, NfsError } from './errors';
 import type { ReadResult } from './nfs3';
+import type { LentParts } from '../types';
 import { MiB } from '../../util/linux';
 
 /** One READ: `count` bytes at `offset`. */
@@ -28,8 +33,21 @@ export interface ReadAheadShape {
   maxAgeMs: number;
 }
 
-/** An open file's reads. */
-export const OPEN_FILE_READ_AHEAD: ReadAheadShape = { chunk: MiB, depth: 4, streak: 2, maxAgeMs: 100 };
+/**
+ * An open file's reads: a 4 MiB window in READs of 2 MiB, twice the kernel's largest FUSE READ.
+ * Each READ costs the daemon a send, a reply and a wakeup of the server: fewer, larger ones
+ * read a large file faster (1 GiB: 0.82–0.87 s in 1 MiB READs, 0.68–0.71 s in 2 MiB ones).
+ */
+export const OPEN_FILE_READ_AHEAD: ReadAheadShape = { chunk: 2 * MiB, depth: 2, streak: 2, maxAgeMs: 100 };
+
+/** Prefetching READs in flight at most where the server's READs are small. */
+const MAX_DEPTH = 8;
+
+/** `shape` for a server whose READs carry at most `maxRead` bytes: the same window in more READs. */
+export function shapeFor(shape: ReadAheadShape, maxRead: number): ReadAheadShape {
+  if (maxRead >= shape.chunk) return shape;
+  return { ...shape, chunk: maxRead, depth: Math.min(MAX_DEPTH, Math.ceil((shape.chunk * shape.depth) / maxRead)) };
+}
 
 interface Prefetch {
   offset: number;
@@ -37,6 +55,11 @@ interface Prefetch {
   result: Promise<ReadResult | undefined>;
   /** When its reply came (performance.now()), once it has. */
   arrived?: number;
+  /** Reads using its reply's bytes, not yet released. */
+  lent: number;
+  /** Out of the window. */
+  dropped: boolean;
+  recycled: boolean;
 }
 
 export class ReadAhead {
@@ -54,6 +77,8 @@ export class ReadAhead {
     private readonly readAt: ReadAt,
     private readonly maxRead: number,
     private readonly shape: ReadAheadShape = OPEN_FILE_READ_AHEAD,
+    /** Takes back a reply's data once nothing uses it. */
+    private readonly recycle: (data: Buffer) => void = () => {},
   ) {
     for (const key of ['chunk', 'depth'] as const) {
       const value = shape[key];
@@ -63,33 +88,73 @@ export class ReadAhead {
 
   /**
    * Reads [offset, end) in order, `shape.chunk` bytes at a time, or fewer if the file ends first;
-   * the READs after the one awaited are already in flight.
+   * the READs after the one awaited are already in flight. The pieces are views of the replies,
+   * never recycled: the consumer may keep them.
    */
   async *stream(offset: number, end: number): AsyncGenerator<Buffer, void, undefined> {
     this.until = end;
     for (let at = offset; at < end;) {
       const length = Math.min(this.shape.chunk, end - at);
-      const buf = Buffer.allocUnsafe(length);
-      const done = await this.read(buf, 0, length, at);
-      if (done > 0) yield buf.subarray(0, done);
-      // read() stops short only at end of file.
+      let done = 0;
+      for (const part of (await this.readParts(length, at)).parts) {
+        done += part.length;
+        yield part;
+      }
+      // readParts() stops short only at end of file.
       if (done < length) return;
       at += done;
     }
   }
 
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    const lent = await this.readParts(length, position);
+    let done = 0;
+    for (const part of lent.parts) done += part.copy(buf, offset + done);
+    lent.release();
+    return done;
+  }
+
+  /** The bytes of [position, position + length), fewer only at end of file, as views of the replies that hold them. */
+  async readParts(length: number, position: number): Promise<LentParts> {
     this.follow(position, length);
-    let done = await this.fromPrefetched(buf, offset, length, position);
-    while (done < length) {
-      const { data, eof } = await this.readAt(position + done, Math.min(length - done, this.maxRead));
-      if (data.length === 0 && !eof) throw new NfsError(Nfs3Status.IO, 'read', `(no data and no end of file at offset ${position + done})`);
-      data.copy(buf, offset + done);
-      done += data.length;
-      if (eof) break;
+    const used: Prefetch[] = [];
+    const own: Buffer[] = [];
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      for (const p of used) {
+        p.lent--;
+        this.settle(p);
+      }
+      for (const data of own) this.recycle(data);
+    };
+    const parts = await this.fromPrefetched(length, position, used);
+    let done = 0;
+    for (const part of parts) done += part.length;
+    try {
+      while (done < length) {
+        const { data, eof } = await this.readAt(position + done, Math.min(length - done, this.maxRead));
+        if (data.length === 0 && !eof) throw new NfsError(Nfs3Status.IO, 'read', `(no data and no end of file at offset ${position + done})`);
+        if (data.length > 0) {
+          parts.push(data);
+          own.push(data);
+        }
+        done += data.length;
+        if (eof) break;
+      }
+    } catch (err) {
+      release();
+      throw err;
     }
     if (this.eof !== undefined && position + done > this.eof) this.eof = undefined;
-    return done;
+    return { parts, release };
+  }
+
+  /** Drops what was read ahead (the file changed, or is closed); reads go to the server again. */
+  forget(): void {
+    this.dropAll(this.ahead);
+    this.ahead = [];
   }
 
   /** Notes where this read is and, in a sequential run, keeps the READs ahead of it going. */
@@ -97,11 +162,16 @@ export class ReadAhead {
     if (position === this.expected) this.streak++;
     else {
       this.streak = 0;
+      this.dropAll(this.ahead);
       this.ahead = [];
       this.aheadEnd = 0;
     }
     this.expected = position + length;
-    this.ahead = this.ahead.filter((p) => p.offset + p.count > position);
+    const passed = this.ahead.filter((p) => p.offset + p.count <= position);
+    if (passed.length > 0) {
+      this.ahead = this.ahead.filter((p) => p.offset + p.count > position);
+      this.dropAll(passed);
+    }
     if (this.streak < this.shape.streak) return;
     this.aheadEnd = Math.max(this.aheadEnd, this.expected);
     const limit = Math.min(this.expected + this.shape.depth * this.shape.chunk, this.eof ?? Infinity, this.until);
@@ -113,7 +183,7 @@ export class ReadAhead {
   }
 
   private prefetch(offset: number, count: number): Prefetch {
-    const p: Prefetch = { offset, count, result: Promise.resolve(undefined) };
+    const p: Prefetch = { offset, count, result: Promise.resolve(undefined), lent: 0, dropped: false, recycled: false };
     p.result = this.readAt(offset, count).then(
       (r) => {
         p.arrived = performance.now();
@@ -126,22 +196,48 @@ export class ReadAhead {
     return p;
   }
 
-  /** Copies what fresh prefetched replies hold from `position` on; returns the bytes copied. */
-  private async fromPrefetched(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+  private dropAll(prefetches: Prefetch[]): void {
+    for (const p of prefetches) {
+      p.dropped = true;
+      this.settle(p);
+    }
+  }
+
+  /** Recycles the reply of a prefetch out of the window once no read uses it (and it has come). */
+  private settle(p: Prefetch): void {
+    if (!p.dropped || p.lent > 0 || p.recycled) return;
+    void p.result.then((r) => {
+      if (r === undefined || p.lent > 0 || p.recycled) return;
+      p.recycled = true;
+      this.recycle(r.data);
+    });
+  }
+
+  /** Views of what fresh prefetched replies hold from `position` on, in order, at most `length` bytes; each prefetch used goes in `used`. */
+  private async fromPrefetched(length: number, position: number, used: Prefetch[]): Promise<Buffer[]> {
+    const parts: Buffer[] = [];
     let done = 0;
     while (done < length) {
       const at = position + done;
       const p = this.ahead.find((q) => q.offset <= at && at < q.offset + q.count);
       if (p === undefined) break;
+      // Held before waiting, so that the window moving on meanwhile does not recycle it.
+      p.lent++;
       const r = await p.result;
-      if (r === undefined || performance.now() - p.arrived! > this.shape.maxAgeMs) {
-        this.ahead = this.ahead.filter((q) => q !== p);
+      const from = at - p.offset;
+      if (r === undefined || performance.now() - p.arrived! > this.shape.maxAgeMs || from >= r.data.length) {
+        p.lent--;
+        if (r === undefined || from < r.data.length) {
+          this.ahead = this.ahead.filter((q) => q !== p);
+          this.dropAll([p]);
+        } else this.settle(p);
         break;
       }
-      const from = at - p.offset;
-      if (from >= r.data.length) break;
-      done += r.data.copy(buf, offset + done, from, Math.min(r.data.length, from + length - done));
+      used.push(p);
+      const part = r.data.subarray(from, Math.min(r.data.length, from + length - done));
+      parts.push(part);
+      done += part.length;
     }
-    return done;
+    return parts;
   }
 }

@@ -47,7 +47,11 @@ export class RecordDecoder {
   private fragments: Buffer[] = [];
   private recordLength = 0;
 
-  constructor(private readonly maxRecordLength: number) {}
+  constructor(
+    private readonly maxRecordLength: number,
+    /** Where each fragment's bytes go: a fresh buffer unless the caller keeps some for reuse. */
+    private readonly allocate: (length: number) => Buffer = Buffer.allocUnsafe,
+  ) {}
 
   /** Feeds stream bytes; returns the records completed by them, in order. Throws RecordError on a bad stream. */
   push(chunk: Buffer): Buffer[] {
@@ -67,7 +71,7 @@ export class RecordDecoder {
         if (this.recordLength + length > this.maxRecordLength) {
           throw new RecordError(`record of more than ${this.maxRecordLength} bytes (fragment of ${length} after ${this.recordLength})`);
         }
-        this.fragment = Buffer.allocUnsafe(length);
+        this.fragment = this.allocate(length);
         this.fragmentFilled = 0;
       }
       const n = Math.min(this.fragment.length - this.fragmentFilled, chunk.length - pos);

@@ -41,6 +41,8 @@ export interface RpcClientOptions {
   maxRecordLength?: number;
   /** Size of the buffer small replies are read into; default 256 KiB. */
   readBufferSize?: number;
+  /** Allocates the buffer a reply is received in (default: a fresh one each time). */
+  allocateRecord?: (length: number) => Buffer;
   /** Told when an established connection ends other than by close() (the server may have restarted). */
   onConnectionLost?: () => void;
 }
@@ -198,7 +200,7 @@ export class RpcClient {
   private openSocket(resvportAttemptsLeft: number): void {
     const { host, port, label } = this.options;
     const localPort = this.privilegedPort ? randomInt(RESVPORT_MIN, RESVPORT_MAX + 1) : undefined;
-    const decoder = new RecordDecoder(this.options.maxRecordLength ?? DEFAULT_MAX_RECORD);
+    const decoder = new RecordDecoder(this.options.maxRecordLength ?? DEFAULT_MAX_RECORD, this.options.allocateRecord);
     // Small replies and record headers are read into one reused buffer and copied into their
     // records; the body of a large reply (READ data) is read by the kernel straight into its record.
     const readBuffer = Buffer.allocUnsafe(this.options.readBufferSize ?? DEFAULT_READ_BUFFER);
