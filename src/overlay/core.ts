@@ -317,6 +317,9 @@ export class OverlayCore {
    */
   async revalidateData(node: Node): Promise<void> {
     if (node.upperOnly || node.isDir) return;
+    // Bytes read ahead before the lock was had may predate a change the lock now orders after
+    // (a rewrite keeping size and mtime included): reads under the lock fetch them again.
+    for (const h of this.files.of(node)) h.lower?.forgetReadAhead?.();
     const last = node.lastAttr;
     const now = node.unlinked ? this.openFileAttr(node) : await this.layerAttr(node).catch(() => null);
     if (!now || !last) return;

@@ -99,6 +99,41 @@ describe('nfs:// lower changed on the server', function () {
     }
   });
 
+  it('a lock granted on a file drops what was read ahead of it, even when the file kept its size and mtime (seed 000)', async () => {
+    const MiB = 1024 * 1024;
+    const { dir, url } = suite.exp.area({ big: 'a'.repeat(8 * MiB) });
+    await suite.m.mount(url);
+    // O_DIRECT reads reach the daemon as they are; the server rewrites bytes the daemon has read
+    // ahead, then puts the mtime back (only the ctime tells); a lock taken, the reads under it
+    // must give the new bytes.
+    const r = await python(
+      `
+import fcntl, mmap, os, sys
+mnt, server = sys.argv[1], sys.argv[2]
+MiB = 1 << 20
+fd = os.open(os.path.join(mnt, 'big'), os.O_RDWR | os.O_DIRECT)
+buf = mmap.mmap(-1, MiB)
+for at in range(0, 3 * MiB, MiB):
+    assert os.preadv(fd, [buf], at) == MiB
+st = os.stat(server)
+with open(server, 'r+b') as f:
+    f.seek(3 * MiB)
+    f.write(b'b' * (4 * MiB))
+os.utime(server, ns=(st.st_atime_ns, st.st_mtime_ns))
+fcntl.lockf(fd, fcntl.LOCK_EX)
+for at in range(3 * MiB, 7 * MiB, MiB):
+    assert os.preadv(fd, [buf], at) == MiB
+    if buf[:] != b'b' * MiB:
+        print('old bytes at %d MiB' % (at // MiB))
+        sys.exit(1)
+print('ok')
+`,
+      [suite.m.mnt, join(dir, 'big')],
+      { timeoutMs: 30000 },
+    );
+    assert.equal(r.stdout.trim(), 'ok', r.stdout + r.stderr);
+  });
+
   it('never serves stale bytes after rename-over edits on the server (checked by md5, in a loop)', async () => {
     const { dir, url } = suite.exp.area({ 'conf/app.cfg': 'v0' });
     await suite.m.mount(url);
