@@ -295,7 +295,11 @@ export class DirLayer implements ReadableLayer {
       if (isAbsent(err) || errorCode(err) === 'ELOOP') return null;
       throw err;
     }
-    if ((await file.stat()).identity === identity) return file;
+    const attr = await file.stat();
+    if (attr.identity === identity) {
+      if (file instanceof FdFile) file.openedAttr = attr;
+      return file;
+    }
     await file.close();
     return null;
   }

@@ -229,6 +229,7 @@ export class FaultyLayer implements ReadableLayer {
       read: (buf: Buffer, offset: number, length: number, position: number) => this.gate('read', path, () => file.read(buf, offset, length, position)),
       readParts: file.readParts && ((length: number, position: number) => this.gate('read', path, () => file.readParts!(length, position))),
       forgetReadAhead: file.forgetReadAhead && (() => file.forgetReadAhead!()),
+      openedAttr: file.openedAttr,
       stat: () => file.stat(),
       close: () => file.close(),
       chunks: file.chunks && ((size: number) => this.gatedChunks(path, file.chunks!(size))),

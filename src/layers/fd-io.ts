@@ -135,6 +135,9 @@ export function attrFromArray(s: Float64Array): LayerAttr {
  * on the event loop (a local filesystem); `inMemory`: writes never wait for a disk (tmpfs).
  */
 export class FdFile implements DescriptorFile {
+  /** Set by a layer that checked the file's attributes as it opened it. */
+  openedAttr?: LayerAttr;
+
   constructor(
     readonly fd: number,
     readonly sync: boolean,

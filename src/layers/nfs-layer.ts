@@ -76,6 +76,8 @@ class NfsFile implements LayerFile {
     private readonly fh: Buffer,
     /** Where it was opened, for messages. */
     private readonly path: string,
+    /** What the LOOKUP that opened it said of it. */
+    readonly openedAttr?: LayerAttr,
   ) {
     this.ahead = layer.client.reader(fh);
   }
@@ -224,14 +226,16 @@ export class NfsLayer implements ReadableLayer {
 
   /** One LOOKUP in `dir`: the handle it returns is the object the name leads to now. */
   async openEntry(dir: LayerPath, name: string, identity: string): Promise<LayerFile | null> {
-    let fh: Buffer;
+    let found: { fh: Buffer; attr?: NfsAttr };
     try {
-      fh = (await this.on(dir, (d) => this.client.lookup(d, Buffer.from(name, 'latin1')))).fh;
+      found = await this.on(dir, (d) => this.client.lookup(d, Buffer.from(name, 'latin1')));
     } catch (err) {
       if (isAbsent(err)) return null;
       throw err;
     }
-    return fh.toString('hex') === identity ? new NfsFile(this, fh, childPath(pathOf(dir), name)) : null;
+    const { fh, attr } = found;
+    if (fh.toString('hex') !== identity) return null;
+    return new NfsFile(this, fh, childPath(pathOf(dir), name), attr && this.attrOf(fh, attr));
   }
 
   async statfs(): Promise<LayerStatfs> {

@@ -81,6 +81,8 @@ export interface LayerFile {
   readParts?(length: number, position: number): Promise<LentParts>;
   /** Drops bytes read ahead of the reads: the file changed (its attributes say so). */
   forgetReadAhead?(): void;
+  /** Its attributes as opening it found them, where the open gave them at no extra cost. */
+  readonly openedAttr?: LayerAttr;
   stat(): Promise<LayerAttr>;
   close(): Promise<void>;
   /** The local descriptor, when the layer has one (locks and copy-up use it). */

@@ -8,7 +8,7 @@ import { FuseError } from '../fuse/errors';
 import { LentBuffer, type OpenOut } from '../fuse/replies';
 import { BufferPool } from '../util/buffer-pool';
 import { localFileOf, SEEK_DATA, SEEK_HOLE } from '../layers/fd-io';
-import { baseName, parentPath, type DescriptorFile, type LayerFile, type LentParts } from '../layers/types';
+import { baseName, parentPath, type DescriptorFile, type LayerAttr, type LayerFile, type LentParts } from '../layers/types';
 import { errorCode } from '../util/errno';
 import type { OverlayCore } from './core';
 import { FileHandle } from './handles';
@@ -82,6 +82,7 @@ export async function open(core: OverlayCore, node: Node, flags: number): Promis
       // Also a lower file unlinked through the mount that has no pin (no local descriptor, as
       // on an nfs:// lower): its layer still has it, and reaches it by its identity.
       h.lower = await openLower(core, node);
+      h.keepPages = unchangedSincePagesRead(node, h.lower.openedAttr);
     }
     await chooseMode(core, h);
   } catch (err) {
@@ -104,7 +105,19 @@ export async function chooseMode(core: OverlayCore, h: FileHandle): Promise<void
  */
 export function openReply(h: FileHandle): OpenOut {
   if (h.mode?.backingId !== undefined) return { fh: h.id, openFlags: Fopen.PASSTHROUGH, backingId: h.mode.backingId };
-  return { fh: h.id, openFlags: h.node.upperOnly ? Fopen.KEEP_CACHE : 0 };
+  return { fh: h.id, openFlags: h.node.upperOnly || h.keepPages ? Fopen.KEEP_CACHE : 0 };
+}
+
+/**
+ * Whether the lower file an open found is the one the kernel's cached pages of the node were
+ * read from: same object, size, mtime and ctime (a content change moves the ctime, which no one
+ * can set back). Otherwise the open lets the kernel drop them, and what it finds is recorded.
+ */
+function unchangedSincePagesRead(node: Node, attr: LayerAttr | undefined): boolean {
+  const from = attr && `${attr.identity}:${attr.size}:${attr.mtime.sec}.${attr.mtime.nsec}:${attr.ctime.sec}.${attr.ctime.nsec}`;
+  if (from !== undefined && from === node.pagesFrom) return true;
+  node.pagesFrom = from;
+  return false;
 }
 
 export async function read(core: OverlayCore, h: FileHandle, offset: number, size: number): Promise<Buffer | LentBuffer> {

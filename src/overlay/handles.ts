@@ -25,6 +25,8 @@ export class FileHandle {
   upperWritable = false;
   /** How the kernel serves this handle (passthrough or through the daemon), once open. */
   mode?: OpenMode;
+  /** The kernel may keep the node's cached pages: the lower file is unchanged since they were read. */
+  keepPages = false;
 
   constructor(
     readonly id: number,

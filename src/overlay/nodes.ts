@@ -46,6 +46,11 @@ export class Node {
   unlinked = false;
   /** What was last reported, for nodes that can no longer be reached by path. */
   lastAttr?: Attr;
+  /**
+   * The lower file the kernel's cached pages of this node were read from (identity, size,
+   * mtime, ctime as the open that let them in found it): an open finding the same keeps them.
+   */
+  pagesFrom?: string;
   /** The copy-up in progress, so concurrent writers wait for one copy. */
   copyingUp?: Promise<void>;
   /**

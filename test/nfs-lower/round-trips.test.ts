@@ -75,17 +75,22 @@ describe('nfs:// lower: NFS round trips per system call', function () {
     for (const name of names) assert.equal((await fs.promises.lstat(join(list, name))).size, Number(name.slice(1)));
   });
 
-  it('opening and reading a small file at depth 3 costs its path, one LOOKUP at open and one READ', async () => {
+  it('opening and reading a small file at depth 3 costs its path, one LOOKUP at open and one READ; read again unchanged, no READ', async () => {
     const { mnt, counter } = await mountCounted();
     const file = join(mnt, pathAt(3));
-    assert.equal(await fs.promises.readFile(file, 'utf8'), 'depth 3');
-    await sleep(20);
     counter.reset();
     assert.equal(await fs.promises.readFile(file, 'utf8'), 'depth 3');
-    const calls = counter.calls(NFS_PROGRAM);
+    let calls = counter.calls(NFS_PROGRAM);
     assert.equal(calls.get(NFS3_PROC.READ), 1, describeCalls(counter));
     assert.ok((calls.get(NFS3_PROC.LOOKUP) ?? 0) <= 3 + 1, describeCalls(counter));
     assert.ok(counter.total(NFS_PROGRAM) <= 3 + 2, describeCalls(counter));
     assert.ok(!counter.lookedUp().some((n) => n.startsWith('.wh.')), `no whiteout or opaque probes: ${counter.lookedUp().join(' ')}`);
+    await sleep(20);
+    counter.reset();
+    // The file is what it was: the kernel keeps the pages it read (the LOOKUP at open says so).
+    assert.equal(await fs.promises.readFile(file, 'utf8'), 'depth 3');
+    calls = counter.calls(NFS_PROGRAM);
+    assert.equal(calls.get(NFS3_PROC.READ) ?? 0, 0, describeCalls(counter));
+    assert.ok(counter.total(NFS_PROGRAM) <= 3 + 1, describeCalls(counter));
   });
 });

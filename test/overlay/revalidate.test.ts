@@ -174,6 +174,40 @@ for name in ('file', 'sub/x', 'nothing'):
       assert.match(d.stderr(), /stat data\/f: ESTALE from the lower; resolving the path again/);
     });
 
+    it('keeps the page cache of a lower file across opens while the file is unchanged: the next read asks the lower for nothing', async () => {
+      makeTree(s.lower, { 'data/f': 'x'.repeat(64 * 1024) });
+      await s.mount();
+      assert.equal(read(join(s.mnt, 'data/f')).length, 64 * 1024);
+      // Any read reaching the lower now fails: a read served from the kept pages does not.
+      const r = await run(OVSHIFT, ['ctl', s.mnt, 'inject', 'add', 'read:data/f:EIO']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(read(join(s.mnt, 'data/f')), 'x'.repeat(64 * 1024));
+      const listed = await run(OVSHIFT, ['ctl', s.mnt, 'inject', 'list']);
+      assert.match(listed.stdout, /read:data\/f:EIO {2}\(hits 0\)/);
+    });
+
+    it('reads a lower file afresh at the next open once it changed, even with its size and mtime put back (its ctime moved)', async () => {
+      makeTree(s.lower, { 'data/f': 'a'.repeat(8192) });
+      await s.mount();
+      assert.equal(read(join(s.mnt, 'data/f')), 'a'.repeat(8192));
+      const rewritten = await python(
+        `
+import os, sys
+path = sys.argv[1]
+st = os.stat(path)
+with open(path, 'r+') as f:
+    f.write('b' * 8192)
+os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+now = os.stat(path)
+print(now.st_size == st.st_size and now.st_mtime_ns == st.st_mtime_ns and now.st_ctime_ns != st.st_ctime_ns)
+`,
+        [join(s.lower, 'data/f')],
+      );
+      assert.equal(rewritten.stdout.trim(), 'True', 'same size and mtime, another ctime');
+      await tick();
+      assert.equal(read(join(s.mnt, 'data/f')), 'b'.repeat(8192));
+    });
+
     it('changes fault rules at runtime through ovshift ctl', async () => {
       makeTree(s.lower, { 'a/b': 'b' });
       await s.mount();
