@@ -251,6 +251,24 @@ print('done')
     assert.ok((await b.locked()) >= unlocking, 'granted after the unlock');
   });
 
+  it("when the daemon holding the host's NLM registration goes, a waiter in another daemon asks again at once and is granted after the unlock", async () => {
+    const { dir, on } = await fleet({ mbox: 'mail\n', other: 'o' }, '', true);
+    // Host A's daemon waits first (a blocking lock, had at once): it takes the registration.
+    const a = locker(on(0, 'other'), 'posix');
+    await a.locked();
+    await a.release();
+    const server = locker(join(dir, 'mbox'), 'posix');
+    await server.locked();
+    const b = locker(on(1, 'mbox'), 'posix');
+    await b.proc.waitFor('waiting ');
+    await waitUntil(() => callsOfB().lock === 1, { timeoutMs: 5000, what: "host B's queued LOCK" });
+    await hosts[0]!.remove();
+    // Not at its 30 s recheck: told by A's daemon as it left, B asks again and registers.
+    await waitUntil(() => callsOfB().lock >= 2, { timeoutMs: 10000, what: 'host B to ask again' });
+    const unlocking = await server.release();
+    assert.ok((await b.locked(10000)) >= unlocking, 'granted after the unlock');
+  });
+
   it('ovshift ctl status says where locks go; with locks=local they stay in each daemon', async () => {
     const { on } = await fleet({ mbox: 'mail\n' }, 'locks=local');
     const status = await run(OVSHIFT, ['ctl', hosts[0]!.mnt, 'status']);

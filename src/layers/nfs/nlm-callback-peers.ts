@@ -11,12 +11,18 @@ import * as net from 'net';
 import { join } from 'path';
 import { processExists } from '../../util/process-alive';
 import { encodeRecord } from './record';
+import { encodeCall } from './rpc-message';
 import { RpcService, type RpcHandler } from './rpc-service';
 
 const log = createDebug('ovshift:nlm');
 
 const PEERS_DIR = '/run/ovshift/nlm-callbacks';
 const SOCKET = /^(\d+)\.sock$/;
+/**
+ * A procedure of the peers' sockets only (outside NLM's numbers): the daemon that held the
+ * host's registration is leaving; what waits through it must be asked for again.
+ */
+export const REGISTRATION_GONE = 0x7fff0001;
 const PORT_FILE = /^(\d+)\.port$/;
 
 /** The directory, made 0700 by root or checked to be root's own; undefined when unusable. */
@@ -101,6 +107,11 @@ export class CallbackPeers {
       socket.on('error', (err) => log('passing a callback on to pid %d: %s', pid, err.message));
       socket.end(record);
     }
+  }
+
+  /** Tells the host's other daemons that the registration this daemon held is gone. */
+  announceGone(program: number, version: number): void {
+    this.forward(encodeCall(0, { program, version }, REGISTRATION_GONE, { flavor: 'none' }, () => undefined));
   }
 
   close(): void {

@@ -9,7 +9,7 @@
 
 import createDebug from 'debug';
 import { decodeGranted, NLM_PROGRAM, NLM_VERSION, Nlm4Proc, type NlmGranted } from './nlm4';
-import { CallbackPeers } from './nlm-callback-peers';
+import { CallbackPeers, REGISTRATION_GONE } from './nlm-callback-peers';
 import { getTcpPorts, registerTcpPort } from './portmap';
 import { RpcClient } from './rpc';
 import { RpcService, type RpcHandler } from './rpc-service';
@@ -53,6 +53,8 @@ class CallbackService {
 
   private constructor(
     readonly listeners: Set<GrantListener>,
+    /** Told when the daemon whose registration passed callbacks on left. */
+    readonly rewaiters: Set<() => void>,
     private readonly service: RpcService,
     private readonly peers: CallbackPeers | undefined,
   ) {}
@@ -74,8 +76,22 @@ class CallbackService {
     };
     const service = await RpcService.listen({ host: address }, NLM_PROGRAM, NLM_VERSION, new Map([[Nlm4Proc.GRANTED_MSG, fromServer]]));
     const fromPeer: RpcHandler = (args, peer) => (deliver(args, peer), null);
-    passOn.to = await CallbackPeers.open(service.port, NLM_PROGRAM, NLM_VERSION, new Map([[Nlm4Proc.GRANTED_MSG, fromPeer]]));
-    return new CallbackService(listeners, service, passOn.to);
+    const rewaiters = new Set<() => void>();
+    const registrationGone: RpcHandler = () => {
+      log("the daemon that held this host's NLM registration left: waiters ask again");
+      for (const rewait of rewaiters) rewait();
+      return null;
+    };
+    passOn.to = await CallbackPeers.open(
+      service.port,
+      NLM_PROGRAM,
+      NLM_VERSION,
+      new Map([
+        [Nlm4Proc.GRANTED_MSG, fromPeer],
+        [REGISTRATION_GONE, registrationGone],
+      ]),
+    );
+    return new CallbackService(listeners, rewaiters, service, passOn.to);
   }
 
   /**
@@ -109,8 +125,13 @@ class CallbackService {
 
   async stop(): Promise<void> {
     this.service.close();
+    if (this.registered) {
+      await registerTcpPort(NLM_PROGRAM, NLM_VERSION, 0, PORTMAP_OPTIONS).catch(() => false);
+      // Whatever waits in the other daemons through this registration is asked for again,
+      // and one of them registers.
+      this.peers?.announceGone(NLM_PROGRAM, NLM_VERSION);
+    }
     this.peers?.close();
-    if (this.registered) await registerTcpPort(NLM_PROGRAM, NLM_VERSION, 0, PORTMAP_OPTIONS).catch(() => false);
   }
 }
 
@@ -123,8 +144,11 @@ export interface GrantSubscription {
   stop(): Promise<void>;
 }
 
-/** Listens for GRANTED callbacks reaching `address` (one service per process and address). */
-export async function listenForGrants(address: string, listener: GrantListener): Promise<GrantSubscription> {
+/**
+ * Listens for GRANTED callbacks reaching `address` (one service per process and address);
+ * `rewait` is called when callbacks that came through another daemon stop coming.
+ */
+export async function listenForGrants(address: string, listener: GrantListener, rewait: () => void): Promise<GrantSubscription> {
   let starting = services.get(address);
   if (starting === undefined) {
     starting = CallbackService.start(address);
@@ -133,10 +157,12 @@ export async function listenForGrants(address: string, listener: GrantListener):
   }
   const service = await starting;
   service.listeners.add(listener);
+  service.rewaiters.add(rewait);
   return {
     receiving: () => service.receiving(),
     stop: async () => {
       service.listeners.delete(listener);
+      service.rewaiters.delete(rewait);
       if (service.listeners.size > 0 || services.get(address) !== starting) return;
       services.delete(address);
       await service.stop();

@@ -187,15 +187,19 @@ export class NlmClient {
 
   /** After a lost connection: every lock held is taken again once the server answers. */
   private retakeAll(): void {
-    // What the server queued went with the connection (a restarted server forgot it): the
-    // waiters ask again now rather than at their next recheck.
-    const queued = [...this.blocked.values()];
-    this.blocked.clear();
-    for (const waiter of queued) waiter.onGrant();
+    // What the server queued went with the connection (a restarted server forgot it).
+    this.askAgain();
     if (this.held.size === 0 || this.retaking !== undefined) return;
     this.retaking = this.retake().finally(() => {
       this.retaking = undefined;
     });
+  }
+
+  /** The waiters the server queued ask again now rather than at their next recheck. */
+  private askAgain(): void {
+    const queued = [...this.blocked.values()];
+    this.blocked.clear();
+    for (const waiter of queued) waiter.onGrant();
   }
 
   private async retake(): Promise<void> {
@@ -249,7 +253,7 @@ export class NlmClient {
     if (nlm.rpc.localAddress === undefined) await nlm.null();
     const address = nlm.rpc.localAddress;
     if (address === undefined) return false;
-    this.grants ??= listenForGrants(address, this.onGranted).catch((err: unknown) => {
+    this.grants ??= listenForGrants(address, this.onGranted, () => this.askAgain()).catch((err: unknown) => {
       log('no NLM callbacks: %s', (err as Error).message);
       return undefined;
     });
