@@ -11,7 +11,7 @@ import createDebug from 'debug';
 import { decodeGranted, NLM_PROGRAM, NLM_VERSION, Nlm4Proc, type NlmGranted } from './nlm4';
 import { CallbackPeers, REGISTRATION_GONE } from './nlm-callback-peers';
 import { getTcpPorts, registerTcpPort } from './portmap';
-import { RpcClient } from './rpc';
+import { smallServiceClient } from './rpc';
 import { RpcService, type RpcHandler } from './rpc-service';
 import type { XdrReader } from './xdr';
 
@@ -24,18 +24,14 @@ const PORTMAP_OPTIONS = { timeoutMs: 2000, retrans: 1, privilegedPort: process.g
 
 /** Is something answering NLM NULL on this port? */
 async function answers(port: number): Promise<boolean> {
-  const rpc = new RpcClient({
+  const rpc = smallServiceClient({
     host: '127.0.0.1',
     port,
     target: { program: NLM_PROGRAM, version: NLM_VERSION },
-    credential: { flavor: 'none' },
+    label: 'nlm-probe',
     timeoutMs: 1000,
     retrans: 0,
-    soft: true,
-    failFast: true,
     privilegedPort: false,
-    label: 'nlm-probe',
-    readBufferSize: 4096,
   });
   try {
     await rpc.call(Nlm4Proc.NULL);

@@ -1,6 +1,6 @@
 // Portmapper v2 (RFC 1833 §3): asks the server's port 111 where an RPC program listens.
 
-import { RpcClient } from './rpc';
+import { smallServiceClient, type RpcClient } from './rpc';
 
 export const PORTMAP_PORT = 111;
 const PMAP_PROGRAM = 100000;
@@ -32,19 +32,7 @@ export interface ProgramQuery {
 }
 
 function portmapClient(host: string, options: PortmapQueryOptions): RpcClient {
-  return new RpcClient({
-    host,
-    port: PORTMAP_PORT,
-    target: { program: PMAP_PROGRAM, version: PMAP_VERSION },
-    credential: { flavor: 'none' },
-    timeoutMs: options.timeoutMs,
-    retrans: options.retrans,
-    soft: true,
-    failFast: true,
-    privilegedPort: options.privilegedPort,
-    label: 'portmap',
-    readBufferSize: 4096,
-  });
+  return smallServiceClient({ host, port: PORTMAP_PORT, target: { program: PMAP_PROGRAM, version: PMAP_VERSION }, label: 'portmap', ...options });
 }
 
 /**

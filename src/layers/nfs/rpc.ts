@@ -302,3 +302,11 @@ export class RpcClient {
     call.resolve(reader);
   }
 }
+
+/**
+ * A client for a few calls to a small service (a portmapper, statd, a probe): no credentials,
+ * soft, failing at once when the connection fails, small replies.
+ */
+export function smallServiceClient(o: Pick<RpcClientOptions, 'host' | 'port' | 'target' | 'label' | 'timeoutMs' | 'retrans' | 'privilegedPort'>): RpcClient {
+  return new RpcClient({ ...o, credential: { flavor: 'none' }, soft: true, failFast: true, readBufferSize: 4096 });
+}

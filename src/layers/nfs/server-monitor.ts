@@ -10,7 +10,7 @@ import createDebug from 'debug';
 import { NLM_PROGRAM, NLM_VERSION } from './nlm4';
 import { Nsm, NSM_PROGRAM, NSM_VERSION, type NsmCallback } from './nsm';
 import { getTcpPorts } from './portmap';
-import { RpcClient } from './rpc';
+import { smallServiceClient, type RpcClient } from './rpc';
 
 const log = createDebug('ovshift:nlm');
 
@@ -60,17 +60,13 @@ export class ServerMonitor {
   }
 
   private statd(port: number): RpcClient {
-    return new RpcClient({
+    return smallServiceClient({
       host: '127.0.0.1',
       port,
       target: { program: NSM_PROGRAM, version: NSM_VERSION },
-      credential: { flavor: 'none' },
-      ...LOCAL,
-      soft: true,
-      failFast: true,
-      privilegedPort: this.privilegedPort,
       label: 'statd',
-      readBufferSize: 4096,
+      ...LOCAL,
+      privilegedPort: this.privilegedPort,
     });
   }
 
