@@ -45,6 +45,9 @@ export class NlmError extends Error {
   }
 }
 
+/** How long a grant that crossed a CANCEL is still recognised (and refused). */
+const WITHDRAWN_KEPT_MS = 60_000;
+
 const ERRNO_OF: Partial<Record<Nlm4Stat, string>> = {
   [Nlm4Stat.DENIED]: 'EAGAIN',
   // The server restarted and takes back only reclaimed locks for a while: try again later.
@@ -110,7 +113,10 @@ export class NlmClient {
   private readonly held = new Map<string, Holding>();
   private retaking: Promise<void> | undefined;
   private readonly blocked = new Map<string, Blocked>();
-  /** Requests withdrawn after the server queued them: a late grant of one is refused. */
+  /**
+   * Requests withdrawn after the server queued them: a late grant of one (crossing the CANCEL)
+   * is refused. Forgotten after a while, as a cancelled request is never granted after.
+   */
   private readonly withdrawn = new Set<string>();
   /** Granted by a callback (we answered that we take them), waiting for their waiter to ask again. */
   private readonly grantedByCallback = new Map<string, NlmTarget>();
@@ -304,6 +310,7 @@ export class NlmClient {
       if (!key.startsWith(prefix)) continue;
       this.blocked.delete(key);
       this.withdrawn.add(key);
+      setTimeout(() => this.withdrawn.delete(key), WITHDRAWN_KEPT_MS).unref();
       const nlm = await this.connection();
       await nlm.cancel(this.cookie(), true, b.exclusive, this.lockOf(b.target)).catch((err: unknown) => log('CANCEL: %s', (err as Error).message));
     }
