@@ -124,6 +124,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
         forwardLocks: o.forwardLocks,
         ids,
         passthrough: o.passthrough,
+        watch: o.watch,
         volatile: o.volatile || !o.fsync,
         staticNlink: o.staticNlink,
         noXattrs: o.noXattrs,
@@ -145,7 +146,11 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
         {
           // In place before INIT: the notifier, and the control socket (named for the mount's st_dev).
           beforeStart: async ({ session, connection }) => {
-            fs.core.notifier = { invalInode: (id) => session.notifyInvalInode(id).then(() => undefined) };
+            fs.core.notifier = {
+              invalInode: (id) => session.notifyInvalInode(id).then(() => undefined),
+              invalEntry: (parent, name) => session.notifyInvalEntry(parent, Buffer.from(name, 'latin1')).then(() => undefined),
+              incEpoch: () => session.notifyIncEpoch().then(() => undefined),
+            };
             control =
               socketDir === undefined
                 ? undefined
@@ -156,6 +161,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
                       'open files': fs.core.files.size,
                       'open dirs': fs.core.dirs.size,
                       'passthrough files': fs.core.passthrough?.activeFiles ?? 'off',
+                      'lower changes': fs.core.lowerChanges,
                       pending: session.pendingCount,
                       locks: o.forwardLocks
                         ? [...new Set(layout.lowers.map((l, i) => `${l.kind} lowers: ${opened?.layers[i]?.sharedLocksNow?.() ?? l.sharedLocks}`))].join('; ')

@@ -67,6 +67,8 @@ export interface CliOptions {
   forwardLocks: boolean;
   /** passthrough=on (default): the kernel reads and writes upper files itself where it can. */
   passthrough: boolean;
+  /** Lower changes pushed by the kernel (fanotify) where it can report them; off: polled. */
+  watch: boolean;
   /** Fault rules for lower operations (src/layers/faults.ts syntax). */
   inject?: string;
   uidmapping?: string;
@@ -118,6 +120,10 @@ Options:
                           both timeouts from 0 to 31536000 seconds (a year)
   -o lower_timeout=SECS   the same for entries a lower decides: one clock tick by default
                           (4 ms at HZ=250); 0 makes every access check the lower
+  -o watch=on|off         on (default): where the kernel reports a lower's changes (a local
+                          filesystem, as root), entries a lower decides are kept as long as
+                          upper_timeout and each change invalidates what it touches; off, or
+                          where it cannot: lower_timeout applies
   -o revalidate=MODE      always: every lookup re-checks the lower (default);
                           cached: cache lower lookups, as fuse-overlayfs does;
                           kernel: cache like kernel overlayfs, ESTALE when a lower changed
@@ -352,6 +358,7 @@ function defaults(): Omit<CliOptions, 'mountpoint' | 'source'> {
     revalidate: 'always',
     forwardLocks: true,
     passthrough: true,
+    watch: true,
     squashToRoot: false,
     volatile: false,
     fsync: true,
@@ -432,6 +439,9 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
       return;
     case 'passthrough':
       o.passthrough = onOff(key, needValue());
+      return;
+    case 'watch':
+      o.watch = onOff(key, needValue());
       return;
     case 'upper_timeout':
       o.upperTimeout = seconds(key, needValue());

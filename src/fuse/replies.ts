@@ -472,6 +472,11 @@ export function notifyPollWakeup(kh: bigint): Buffer {
   return notification(NotifyCode.POLL, 8, (w) => w.u64big(kh));
 }
 
+/** Every dentry the kernel holds of this connection is to be looked up again before use (7.44). */
+export function notifyIncEpoch(): Buffer {
+  return notification(NotifyCode.INC_EPOCH, 0, () => undefined);
+}
+
 export function notifyPrune(nodeids: number[]): Buffer {
   return notification(NotifyCode.PRUNE, 16 + 8 * nodeids.length, (w) => {
     w.u32(nodeids.length).u32(0).u64(0);

@@ -21,6 +21,7 @@ import {
   notifyInvalEntry,
   notifyInvalInode,
   notifyPollWakeup,
+  notifyIncEpoch,
   notifyPrune,
   notifyRetrieve,
   notifyStore,
@@ -467,6 +468,10 @@ export class FuseSession {
 
   notifyPollWakeup(kh: bigint): Promise<number> {
     return this.notify(`poll kh=${kh}`, notifyPollWakeup(kh));
+  }
+
+  notifyIncEpoch(): Promise<number> {
+    return this.notify('inc_epoch', notifyIncEpoch());
   }
 
   notifyPrune(nodeids: number[]): Promise<number> {

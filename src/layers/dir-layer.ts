@@ -8,6 +8,7 @@
 import { closeSync, constants as K, openSync, promises as fsp, statfsSync } from 'fs';
 import { beneathError, openDirBeneath, openDirBeneathSync } from './beneath';
 import { attrFromArray, FdFile, isRemoteFilesystem, STATX_MASK } from './fd-io';
+import { filesystemWatcher } from './fs-watcher';
 import { AT_FDCWD, C, native, unpackDirents, STATX_FIELDS } from '../native';
 import { errnoError, errnoNumber, errorCode } from '../util/errno';
 import {
@@ -15,10 +16,12 @@ import {
   pathOf,
   type DescriptorFile,
   type LayerAttr,
+  type LayerChange,
   type LayerDirent,
   type LayerFile,
   type LayerPath,
   type LayerStatfs,
+  type LayerWatch,
   type Loc,
   type ReadableLayer,
 } from './types';
@@ -85,6 +88,9 @@ export class DirLayer implements ReadableLayer {
   readonly sync: boolean;
   /** On tmpfs or ramfs: writes may run on the event loop, as they never wait for a disk. */
   readonly inMemory: boolean;
+  /** On a network or FUSE filesystem: changes made elsewhere are never reported here. */
+  private readonly remote: boolean;
+  private watching?: LayerWatch;
   private readonly statBuf = new Float64Array(STATX_FIELDS);
   private heldParent: { path: string; fd: number } | undefined;
   private dropScheduled = false;
@@ -100,7 +106,8 @@ export class DirLayer implements ReadableLayer {
     opts: { sync?: boolean; ownMount?: boolean } = {},
   ) {
     this.rootFd = opts.ownMount === false ? openSync(root, K.O_RDONLY | K.O_DIRECTORY | O_CLOEXEC) : openLayerRoot(root);
-    this.sync = opts.sync ?? !isRemoteFilesystem(root);
+    this.remote = isRemoteFilesystem(root);
+    this.sync = opts.sync ?? !this.remote;
     this.inMemory = isMemoryFilesystem(root);
   }
 
@@ -112,7 +119,17 @@ export class DirLayer implements ReadableLayer {
     if (this.closed) return;
     this.closed = true;
     this.dropHeldParent();
+    this.watching?.close();
     closeSync(this.rootFd);
+  }
+
+  /** Changes on a local filesystem, pushed by the kernel (see fs-watcher.ts); once. */
+  watch(onChanges: (changes: LayerChange[]) => void): LayerWatch | string {
+    if (this.remote) return 'a network or FUSE filesystem: changes made elsewhere are not reported';
+    if (this.watching) return 'watched already';
+    const res = filesystemWatcher.subscribe(this.rootFd, onChanges);
+    if (typeof res !== 'string') this.watching = res;
+    return res;
   }
 
   /** Where a relative layer path is, for the *at() calls. */

@@ -14,7 +14,18 @@
 import createDebug from 'debug';
 import { DELAY_MS, boundedNumber, expected, type Bounds } from '../util/bounds';
 import { errnoError, errnoNumber, isErrnoName } from '../util/errno';
-import { childPath, pathOf, type LayerAttr, type LayerDirent, type LayerFile, type LayerPath, type LayerStatfs, type ReadableLayer } from './types';
+import {
+  childPath,
+  pathOf,
+  type LayerAttr,
+  type LayerChange,
+  type LayerDirent,
+  type LayerFile,
+  type LayerPath,
+  type LayerStatfs,
+  type LayerWatch,
+  type ReadableLayer,
+} from './types';
 
 const log = createDebug('ovshift:inject');
 
@@ -247,6 +258,10 @@ export class FaultyLayer implements ReadableLayer {
 
   statfs(): Promise<LayerStatfs> {
     return this.gate('statfs', '', () => this.inner.statfs());
+  }
+
+  watch(onChanges: (changes: LayerChange[]) => void): LayerWatch | string {
+    return this.inner.watch?.(onChanges) ?? 'its changes are not reported';
   }
 
   /** Closes the layer it wraps. */

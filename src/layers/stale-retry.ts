@@ -4,7 +4,18 @@
  * afresh. (Reads on open files are retried by the overlay, which knows what they should find.)
  */
 import createDebug from 'debug';
-import { childPath, pathOf, type LayerAttr, type LayerDirent, type LayerFile, type LayerPath, type LayerStatfs, type ReadableLayer } from './types';
+import {
+  childPath,
+  pathOf,
+  type LayerAttr,
+  type LayerChange,
+  type LayerDirent,
+  type LayerFile,
+  type LayerPath,
+  type LayerStatfs,
+  type LayerWatch,
+  type ReadableLayer,
+} from './types';
 import { errorCode } from '../util/errno';
 
 const log = createDebug('ovshift:revalidate');
@@ -68,6 +79,10 @@ export class StaleRetryLayer implements ReadableLayer {
   }
 
   /** Closes the layer it wraps. */
+  watch(onChanges: (changes: LayerChange[]) => void): LayerWatch | string {
+    return this.inner.watch?.(onChanges) ?? 'its changes are not reported';
+  }
+
   close(): void | Promise<void> {
     return this.inner.close();
   }

@@ -176,6 +176,22 @@ export interface LayerLocks {
   close(): void;
 }
 
+/**
+ * A change a watched layer saw, its objects named by identity (see LayerAttr.identity):
+ *  entry      the name `name` in the directory `dir` appeared, went, or now names another object
+ *  object     an object's data changed, or its metadata (`meta`: mode, owner, times, xattrs, link
+ *             count)
+ *  lost       changes were missed (the kernel's queue overflowed): anything may have changed
+ *  unwatched  watching ended for good: from now on nothing is reported
+ */
+export type LayerChange =
+  { kind: 'entry'; dir: string; name: string } | { kind: 'object'; identity: string; meta: boolean } | { kind: 'lost' } | { kind: 'unwatched' };
+
+/** A layer's subscription to its changes. */
+export interface LayerWatch {
+  close(): void;
+}
+
 /** A layer the overlay reads: every lower layer, and the upper's read side. */
 export interface ReadableLayer {
   /** For messages and logs: "lower 1 (/srv/root)". */
@@ -207,6 +223,12 @@ export interface ReadableLayer {
    * `ovshift ctl MNT status`); its backend's fixed description when absent.
    */
   sharedLocksNow?(): string;
+  /**
+   * Has every later change to the layer's objects, made by anyone, reported to `onChanges`
+   * soon after it completes; or says why it cannot (then it reports nothing). Absent: never.
+   * Several layers may pass the same `onChanges`: a change is reported to it once.
+   */
+  watch?(onChanges: (changes: LayerChange[]) => void): LayerWatch | string;
   /** Lets go of what the layer holds (descriptors, an NFS client's connection) when the mount ends; once. */
   close(): void | Promise<void>;
 }

@@ -39,7 +39,7 @@ export interface NativeAddon {
   /** open("/dev/fuse", O_RDWR | O_NONBLOCK | O_CLOEXEC). Synchronous. */
   devOpen(): number;
   /**
-   * Polls the non-blocking FUSE fd on the main loop (uv_poll). Whenever it is readable, reads
+   * Polls a non-blocking fd (the FUSE device, a fanotify group) on the main loop (uv_poll). Whenever it is readable, reads
    * requests until EAGAIN (at most `maxBatch` per wakeup) into one scratch buffer of `bufSize`
    * bytes and hands each one over as an exact-size copy. On ENODEV (unmounted) or another
    * read error it calls `onBatch(null, errno)` once and stops. EINTR/ENOENT are retried.
@@ -163,6 +163,14 @@ export interface NativeAddon {
   openat2Sync(dirfd: number, p: PathLike, flags: number, mode: number, resolve: number): number;
   /** open_tree(AT_FDCWD, path, flags) on the calling thread: the fd, or -errno. */
   openTreeSync(p: PathLike, flags: number): number;
+  /** fanotify_init(): the group's fd, or -errno. */
+  fanotifyInitSync(flags: number, eventFlags: number): number;
+  /** fanotify_mark() of `p` relative to `dirfd` (which may be an O_PATH descriptor): 0 or -errno. */
+  fanotifyMarkSync(fd: number, flags: number, mask: number, dirfd: number, p: PathLike): number;
+  /** open_by_handle_at() with the handle fanotify reported: the fd, or -errno. */
+  openByHandleAtSync(mountFd: number, handleType: number, handle: Buffer, flags: number): number;
+  /** fstatfs()'s f_fsid, the 8 bytes fanotify reports events' filesystems by; or -errno. */
+  fsidSync(fd: number): Buffer | number;
 
   readonly constants: Readonly<Record<string, number>>;
 }

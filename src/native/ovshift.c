@@ -52,7 +52,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fanotify.h>
 #include <sys/file.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -1797,6 +1799,64 @@ static napi_value js_open_tree_sync(napi_env env, napi_callback_info info) {
   return js_i64(env, res);
 }
 
+/* fanotifyInitSync(flags, eventFlags) -> fd | -errno */
+static napi_value js_fanotify_init_sync(napi_env env, napi_callback_info info) {
+  uint32_t flags, event_flags;
+  if (!parse_args(env, info, "uu", &flags, &event_flags)) return NULL;
+  int fd = fanotify_init(flags, event_flags);
+  return js_i64(env, fd < 0 ? -errno : fd);
+}
+
+/* fanotifyMarkSync(fd, flags, mask, dirfd, path) -> 0 | -errno */
+static napi_value js_fanotify_mark_sync(napi_env env, napi_callback_info info) {
+  int32_t fd, dirfd;
+  uint32_t flags;
+  int64_t mask;
+  char *path = NULL;
+  if (!parse_args(env, info, "iunip", &fd, &flags, &mask, &dirfd, &path)) {
+    free(path);
+    return NULL;
+  }
+  int res = fanotify_mark(fd, flags, (uint64_t)mask, dirfd, path);
+  if (res < 0) res = -errno;
+  free(path);
+  return js_i64(env, res);
+}
+
+/* openByHandleAtSync(mountFd, handleType, handleBytes, flags) -> fd | -errno */
+static napi_value js_open_by_handle_at_sync(napi_env env, napi_callback_info info) {
+  int32_t mount_fd, handle_type, flags;
+  void *bytes = NULL;
+  size_t len = 0;
+  if (!parse_args(env, info, "iivi", &mount_fd, &handle_type, &bytes, &len, &flags)) {
+    free(bytes);
+    return NULL;
+  }
+  struct file_handle *fh = malloc(sizeof *fh + len);
+  int res = -ENOMEM;
+  if (fh != NULL) {
+    fh->handle_bytes = (unsigned int)len;
+    fh->handle_type = handle_type;
+    memcpy(fh->f_handle, bytes, len);
+    res = open_by_handle_at(mount_fd, fh, flags);
+    if (res < 0) res = -errno;
+    free(fh);
+  }
+  free(bytes);
+  return js_i64(env, res);
+}
+
+/* fsidSync(fd) -> Buffer (the 8 bytes of statfs's f_fsid, as fanotify reports them) | -errno */
+static napi_value js_fsid_sync(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!parse_args(env, info, "i", &fd)) return NULL;
+  struct statfs st;
+  if (fstatfs(fd, &st) < 0) return js_i64(env, -errno);
+  napi_value buf;
+  if (napi_create_buffer_copy(env, sizeof st.f_fsid, &st.f_fsid, NULL, &buf) != napi_ok) return NULL;
+  return buf;
+}
+
 static napi_value make_constants(napi_env env) {
   static const struct {
     const char *name;
@@ -1829,6 +1889,11 @@ static napi_value make_constants(napi_env env) {
     K(O_NONBLOCK),
     K(RESOLVE_BENEATH), K(RESOLVE_NO_SYMLINKS), K(RESOLVE_NO_MAGICLINKS), K(RESOLVE_NO_XDEV),
     K(OPEN_TREE_CLONE), K(OPEN_TREE_CLOEXEC),
+    K(FAN_CLASS_NOTIF), K(FAN_CLOEXEC), K(FAN_NONBLOCK), K(FAN_REPORT_FID), K(FAN_REPORT_DFID_NAME),
+    K(FAN_MARK_ADD), K(FAN_MARK_REMOVE), K(FAN_MARK_FILESYSTEM),
+    K(FAN_CREATE), K(FAN_DELETE), K(FAN_MOVED_FROM), K(FAN_MOVED_TO), K(FAN_ATTRIB), K(FAN_MODIFY),
+    K(FAN_DELETE_SELF), K(FAN_MOVE_SELF), K(FAN_ONDIR), K(FAN_Q_OVERFLOW),
+    K(FAN_EVENT_INFO_TYPE_FID), K(FAN_EVENT_INFO_TYPE_DFID_NAME), K(FAN_EVENT_INFO_TYPE_DFID),
     K(S_IFMT), K(S_IFREG), K(S_IFDIR), K(S_IFLNK), K(S_IFCHR), K(S_IFBLK), K(S_IFIFO), K(S_IFSOCK),
 #undef K
   };
@@ -1906,6 +1971,10 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("openat2", js_openat2),
     FN("openat2Sync", js_openat2_sync),
     FN("openTreeSync", js_open_tree_sync),
+    FN("fanotifyInitSync", js_fanotify_init_sync),
+    FN("fanotifyMarkSync", js_fanotify_mark_sync),
+    FN("openByHandleAtSync", js_open_by_handle_at_sync),
+    FN("fsidSync", js_fsid_sync),
     FN("mknodatSync", js_mknodat_sync),
     FN("renameat2Sync", js_renameat2_sync),
     FN("utimensatSync", js_utimensat_sync),

@@ -19,6 +19,7 @@ import { Node, NodeTable } from './nodes';
 import type { OverlayOptions } from './options';
 import { absenceCacheable, resolveChild, toLowerParts, type Layers, type Listed, type Resolution } from './resolve';
 import { isPrivateName } from './format';
+import { LowerWatch, type Invalidations } from './lower-watch';
 import { NAME_MAX, S_IFMT, type Timespec } from '../util/linux';
 
 const logRevalidate = createDebug('ovshift:revalidate');
@@ -27,10 +28,7 @@ const logRevalidate = createDebug('ovshift:revalidate');
 const CACHE_TIMEOUT = 86400;
 
 /** Telling the kernel what changed behind its caches; never awaited in a request's path. */
-export interface Notifier {
-  /** Resolves once the kernel has taken the notification in. */
-  invalInode(nodeid: number): Promise<void>;
-}
+export type Notifier = Invalidations;
 
 export class OverlayCore {
   readonly nodes: NodeTable;
@@ -39,6 +37,10 @@ export class OverlayCore {
   readonly dirs = new HandleTable<DirHandle>();
   readonly copyUp?: CopyUp;
   notifier?: Notifier;
+  /** Set at INIT while every lower reports its changes (see LowerWatch). */
+  watch?: LowerWatch;
+  /** Why the lowers are not watched, for `ovshift ctl MNT status`. */
+  private unwatchedBecause = 'decided at the first request';
   /** Set at INIT when the kernel agreed to passthrough and the mount has an upper. */
   passthrough?: Passthrough;
   /**
@@ -123,9 +125,38 @@ export class OverlayCore {
    * another object at the path answers ESTALE and the kernel looks the path up afresh.
    * lower_timeout=0 makes every single access ask.
    */
-  timeoutFor(node: Node): number {
+  timeoutFor(node: Node, since?: number): number {
     if (this.opts.revalidate !== 'always') return CACHE_TIMEOUT;
-    return node.upperOnly ? this.opts.upperTimeout : this.opts.lowerTimeout;
+    return node.upperOnly || this.watch?.unchangedSince(since) ? this.opts.upperTimeout : this.opts.lowerTimeout;
+  }
+
+  /**
+   * Taken before the layer reads a reply is built from: with it, the reply may be kept long
+   * if no lower change was reported meanwhile (see LowerWatch).
+   */
+  changeMark(): number | undefined {
+    return this.watch?.mark;
+  }
+
+  /** Has the lowers report their changes (INIT: the kernel takes FUSE_NOTIFY_INC_EPOCH from 7.44). */
+  startWatching(kernelMinor: number): void {
+    if (this.opts.revalidate !== 'always') this.unwatchedBecause = `revalidate=${this.opts.revalidate}`;
+    else if (!this.opts.watch) this.unwatchedBecause = 'watch=off';
+    else if (kernelMinor < 44) this.unwatchedBecause = `the kernel's FUSE 7.${kernelMinor} cannot drop all entries at once (7.44)`;
+    else if (!this.notifier) this.unwatchedBecause = 'no way to notify the kernel';
+    else {
+      const res = LowerWatch.start(this.layers.lowers, this.nodes, this.notifier);
+      if (typeof res === 'string') this.unwatchedBecause = res;
+      else this.watch = res;
+    }
+    logRevalidate('lower changes: %s', this.lowerChanges);
+  }
+
+  /** How lower changes reach the kernel's caches, for `ovshift ctl MNT status`. */
+  get lowerChanges(): string {
+    if (this.watch?.watching) return 'pushed by the kernel (fanotify)';
+    if (this.watch) return 'polled: watching ended (see the log)';
+    return `polled at each lookup (${this.unwatchedBecause})`;
   }
 
   /** What the mount shows of a node's layer object; remembered for when no path reaches it. */
@@ -137,9 +168,9 @@ export class OverlayCore {
     return attr;
   }
 
-  /** The entry reply for a node (counting the kernel's reference), from its layer object. */
-  entryOf(node: Node, a: LayerAttr): EntryOut {
-    return this.entry(node, this.shownAttr(node, a));
+  /** The entry reply for a node (counting the kernel's reference), from its layer object read since `since`. */
+  entryOf(node: Node, a: LayerAttr, since?: number): EntryOut {
+    return this.entry(node, this.shownAttr(node, a), since);
   }
 
   /** The attributes of the layer object backing a node, or null when it is gone from there. */
@@ -202,15 +233,16 @@ export class OverlayCore {
     return this.shownAttr(node, a);
   }
 
-  entry(node: Node, attr: Attr): EntryOut {
+  entry(node: Node, attr: Attr, since?: number): EntryOut {
     node.nlookup++;
-    const timeout = this.timeoutFor(node);
+    const timeout = this.timeoutFor(node, since);
     return { nodeid: node.id, generation: 1, entryTimeout: timeout, attrTimeout: timeout, attr };
   }
 
-  /** The entry reply for a name that is not there. */
-  negative(cacheable: boolean): EntryOut {
-    return negativeEntry(this.opts.revalidate !== 'always' ? CACHE_TIMEOUT : cacheable ? this.opts.upperTimeout : 0);
+  /** The entry reply for a name that is not there (`cacheable`: the upper alone decides it). */
+  negative(cacheable: boolean, since?: number): EntryOut {
+    if (this.opts.revalidate !== 'always') return negativeEntry(CACHE_TIMEOUT);
+    return negativeEntry(cacheable || this.watch?.unchangedSince(since) ? this.opts.upperTimeout : 0);
   }
 
   /** `listed`: what a listing of `parent` read just now found of the name in a lower. */
@@ -246,7 +278,7 @@ export class OverlayCore {
     const res = await resolveChild(this.layers, this.opts.xattrs, dir.parent!, dir.name);
     if (!res.positive || !res.upper || res.upper.identity !== dir.upperIdentity || res.lowers.length === 0) return;
     logRevalidate('%s: lower directories appeared below it; merging them', dir.path);
-    dir.lowers = toLowerParts(res.lowers);
+    this.nodes.setLowers(dir, toLowerParts(res.lowers));
     dir.opaque = res.opaque;
   }
 
@@ -260,7 +292,7 @@ export class OverlayCore {
     const existing = parent.children.get(name);
     if (existing && this.sameObject(existing, type, res)) {
       if (existing.isDir) {
-        existing.lowers = toLowerParts(res.lowers);
+        this.nodes.setLowers(existing, toLowerParts(res.lowers));
         existing.opaque = res.opaque;
       }
       this.noticeDataChange(existing, attr);
@@ -347,6 +379,7 @@ export class OverlayCore {
       if (this.absent?.has(`${parent.id}/${name}`)) return this.negative(true);
     }
     if (parent.staleNames?.has(name)) throw new FuseError('ESTALE');
+    const since = this.changeMark();
     const res = await this.resolve(parent, name);
     if (!res.positive) {
       const gone = parent.children.get(name);
@@ -355,10 +388,10 @@ export class OverlayCore {
         this.detach(gone, parent, name, `gone (${res.reason})`);
       }
       this.absent?.set(`${parent.id}/${name}`, true);
-      return this.negative(absenceCacheable(res.reason));
+      return this.negative(absenceCacheable(res.reason), since);
     }
     const { node, attr } = this.bind(parent, name, res);
-    return this.entryOf(node, attr);
+    return this.entryOf(node, attr, since);
   }
 
   /** Changes made through the mount end what the daemon remembers of a name's absence. */

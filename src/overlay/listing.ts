@@ -153,6 +153,7 @@ export async function fillDirentPlus(
   offset: number,
   out: DirentPlusList,
   listedNow: boolean,
+  since: number | undefined,
   stop?: Interruptible,
 ): Promise<void> {
   const names: Buffer[] = [];
@@ -180,7 +181,7 @@ export async function fillDirentPlus(
           out.add(name, { ...bare, attr: { ...bare.attr, ino: e.ino } }, e.type, i + 1);
         } else if (res.positive) {
           const { node, attr } = core.bind(dir, e.name, res);
-          out.add(name, core.entryOf(node, attr), e.type, i + 1);
+          out.add(name, core.entryOf(node, attr, since), e.type, i + 1);
         } // else: gone since the listing was read
       },
     });

@@ -124,6 +124,12 @@ export class NodeTable {
   private readonly byId = new Map<number, Node>();
   /** Non-directory upper objects by identity: hard links share one node. */
   private readonly byUpperIdentity = new Map<string, Node>();
+  /**
+   * Nodes by the identity of each lower object they show, kept while the lowers are watched
+   * (a change reported by identity finds its nodes here). One node, or several (a directory
+   * merged from two layers on one filesystem, hard links).
+   */
+  private byLowerIdentity?: Map<string, Node | Node[]>;
   private nextId = 2;
   readonly root: Node;
 
@@ -146,9 +152,15 @@ export class NodeTable {
     return this.byUpperIdentity.get(identity);
   }
 
+  /** Every node, the root first. */
+  all(): IterableIterator<Node> {
+    return this.byId.values();
+  }
+
   create(parent: Node, name: string, type: number, upperIdentity: string | undefined, lowers: LowerPart[], ino: number): Node {
     const node = new Node(this.nextId++, parent, name, type, upperIdentity, lowers, ino);
     this.byId.set(node.id, node);
+    this.indexLowers(node);
     if (upperIdentity !== undefined && type !== S_IFDIR) this.byUpperIdentity.set(upperIdentity, node);
     this.bind(parent, name, node);
     return node;
@@ -167,6 +179,60 @@ export class NodeTable {
     }
     node.parent = parent;
     node.name = name;
+  }
+
+  /** Starts (or stops) keeping nodes findable by their lower objects' identities. */
+  keepLowerIndex(on: boolean): void {
+    if (!on) {
+      this.byLowerIdentity = undefined;
+      return;
+    }
+    if (this.byLowerIdentity) return;
+    this.byLowerIdentity = new Map();
+    for (const node of this.byId.values()) this.indexLowers(node);
+  }
+
+  /** The nodes showing the lower object `identity` (while the index is kept). */
+  withLower(identity: string): readonly Node[] {
+    const found = this.byLowerIdentity?.get(identity);
+    return found === undefined ? [] : Array.isArray(found) ? found : [found];
+  }
+
+  /** A directory's lower parts, as a new lookup found them. */
+  setLowers(node: Node, lowers: LowerPart[]): void {
+    if (this.byLowerIdentity && !sameIdentities(node.lowers, lowers)) {
+      this.unindexLowers(node);
+      node.lowers = lowers;
+      this.indexLowers(node);
+    } else {
+      node.lowers = lowers;
+    }
+  }
+
+  private indexLowers(node: Node): void {
+    const index = this.byLowerIdentity;
+    if (!index) return;
+    for (const { identity } of node.lowers) {
+      const found = index.get(identity);
+      if (found === undefined) index.set(identity, node);
+      else if (Array.isArray(found)) {
+        if (!found.includes(node)) found.push(node);
+      } else if (found !== node) index.set(identity, [found, node]);
+    }
+  }
+
+  private unindexLowers(node: Node): void {
+    const index = this.byLowerIdentity;
+    if (!index) return;
+    for (const { identity } of node.lowers) {
+      const found = index.get(identity);
+      if (found === node) index.delete(identity);
+      else if (Array.isArray(found)) {
+        const rest = found.filter((n) => n !== node);
+        if (rest.length === 0) index.delete(identity);
+        else index.set(identity, rest.length === 1 ? rest[0]! : rest);
+      }
+    }
   }
 
   /** Records that the upper object of `node` now has `identity` (after a copy-up or create). */
@@ -228,6 +294,7 @@ export class NodeTable {
 
   private drop(node: Node): void {
     this.byId.delete(node.id);
+    this.unindexLowers(node);
     if (node.parent && node.parent.children.get(node.name) === node) node.parent.children.delete(node.name);
     for (const l of node.links ?? []) if (l.parent.children.get(l.name) === node) l.parent.children.delete(l.name);
     if (node.upperIdentity !== undefined && this.byUpperIdentity.get(node.upperIdentity) === node) {
@@ -235,4 +302,8 @@ export class NodeTable {
     }
     // Its children's parent pointer keeps this node reachable for their paths; nothing else.
   }
+}
+
+function sameIdentities(a: readonly LowerPart[], b: readonly LowerPart[]): boolean {
+  return a.length === b.length && a.every((p, i) => p.identity === b[i]!.identity);
 }

@@ -14,8 +14,13 @@ export interface OverlayOptions {
   revalidate: RevalidateMode;
   /** Kernel cache timeout, in seconds, for entries and attributes that depend on the upper alone. */
   upperTimeout: number;
-  /** The same for those a lower decides (revalidate=always): one clock tick by default. */
+  /**
+   * The same for those a lower decides (revalidate=always): one clock tick by default. While
+   * the lowers are watched (`watch`), `upperTimeout` instead: a change invalidates them.
+   */
   lowerTimeout: number;
+  /** Have the lowers report their changes where they can (revalidate=always). */
+  watch?: boolean;
   /** Where the overlay's own xattrs live: trusted.overlay.* as root, user.overlay.* otherwise. */
   xattrs: OverlayXattrs;
   /** Renaming directories that have lower parts records a redirect; off answers EXDEV. */

@@ -69,6 +69,7 @@ export class OverlayFs implements FuseHandler {
 
   init(info: ConnectionInfo): void {
     if (info.backing && this.core.layers.upper) this.core.passthrough = new Passthrough(info.backing, this.core.layers.upper);
+    this.core.startWatching(info.minor);
   }
 
   private file(fh: number): FileHandle {
@@ -91,13 +92,15 @@ export class OverlayFs implements FuseHandler {
 
   async getattr(req: GetattrRequest): Promise<AttrOut> {
     const node = this.core.node(req.nodeid);
+    const since = this.core.changeMark();
     if (req.getattrFlags & GETATTR_FH) {
       // fstat of an open file: answer from the file itself, which outlives its name.
       const h = this.core.files.get(req.fh);
       const attr = h && (node.unlinked || h.upperFile !== undefined) ? this.core.handleAttr(h) : null;
-      if (attr) return { attrTimeout: this.core.timeoutFor(node), attr };
+      if (attr) return { attrTimeout: this.core.timeoutFor(node, since), attr };
     }
-    return { attrTimeout: this.core.timeoutFor(node), attr: await this.core.attrOf(node) };
+    const attr = await this.core.attrOf(node);
+    return { attrTimeout: this.core.timeoutFor(node, since), attr };
   }
 
   async setattr(req: SetattrRequest): Promise<AttrOut> {
@@ -253,6 +256,7 @@ export class OverlayFs implements FuseHandler {
 
   /** The mount is gone: every descriptor on the layers is closed now (see closeAllFiles). */
   closeAll(): void {
+    this.core.watch?.close();
     closeAllFiles(this.core.files);
   }
 
@@ -293,8 +297,9 @@ export class OverlayFs implements FuseHandler {
     const node = this.core.dirNode(req.nodeid);
     const h = this.core.dirs.allocate((id) => new DirHandle(id, node));
     // The kernel may keep a listing that only the daemon can change (it drops it itself when
-    // the directory changes through the mount), or any listing where lookups are cached anyway.
-    const keep = node.upperOnly || this.core.opts.revalidate !== 'always';
+    // the directory changes through the mount), one a lower change invalidates (watched
+    // lowers), or any listing where lookups are cached anyway.
+    const keep = node.upperOnly || this.core.opts.revalidate !== 'always' || this.core.watch?.watching === true;
     return { fh: h.id, openFlags: keep ? Fopen.KEEP_CACHE | Fopen.CACHE_DIR : 0 };
   }
 
@@ -327,8 +332,9 @@ export class OverlayFs implements FuseHandler {
    * listing followed by stats costs one request per batch of entries.
    */
   async readdirplus(req: ReadRequest, ctl: RequestControl, out: DirentPlusList): Promise<void> {
+    const since = this.core.changeMark();
     const { h, entries, readNow } = await this.listing(req, ctl);
-    await fillDirentPlus(this.core, h.node, entries, req.offset, out, readNow, ctl.abandoned);
+    await fillDirentPlus(this.core, h.node, entries, req.offset, out, readNow, since, ctl.abandoned);
   }
 
   async releasedir(req: ReleaseRequest): Promise<void> {

@@ -375,12 +375,20 @@ describe('fuse-overlayfs options', function () {
   });
 
   it("timeout=SECS is the kernel cache time for every entry, as fuse-overlayfs's", async () => {
-    await ovshift('timeout=30');
+    // With the lower's changes polled (watch=off), what the kernel keeps is as stale as
+    // fuse-overlayfs's; watched (the default), a change invalidates it at once.
+    const polled = await ovshift('timeout=30,watch=off');
     const f = join(s.mnt, 'file');
     assert.equal(fs.statSync(f).size, 6);
     fs.appendFileSync(join(s.lower, 'file'), 'more\n');
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(fs.statSync(f).size, 6, 'the kernel keeps the attributes for 30 s');
+    await polled.stop();
+    await ovshift('timeout=30');
+    assert.equal(fs.statSync(f).size, 11);
+    fs.appendFileSync(join(s.lower, 'file'), 'more\n');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(fs.statSync(f).size, 16, 'watched: the change invalidates the kept attributes');
     if (!hasFuseOverlayfs()) return;
     fs.writeFileSync(join(s.lower, 'file'), 'lower\n');
     const fovl = fuseOverlayfs('fovl', 'timeout=30');

@@ -16,6 +16,7 @@ import {
   notifyDelete,
   notifyInvalEntry,
   notifyInvalInode,
+  notifyIncEpoch,
   notifyPollWakeup,
   notifyPrune,
   notifyRetrieve,
@@ -534,5 +535,6 @@ describe('FUSE reply encoding against the kernel layouts', function () {
     assert.deepEqual(K.unpack(K.fuse_notify_prune_out, pr, 16), { count: 2, padding: 0, spare: 0n });
     assert.equal(pr.readBigUInt64LE(32), 5n);
     assert.equal(pr.readBigUInt64LE(40), 6n);
+    assert.deepEqual(hdr(notifyIncEpoch()), { len: 16, error: 8, unique: 0n });
   });
 });
