@@ -109,7 +109,7 @@ async function statWithWaiters(ctx: BenchContext, mnt: string): Promise<string> 
       rows,
     ),
     '',
-    `Lower is better. The mount has lower_timeout=0, so every stat() reaches the daemon (LOOKUP and GETATTR). ` +
+    `Lower is better. The mount has lower_timeout=0 and watch=off, so every stat() reaches the daemon (LOOKUP and GETATTR). ` +
       `One process holds an OFD write lock on another file of the mount while ${formatNumber(WAITERS)} of its threads, ` +
       'each with an open file description of its own, wait for it in F_OFD_SETLKW; the stat() calls (from another process) ' +
       `start once \`ovshift ctl MNT status\` counts ${formatNumber(WAITERS)} requests pending. On release every waiter ` +
@@ -130,7 +130,7 @@ async function run(ctx: BenchContext): Promise<string> {
   const roundTrips = await lockRoundTrips(ctx, join(forLocks.dir, 'lock-cycle'), join(plain, 'lock-cycle'));
   await forLocks.unmount();
 
-  const forLatency = await ovshift(['lower_timeout=0']).mount(ctx.cleanup, layers('latency'), subdir(scratch, 'mnt-latency'));
+  const forLatency = await ovshift(['lower_timeout=0', 'watch=off']).mount(ctx.cleanup, layers('latency'), subdir(scratch, 'mnt-latency'));
   const latency = await statWithWaiters(ctx, forLatency.dir);
   await forLatency.unmount();
   await tmpfs.unmount();

@@ -144,7 +144,7 @@ async function treeWorkloads(ctx: BenchContext, exported: string, url: string, t
     { name: `stat walk: lstat of ${formatNumber(TREE_FILES)} files`, command: (mnt) => ['walk', join(mnt, 'tree')], expect: TREE_FILES + TREE_DIRS },
     { name: `read ${formatNumber(TREE_FILES)} small files`, command: (mnt) => ['readall', join(mnt, 'tree'), 64 * 1024], expect: treeBytes },
   ];
-  const ms = await timeOnOverlays(
+  const { ms } = await timeOnOverlays(
     { ...ctx, progress: (m) => ctx.progress(`nfs: ${m}`) },
     { lower: exported, scratch, upperSize: 64 * MiB, subjects, workloads, rounds: ROUNDS },
   );

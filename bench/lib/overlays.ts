@@ -6,9 +6,9 @@
 import { join, resolve } from 'path';
 import type { BenchContext } from '../area';
 import type { Cleanup } from './cleanup';
-import { medianOfRounds } from './measure';
+import { median, medianOfRounds } from './measure';
 import { mountKernel, mountTmpfs, startFuseDaemon, type Mounted } from './mounts';
-import { check } from './proc';
+import { check, cpuMs } from './proc';
 import { removeTree, subdir } from './trees';
 
 const OVSHIFT = resolve(__dirname, '..', '..', '..', 'bin', 'ovshift');
@@ -72,9 +72,15 @@ export const kernelOverlayfs: OverlaySubject = {
   mount: (cleanup, layers, dir) => mountKernel(cleanup, 'overlay', 'overlay', dir, layerOptions(layers, [])),
 };
 
+/** Medians, [workload][subject]: wall time, and the CPU time of the subject's daemon (none for a kernel filesystem). */
+export interface OverlayTimes {
+  ms: number[][];
+  cpuMs: Array<Array<number | undefined>>;
+}
+
 /**
  * Times every workload on every subject, `rounds` times, over the lower tree `lower`; works in
- * `scratch` (not on the lower's filesystem). Returns median milliseconds, [workload][subject].
+ * `scratch` (not on the lower's filesystem).
  */
 export async function timeOnOverlays(
   ctx: BenchContext,
@@ -86,18 +92,22 @@ export async function timeOnOverlays(
     workloads: readonly OverlayWorkload[];
     rounds: number;
   },
-): Promise<number[][]> {
+): Promise<OverlayTimes> {
   const { cleanup, workloads: helper } = ctx;
   const upperFs = await mountTmpfs(cleanup, subdir(opts.scratch, 'upper'), `${opts.upperSize}`);
   let runs = 0;
+  let cpu: Array<Array<number | undefined>> = [];
   const timeOnce = async (subject: OverlaySubject, workload: OverlayWorkload): Promise<number> => {
     const run = `${++runs}`;
     const layers = { lower: opts.lower, upper: subdir(upperFs.dir, run, 'upper'), work: subdir(upperFs.dir, run, 'work') };
     const mounted = await subject.mount(cleanup, layers, subdir(opts.scratch, `mnt-${run}`));
     let result;
+    let cpuUsed: number | undefined;
     try {
       if (workload.prepare) await helper.run(...workload.prepare(mounted.dir));
+      const cpuBefore = mounted.pid === undefined ? undefined : await cpuMs(mounted.pid);
       result = await helper.run(...workload.command(mounted.dir));
+      if (cpuBefore !== undefined) cpuUsed = (await cpuMs(mounted.pid!)) - cpuBefore;
     } finally {
       await mounted.unmount();
       await removeTree(mounted.dir);
@@ -106,13 +116,16 @@ export async function timeOnOverlays(
     if (result.count !== workload.expect) {
       throw new Error(`${subject.name}: ${workload.name}: counted ${result.count}, expected ${workload.expect}`);
     }
+    cpu[opts.subjects.indexOf(subject)]!.push(cpuUsed);
     return result.ms;
   };
-  const medians: number[][] = [];
+  const times: OverlayTimes = { ms: [], cpuMs: [] };
   for (const workload of opts.workloads) {
     ctx.progress(workload.name);
-    medians.push(await medianOfRounds(opts.subjects, opts.rounds, (subject) => timeOnce(subject, workload)));
+    cpu = opts.subjects.map(() => []);
+    times.ms.push(await medianOfRounds(opts.subjects, opts.rounds, (subject) => timeOnce(subject, workload)));
+    times.cpuMs.push(cpu.map((values) => (values.every((v) => v !== undefined) ? median(values as number[]) : undefined)));
   }
   await upperFs.unmount();
-  return medians;
+  return times;
 }

@@ -52,3 +52,21 @@ export async function residentBytes(pid: number): Promise<number> {
   if (kib === undefined) throw new Error(`no VmRSS in /proc/${pid}/status`);
   return Number(kib) * 1024;
 }
+
+/**
+ * CPU time process `pid` has used so far, all its threads (user and system), in milliseconds:
+ * the sum of /proc/PID/task/TID/schedstat, which counts nanoseconds (where /proc/PID/stat counts
+ * clock ticks of 10 ms). A thread that ends takes its share with it; the daemons measured keep
+ * theirs for their whole life (a thread pool, libfuse's workers).
+ */
+export async function cpuMs(pid: number): Promise<number> {
+  let ns = 0;
+  for (const tid of await fsp.readdir(`/proc/${pid}/task`)) {
+    try {
+      ns += Number((await fsp.readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8')).split(' ')[0]);
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return ns / 1e6;
+}
