@@ -99,6 +99,22 @@ export function openDirBeneathSync(dirfd: number, path: Buffer): number {
   return last;
 }
 
+/**
+ * Opens `path` beneath `dirfd` in one call where openat2 can (as confined as reaching its
+ * parent and opening the name there with O_NOFOLLOW: a symlink as the last component fails
+ * too); undefined where the caller must take the long way (no openat2, a path too long).
+ * Returns the fd or -errno.
+ */
+export function openBeneathSync(dirfd: number, path: Buffer, flags: number, mode: number): number | undefined {
+  if (!haveOpenat2 || path.length >= LONG_PATH) return undefined;
+  const fd = native.openat2Sync(dirfd, path, flags | O_NOFOLLOW | O_CLOEXEC, mode, RESOLVE_CONFINED);
+  if (fd === ENOSYS) {
+    haveOpenat2 = false;
+    return undefined;
+  }
+  return confined(fd, path);
+}
+
 /** As openDirBeneathSync on the thread pool, for layers whose calls may wait on a server. */
 export async function openDirBeneath(dirfd: number, path: Buffer): Promise<number> {
   if (path.length >= LONG_PATH || !haveOpenat2) return openDirBeneathSync(dirfd, path);

@@ -6,7 +6,7 @@
  * File data always does.
  */
 import { closeSync, constants as K, openSync, promises as fsp, statfsSync } from 'fs';
-import { beneathError, openDirBeneath, openDirBeneathSync } from './beneath';
+import { beneathError, openBeneathSync, openDirBeneath, openDirBeneathSync } from './beneath';
 import { attrFromArray, FdFile, isRemoteFilesystem, STATX_MASK } from './fd-io';
 import { filesystemWatcher } from './fs-watcher';
 import { AT_FDCWD, C, native, unpackDirents, STATX_FIELDS } from '../native';
@@ -333,6 +333,11 @@ export class DirLayer implements ReadableLayer {
   /** openat(); O_CLOEXEC and O_NOFOLLOW always (a symlink in a layer is never opened through). */
   openAt(target: Loc, flags: number, mode = 0): Promise<number> {
     const f = flags | O_CLOEXEC | K.O_NOFOLLOW;
+    if (this.sync) {
+      // One openat2 instead of reaching the parent, opening the name there and closing the parent.
+      const fd = openBeneathSync(target.fd, target.path, f, mode);
+      if (fd !== undefined) return fd < 0 ? Promise.reject(errnoError(fd, 'open', target.path.toString())) : Promise.resolve(fd);
+    }
     return this.reach(target, async (at) => {
       if (!this.sync) return native.openat(at.fd, at.path, f, mode);
       const fd = native.openatSync(at.fd, at.path, f, mode);

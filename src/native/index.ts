@@ -29,8 +29,8 @@ export interface DevReader {
   /** Stop polling; no further callbacks. Idempotent. */
   stop(): void;
   /**
-   * After each batch, busy-poll the device up to this many microseconds for the next request
-   * before the loop sleeps (0, the default: never).
+   * After each request, busy-poll the device up to this many microseconds for the next one,
+   * and read it at once if it comes (0, the default: never).
    */
   setSpin(micros: number): void;
 }
@@ -39,9 +39,12 @@ export interface NativeAddon {
   /** open("/dev/fuse", O_RDWR | O_NONBLOCK | O_CLOEXEC). Synchronous. */
   devOpen(): number;
   /**
-   * Polls a non-blocking fd (the FUSE device, a fanotify group) on the main loop (uv_poll). Whenever it is readable, reads
-   * requests until EAGAIN (at most `maxBatch` per wakeup) into one scratch buffer of `bufSize`
-   * bytes and hands each one over as an exact-size copy. On ENODEV (unmounted) or another
+   * Polls a non-blocking fd (the FUSE device, a fanotify group) on the main loop (uv_poll).
+   * Whenever it is readable, reads until EAGAIN (at most `maxBatch` reads per call of
+   * `onBatch`) into one scratch buffer of `bufSize` bytes and hands each read over as an
+   * exact-size copy; with spinning on (setSpin), one read per call, each followed by the spin,
+   * and a read that the spin finds ready is made at once, without going back to the loop (at
+   * most 64 in a row). On ENODEV (unmounted) or another
    * read error it calls `onBatch(null, errno)` once and stops. EINTR/ENOENT are retried.
    * End of file (read() = 0: not /dev/fuse, but e.g. a socket whose peer left) counts as ENODEV.
    * uv_poll sets O_NONBLOCK on the fd. While polling, the reader keeps itself and the process

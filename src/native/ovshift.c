@@ -17,11 +17,12 @@
  *
  * What is not a syscall, and must be in C because JS cannot do it:
  *
- * - devReader (uv_poll + read until EAGAIN + busy-poll): Node can neither poll an arbitrary
- *   fd for readability on the main loop nor read a non-blocking character device there
- *   (fs.read goes through the threadpool, net.Socket refuses a char device). Requests are
- *   read in batches in the poll callback, and the optional busy-poll after a batch (setSpin)
- *   must spin without returning to the loop, so it lives next to the read.
+ * - devReader (uv_poll + read + busy-poll): Node can neither poll an arbitrary fd for
+ *   readability on the main loop nor read a non-blocking character device there (fs.read goes
+ *   through the threadpool, net.Socket refuses a char device). Requests are read in batches in
+ *   the poll callback; with the optional busy-poll (setSpin) one at a time, each answered one
+ *   followed by a spin for the next that reads it at once when it comes: the spin must run
+ *   without returning to the loop, so it lives next to the read.
  * - ENODEV mapping in devReader: read() = 0 counts as ENODEV, EINTR/ENOENT (an interrupted
  *   request) are retried, and libuv's UV_EBADF from POLLERR (what an unmounted device says)
  *   is replaced by the errno read() reported. Only the C side sees both the poll status and
@@ -1238,28 +1239,31 @@ static uint64_t monotonic_us(void) {
   return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* Busy-polls the device for a short while after a batch was answered: a process doing one
+/* Busy-polls the device for a short while after a request was answered: a process doing one
  * syscall after another sends its next request within microseconds, and catching it here
- * saves the daemon's sleep and wakeup. Returns as soon as a request is readable (the loop's
- * epoll then reports it without sleeping) or the time is up. */
-static void reader_spin(reader_t *r) {
+ * saves the daemon's sleep and wakeup. Returns whether a request is readable. */
+static bool reader_spin(reader_t *r) {
   uint64_t until = monotonic_us() + r->spin_us;
   struct pollfd pfd = { .fd = r->fd, .events = POLLIN, .revents = 0 };
   do {
-    if (poll(&pfd, 1, 0) != 0) return;
+    if (poll(&pfd, 1, 0) != 0) return true;
   } while (monotonic_us() < until);
+  return false;
 }
 
-static void reader_readable(uv_poll_t *handle, int status, int events) {
-  reader_t *r = handle->data;
-  if (!r->polling) return;
+/* Deliveries one wakeup makes at most before going back to the loop, so that its timers and
+ * thread-pool completions are not held up by a caller that keeps the daemon busy. */
+#define SPIN_DELIVERIES 64
+
+/* Reads up to `limit` requests (fewer once the device is empty) and hands them over as one
+ * batch; returns how many, or -1 after a failure was reported (the reader is stopped then). */
+static int reader_read_batch(reader_t *r, int status, uint32_t limit) {
   napi_env env = r->env;
   napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return -1;
   int failure = 0;
   uint32_t count = 0;
-  while (failure == 0 && count < r->max_batch) {
+  while (failure == 0 && count < limit) {
     ssize_t n = read(r->fd, r->scratch, r->buf_size);
     if (n > 0) {
       if (napi_create_buffer_copy(env, (size_t)n, r->scratch, NULL, &r->batch[count]) != napi_ok) failure = ENOMEM;
@@ -1290,7 +1294,25 @@ static void reader_readable(uv_poll_t *handle, int status, int events) {
     reader_stop(r);
   }
   napi_close_handle_scope(env, scope);
-  if (count > 0 && failure == 0 && r->polling && r->spin_us > 0) reader_spin(r);
+  return failure != 0 ? -1 : (int)count;
+}
+
+/* Without spinning: what is readable, in batches of up to max_batch, then back to the loop.
+ * With spinning: one request at a time, each followed by a spin for the next; one that arrives
+ * in time is read at once, without the loop's epoll and without a read finding the device
+ * empty (two syscalls per request saved when a process sends one request after another). */
+static void reader_readable(uv_poll_t *handle, int status, int events) {
+  reader_t *r = handle->data;
+  if (!r->polling) return;
+  if (r->spin_us == 0) {
+    reader_read_batch(r, status, r->max_batch);
+    return;
+  }
+  for (int delivered = 0; r->polling && delivered < SPIN_DELIVERIES; delivered++) {
+    if (reader_read_batch(r, status, 1) <= 0) return;
+    status = 0;
+    if (!r->polling || !reader_spin(r)) return;
+  }
 }
 
 static napi_value reader_stop_method(napi_env env, napi_callback_info info) {
