@@ -12,9 +12,10 @@ import { Workloads } from './lib/workload';
 import { locksArea } from './locks';
 import { nfsArea } from './nfs';
 import { overlayArea } from './overlay';
+import { realrootArea } from './realroot';
 import { revalidateArea } from './revalidate';
 
-const AREAS: readonly BenchArea[] = [fuseArea, overlayArea, nfsArea, revalidateArea, locksArea, containersArea];
+const AREAS: readonly BenchArea[] = [fuseArea, overlayArea, realrootArea, nfsArea, revalidateArea, locksArea, containersArea];
 
 function usage(): string {
   return ['usage: scripts/bench [AREA…]   (all areas when none is named; needs root)', ...AREAS.map((a) => `  ${a.name.padEnd(10)} ${a.summary}`), ''].join(

@@ -127,7 +127,9 @@ async function run(ctx: BenchContext): Promise<string> {
     ),
     '',
     'Lower is better. Lower layer on ext4 (page cache warm), upper on tmpfs, a fresh mount and upper for every run; ' +
-      `${version?.trim() ?? 'fuse-overlayfs'}, all three with default options. CPU: the daemon's, all threads, user and system, ` +
+      `${version?.trim() ?? 'fuse-overlayfs'}, all three with default options; ovshift mounted as the ovshift command mounts, ` +
+      'through its mount server (one process for all the runs: its compiled code is warm after the first). ' +
+      "CPU: the daemon's, all threads, user and system, " +
       "during the timed run (kernel overlayfs has no daemon; its work is in the callers' system time).",
     misses.length ? `ovshift misses its target on: ${misses.join('; ')}.` : 'Every ovshift workload meets its targets.',
   ].join('\n');

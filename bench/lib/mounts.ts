@@ -42,12 +42,29 @@ export async function mountKernel(cleanup: Cleanup, type: string, source: string
   return { dir, unmount: cleanup.add(`${type} on ${dir}`, () => unmountKernel(dir)) };
 }
 
+/** A read-only bind mount of `source` (its mounts below not included) at `dir`. */
+export async function bindReadOnly(cleanup: Cleanup, source: string, dir: string): Promise<Mounted> {
+  await check('mount', ['--bind', source, dir]);
+  const unmount = cleanup.add(`bind of ${source} on ${dir}`, () => unmountKernel(dir));
+  await check('mount', ['-o', 'remount,bind,ro', dir]);
+  return { dir, unmount };
+}
+
 export function mountTmpfs(cleanup: Cleanup, dir: string, size: string): Promise<Mounted> {
   return mountKernel(cleanup, 'tmpfs', 'ovshift-bench', dir, `size=${size},mode=0755`);
 }
 
 const DAEMON_START_MS = 15_000;
 const DAEMON_EXIT_MS = 10_000;
+
+/** Removes the FUSE mount at `dir`, aborting its connection if it will not go. */
+export async function unmountFuse(dir: string): Promise<void> {
+  const id = await connectionId(dir);
+  if (id !== undefined && (await run('umount', [dir])).code !== 0) {
+    await abortConnection(id);
+    await check('umount', ['-l', dir]);
+  }
+}
 
 /**
  * Runs a FUSE daemon in the foreground (its own `-f`) and resolves once `dir` is a FUSE mount.
@@ -63,11 +80,7 @@ export async function startFuseDaemon(cleanup: Cleanup, label: string, command: 
   const exitedWithin = (ms: number): Promise<boolean> => Promise.race([exited.then(() => true), sleep(ms).then(() => false)]);
 
   const unmount = cleanup.add(`${label} on ${dir}`, async () => {
-    const id = await connectionId(dir);
-    if (id !== undefined && (await run('umount', [dir])).code !== 0) {
-      await abortConnection(id);
-      await check('umount', ['-l', dir]);
-    }
+    await unmountFuse(dir);
     if (!running() || (await exitedWithin(DAEMON_EXIT_MS))) return;
     child.kill('SIGTERM');
     if (await exitedWithin(DAEMON_EXIT_MS)) return;

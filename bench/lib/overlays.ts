@@ -9,7 +9,9 @@ import type { Cleanup } from './cleanup';
 import { median, medianOfRounds } from './measure';
 import { mountKernel, mountTmpfs, startFuseDaemon, type Mounted } from './mounts';
 import { check, cpuMs } from './proc';
+import { mountThroughServer } from './server';
 import { removeTree, subdir } from './trees';
+import type { WorkloadResult } from './workload';
 
 const OVSHIFT = resolve(__dirname, '..', '..', '..', 'bin', 'ovshift');
 
@@ -31,6 +33,8 @@ export interface OverlayWorkload {
   prepare?(mnt: string): Array<string | number>;
   /** The workload command for the mount at `mnt` (see workloads.c). */
   command(mnt: string): Array<string | number>;
+  /** Runs and times the work itself instead of `command` (programs other than workloads.c). */
+  run?(mnt: string): Promise<WorkloadResult>;
   /** The count the command must report, or the filesystem did not do all the work. */
   expect: number;
 }
@@ -39,11 +43,17 @@ function layerOptions(layers: OverlayLayers, extra: readonly string[]): string {
   return [`lowerdir=${layers.lower}`, `upperdir=${layers.upper}`, `workdir=${layers.work}`, ...extra].join(',');
 }
 
-/** ovshift from this checkout (bin/ovshift) with mount options `options`, its daemon a child of ours. */
-export function ovshift(options: readonly string[] = [], name = 'ovshift'): OverlaySubject {
+/**
+ * ovshift from this checkout with mount options `options`, as a user runs it: through its mount
+ * server (see server.ts); `ownProcess`: a daemon of its own (`bin/ovshift -f`), a child of ours.
+ */
+export function ovshift(options: readonly string[] = [], name = 'ovshift', ownProcess = false): OverlaySubject {
   return {
     name,
-    mount: (cleanup, layers, dir) => startFuseDaemon(cleanup, name, OVSHIFT, ['-f', '-o', layerOptions(layers, options), dir], dir),
+    mount: (cleanup, layers, dir) =>
+      ownProcess
+        ? startFuseDaemon(cleanup, name, OVSHIFT, ['-f', '-o', layerOptions(layers, options), dir], dir)
+        : mountThroughServer(cleanup, name, layerOptions(layers, options), dir),
   };
 }
 
@@ -106,7 +116,7 @@ export async function timeOnOverlays(
     try {
       if (workload.prepare) await helper.run(...workload.prepare(mounted.dir));
       const cpuBefore = mounted.pid === undefined ? undefined : await cpuMs(mounted.pid);
-      result = await helper.run(...workload.command(mounted.dir));
+      result = workload.run ? await workload.run(mounted.dir) : await helper.run(...workload.command(mounted.dir));
       if (cpuBefore !== undefined) cpuUsed = (await cpuMs(mounted.pid!)) - cpuBefore;
     } finally {
       await mounted.unmount();
