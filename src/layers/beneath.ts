@@ -13,7 +13,7 @@ import { closeSync } from 'fs';
 import createDebug from 'debug';
 import { C, native } from '../native';
 import { errnoError, errnoNumber } from '../util/errno';
-import { O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_PATH } from '../util/linux';
+import { O_CLOEXEC, O_CREAT, O_DIRECTORY, O_NOFOLLOW, O_PATH, O_TMPFILE } from '../util/linux';
 
 const log = createDebug('ovshift:layers');
 
@@ -26,6 +26,9 @@ const ENOTDIR = -errnoNumber('ENOTDIR');
 const ENOSYS = -errnoNumber('ENOSYS');
 const ELOOP = -errnoNumber('ELOOP');
 const ENAMETOOLONG = -errnoNumber('ENAMETOOLONG');
+const EINVAL = -errnoNumber('EINVAL');
+/** The kernel's __FMODE_EXEC, in the flags of an exec's FUSE OPEN: openat ignores it, openat2 refuses it. */
+const FMODE_EXEC = 0o40;
 /** Paths from this length on are resolved a piece at a time (PATH_MAX is 4096 with the NUL). */
 const LONG_PATH = 4000;
 
@@ -107,11 +110,16 @@ export function openDirBeneathSync(dirfd: number, path: Buffer): number {
  */
 export function openBeneathSync(dirfd: number, path: Buffer, flags: number, mode: number): number | undefined {
   if (!haveOpenat2 || path.length >= LONG_PATH) return undefined;
-  const fd = native.openat2Sync(dirfd, path, flags | O_NOFOLLOW | O_CLOEXEC, mode, RESOLVE_CONFINED);
+  // openat2 refuses what openat ignores: flag bits it does not know and a mode without O_CREAT
+  // or O_TMPFILE.
+  const creates = (flags & O_CREAT) !== 0 || (flags & O_TMPFILE) === O_TMPFILE;
+  const fd = native.openat2Sync(dirfd, path, (flags & ~FMODE_EXEC) | O_NOFOLLOW | O_CLOEXEC, creates ? mode : 0, RESOLVE_CONFINED);
   if (fd === ENOSYS) {
     haveOpenat2 = false;
     return undefined;
   }
+  // Anything else it refuses takes the long way, as before.
+  if (fd === EINVAL) return undefined;
   return confined(fd, path);
 }
 

@@ -47,6 +47,8 @@ export const O_PATH = fromC('O_PATH');
 export const O_DIRECTORY = fromC('O_DIRECTORY');
 export const O_NOFOLLOW = fromC('O_NOFOLLOW');
 export const O_CLOEXEC = fromC('O_CLOEXEC');
+export const O_CREAT = fromC('O_CREAT');
+export const O_TMPFILE = fromC('O_TMPFILE');
 
 export const AT_SYMLINK_NOFOLLOW = fromC('AT_SYMLINK_NOFOLLOW');
 export const AT_REMOVEDIR = fromC('AT_REMOVEDIR');

@@ -24,6 +24,18 @@ describe('overlay: names, links, special files and file operations', function ()
 
   afterEach(() => s.dispose());
 
+  it('executes programs from the lower, from the upper, and copied up (an exec opens with flags of its own)', async () => {
+    makeTree(s.lower, { 'bin/hello': '#!/bin/sh\necho hello from the lower\n' });
+    fs.chmodSync(join(s.lower, 'bin/hello'), 0o755);
+    await s.mount();
+    assert.equal(execFileSync(join(s.mnt, 'bin/hello')).toString(), 'hello from the lower\n');
+    fs.copyFileSync('/bin/true', join(s.mnt, 'bin/true'));
+    fs.chmodSync(join(s.mnt, 'bin/true'), 0o755);
+    assert.equal(execFileSync(join(s.mnt, 'bin/true')).toString(), '');
+    fs.appendFileSync(join(s.mnt, 'bin/hello'), 'echo and from the upper\n');
+    assert.equal(execFileSync(join(s.mnt, 'bin/hello')).toString(), 'hello from the lower\nand from the upper\n');
+  });
+
   it('renames files over lower and upper files, leaving whiteouts where lower names must stay hidden', async () => {
     makeTree(s.lower, { a: 'A', b: 'B', sub: { dir: true } });
     await s.mount();
