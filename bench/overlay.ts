@@ -5,7 +5,8 @@
  */
 import { join } from 'path';
 import type { BenchArea, BenchContext } from './area';
-import { fuseOverlayfs, kernelOverlayfs, ovshift, timeOnOverlays, type OverlayWorkload } from './lib/overlays';
+import { timeOnOverlays, type OverlayWorkload } from './lib/overlays';
+import { THREE_WAY, THREE_WAY_HEADERS, targetCell, threeWayRow } from './lib/three-way';
 import { check } from './lib/proc';
 import { formatNumber, formatRatio, markdownTable } from './lib/report';
 import { GiB, MiB, makeFile, makeSmallFiles, scratchDir, subdir } from './lib/trees';
@@ -16,9 +17,6 @@ const TREE_FILES = 20_000;
 const BIG_BYTES = GiB;
 const COPY_UP_BYTES = 256 * MiB;
 const CREATE_UNLINK_FILES = 5_000;
-
-const SUBJECTS = [ovshift(), fuseOverlayfs, kernelOverlayfs];
-const [OVSHIFT, FUSE_OVERLAYFS, KERNEL] = [0, 1, 2];
 
 interface TargetedWorkload extends OverlayWorkload {
   /** The largest ratio of ovshift's time to fuse-overlayfs's that meets the target. */
@@ -78,7 +76,7 @@ async function run(ctx: BenchContext): Promise<string> {
       lower,
       scratch,
       upperSize: 2 * BIG_BYTES,
-      subjects: SUBJECTS,
+      subjects: THREE_WAY,
       workloads,
       rounds: ROUNDS,
     },
@@ -86,45 +84,17 @@ async function run(ctx: BenchContext): Promise<string> {
 
   const misses: string[] = [];
   const rows = workloads.map((workload, w) => {
-    const ms = times.ms[w]!;
-    const cpu = times.cpuMs[w]!;
-    const ratio = ms[OVSHIFT]! / ms[FUSE_OVERLAYFS]!;
-    const met = ratio <= workload.target;
-    if (!met) misses.push(`${workload.name} (${formatRatio(ratio)})`);
-    const cpuRatio = cpu[OVSHIFT]! / cpu[FUSE_OVERLAYFS]!;
-    const cpuMet = workload.cpuTarget === undefined || cpuRatio <= workload.cpuTarget;
-    if (!cpuMet) misses.push(`${workload.name}, CPU (${formatRatio(cpuRatio)})`);
-    return [
-      workload.name,
-      ...ms.map((m) => formatNumber(m, 1)),
-      formatRatio(ratio),
-      formatRatio(ms[OVSHIFT]! / ms[KERNEL]!),
-      formatNumber(cpu[OVSHIFT]!, 1),
-      formatNumber(cpu[FUSE_OVERLAYFS]!, 1),
-      formatRatio(cpuRatio),
-      `≤ ${formatRatio(workload.target)} ${met ? 'met' : '**missed**'}`,
-      workload.cpuTarget === undefined ? '—' : `≤ ${formatRatio(workload.cpuTarget)} ${cpuMet ? 'met' : '**missed**'}`,
-    ];
+    const { cells, ratio, cpuRatio } = threeWayRow(times.ms[w]!, times.cpuMs[w]!);
+    if (ratio > workload.target) misses.push(`${workload.name} (${formatRatio(ratio)})`);
+    if (workload.cpuTarget !== undefined && cpuRatio > workload.cpuTarget) misses.push(`${workload.name}, CPU (${formatRatio(cpuRatio)})`);
+    return [workload.name, ...cells, targetCell(ratio, workload.target), targetCell(cpuRatio, workload.cpuTarget)];
   });
   const version = (await check('fuse-overlayfs', ['--version'])).split('\n').find((l) => l.startsWith('fuse-overlayfs'));
 
   return [
     '### Overlay (`npm run bench`, or `scripts/bench overlay`)',
     '',
-    markdownTable(
-      [
-        `workload (ms, median of ${ROUNDS})`,
-        ...SUBJECTS.map((s) => s.name),
-        'ovshift ÷ fuse-overlayfs',
-        'ovshift ÷ overlayfs',
-        'ovshift CPU ms',
-        'fuse-overlayfs CPU ms',
-        'CPU ÷',
-        'target',
-        'CPU target',
-      ],
-      rows,
-    ),
+    markdownTable([`workload (ms, median of ${ROUNDS})`, ...THREE_WAY_HEADERS, 'target', 'CPU target'], rows),
     '',
     'Lower is better. Lower layer on ext4 (page cache warm), upper on tmpfs, a fresh mount and upper for every run; ' +
       `${version?.trim() ?? 'fuse-overlayfs'}, all three with default options; ovshift mounted as the ovshift command mounts, ` +

@@ -10,15 +10,14 @@ import { join } from 'path';
 import type { BenchArea, BenchContext } from './area';
 import type { Cleanup } from './lib/cleanup';
 import { bindReadOnly, mountKernel } from './lib/mounts';
-import { fuseOverlayfs, kernelOverlayfs, ovshift, timeOnOverlays, type OverlayWorkload } from './lib/overlays';
+import { timeOnOverlays, type OverlayWorkload } from './lib/overlays';
+import { THREE_WAY, THREE_WAY_HEADERS, targetCell, threeWayRow } from './lib/three-way';
 import { check, run } from './lib/proc';
 import { formatNumber, formatRatio, markdownTable } from './lib/report';
 import { MiB, scratchDir, subdir } from './lib/trees';
 import type { WorkloadResult } from './lib/workload';
 
 const ROUNDS = 3;
-const SUBJECTS = [ovshift(), fuseOverlayfs, kernelOverlayfs];
-const [OVSHIFT, FUSE_OVERLAYFS, KERNEL] = [0, 1, 2];
 const TARGET = 1.0;
 /** What a chroot's programs get for an environment: nothing of the caller's. */
 const CHROOT_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LANG: 'C.UTF-8' };
@@ -150,41 +149,18 @@ async function run_(ctx: BenchContext): Promise<string> {
   const workloads = await realrootWorkloads(ctx, lower);
   const times = await timeOnOverlays(
     { ...ctx, progress: (m) => ctx.progress(`realroot: ${m}`) },
-    { lower, scratch, upperSize: 512 * MiB, subjects: SUBJECTS, workloads, rounds: ROUNDS },
+    { lower, scratch, upperSize: 512 * MiB, subjects: THREE_WAY, workloads, rounds: ROUNDS },
   );
   const misses: string[] = [];
   const rows = workloads.map((w, i) => {
-    const ms = times.ms[i]!;
-    const cpu = times.cpuMs[i]!;
-    const ratio = ms[OVSHIFT]! / ms[FUSE_OVERLAYFS]!;
+    const { cells, ratio } = threeWayRow(times.ms[i]!, times.cpuMs[i]!);
     if (ratio > TARGET) misses.push(`${w.name} (${formatRatio(ratio)})`);
-    return [
-      w.name,
-      ...ms.map((m) => formatNumber(m, 1)),
-      formatRatio(ratio),
-      formatRatio(ms[OVSHIFT]! / ms[KERNEL]!),
-      formatNumber(cpu[OVSHIFT]!, 1),
-      formatNumber(cpu[FUSE_OVERLAYFS]!, 1),
-      formatRatio(cpu[OVSHIFT]! / cpu[FUSE_OVERLAYFS]!),
-      `≤ ${formatRatio(TARGET)} ${ratio <= TARGET ? 'met' : '**missed**'}`,
-    ];
+    return [w.name, ...cells, targetCell(ratio, TARGET)];
   });
   return [
     '### A real root (`scripts/bench realroot`)',
     '',
-    markdownTable(
-      [
-        `workload (ms, median of ${ROUNDS})`,
-        ...SUBJECTS.map((s) => s.name),
-        'ovshift ÷ fuse-overlayfs',
-        'ovshift ÷ overlayfs',
-        'ovshift CPU ms',
-        'fuse-overlayfs CPU ms',
-        'CPU ÷',
-        'target',
-      ],
-      rows,
-    ),
+    markdownTable([`workload (ms, median of ${ROUNDS})`, ...THREE_WAY_HEADERS, 'target'], rows),
     '',
     "Lower is better. The lower is this machine's root filesystem bind-mounted read-only (page cache warm: each program " +
       'ran once on it first), the upper a tmpfs, a fresh mount for every run, default options. The programs run in a ' +
