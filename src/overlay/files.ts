@@ -69,7 +69,11 @@ export async function open(core: OverlayCore, node: Node, flags: number): Promis
   if (node.isDir) throw new FuseError('EISDIR');
   const writable = (flags & O_ACCMODE) !== O_RDONLY;
   if (writable && !core.layers.upper) throw new FuseError('EROFS');
-  if (writable && flags & O_TRUNC) await core.copyUp!.ensure(node, { truncate: true });
+  // A handle that can only write gains nothing from the lower: copied up now, it is served
+  // from the upper copy, by the kernel itself where passthrough allows, instead of through the
+  // daemon for its whole life. One that can read keeps reading the lower until a change.
+  const writeOnly = (flags & O_ACCMODE) === O_WRONLY;
+  if (writable && (flags & O_TRUNC || writeOnly)) await core.copyUp!.ensure(node, { truncate: (flags & O_TRUNC) !== 0 });
   const h = core.files.allocate((id) => new FileHandle(id, node, flags));
   try {
     if (node.inUpper) {

@@ -100,6 +100,30 @@ os.close(fresh)
     assert.equal(read(join(s.lower, 'f')), 'lower content');
   });
 
+  it('copies a lower file up when it is opened write-only, so that handle is a passthrough one from the start', async () => {
+    makeTree(s.lower, { 'log/app.log': 'line 1\n', 'log/untouched': 'u' });
+    await s.mount();
+    const r = await python(
+      `
+import os, subprocess, sys
+mnt, ovshift = sys.argv[1:3]
+def status():
+    out = subprocess.run([ovshift, 'ctl', mnt, 'status'], capture_output=True, text=True).stdout
+    return [l for l in out.splitlines() if l.startswith('passthrough files')][0]
+fd = os.open(mnt + '/log/app.log', os.O_WRONLY | os.O_APPEND)
+for i in range(2, 5): os.write(fd, b'line %d\\n' % i)
+print(status())
+os.close(fd)
+print(open(mnt + '/log/app.log').read(), end='')
+`,
+      [s.mnt, OVSHIFT],
+    );
+    assert.equal(r.stdout, 'passthrough files 1\nline 1\nline 2\nline 3\nline 4\n', r.stderr);
+    assert.equal(read(join(s.upper, 'log/app.log')), 'line 1\nline 2\nline 3\nline 4\n');
+    assert.equal(read(join(s.lower, 'log/app.log')), 'line 1\n', 'the lower keeps its file');
+    assert.equal(fs.existsSync(join(s.upper, 'log/untouched')), false, 'what is not opened for writing stays in the lower');
+  });
+
   it('clears set-user-ID and set-group-ID when another user writes a passthrough file', async () => {
     await s.mount();
     const p = join(s.mnt, 'tool');
