@@ -45,9 +45,12 @@ interface WatchedFs {
 
 /** An object as an event names it: its filesystem, and its handle there. */
 interface Fid {
+  /** The filesystem id's 8 bytes, as a latin1 string (see WatchedFs keys). */
   fsid: string;
   type: number;
   handle: Buffer;
+  /** fsid, type and handle together, as a latin1 string: the object, for remembering its identity. */
+  key: string;
 }
 
 interface FanEvent {
@@ -73,9 +76,10 @@ export function parseEvents(buf: Buffer): FanEvent[] {
       if (type === C.FAN_EVENT_INFO_TYPE_FID || type === C.FAN_EVENT_INFO_TYPE_DFID || type === C.FAN_EVENT_INFO_TYPE_DFID_NAME) {
         const handleBytes = buf.readUInt32LE(r + 12);
         const fid: Fid = {
-          fsid: buf.toString('hex', r + 4, r + 12),
+          fsid: buf.toString('latin1', r + 4, r + 12),
           type: buf.readInt32LE(r + 16),
           handle: buf.subarray(r + 20, r + 20 + handleBytes),
+          key: buf.toString('latin1', r + 4, r + 20 + handleBytes),
         };
         if (type === C.FAN_EVENT_INFO_TYPE_FID) event.object = fid;
         else event.dir = fid;
@@ -106,7 +110,7 @@ class FilesystemWatcher {
     const fsid = native.fsidSync(rootFd);
     if (typeof fsid === 'number') return `fstatfs: errno ${-fsid}`;
     if (fsid.every((b) => b === 0)) return 'the filesystem has no id to report changes by';
-    const key = fsid.toString('hex');
+    const key = fsid.toString('latin1');
     const reason = this.start();
     if (reason) return reason;
     let watched = this.watched.get(key);
@@ -118,7 +122,7 @@ class FilesystemWatcher {
       }
       watched = { subscriptions: [] };
       this.watched.set(key, watched);
-      log('watching filesystem %s', key);
+      log('watching filesystem %s', fsid.toString('hex'));
     }
     const dirFd = native.openatSync(rootFd, '.', C.O_RDONLY! | C.O_DIRECTORY! | C.O_CLOEXEC!, 0);
     if (dirFd < 0) {
@@ -162,7 +166,7 @@ class FilesystemWatcher {
   private unmark(key: string, fdOnFs: number): void {
     native.fanotifyMarkSync(this.group, C.FAN_MARK_REMOVE! | C.FAN_MARK_FILESYSTEM!, MASK, fdOnFs, '.');
     this.watched.delete(key);
-    log('no longer watching filesystem %s', key);
+    log('no longer watching filesystem %s', Buffer.from(key, 'latin1').toString('hex'));
     this.stopIfIdle();
   }
 
@@ -214,7 +218,7 @@ class FilesystemWatcher {
 
   /** The identity of the object a handle names, or undefined when it is gone. */
   private identity(watched: WatchedFs, fid: Fid): string | undefined {
-    const key = `${fid.fsid}:${fid.type}:${fid.handle.toString('hex')}`;
+    const key = fid.key;
     const known = this.identities.get(key);
     if (known !== undefined) return known;
     const fd = native.openByHandleAtSync(watched.subscriptions[0]!.dirFd, fid.type, fid.handle, C.O_PATH! | C.O_CLOEXEC!);

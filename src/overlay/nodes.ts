@@ -25,6 +25,8 @@ class NoChildren extends Map<string, Node> {
   }
 }
 const NO_CHILDREN: Map<string, Node> = new NoChildren();
+/** What an identity no node shows finds (most changes a watched filesystem reports). */
+const NO_NODES: readonly Node[] = Object.freeze([]);
 
 export class Node {
   parent: Node | undefined;
@@ -195,7 +197,7 @@ export class NodeTable {
   /** The nodes showing the lower object `identity` (while the index is kept). */
   withLower(identity: string): readonly Node[] {
     const found = this.byLowerIdentity?.get(identity);
-    return found === undefined ? [] : Array.isArray(found) ? found : [found];
+    return found === undefined ? NO_NODES : Array.isArray(found) ? found : [found];
   }
 
   /** A directory's lower parts, as a new lookup found them. */
