@@ -12,6 +12,15 @@ import { python, run } from '../helpers/proc';
 import { waitUntil } from '../helpers/wait';
 import { makeTree, read, sha256 } from '../helpers/tree';
 
+/** Python prelude: the mountpoint and ovshift from argv, and status() for the passthrough files line of ctl status. */
+const STATUS_PY = `
+import os, subprocess, sys
+mnt, ovshift = sys.argv[1:3]
+def status():
+    out = subprocess.run([ovshift, 'ctl', mnt, 'status'], capture_output=True, text=True).stdout
+    return [l for l in out.splitlines() if l.startswith('passthrough files')][0]
+`;
+
 async function passthroughFiles(mnt: string): Promise<string> {
   const r = await run(OVSHIFT, ['ctl', mnt, 'status']);
   assert.equal(r.code, 0, r.stderr);
@@ -76,13 +85,7 @@ print(os.pread(fd, 8, 0).decode(), os.pread(fd, 4, 100000).decode(), os.fstat(fd
     makeTree(s.lower, { f: 'lower content' });
     await s.mount();
     const r = await python(
-      `
-import os, subprocess, sys
-mnt, ovshift = sys.argv[1:3]
-def status():
-    out = subprocess.run([ovshift, 'ctl', mnt, 'status'], capture_output=True, text=True).stdout
-    return [l for l in out.splitlines() if l.startswith('passthrough files')][0]
-ro = os.open(mnt + '/f', os.O_RDONLY)
+      `${STATUS_PY}ro = os.open(mnt + '/f', os.O_RDONLY)
 rw = os.open(mnt + '/f', os.O_RDWR)
 os.pwrite(rw, b'UPPER', 0)
 late = os.open(mnt + '/f', os.O_RDONLY)
@@ -104,13 +107,7 @@ os.close(fresh)
     makeTree(s.lower, { 'log/app.log': 'line 1\n', 'log/untouched': 'u' });
     await s.mount();
     const r = await python(
-      `
-import os, subprocess, sys
-mnt, ovshift = sys.argv[1:3]
-def status():
-    out = subprocess.run([ovshift, 'ctl', mnt, 'status'], capture_output=True, text=True).stdout
-    return [l for l in out.splitlines() if l.startswith('passthrough files')][0]
-fd = os.open(mnt + '/log/app.log', os.O_WRONLY | os.O_APPEND)
+      `${STATUS_PY}fd = os.open(mnt + '/log/app.log', os.O_WRONLY | os.O_APPEND)
 for i in range(2, 5): os.write(fd, b'line %d\\n' % i)
 print(status())
 os.close(fd)
