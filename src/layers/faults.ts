@@ -237,7 +237,8 @@ export class FaultyLayer implements ReadableLayer {
   private gatedFile(path: string, file: LayerFile): LayerFile {
     return {
       fd: file.fd,
-      read: (buf: Buffer, offset: number, length: number, position: number) => this.gate('read', path, () => file.read(buf, offset, length, position)),
+      read: (buf: Buffer, offset: number, length: number, position: number, knownEnd?: number) =>
+        this.gate('read', path, () => file.read(buf, offset, length, position, knownEnd)),
       readParts: file.readParts && ((length: number, position: number) => this.gate('read', path, () => file.readParts!(length, position))),
       forgetReadAhead: file.forgetReadAhead && (() => file.forgetReadAhead!()),
       openedAttr: file.openedAttr,

@@ -32,9 +32,10 @@ function wouldWait(res: number): boolean {
   return res === -EAGAIN || res === -EOPNOTSUPP;
 }
 
-export function readAt(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+export function readAt(fd: number, buf: Buffer, offset: number, length: number, position: number, knownEnd?: number): Promise<number> {
   let done = 0;
-  // A short read is the end of the file or the end of what is in memory; one more try tells.
+  // A short read is the end of the file or the end of what is in memory; one more try tells,
+  // unless it reached the end the reader knows (see LayerFile.read).
   for (let tries = 0; tries < 2 && done < length; tries++) {
     const res = native.preadv2Sync(fd, buf, offset + done, length - done, position + done, RWF_NOWAIT);
     if (res === 0) return Promise.resolve(done);
@@ -43,6 +44,7 @@ export function readAt(fd: number, buf: Buffer, offset: number, length: number, 
       break;
     }
     done += res;
+    if (knownEnd !== undefined && position + done >= knownEnd) return Promise.resolve(done);
   }
   if (done === length) return Promise.resolve(done);
   return threadRead(fd, buf, offset + done, length - done, position + done).then((n) => done + n);
@@ -144,8 +146,8 @@ export class FdFile implements DescriptorFile {
     readonly inMemory = false,
   ) {}
 
-  read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-    return readAt(this.fd, buf, offset, length, position);
+  read(buf: Buffer, offset: number, length: number, position: number, knownEnd?: number): Promise<number> {
+    return readAt(this.fd, buf, offset, length, position, knownEnd);
   }
 
   write(buf: Buffer, offset: number, length: number, position: number): Promise<number> {

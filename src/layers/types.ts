@@ -73,7 +73,12 @@ export interface LentParts {
 
 /** An open file of a layer, read through positional reads. */
 export interface LayerFile {
-  read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
+  /**
+   * `knownEnd`: the size the reader knows the file by (the kernel's, for a lower file only the
+   * daemon reports sizes of): a short read that reaches it may be taken as the end of the file
+   * without asking again. Bytes past it are never needed: the kernel shows none of them.
+   */
+  read(buf: Buffer, offset: number, length: number, position: number, knownEnd?: number): Promise<number>;
   /**
    * The bytes `read` would give, as buffers the layer already holds (no copy), for layers whose
    * data arrives in buffers of their own (NFS replies); the overlay prefers it where present.

@@ -152,7 +152,10 @@ async function readCopy(file: LayerFile, size: number, offset: number): Promise<
 
 async function readInto(core: OverlayCore, h: FileHandle, buf: Buffer, size: number, offset: number): Promise<number> {
   if (h.node.inUpper) return (await upperFile(core, h, false)).read(buf, 0, size, offset);
-  if (h.lower) return onLower(core, h, (file) => file.read(buf, 0, size, offset));
+  // A lower file's size in the kernel is the one this daemon last reported (nothing else
+  // changes it), so a read reaching it is complete; never for an upper file, which the
+  // kernel's own writes may have made longer.
+  if (h.lower) return onLower(core, h, (file) => file.read(buf, 0, size, offset, h.node.inUpper ? undefined : h.node.lastAttr?.size));
   throw new FuseError('EBADF');
 }
 
