@@ -67,11 +67,8 @@ export class LowerWatch {
     return this.active;
   }
 
+  /** Stops watching (the mount ends, or the watcher failed); idempotent. */
   close(): void {
-    this.stopWatching();
-  }
-
-  private stopWatching(): void {
     if (!this.active) return;
     this.active = false;
     for (const s of this.subscriptions) s.close();
@@ -108,7 +105,7 @@ export class LowerWatch {
           return;
         case 'unwatched':
           log('the lowers are no longer watched: lookups ask them again every time');
-          this.stopWatching();
+          this.close();
           this.invalidateAll();
           return;
       }
