@@ -32,19 +32,33 @@ function wouldWait(res: number): boolean {
   return res === -EAGAIN || res === -EOPNOTSUPP;
 }
 
-export function readAt(fd: number, buf: Buffer, offset: number, length: number, position: number, knownEnd?: number): Promise<number> {
+/**
+ * inMemory: the file is on tmpfs or ramfs, which refuses RWF_NOWAIT (EOPNOTSUPP) and whose
+ * reads never wait for a disk: read on the loop.
+ */
+export function readAt(
+  fd: number,
+  buf: Buffer,
+  offset: number,
+  length: number,
+  position: number,
+  knownEnd: number | undefined,
+  inMemory: boolean,
+): Promise<number> {
+  const flags = inMemory ? 0 : RWF_NOWAIT;
   let done = 0;
   // A short read is the end of the file or the end of what is in memory; one more try tells,
   // unless it reached the end the reader knows (see LayerFile.read).
   for (let tries = 0; tries < 2 && done < length; tries++) {
-    const res = native.preadv2Sync(fd, buf, offset + done, length - done, position + done, RWF_NOWAIT);
+    const res = native.preadv2Sync(fd, buf, offset + done, length - done, position + done, flags);
     if (res === 0) return Promise.resolve(done);
     if (res < 0) {
       if (!wouldWait(res)) return Promise.reject(errnoError(res, 'read'));
       break;
     }
     done += res;
-    if (knownEnd !== undefined && position + done >= knownEnd) return Promise.resolve(done);
+    // A read that could wait stops short only at the end of the file.
+    if (flags === 0 || (knownEnd !== undefined && position + done >= knownEnd)) return Promise.resolve(done);
   }
   if (done === length) return Promise.resolve(done);
   return threadRead(fd, buf, offset + done, length - done, position + done).then((n) => done + n);
@@ -134,7 +148,8 @@ export function attrFromArray(s: Float64Array): LayerAttr {
 /**
  * An open file of a local filesystem, held by its descriptor: a directory layer's file, the
  * upper's, or a descriptor pinning an object no name reaches any more. `sync`: its calls may run
- * on the event loop (a local filesystem); `inMemory`: writes never wait for a disk (tmpfs).
+ * on the event loop (a local filesystem); `inMemory`: reads and writes never wait for a disk
+ * (tmpfs).
  */
 export class FdFile implements DescriptorFile {
   /** Set by a layer that checked the file's attributes as it opened it. */
@@ -147,7 +162,7 @@ export class FdFile implements DescriptorFile {
   ) {}
 
   read(buf: Buffer, offset: number, length: number, position: number, knownEnd?: number): Promise<number> {
-    return readAt(this.fd, buf, offset, length, position, knownEnd);
+    return readAt(this.fd, buf, offset, length, position, knownEnd, this.inMemory);
   }
 
   write(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
