@@ -82,8 +82,13 @@ export interface ConnectionInfo {
 type Op<Req, Out> = (req: Req, ctl: RequestControl) => Promise<Out>;
 
 export interface FuseHandler {
-  /** INIT flags this filesystem wants when the kernel offers them (beyond the session's own). */
+  /**
+   * INIT flags this filesystem wants when the kernel offers them (beyond the session's own);
+   * read after `prepare`.
+   */
   readonly wantFlags?: readonly InitFlagName[];
+  /** Called when the kernel's INIT arrives, before the flags are chosen. */
+  prepare?(kernelMinor: number): void;
   init?(info: ConnectionInfo): void;
   destroy?(): void;
 

@@ -309,6 +309,7 @@ export class FuseSession {
       return;
     }
     const minor = Math.min(req.minor, KERNEL_MINOR_VERSION);
+    this.fs.prepare?.(minor);
     let want = 0n;
     for (const name of [...SESSION_FLAGS, ...this.handlerFlags()]) want |= InitFlag[name];
     const flags = req.flags & want;

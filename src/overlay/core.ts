@@ -44,6 +44,12 @@ export class OverlayCore {
   /** Set at INIT when the kernel agreed to passthrough and the mount has an upper. */
   passthrough?: Passthrough;
   /**
+   * Whether the kernel checks a file's size and mtime before reading its cached pages
+   * (AUTO_INVAL_DATA, asked for while lower changes are polled). Otherwise a change the
+   * daemon sees in a lower file's attributes is its cue to drop them.
+   */
+  kernelChecksPages = true;
+  /**
    * Absences remembered by the daemon where the mode allows caching them (revalidate=cached
    * only). Made there alone: an LRUCache allocates its whole capacity up front (20 ms and
    * megabytes per mount).
@@ -162,8 +168,11 @@ export class OverlayCore {
   /** What the mount shows of a node's layer object; remembered for when no path reaches it. */
   shownAttr(node: Node, a: LayerAttr): Attr {
     const attr = nodeAttr(node, a, this.opts.ids, this.opts.staticNlink);
-    // The kernel drops its pages when it sees new contents: so do the open files' read-aheads.
-    if (node.openCount > 0 && node.lastAttr && !sameData(node.lastAttr, attr)) for (const h of this.files.of(node)) h.lower?.forgetReadAhead?.();
+    if (node.lastAttr && !node.inUpper && !sameData(node.lastAttr, attr)) {
+      // The kernel drops its pages when it sees new contents: so do the open files' read-aheads.
+      if (node.openCount > 0) for (const h of this.files.of(node)) h.lower?.forgetReadAhead?.();
+      if (!this.kernelChecksPages && !node.isDir) void this.notifier?.invalInode(node.id);
+    }
     node.lastAttr = attr;
     return attr;
   }

@@ -3,7 +3,7 @@
  * node table and the layers (see core.ts, namespace.ts, files.ts, setattr.ts, xattrs.ts).
  */
 import * as fs from 'fs';
-import { FSYNC_FDATASYNC, Fopen, GETATTR_FH, type InitFlagName } from '../fuse/abi';
+import { FSYNC_FDATASYNC, Fopen, GETATTR_FH, InitFlag, type InitFlagName } from '../fuse/abi';
 import { FuseError } from '../fuse/errors';
 import type { ConnectionInfo, FuseHandler, RequestControl } from '../fuse/handler';
 import type { AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, LentBuffer, LockOut, OpenOut, StatfsOut } from '../fuse/replies';
@@ -56,20 +56,30 @@ const name = OverlayCore.checkName;
 const newName = OverlayCore.checkNewName;
 
 export class OverlayFs implements FuseHandler {
-  readonly wantFlags: readonly InitFlagName[];
   readonly core: OverlayCore;
   readonly locking: Locking;
 
   constructor(layers: Layers, opts: OverlayOptions, root: { upper?: LayerAttr; lowers: LayerAttr[] }) {
     this.core = new OverlayCore(layers, opts, root);
     this.locking = new Locking(this.core, opts.forwardLocks);
-    const passthrough = opts.passthrough && !opts.readOnly;
-    this.wantFlags = ['HANDLE_KILLPRIV_V2', 'AUTO_INVAL_DATA', ...(passthrough ? ['PASSTHROUGH' as const] : [])];
+  }
+
+  prepare(kernelMinor: number): void {
+    this.core.startWatching(kernelMinor);
+  }
+
+  get wantFlags(): InitFlagName[] {
+    const flags: InitFlagName[] = ['HANDLE_KILLPRIV_V2'];
+    // The kernel checks a file's size and mtime before each read from its pages: needed only
+    // while lower changes are polled. Watched, each change invalidates what it touches.
+    if (!this.core.watch?.watching) flags.push('AUTO_INVAL_DATA');
+    if (this.core.opts.passthrough && !this.core.opts.readOnly) flags.push('PASSTHROUGH');
+    return flags;
   }
 
   init(info: ConnectionInfo): void {
     if (info.backing && this.core.layers.upper) this.core.passthrough = new Passthrough(info.backing, this.core.layers.upper);
-    this.core.startWatching(info.minor);
+    this.core.kernelChecksPages = (info.flags & InitFlag.AUTO_INVAL_DATA) !== 0n;
   }
 
   private file(fh: number): FileHandle {

@@ -89,6 +89,24 @@ describe('a lower that changes underneath', function () {
         assert.equal(r.stdout, "5023\nb'appended on the server\\n'\n", r.stderr);
       });
 
+      it('drops the pages an open file read once its lower file is rewritten in place: the next read shows the new bytes, no stat or reopen', async () => {
+        makeTree(s.lower, { config: 'A'.repeat(8192) });
+        await mount();
+        const fd = fs.openSync(join(s.mnt, 'config'), 'r');
+        try {
+          assert.equal(fs.readFileSync(fd, 'latin1'), 'A'.repeat(8192));
+          const lowerFd = fs.openSync(join(s.lower, 'config'), 'r+');
+          fs.writeSync(lowerFd, 'B'.repeat(4096), 4096);
+          fs.closeSync(lowerFd);
+          await tick();
+          const buf = Buffer.alloc(8192);
+          assert.equal(fs.readSync(fd, buf, 0, 8192, 0), 8192);
+          assert.equal(buf.toString('latin1'), 'A'.repeat(4096) + 'B'.repeat(4096));
+        } finally {
+          fs.closeSync(fd);
+        }
+      });
+
       it('keeps an unlinked file usable through its open descriptors: fstat, read, write, ftruncate, /proc reopen', async () => {
         makeTree(s.lower, { lowerfile: 'from the lower' });
         fs.writeFileSync(join(s.upper, 'upperfile'), 'from the upper');
