@@ -134,6 +134,8 @@ export class NodeTable {
   private byLowerIdentity?: Map<string, Node | Node[]>;
   private nextId = 2;
   readonly root: Node;
+  /** Told when a node loses its last name or is dropped (what is kept for it can go). */
+  onGone?: (node: Node) => void;
 
   constructor(rootUpperIdentity: string | undefined, rootLowers: LowerPart[], rootIno: number) {
     this.root = new Node(1, undefined, '', S_IFDIR, rootUpperIdentity, rootLowers, rootIno);
@@ -257,6 +259,7 @@ export class NodeTable {
         node.name = next.name;
       } else {
         node.unlinked = true;
+        this.onGone?.(node);
         if (node.upperIdentity !== undefined && this.byUpperIdentity.get(node.upperIdentity) === node) {
           this.byUpperIdentity.delete(node.upperIdentity);
         }
@@ -296,6 +299,7 @@ export class NodeTable {
 
   private drop(node: Node): void {
     this.byId.delete(node.id);
+    this.onGone?.(node);
     this.unindexLowers(node);
     if (node.parent && node.parent.children.get(node.name) === node) node.parent.children.delete(node.name);
     for (const l of node.links ?? []) if (l.parent.children.get(l.name) === node) l.parent.children.delete(l.name);

@@ -78,7 +78,11 @@ export class OverlayFs implements FuseHandler {
   }
 
   init(info: ConnectionInfo): void {
-    if (info.backing && this.core.layers.upper) this.core.passthrough = new Passthrough(info.backing, this.core.layers.upper);
+    if (info.backing && this.core.layers.upper) {
+      const passthrough = new Passthrough(info.backing, this.core.layers.upper);
+      this.core.passthrough = passthrough;
+      this.core.nodes.onGone = (node) => passthrough.forget(node);
+    }
     this.core.kernelChecksPages = (info.flags & InitFlag.AUTO_INVAL_DATA) !== 0n;
   }
 
@@ -268,6 +272,7 @@ export class OverlayFs implements FuseHandler {
   closeAll(): void {
     this.core.watch?.close();
     closeAllFiles(this.core.files);
+    this.core.passthrough?.closeIdle();
   }
 
   async fsync(req: FsyncRequest): Promise<void> {

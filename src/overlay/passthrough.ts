@@ -9,6 +9,11 @@
  * caching one. So a node's open handles are either all passthrough, sharing one registered
  * backing file, or all served by the daemon; the choice is made synchronously when an open
  * starts, so concurrent opens of a node never disagree.
+ *
+ * A backing file outlives its last open for a while (the most recent IDLE_BACKINGS of them):
+ * a file opened again and again (a build's outputs, a log) then costs no open(), no
+ * registration and no close() in the daemon. One whose node loses its last name or is
+ * forgotten is closed at once, so a removed file's space is never held.
  */
 import { constants as K } from 'fs';
 import createDebug from 'debug';
@@ -20,6 +25,9 @@ import type { Node } from './nodes';
 import { S_ISGID, S_ISUID } from '../util/linux';
 
 const log = createDebug('ovshift:passthrough');
+
+/** Backing files kept registered after their last open closed. */
+const IDLE_BACKINGS = 256;
 
 interface Backing {
   id: number;
@@ -42,6 +50,8 @@ export interface OpenMode {
 
 export class Passthrough {
   private readonly opens = new Map<Node, NodeOpens>();
+  /** Backing files no open uses, least recently used first. */
+  private readonly idle = new Map<Node, Backing>();
   /** Set when the kernel refused a backing file for a reason that holds for every file. */
   private disabled = false;
 
@@ -65,7 +75,7 @@ export class Passthrough {
     const wantsPassthrough = s.passthrough > 0 || (s.cached === 0 && !this.disabled && node.inUpper && !node.unlinked);
     if (!wantsPassthrough) return this.cached(node, s);
     s.passthrough++;
-    s.backing ??= this.register(node);
+    s.backing ??= this.reuse(node) ?? this.register(node);
     const backing = await s.backing;
     if (backing) return { backingId: backing.id, done: once(() => this.endPassthrough(node, s)) };
     // Registration failed: this open, and any that waited on it, are served by the daemon.
@@ -90,12 +100,59 @@ export class Passthrough {
     const backing = s.backing;
     s.backing = undefined;
     void backing?.then((b) => {
-      if (!b) return;
-      const res = this.kernel.close(b.id);
-      if (res < 0) log('closing backing file %d of %s: %s', b.id, node.path, errnoName(res));
-      b.file.closeSync();
+      if (b) this.park(node, b);
     });
     this.forgetIfIdle(node, s);
+  }
+
+  /** Keeps a backing file no open uses any more, for the node's next open. */
+  private park(node: Node, b: Backing): void {
+    if (!node.inUpper || node.unlinked) {
+      this.unregister(node, b);
+      return;
+    }
+    // A backing file registered meanwhile by a new open (while this one was being let go).
+    const displaced = this.idle.get(node);
+    if (displaced && displaced !== b) this.unregister(node, displaced);
+    this.idle.delete(node);
+    this.idle.set(node, b);
+    for (const [oldest, ob] of this.idle) {
+      if (this.idle.size <= IDLE_BACKINGS) break;
+      this.idle.delete(oldest);
+      this.unregister(oldest, ob);
+    }
+  }
+
+  /** The node's idle backing file, if it may still back it (its mode may have changed since). */
+  private reuse(node: Node): Promise<Backing> | undefined {
+    const b = this.idle.get(node);
+    if (!b) return undefined;
+    this.idle.delete(node);
+    if (!mayBack(b.file)) {
+      this.unregister(node, b);
+      return undefined;
+    }
+    return Promise.resolve(b);
+  }
+
+  /** The node lost its last name or was forgotten: its idle backing file goes now. */
+  forget(node: Node): void {
+    const b = this.idle.get(node);
+    if (!b) return;
+    this.idle.delete(node);
+    this.unregister(node, b);
+  }
+
+  /** Unregisters every idle backing file (the mount is going away). */
+  closeIdle(): void {
+    for (const [node, b] of this.idle) this.unregister(node, b);
+    this.idle.clear();
+  }
+
+  private unregister(node: Node, b: Backing): void {
+    const res = this.kernel.close(b.id);
+    if (res < 0) log('closing backing file %d of %s: %s', b.id, node.path, errnoName(res));
+    b.file.closeSync();
   }
 
   private forgetIfIdle(node: Node, s: NodeOpens): void {
@@ -111,10 +168,7 @@ export class Passthrough {
       log('%s stays with the daemon: %s', node.path, (err as Error).message);
       return undefined;
     }
-    // A write through the kernel would leave set-user-ID and set-group-ID in place, where a
-    // write by another user must clear them (the daemon does so on WRITE).
-    const mode = file.modeSync();
-    if (mode & S_ISUID || (mode & S_ISGID && mode & K.S_IXGRP)) {
+    if (!mayBack(file)) {
       file.closeSync();
       log('%s stays with the daemon: set-user-ID or set-group-ID', node.path);
       return undefined;
@@ -136,6 +190,20 @@ export class Passthrough {
     }
     return undefined;
   }
+}
+
+/**
+ * A write through the kernel would leave set-user-ID and set-group-ID in place, where a write
+ * by another user must clear them (the daemon does so on WRITE): such files stay with it.
+ */
+function mayBack(file: DescriptorFile): boolean {
+  let mode: number;
+  try {
+    mode = file.modeSync();
+  } catch {
+    return false;
+  }
+  return !(mode & S_ISUID || (mode & S_ISGID && mode & K.S_IXGRP));
 }
 
 function once(fn: () => void): () => void {
