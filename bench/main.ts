@@ -5,6 +5,7 @@
  */
 import type { BenchArea } from './area';
 import { containersArea } from './containers';
+import { fsxArea } from './fsx';
 import { fuseArea } from './fuse';
 import { Cleanup } from './lib/cleanup';
 import { machineLine } from './lib/report';
@@ -14,8 +15,9 @@ import { nfsArea } from './nfs';
 import { overlayArea } from './overlay';
 import { realrootArea } from './realroot';
 import { revalidateArea } from './revalidate';
+import { transportArea } from './transport';
 
-const AREAS: readonly BenchArea[] = [fuseArea, overlayArea, realrootArea, nfsArea, revalidateArea, locksArea, containersArea];
+const AREAS: readonly BenchArea[] = [fuseArea, transportArea, overlayArea, realrootArea, fsxArea, nfsArea, revalidateArea, locksArea, containersArea];
 
 function usage(): string {
   return ['usage: scripts/bench [AREA…]   (all areas when none is named; needs root)', ...AREAS.map((a) => `  ${a.name.padEnd(10)} ${a.summary}`), ''].join(

@@ -4,7 +4,6 @@
  * The programs run in a chroot of the mount (with /dev and /proc mounted in it for the run) or,
  * for the walk and the archive, on paths below it.
  */
-import { spawn } from 'child_process';
 import { existsSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import type { BenchArea, BenchContext } from './area';
@@ -12,7 +11,7 @@ import type { Cleanup } from './lib/cleanup';
 import { bindReadOnly, mountKernel } from './lib/mounts';
 import { timeOnOverlays, type OverlayWorkload } from './lib/overlays';
 import { THREE_WAY, THREE_WAY_HEADERS, targetCell, threeWayRow } from './lib/three-way';
-import { check, run } from './lib/proc';
+import { check, run, timed } from './lib/proc';
 import { formatNumber, formatRatio, markdownTable } from './lib/report';
 import { MiB, scratchDir, subdir } from './lib/trees';
 import type { WorkloadResult } from './lib/workload';
@@ -56,31 +55,13 @@ const HEADERS = [
 ];
 const C_SOURCE = `${HEADERS.map((h) => `#include <${h}>`).join('\n')}\nint main(void) { return 0; }\n`;
 
-/** Runs a command, timing it from spawn to exit; fails on a non-zero exit. */
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ ms: number; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const start = process.hrtime.bigint();
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      if (code === 0) resolve({ ms, stdout });
-      else reject(new Error(`${cmd} ${args.join(' ')}: exited ${code}: ${stderr.trim()}`));
-    });
-  });
-}
-
 /** Runs `script` with sh in a chroot of `mnt`, /dev and /proc mounted there for the run. */
 async function inChroot(cleanup: Cleanup, mnt: string, script: string): Promise<{ ms: number; stdout: string }> {
   await check('mount', ['--bind', '/dev', join(mnt, 'dev')]);
   const dev = cleanup.add(`/dev in ${mnt}`, () => run('umount', ['-l', join(mnt, 'dev')]).then(() => undefined));
   const proc = await mountKernel(cleanup, 'proc', 'proc', join(mnt, 'proc'), 'rw');
   try {
-    return await timed('chroot', [mnt, '/bin/sh', '-c', script], CHROOT_ENV);
+    return await timed('chroot', [mnt, '/bin/sh', '-c', script], { env: CHROOT_ENV });
   } finally {
     await proc.unmount();
     await dev();
