@@ -7,7 +7,12 @@ export class FuseError extends Error {
   readonly code: string;
 
   constructor(code: string, message?: string) {
+    // An answer, not a bug: no stack trace, whose capture costs more than most requests (a
+    // lookup's ENOENT, a getxattr's ENODATA on every write).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? code);
+    Error.stackTraceLimit = limit;
     this.errno = errnoNumber(code);
     this.code = code;
     this.name = 'FuseError';

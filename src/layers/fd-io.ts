@@ -17,6 +17,7 @@ import type { Timespec } from '../util/linux';
 const RWF_NOWAIT = C.RWF_NOWAIT!;
 const EAGAIN = errnoNumber('EAGAIN');
 const EOPNOTSUPP = errnoNumber('EOPNOTSUPP');
+const ENODATA = errnoNumber('ENODATA');
 export const STATX_BTIME = 0x800;
 export const STATX_MASK = 0x7ff | STATX_BTIME;
 /** lseek whences for data and holes. */
@@ -238,6 +239,13 @@ export class FdFile implements DescriptorFile {
   }
 
   /** fstat's mode, on the calling thread. */
+  getxattrSync(name: string): Buffer | null {
+    const v = native.getxattratSync(this.fd, '', Buffer.from(name, 'latin1'), true);
+    if (typeof v !== 'number') return v;
+    if (v === -ENODATA || v === -EOPNOTSUPP) return null;
+    throw errnoError(v, 'fgetxattr');
+  }
+
   modeSync(): number {
     return fs.fstatSync(this.fd).mode;
   }

@@ -119,6 +119,8 @@ export interface DescriptorFile extends LayerFile {
   statNow(): LayerAttr | null;
   /** fstat's mode. */
   modeSync(): number;
+  /** fgetxattr: the value, or null when the file has none by that name (or no xattrs). */
+  getxattrSync(name: string): Buffer | null;
   closeSync(): void;
   /** close(), errors dropped: the descriptor is gone either way. */
   closeQuietly(): void;

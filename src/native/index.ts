@@ -134,7 +134,8 @@ export interface NativeAddon {
 
   // Relative to a directory fd (AT_FDCWD for plain paths): layers are reached through their
   // root's descriptor, so paths near PATH_MAX inside them still fit. xattr calls use Linux
-  // 6.13's *xattrat, or /proc/self/fd/<dirfd>/<path> on older kernels.
+  // 6.13's *xattrat, or /proc/self/fd/<dirfd>/<path> on older kernels. getxattrat with an
+  // empty path reads the descriptor's own (fgetxattr).
   getxattrat(dirfd: number, p: PathLike, name: PathLike, follow: boolean): Promise<Buffer>;
   getxattratSync(dirfd: number, p: PathLike, name: PathLike, follow: boolean): Buffer | number;
   setxattrat(dirfd: number, p: PathLike, name: PathLike, value: Buffer, flags: number, follow: boolean): Promise<void>;

@@ -906,6 +906,7 @@ static bool proc_fd_path(char *out, size_t len, int dirfd, const char *path) {
 }
 
 static ssize_t xattr_get(int dirfd, const char *path, bool follow, const char *name, void *buf, size_t size) {
+  if (dirfd != AT_FDCWD && path[0] == '\0') return fgetxattr(dirfd, name, buf, size); /* the descriptor's own */
   if (dirfd != AT_FDCWD) {
     struct ovshift_xattr_args a = { (uint64_t)(uintptr_t)buf, (uint32_t)size, 0 };
     ssize_t r = syscall(SYS_getxattrat, dirfd, path, follow ? 0 : AT_SYMLINK_NOFOLLOW, name, &a, sizeof a);

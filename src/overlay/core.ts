@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import { FuseError } from '../fuse/errors';
 import { negativeEntry, type Attr, type EntryOut } from '../fuse/replies';
 import type { UpperDir } from '../layers/upper-dir';
-import type { LayerAttr } from '../layers/types';
+import type { DescriptorFile, LayerAttr } from '../layers/types';
 import { nodeAttr } from './attrs';
 import { CopyUp } from './copy-up';
 import { DirHandle, type FileHandle, HandleTable } from './handles';
@@ -185,6 +185,8 @@ export class OverlayCore {
   /** The attributes of the layer object backing a node, or null when it is gone from there. */
   async layerAttr(node: Node): Promise<LayerAttr | null> {
     if (node.inUpper) {
+      const held = this.openUpperFile(node)?.statNow();
+      if (held && held.identity === node.upperIdentity) return held;
       const a = await this.upper.stat(node.path);
       return a && a.identity === node.upperIdentity ? a : null;
     }
@@ -192,6 +194,17 @@ export class OverlayCore {
     if (!part) return null;
     const a = await this.layers.lowers[part.layer]!.stat(part);
     return a && a.identity === part.identity ? a : null;
+  }
+
+  /**
+   * The upper file an open handle of the node holds, if any: fstat and fgetxattr on it answer
+   * for the node without walking its path (only the daemon changes the upper, so while the node
+   * has a name this is the object its path leads to).
+   */
+  openUpperFile(node: Node): DescriptorFile | undefined {
+    if (!node.inUpper || node.unlinked || node.openCount === 0) return undefined;
+    for (const h of this.files.of(node)) if (h.upperFile !== undefined) return h.upperFile;
+    return undefined;
   }
 
   /** Attributes through an open file of the node (for nodes no path reaches any more). */

@@ -41,8 +41,14 @@ function refusePrivate(core: OverlayCore, name: string): void {
 
 export async function getxattr(core: OverlayCore, node: Node, name: string): Promise<Buffer> {
   refusePrivate(core, name);
-  const { layer, at } = holder(core, node);
-  const v = await layer.getxattr(at, name);
+  const held = core.openUpperFile(node);
+  let v: Buffer | null;
+  if (held) {
+    v = held.getxattrSync(name);
+  } else {
+    const { layer, at } = holder(core, node);
+    v = await layer.getxattr(at, name);
+  }
   const shown = v === null ? null : toView(core.opts.ids, name, v);
   // A capability whose root has no mapping here is not shown at all (never the wrong root).
   if (shown === null) throw new FuseError('ENODATA');

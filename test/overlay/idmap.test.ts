@@ -124,6 +124,24 @@ describe('uid/gid shift', function () {
     assert.notEqual(hidden.code, 0);
   });
 
+  it('answers getxattr and stat of an open upper file from the file itself, translated the same, also after a rename', async () => {
+    fs.writeFileSync(join(s.upper, 'held'), 'upper bytes');
+    execFileSync('setfattr', ['-n', 'security.capability', '-v', capV3(1000), join(s.upper, 'held')]);
+    d = await s.mount(MAP);
+    const fd = fs.openSync(join(s.mnt, 'held'), 'r');
+    try {
+      fs.renameSync(join(s.mnt, 'held'), join(s.mnt, 'moved'));
+      const seen = execFileSync('getfattr', ['--absolute-names', '-e', 'hex', '-n', 'security.capability', join(s.mnt, 'moved')], { encoding: 'utf8' });
+      assert.match(seen, new RegExp(capV3(101000)));
+      assert.equal(fs.statSync(join(s.mnt, 'moved')).size, 'upper bytes'.length);
+      assert.equal(fs.fstatSync(fd).uid, fs.statSync(join(s.upper, 'moved')).uid + 100000);
+      const none = await run('getfattr', ['--absolute-names', '-n', 'user.none', join(s.mnt, 'moved')]);
+      assert.notEqual(none.code, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
   it('leaves permission checks to the kernel on the shown owners, and clears set-id bits on a write by a non-owner', async () => {
     fs.writeFileSync(join(s.lower, 'tool'), 'binary');
     fs.chmodSync(join(s.lower, 'tool'), 0o6777);
