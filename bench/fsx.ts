@@ -9,8 +9,8 @@ import { join } from 'path';
 import type { BenchArea, BenchContext } from './area';
 import { timeOnOverlays, type OverlayWorkload } from './lib/overlays';
 import { timed } from './lib/proc';
-import { formatNumber, formatRatio, markdownTable } from './lib/report';
-import { THREE_WAY, THREE_WAY_HEADERS, targetCell, threeWayRow } from './lib/three-way';
+import { formatNumber } from './lib/report';
+import { THREE_WAY, threeWayReport } from './lib/three-way';
 import { makeSmallFiles, MiB, scratchDir, subdir } from './lib/trees';
 import { XFSTESTS_VARIABLE, buildXfstestsTools, xfstestsCheckout, type XfstestsTools } from './lib/xfstests';
 
@@ -67,24 +67,19 @@ async function run_(ctx: BenchContext): Promise<string> {
     { ...ctx, progress: (m) => ctx.progress(`fsx: ${m}`) },
     { lower, scratch, upperSize: 512 * MiB, subjects: THREE_WAY, workloads: list, rounds: ROUNDS },
   );
-  const misses: string[] = [];
-  const rows = list.map((w, i) => {
-    const { cells, ratio } = threeWayRow(times.ms[i]!, times.cpuMs[i]!);
-    if (ratio > TARGET) misses.push(`${w.name} (${formatRatio(ratio)})`);
-    return [w.name, ...cells, targetCell(ratio, TARGET)];
-  });
-  return [
+  return threeWayReport({
     title,
-    '',
-    markdownTable([`workload (ms, median of ${ROUNDS})`, ...THREE_WAY_HEADERS, 'target'], rows),
-    '',
-    `Lower is better. xfstests ${tools.commit}, built for the run. The lower (on /var/tmp) holds fsx's file ` +
+    names: list.map((w) => w.name),
+    times,
+    rounds: ROUNDS,
+    target: TARGET,
+    about:
+      `Lower is better. xfstests ${tools.commit}, built for the run. The lower (on /var/tmp) holds fsx's file ` +
       `(${FSX_FILE_BYTES / 1024} KiB of zeros, which fsx -k expects) and 1,000 small files; the upper is a tmpfs, a ` +
       'fresh mount for every run, default options. fsx opens its file read-write without truncating it, so the file ' +
       'is copied up at its first write with the handle open. Times include starting the program. CPU: the daemon, ' +
       'all threads.',
-    misses.length ? `ovshift misses its target on: ${misses.join('; ')}.` : 'Every ovshift workload meets its target.',
-  ].join('\n');
+  });
 }
 
 export const fsxArea: BenchArea = {

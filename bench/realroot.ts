@@ -10,9 +10,9 @@ import type { BenchArea, BenchContext } from './area';
 import type { Cleanup } from './lib/cleanup';
 import { bindReadOnly, mountKernel } from './lib/mounts';
 import { timeOnOverlays, type OverlayWorkload } from './lib/overlays';
-import { THREE_WAY, THREE_WAY_HEADERS, targetCell, threeWayRow } from './lib/three-way';
+import { THREE_WAY, threeWayReport } from './lib/three-way';
 import { check, run, timed } from './lib/proc';
-import { formatNumber, formatRatio, markdownTable } from './lib/report';
+import { formatNumber } from './lib/report';
 import { MiB, scratchDir, subdir } from './lib/trees';
 import type { WorkloadResult } from './lib/workload';
 
@@ -132,23 +132,18 @@ async function run_(ctx: BenchContext): Promise<string> {
     { ...ctx, progress: (m) => ctx.progress(`realroot: ${m}`) },
     { lower, scratch, upperSize: 512 * MiB, subjects: THREE_WAY, workloads, rounds: ROUNDS },
   );
-  const misses: string[] = [];
-  const rows = workloads.map((w, i) => {
-    const { cells, ratio } = threeWayRow(times.ms[i]!, times.cpuMs[i]!);
-    if (ratio > TARGET) misses.push(`${w.name} (${formatRatio(ratio)})`);
-    return [w.name, ...cells, targetCell(ratio, TARGET)];
-  });
-  return [
-    '### A real root (`scripts/bench realroot`)',
-    '',
-    markdownTable([`workload (ms, median of ${ROUNDS})`, ...THREE_WAY_HEADERS, 'target'], rows),
-    '',
-    "Lower is better. The lower is this machine's root filesystem bind-mounted read-only (page cache warm: each program " +
+  return threeWayReport({
+    title: '### A real root (`scripts/bench realroot`)',
+    names: workloads.map((w) => w.name),
+    times,
+    rounds: ROUNDS,
+    target: TARGET,
+    about:
+      "Lower is better. The lower is this machine's root filesystem bind-mounted read-only (page cache warm: each program " +
       'ran once on it first), the upper a tmpfs, a fresh mount for every run, default options. The programs run in a ' +
       'chroot of the mount with /dev and /proc mounted in it (the walk and the archive on paths below the mount); times ' +
       'include starting them. CPU: the daemon, all threads.',
-    misses.length ? `ovshift misses its target on: ${misses.join('; ')}.` : 'Every ovshift workload meets its target.',
-  ].join('\n');
+  });
 }
 
 export const realrootArea: BenchArea = {

@@ -13,9 +13,9 @@ export interface RunResult {
 }
 
 /** Runs `cmd` to its end; a child still running after `timeoutMs` is killed (by its PID). */
-export function run(cmd: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<RunResult> {
+export function run(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -45,26 +45,12 @@ export async function check(cmd: string, args: string[], opts: { timeoutMs?: num
  * Runs a command, timing it from spawn to exit (start-up included); fails on a non-zero exit,
  * and kills it (by its PID) after `timeoutMs`.
  */
-export function timed(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ ms: number; stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const start = process.hrtime.bigint();
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 600_000);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      if (code === 0) resolve({ ms, stdout });
-      else reject(new Error(`${cmd} ${args.join(' ')}: exited ${code ?? signal}: ${(stderr.trim() || stdout.trim()).slice(-500)}`));
-    });
-  });
+export async function timed(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ ms: number; stdout: string }> {
+  const start = process.hrtime.bigint();
+  const r = await run(cmd, args, { timeoutMs: 600_000, ...opts });
+  const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: exited ${r.code ?? r.signal}: ${(r.stderr.trim() || r.stdout.trim()).slice(-500)}`);
+  return { ms, stdout: r.stdout };
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -2,8 +2,8 @@
  * ovshift beside fuse-overlayfs (the baseline of its targets) and kernel overlayfs (the limit it
  * closes on): the subjects, and each table row's comparison cells, wall time and daemon CPU.
  */
-import { fuseOverlayfs, kernelOverlayfs, ovshift, type OverlaySubject } from './overlays';
-import { formatNumber, formatRatio } from './report';
+import { fuseOverlayfs, kernelOverlayfs, ovshift, type OverlaySubject, type OverlayTimes } from './overlays';
+import { formatNumber, formatRatio, markdownTable } from './report';
 
 export const THREE_WAY: readonly OverlaySubject[] = [ovshift(), fuseOverlayfs, kernelOverlayfs];
 const [OVSHIFT, FUSE_OVERLAYFS, KERNEL] = [0, 1, 2];
@@ -39,4 +39,25 @@ export function threeWayRow(ms: readonly number[], cpu: ReadonlyArray<number | u
 /** A target's cell. */
 export function targetCell(ratio: number, target: number | undefined): string {
   return target === undefined ? '—' : `≤ ${formatRatio(target)} ${ratio <= target ? 'met' : '**missed**'}`;
+}
+
+/**
+ * An area's report for workloads timed on THREE_WAY with one target for all: its title, the
+ * table, what was measured how (`about`), and the workloads that missed the target.
+ */
+export function threeWayReport(opts: { title: string; names: readonly string[]; times: OverlayTimes; rounds: number; target: number; about: string }): string {
+  const misses: string[] = [];
+  const rows = opts.names.map((name, i) => {
+    const { cells, ratio } = threeWayRow(opts.times.ms[i]!, opts.times.cpuMs[i]!);
+    if (ratio > opts.target) misses.push(`${name} (${formatRatio(ratio)})`);
+    return [name, ...cells, targetCell(ratio, opts.target)];
+  });
+  return [
+    opts.title,
+    '',
+    markdownTable([`workload (ms, median of ${opts.rounds})`, ...THREE_WAY_HEADERS, 'target'], rows),
+    '',
+    opts.about,
+    misses.length ? `ovshift misses its target on: ${misses.join('; ')}.` : 'Every ovshift workload meets its target.',
+  ].join('\n');
 }
