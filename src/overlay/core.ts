@@ -185,8 +185,8 @@ export class OverlayCore {
   /** The attributes of the layer object backing a node, or null when it is gone from there. */
   async layerAttr(node: Node): Promise<LayerAttr | null> {
     if (node.inUpper) {
-      const held = this.openUpperFile(node)?.statNow();
-      if (held && held.identity === node.upperIdentity) return held;
+      const held = this.openUpperFile(node);
+      if (held) return held.attr;
       const a = await this.upper.stat(node.path);
       return a && a.identity === node.upperIdentity ? a : null;
     }
@@ -197,13 +197,16 @@ export class OverlayCore {
   }
 
   /**
-   * The upper file an open handle of the node holds, if any: fstat and fgetxattr on it answer
-   * for the node without walking its path (only the daemon changes the upper, so while the node
-   * has a name this is the object its path leads to).
+   * The upper file an open handle of the node holds, with its attributes, if it is the node's
+   * upper object: fstat and fgetxattr on it answer for the node without walking its path. Only
+   * on a local upper, where they return at once.
    */
-  openUpperFile(node: Node): DescriptorFile | undefined {
-    if (!node.inUpper || node.unlinked || node.openCount === 0) return undefined;
-    for (const h of this.files.of(node)) if (h.upperFile !== undefined) return h.upperFile;
+  openUpperFile(node: Node): { file: DescriptorFile; attr: LayerAttr } | undefined {
+    if (!node.inUpper || node.unlinked || node.openCount === 0 || !this.upper.sync) return undefined;
+    for (const h of this.files.of(node)) {
+      const attr = h.upperFile?.statNow();
+      if (attr && attr.identity === node.upperIdentity) return { file: h.upperFile!, attr };
+    }
     return undefined;
   }
 

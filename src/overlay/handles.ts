@@ -69,6 +69,8 @@ export class FileHandle {
  */
 export function closeAllFiles(files: HandleTable<FileHandle>): void {
   for (const h of files.all()) {
+    // Lets go of its passthrough backing file (closed, once the mount is gone).
+    h.mode?.done();
     const held = [h.upperFile, localFileOf(h.lower), h.node.pin];
     h.upperFile = undefined;
     h.lower = undefined;

@@ -271,8 +271,8 @@ export class OverlayFs implements FuseHandler {
   /** The mount is gone: every descriptor on the layers is closed now (see closeAllFiles). */
   closeAll(): void {
     this.core.watch?.close();
+    this.core.passthrough?.close();
     closeAllFiles(this.core.files);
-    this.core.passthrough?.closeIdle();
   }
 
   async fsync(req: FsyncRequest): Promise<void> {

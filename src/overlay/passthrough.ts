@@ -54,6 +54,8 @@ export class Passthrough {
   private readonly idle = new Map<Node, Backing>();
   /** Set when the kernel refused a backing file for a reason that holds for every file. */
   private disabled = false;
+  /** Set once the mount is gone: its backing ids mean nothing any more (the device may be reused). */
+  private closed = false;
 
   constructor(
     private readonly kernel: BackingFiles,
@@ -107,6 +109,10 @@ export class Passthrough {
 
   /** Keeps a backing file no open uses any more, for the node's next open. */
   private park(node: Node, b: Backing): void {
+    if (this.closed) {
+      b.file.closeSync();
+      return;
+    }
     if (!node.inUpper || node.unlinked) {
       this.unregister(node, b);
       return;
@@ -128,7 +134,7 @@ export class Passthrough {
     const b = this.idle.get(node);
     if (!b) return undefined;
     this.idle.delete(node);
-    if (!mayBack(b.file)) {
+    if (!mayBack(b.file.statNow()?.mode)) {
       this.unregister(node, b);
       return undefined;
     }
@@ -143,9 +149,13 @@ export class Passthrough {
     this.unregister(node, b);
   }
 
-  /** Unregisters every idle backing file (the mount is going away). */
-  closeIdle(): void {
-    for (const [node, b] of this.idle) this.unregister(node, b);
+  /**
+   * The mount is gone: closes every idle backing file, and from now on each one its last open
+   * lets go (not unregistered: the connection that knew the ids is gone).
+   */
+  close(): void {
+    this.closed = true;
+    for (const b of this.idle.values()) b.file.closeSync();
     this.idle.clear();
   }
 
@@ -168,7 +178,14 @@ export class Passthrough {
       log('%s stays with the daemon: %s', node.path, (err as Error).message);
       return undefined;
     }
-    if (!mayBack(file)) {
+    // The path may lead elsewhere by now (a rename while the open ran, on a remote upper).
+    const attr = file.statNow();
+    if (!attr || attr.identity !== node.upperIdentity) {
+      file.closeSync();
+      log('%s stays with the daemon: its path leads to another file now', node.path);
+      return undefined;
+    }
+    if (!mayBack(attr.mode)) {
       file.closeSync();
       log('%s stays with the daemon: set-user-ID or set-group-ID', node.path);
       return undefined;
@@ -196,14 +213,8 @@ export class Passthrough {
  * A write through the kernel would leave set-user-ID and set-group-ID in place, where a write
  * by another user must clear them (the daemon does so on WRITE): such files stay with it.
  */
-function mayBack(file: DescriptorFile): boolean {
-  let mode: number;
-  try {
-    mode = file.modeSync();
-  } catch {
-    return false;
-  }
-  return !(mode & S_ISUID || (mode & S_ISGID && mode & K.S_IXGRP));
+function mayBack(mode: number | undefined): boolean {
+  return mode !== undefined && !(mode & S_ISUID || (mode & S_ISGID && mode & K.S_IXGRP));
 }
 
 function once(fn: () => void): () => void {

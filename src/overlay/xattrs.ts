@@ -44,7 +44,7 @@ export async function getxattr(core: OverlayCore, node: Node, name: string): Pro
   const held = core.openUpperFile(node);
   let v: Buffer | null;
   if (held) {
-    v = held.getxattrSync(name);
+    v = held.file.getxattrSync(name);
   } else {
     const { layer, at } = holder(core, node);
     v = await layer.getxattr(at, name);
