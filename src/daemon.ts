@@ -161,6 +161,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
                       'open files': fs.core.files.size,
                       'open dirs': fs.core.dirs.size,
                       'passthrough files': fs.core.passthrough?.activeFiles ?? 'off',
+                      lowers: (opened?.layers ?? []).map((l) => (l.protocol === undefined ? l.label : `${l.label} over ${l.protocol}`)).join('; '),
                       'lower changes': fs.core.lowerChanges,
                       pending: session.pendingCount,
                       locks: o.forwardLocks

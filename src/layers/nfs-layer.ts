@@ -1,18 +1,21 @@
 /**
- * A lower layer on an NFSv3 export reached in userspace (nfs://). An object's identity is its
- * NFS file handle: a file deleted and recreated on the server is another object, a renamed one
- * the same. An object the overlay found before is reached by its handle, as the kernel's NFS
- * client does after a LOOKUP: looking a name up in a directory is one LOOKUP however deep the
- * directory is, opening, reading or listing what a LOOKUP just returned is no LOOKUP at all.
- * Each call still sees the server as it is now: the handle names the object, not a copy of it.
- * A path is walked from the export root only when no handle is known, or when the server no
- * longer knows the handle (ESTALE: the object was removed), to find what is there now.
- * NFSv3 has no xattrs.
+ * A lower layer on an NFS export reached in userspace (nfs://), over NFSv3 or NFSv4.1/4.2. An
+ * object's identity is its NFS file handle: a file deleted and recreated on the server is
+ * another object, a renamed one the same. An object the overlay found before is reached by its
+ * handle, as the kernel's NFS client does after a LOOKUP: looking a name up in a directory is
+ * one LOOKUP (one COMPOUND in v4) however deep the directory is, opening, reading or listing
+ * what a LOOKUP just returned is no LOOKUP at all. Each call still sees the server as it is
+ * now: the handle names the object, not a copy of it. A path is walked from the export root
+ * only when no handle is known, or when the server no longer knows the handle (ESTALE: the
+ * object was removed), to find what is there now. Extended attributes: NFSv4's ACL, as
+ * `system.nfs4_acl`; NFSv3 has none.
  */
 import createDebug from 'debug';
-import { FileType, NfsClient, type NfsAttr, type NfsUrl, type ReadAhead } from './nfs';
+import { FileType, type NfsAttr } from './nfs';
+import { connectNfs } from './nfs/connect';
+import type { NfsLowerClient, NfsOpenFile } from './nfs/lower-client';
+import type { NfsUrl } from './nfs/url';
 import { errorCode } from '../util/errno';
-import { NlmFileLocks } from './nfs-locks';
 import {
   childPath,
   pathOf,
@@ -69,25 +72,22 @@ interface Found {
 
 /** An open NFS file: positional READs on its handle, read ahead when sequential; no local descriptor. */
 class NfsFile implements LayerFile {
-  private readonly ahead: ReadAhead;
-
   constructor(
     private readonly layer: NfsLayer,
     private readonly fh: Buffer,
+    private readonly file: NfsOpenFile,
     /** Where it was opened, for messages. */
     private readonly path: string,
     /** What the LOOKUP that opened it said of it. */
     readonly openedAttr?: LayerAttr,
-  ) {
-    this.ahead = layer.client.reader(fh);
-  }
+  ) {}
 
   read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-    return this.ahead.read(buf, offset, length, position);
+    return this.file.read(buf, offset, length, position);
   }
 
   readParts(length: number, position: number): Promise<LentParts> {
-    return this.ahead.readParts(length, position);
+    return this.file.readParts(length, position);
   }
 
   async stat(): Promise<LayerAttr> {
@@ -95,20 +95,20 @@ class NfsFile implements LayerFile {
   }
 
   chunks(size: number): AsyncIterable<Buffer> {
-    return this.layer.client.readStream(this.fh, { size });
+    return this.file.chunks(size);
   }
 
-  /** Locks on the server, through its lock manager (NLM). */
+  /** Locks on the server (NLM for NFSv3, LOCK/LOCKU/LOCKT for NFSv4). */
   lockHandle(): LayerLocks {
-    return new NlmFileLocks(this.layer.client.nlm, this.fh, this.path);
+    return this.file.locks(this.path);
   }
 
   forgetReadAhead(): void {
-    this.ahead.forget();
+    this.file.forgetReadAhead();
   }
 
-  async close(): Promise<void> {
-    this.ahead.forget();
+  close(): Promise<void> {
+    return this.file.close();
   }
 }
 
@@ -117,19 +117,24 @@ export class NfsLayer implements ReadableLayer {
   private readonly blksize: number;
 
   constructor(
-    readonly client: NfsClient,
+    readonly client: NfsLowerClient,
     readonly label: string,
   ) {
-    this.blksize = Math.min(client.info.rtpref, MAX_BLKSIZE);
+    this.blksize = Math.min(client.preferredRead, MAX_BLKSIZE);
   }
 
-  /** Mounts the export the URL names. */
+  /** Mounts the export the URL names, in the version it asks for or the highest the server offers. */
   static async connect(url: NfsUrl, label: string): Promise<NfsLayer> {
-    return new NfsLayer(await NfsClient.connect(url), label);
+    return new NfsLayer(await connectNfs(url), label);
+  }
+
+  /** "NFSv3", "NFSv4.1", …. */
+  get protocol(): string {
+    return this.client.protocol;
   }
 
   sharedLocksNow(): string {
-    return `the server's lock manager, NLM 4, ${this.client.nlm.monitoring}`;
+    return this.client.sharedLocksNow();
   }
 
   attrOf(fh: Buffer, a: NfsAttr): LayerAttr {
@@ -150,6 +155,7 @@ export class NfsLayer implements ReadableLayer {
       ino: Number(a.fileid),
       dev: nfsDev(a.fsid),
       identity: fh.toString('hex'),
+      change: a.change?.toString(),
     };
   }
 
@@ -211,17 +217,17 @@ export class NfsLayer implements ReadableLayer {
     return this.on(at, (fh) => this.client.readlink(fh));
   }
 
-  async getxattr(_at: LayerPath, _name: string): Promise<Buffer | null> {
-    return null;
+  getxattr(at: LayerPath, name: string): Promise<Buffer | null> {
+    return this.on(at, (fh) => this.client.getxattr(fh, name));
   }
 
-  async listxattr(_at: LayerPath): Promise<string[]> {
-    return [];
+  listxattr(at: LayerPath): Promise<string[]> {
+    return this.on(at, (fh) => this.client.listxattr(fh));
   }
 
-  /** Opening sends nothing: NFSv3 has no OPEN, and the handle is the file. */
+  /** NFSv3 sends nothing (no OPEN: the handle is the file); NFSv4 an OPEN, held until close. */
   openRead(at: LayerPath): Promise<LayerFile> {
-    return this.on(at, async (fh) => new NfsFile(this, fh, pathOf(at)));
+    return this.on(at, async (fh) => new NfsFile(this, fh, await this.client.open(fh), pathOf(at)));
   }
 
   /** One LOOKUP in `dir`: the handle it returns is the object the name leads to now. */
@@ -235,11 +241,11 @@ export class NfsLayer implements ReadableLayer {
     }
     const { fh, attr } = found;
     if (fh.toString('hex') !== identity) return null;
-    return new NfsFile(this, fh, childPath(pathOf(dir), name), attr && this.attrOf(fh, attr));
+    return new NfsFile(this, fh, await this.client.open(fh), childPath(pathOf(dir), name), attr && this.attrOf(fh, attr));
   }
 
   async statfs(): Promise<LayerStatfs> {
-    const [s, conf] = await Promise.all([this.client.fsstat(), this.client.pathconf()]);
+    const s = await this.client.fsstat();
     return {
       blocks: Number(s.totalBytes / BigInt(STATFS_BLOCK)),
       bfree: Number(s.freeBytes / BigInt(STATFS_BLOCK)),
@@ -247,7 +253,7 @@ export class NfsLayer implements ReadableLayer {
       files: Number(s.totalFiles),
       ffree: Number(s.availFiles),
       bsize: this.blksize,
-      namelen: Math.min(conf.nameMax, NAME_MAX),
+      namelen: Math.min(s.nameMax, NAME_MAX),
       frsize: STATFS_BLOCK,
     };
   }

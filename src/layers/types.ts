@@ -28,6 +28,12 @@ export interface LayerAttr {
    * object, different once it points at another one (even if an inode number was reused).
    */
   identity: string;
+  /**
+   * The layer's own change counter for the object, where it keeps one (NFSv4's change
+   * attribute): different after any change of data or metadata, even one that keeps the size
+   * and times (a rewrite within the same timestamp tick, or times set back).
+   */
+  change?: string;
 }
 
 export interface LayerDirent {
@@ -230,6 +236,8 @@ export interface ReadableLayer {
    * `ovshift ctl MNT status`); its backend's fixed description when absent.
    */
   sharedLocksNow?(): string;
+  /** How the layer is reached, where it is a network protocol ("NFSv4.1"). */
+  readonly protocol?: string;
   /**
    * Has every later change to the layer's objects, made by anyone, reported to `onChanges`
    * soon after it completes; or says why it cannot (then it reports nothing). Absent: never.

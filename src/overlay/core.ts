@@ -168,12 +168,13 @@ export class OverlayCore {
   /** What the mount shows of a node's layer object; remembered for when no path reaches it. */
   shownAttr(node: Node, a: LayerAttr): Attr {
     const attr = nodeAttr(node, a, this.opts.ids, this.opts.staticNlink);
-    if (node.lastAttr && !node.inUpper && !sameData(node.lastAttr, attr)) {
+    if (node.lastAttr && !node.inUpper && (!sameData(node.lastAttr, attr) || node.lastChange !== a.change)) {
       // The kernel drops its pages when it sees new contents: so do the open files' read-aheads.
       if (node.openCount > 0) for (const h of this.files.of(node)) h.lower?.forgetReadAhead?.();
       if (!this.kernelChecksPages && !node.isDir) void this.notifier?.invalInode(node.id);
     }
     node.lastAttr = attr;
+    node.lastChange = a.change;
     return attr;
   }
 
@@ -363,7 +364,7 @@ export class OverlayCore {
   private noticeDataChange(node: Node, attr: LayerAttr): void {
     const last = node.lastAttr;
     if (!last || node.isDir) return;
-    if (last.size === attr.size && last.mtime.sec === attr.mtime.sec && last.mtime.nsec === attr.mtime.nsec) return;
+    if (last.size === attr.size && sameTime(last.mtime, attr.mtime) && node.lastChange === attr.change) return;
     logRevalidate('%s: node %d data changed (size %d -> %d); inval_inode sent', node.path, node.id, last.size, attr.size);
     void this.notifier?.invalInode(node.id);
   }
@@ -380,7 +381,7 @@ export class OverlayCore {
     const last = node.lastAttr;
     const now = node.unlinked ? this.openFileAttr(node) : await this.layerAttr(node).catch(() => null);
     if (!now || !last) return;
-    if (last.size === now.size && sameTime(last.mtime, now.mtime) && sameTime(last.ctime, now.ctime)) return;
+    if (last.size === now.size && sameTime(last.mtime, now.mtime) && sameTime(last.ctime, now.ctime) && node.lastChange === now.change) return;
     logRevalidate('%s: node %d changed before a lock grant (size %d -> %d); invalidating its pages', node.path, node.id, last.size, now.size);
     this.shownAttr(node, now);
     await this.notifier?.invalInode(node.id);

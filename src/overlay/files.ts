@@ -114,11 +114,11 @@ export function openReply(h: FileHandle): OpenOut {
 
 /**
  * Whether the lower file an open found is the one the kernel's cached pages of the node were
- * read from: same object, size, mtime and ctime (a content change moves the ctime, which no one
- * can set back). Otherwise the open lets the kernel drop them, and what it finds is recorded.
+ * read from: same object, size, mtime, ctime (a content change moves the ctime, which no one
+ * can set back) and change counter where the layer keeps one (NFSv4). Otherwise the open lets the kernel drop them, and what it finds is recorded.
  */
 function unchangedSincePagesRead(node: Node, attr: LayerAttr | undefined): boolean {
-  const from = attr && `${attr.identity}:${attr.size}:${attr.mtime.sec}.${attr.mtime.nsec}:${attr.ctime.sec}.${attr.ctime.nsec}`;
+  const from = attr && `${attr.identity}:${attr.size}:${attr.mtime.sec}.${attr.mtime.nsec}:${attr.ctime.sec}.${attr.ctime.nsec}:${attr.change ?? ''}`;
   if (from !== undefined && from === node.pagesFrom) return true;
   node.pagesFrom = from;
   return false;

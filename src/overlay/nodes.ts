@@ -48,6 +48,8 @@ export class Node {
   unlinked = false;
   /** What was last reported, for nodes that can no longer be reached by path. */
   lastAttr?: Attr;
+  /** The layer's change counter (NFSv4) when lastAttr was shown: moves where size and times may not. */
+  lastChange?: string;
   /**
    * The lower file the kernel's cached pages of this node were read from (identity, size,
    * mtime, ctime as the open that let them in found it): an open finding the same keeps them.

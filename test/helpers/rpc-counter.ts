@@ -36,8 +36,10 @@ export interface RpcCounter {
   calls(program: number): Map<number, number>;
   /** All calls of `program` since the last reset. */
   total(program: number): number;
-  /** The names NFSv3 LOOKUP calls asked for since the last reset, in order. */
+  /** The names NFSv3 LOOKUP calls (or NFSv4 LOOKUP operations) asked for since the last reset, in order. */
   lookedUp(): string[];
+  /** The operations of each NFSv4 COMPOUND since the last reset (SEQUENCE left out), by number. */
+  compounds(): number[][];
   reset(): void;
   /** Closes the listener and every proxied connection. */
   stop(): Promise<void>;
@@ -54,9 +56,45 @@ function lookupName(record: Buffer): string {
   return record.toString('latin1', pos + 4, pos + 4 + length);
 }
 
+/** NFSv4 operations whose arguments the counter can step over, and how (after the op number). */
+const V4_ARGS: Record<number, (r: Buffer, pos: number) => number> = {
+  9: (r, pos) => pos + 4 + 4 * r.readUInt32BE(pos), // GETATTR: bitmap
+  10: (_r, pos) => pos, // GETFH
+  15: (r, pos) => pos + 4 + pad4(r.readUInt32BE(pos)), // LOOKUP
+  22: (r, pos) => pos + 4 + pad4(r.readUInt32BE(pos)), // PUTFH
+  24: (_r, pos) => pos, // PUTROOTFH
+  25: (_r, pos) => pos + 16 + 8 + 4, // READ
+  27: (_r, pos) => pos, // READLINK
+  53: (_r, pos) => pos + 16 + 4 * 4, // SEQUENCE
+};
+const V4_LOOKUP = 15;
+const V4_SEQUENCE = 53;
+
+/** The operations of a COMPOUND call, as far as they can be stepped over; LOOKUP names into `names`. */
+function compoundOps(record: Buffer, names: string[]): number[] {
+  let pos = 24;
+  for (let i = 0; i < 2; i++) pos += 8 + pad4(record.readUInt32BE(pos + 4));
+  pos += 4 + pad4(record.readUInt32BE(pos)); // tag
+  pos += 4; // minor version
+  const count = record.readUInt32BE(pos);
+  pos += 4;
+  const ops: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const op = record.readUInt32BE(pos);
+    pos += 4;
+    if (op === V4_LOOKUP) names.push(record.toString('latin1', pos + 4, pos + 4 + record.readUInt32BE(pos)));
+    if (op !== V4_SEQUENCE) ops.push(op);
+    const skip = V4_ARGS[op];
+    if (skip === undefined) break;
+    pos = skip(record, pos);
+  }
+  return ops;
+}
+
 export async function startRpcCounter(targetPort: number): Promise<RpcCounter> {
   const counts = new Map<number, Map<number, number>>();
   let names: string[] = [];
+  let compounds: number[][] = [];
   const sockets = new Set<net.Socket>();
   const count = (record: Buffer): void => {
     if (record.length < 24 || record.readUInt32BE(4) !== CALL) return;
@@ -65,7 +103,9 @@ export async function startRpcCounter(targetPort: number): Promise<RpcCounter> {
     const byProc = counts.get(program) ?? new Map<number, number>();
     byProc.set(proc, (byProc.get(proc) ?? 0) + 1);
     counts.set(program, byProc);
-    if (program === NFS_PROGRAM && proc === NFS3_PROC.LOOKUP) names.push(lookupName(record));
+    const version = record.readUInt32BE(16);
+    if (program === NFS_PROGRAM && version === 3 && proc === NFS3_PROC.LOOKUP) names.push(lookupName(record));
+    if (program === NFS_PROGRAM && version === 4 && proc === 1) compounds.push(compoundOps(record, names));
   };
   const server = net.createServer((client) => {
     const upstream = net.connect(targetPort, '127.0.0.1');
@@ -94,9 +134,11 @@ export async function startRpcCounter(targetPort: number): Promise<RpcCounter> {
     calls: (program) => new Map(counts.get(program) ?? []),
     total: (program) => [...(counts.get(program)?.values() ?? [])].reduce((a, b) => a + b, 0),
     lookedUp: () => [...names],
+    compounds: () => compounds.map((c) => [...c]),
     reset: () => {
       counts.clear();
       names = [];
+      compounds = [];
     },
     stop: () =>
       new Promise<void>((resolve) => {

@@ -4,7 +4,7 @@ import { connectionId } from '../../src/fuse/mount';
 import { OVSHIFT, Scratch } from '../helpers/ovshift';
 import { unusedPort } from '../helpers/ports';
 import { run } from '../helpers/proc';
-import { NfsExport } from './fixture';
+import { NFS_VERSIONS, NfsExport } from './fixture';
 
 describe('nfs:// lowers on the command line', function () {
   this.timeout(60000);
@@ -51,7 +51,9 @@ describe('nfs:// lowers on the command line', function () {
       ['nfs://', /empty host/],
       ['nfs://ho$t/export', /host 'ho\$t'/],
       ['nfs://h:99999/export', /port 99999: expected a port from 1 to 65535/],
-      ['nfs://h/export?vers=4', /unknown option 'vers'/],
+      ['nfs://h/export?vers=4', /vers=4: versions are 3, 4\.1 and 4\.2 \(NFSv4\.0 is not supported\)/],
+      ['nfs://h/export?nfsvers=2', /nfsvers=2: versions are 3, 4\.1 and 4\.2/],
+      ['nfs://h/export?frob=1', /unknown option 'frob'/],
       ['nfs://h/export?timeo=x', /timeo=x: expected deciseconds from 1 to 36000/],
       ['nfs://h/export/../etc', /path component '\.\.' is not allowed/],
     ] as const) {
@@ -68,24 +70,37 @@ describe('nfs:// lowers on the command line', function () {
       assert.match(stderr, new RegExp(`^ovshift: cannot mount nfs://127\\.0\\.0\\.1:${port}/export: .*ECONNREFUSED`));
     });
 
-    describe('with a server', () => {
-      let exp: NfsExport;
+    for (const vers of NFS_VERSIONS)
+      describe(`with a server (NFSv${vers})`, () => {
+        let exp: NfsExport;
 
-      before(async () => {
-        exp = await NfsExport.start();
-      });
+        before(async () => {
+          exp = await NfsExport.start({ vers });
+        });
 
-      after(async () => {
-        await exp?.stop();
-      });
+        after(async () => {
+          await exp?.stop();
+        });
 
-      it('refuses an export or a subdirectory the server does not have, naming the URL', async () => {
-        const { url } = exp.area({ file: 'x' });
-        const missing = url.replace(/\/area\d+\?/, '/area-missing?');
-        assert.match(await refused(missing), /^ovshift: cannot mount nfs:\/\/127\.0\.0\.1:\d+\/.*\/area-missing: .*ENOENT/);
-        const notDir = url.replace('?', '/file?');
-        assert.match(await refused(notDir), /^ovshift: cannot mount nfs:\/\/.*\/file: .*ENOTDIR/);
+        it('refuses an export or a subdirectory the server does not have, naming the URL', async () => {
+          const { url } = exp.area({ file: 'x' });
+          const missing = url.replace(/\/area\d+\?/, '/area-missing?');
+          assert.match(await refused(missing), /^ovshift: cannot mount nfs:\/\/127\.0\.0\.1:\d+\/.*\/area-missing( over NFSv4\.1)?: .*ENOENT/);
+          const notDir = url.replace('?', '/file?');
+          assert.match(await refused(notDir), /^ovshift: cannot mount nfs:\/\/.*\/file( over NFSv4\.1)?: .*ENOTDIR/);
+        });
+
+        if (vers === '4.1') {
+          it('refuses vers=4.1 where the server speaks only NFSv3, naming the URL', async () => {
+            const v3only = await NfsExport.start({ vers: '4.1', protocols: '3' });
+            try {
+              const { url } = v3only.area({ file: 'x' });
+              assert.match(await refused(url), /^ovshift: cannot mount nfs:\/\/127\.0\.0\.1:\d+\/.* over NFSv4\.1: .*(not supported|not available)/);
+            } finally {
+              await v3only.stop();
+            }
+          });
+        }
       });
-    });
   });
 });

@@ -10,6 +10,15 @@ import { Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
 import { makeTree, type TreeSpec } from '../helpers/tree';
 import { startNfsServer, type NfsServerOptions, type NfsTestServer } from '../nfs/server';
 
+/** The protocol versions every nfs:// suite runs over. */
+export const NFS_VERSIONS = ['3', '4.1'] as const;
+export type NfsTestVersion = (typeof NFS_VERSIONS)[number];
+
+export interface NfsExportOptions extends NfsServerOptions {
+  /** The version the URLs of area() ask for; default 3. */
+  vers?: NfsTestVersion;
+}
+
 export class NfsExport {
   /** How many areas were made: the last is "area" + this. */
   areas = 0;
@@ -18,18 +27,24 @@ export class NfsExport {
     /** The exported directory. */
     readonly root: string,
     readonly server: NfsTestServer,
+    readonly vers: NfsTestVersion,
   ) {}
 
   /** Starts ganesha exporting a new temporary directory (on disk, not tmpfs, where /tmp is). */
-  static async start(options: NfsServerOptions = {}): Promise<NfsExport> {
+  static async start(options: NfsExportOptions = {}): Promise<NfsExport> {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ovshift-nfs-lower-'));
     fs.chmodSync(root, 0o755);
     try {
-      return new NfsExport(fs.realpathSync(root), await startNfsServer(root, options));
+      return new NfsExport(fs.realpathSync(root), await startNfsServer(root, options), options.vers ?? '3');
     } catch (err) {
       fs.rmSync(root, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /** The nfs:// URL of a directory of the export, in this export's version. */
+  url(subdir = '', urlOptions = ''): string {
+    return this.server.url(subdir, [`vers=${this.vers}`, urlOptions].filter((o) => o !== '').join('&'));
   }
 
   /** A new directory of the export holding `tree`: its path on the server and its nfs:// URL. */
@@ -38,7 +53,7 @@ export class NfsExport {
     const dir = path.join(this.root, name);
     fs.mkdirSync(dir, { mode: 0o755 });
     makeTree(dir, tree);
-    return { dir, url: this.server.url(name, urlOptions) };
+    return { dir, url: this.url(name, urlOptions) };
   }
 
   async stop(): Promise<void> {
@@ -75,10 +90,13 @@ export class NfsLowerMount {
  * The hooks of a suite of mounts over one export: the server lives for the suite, each test
  * gets a fresh mount, removed after it (after `beforeRemove`, when given).
  */
-export function exportPerSuite(opts: { beforeRemove?: () => Promise<void> } = {}): { readonly exp: NfsExport; readonly m: NfsLowerMount } {
+export function exportPerSuite(opts: { beforeRemove?: () => Promise<void>; vers?: NfsTestVersion } = {}): {
+  readonly exp: NfsExport;
+  readonly m: NfsLowerMount;
+} {
   const suite = {} as { exp: NfsExport; m: NfsLowerMount };
   before(async () => {
-    suite.exp = await NfsExport.start();
+    suite.exp = await NfsExport.start({ vers: opts.vers });
   });
   after(async () => {
     await suite.exp?.stop();

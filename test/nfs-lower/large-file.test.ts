@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'crypto';
 import * as fs from 'fs';
 import { join } from 'path';
 import { run } from '../helpers/proc';
-import { NfsExport, NfsLowerMount } from './fixture';
+import { NFS_VERSIONS, NfsExport, NfsLowerMount } from './fixture';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -26,29 +26,30 @@ function writePatterned(path: string, size: number): string {
   return hash.digest('hex');
 }
 
-describe('nfs:// lower: a 1 GiB file', function () {
-  this.timeout(600000);
-  let exp: NfsExport;
-  let m: NfsLowerMount;
+for (const vers of NFS_VERSIONS)
+  describe(`nfs:// lower (NFSv${vers}): a 1 GiB file`, function () {
+    this.timeout(600000);
+    let exp: NfsExport;
+    let m: NfsLowerMount;
 
-  before(async () => {
-    exp = await NfsExport.start();
-  });
+    before(async () => {
+      exp = await NfsExport.start({ vers });
+    });
 
-  after(async () => {
-    await m?.remove();
-    // The export (with the file) lives on disk under the temporary directory and goes here.
-    await exp?.stop();
-  });
+    after(async () => {
+      await m?.remove();
+      // The export (with the file) lives on disk under the temporary directory and goes here.
+      await exp?.stop();
+    });
 
-  it('reads through the mount with the right sha256', async () => {
-    const { dir, url } = exp.area();
-    const file = join(dir, 'huge.bin');
-    const want = writePatterned(file, GiB + 12345);
-    m = new NfsLowerMount();
-    await m.mount(url);
-    const r = await run('sha256sum', [join(m.mnt, 'huge.bin')], { timeoutMs: 540000 });
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout.split(' ')[0], want);
+    it('reads through the mount with the right sha256', async () => {
+      const { dir, url } = exp.area();
+      const file = join(dir, 'huge.bin');
+      const want = writePatterned(file, GiB + 12345);
+      m = new NfsLowerMount();
+      await m.mount(url);
+      const r = await run('sha256sum', [join(m.mnt, 'huge.bin')], { timeoutMs: 540000 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.split(' ')[0], want);
+    });
   });
-});

@@ -279,7 +279,7 @@ print('done')
     await a.release();
     const shared = new NfsLowerMount();
     hosts.push(shared);
-    await shared.mount(exp.server.url());
+    await shared.mount(exp.url());
     const sharedStatus = await run(OVSHIFT, ['ctl', shared.mnt, 'status']);
     assert.match(
       sharedStatus.stdout,

@@ -9,6 +9,7 @@ import { join } from 'path';
 import { NFS3_PROC, NFS_PROGRAM, startRpcCounter, type RpcCounter } from '../helpers/rpc-counter';
 import { exportPerSuite } from './fixture';
 import { sleep } from '../helpers/proc';
+import { waitUntil } from '../helpers/wait';
 
 const DEPTHS = [1, 3, 6, 10];
 const NAMES = 'abcdefghij'.split('');
@@ -22,7 +23,7 @@ function describeCalls(counter: RpcCounter): string {
   return [...counter.calls(NFS_PROGRAM)].map(([proc, n]) => `${names.get(proc) ?? proc}×${n}`).join(' ') || 'none';
 }
 
-describe('nfs:// lower: NFS round trips per system call', function () {
+describe('nfs:// lower (NFSv3): NFS round trips per system call', function () {
   this.timeout(60000);
   const suite = exportPerSuite();
   let counter: RpcCounter | undefined;
@@ -98,5 +99,61 @@ describe('nfs:// lower: NFS round trips per system call', function () {
     assert.ok((calls.get(NFS3_PROC.LOOKUP) ?? 0) <= 3 + 1, describeCalls(counter));
     assert.ok((calls.get(NFS3_PROC.GETATTR) ?? 0) <= 1, describeCalls(counter));
     assert.ok(counter.total(NFS_PROGRAM) <= 3 + 1 + 1, describeCalls(counter));
+  });
+});
+
+/** NFSv4 operation numbers used below. */
+const V4 = { GETATTR: 9, GETFH: 10, LOOKUP: 15, OPEN: 18, PUTFH: 22, READ: 25, CLOSE: 4 };
+
+describe('nfs:// lower (NFSv4.1): one COMPOUND per lookup', function () {
+  this.timeout(60000);
+  const suite = exportPerSuite({ vers: '4.1' });
+  let counter: RpcCounter | undefined;
+
+  afterEach(async () => {
+    await counter?.stop();
+    counter = undefined;
+  });
+
+  async function mountCounted(): Promise<{ mnt: string; counter: RpcCounter }> {
+    const tree: Record<string, string> = {};
+    for (const d of DEPTHS) tree[pathAt(d)] = `depth ${d}`;
+    const { url } = suite.exp.area(tree);
+    counter = await startRpcCounter(suite.exp.server.port);
+    await suite.m.mount(url.replace(`127.0.0.1:${suite.exp.server.port}/`, `127.0.0.1:${counter.port}/`));
+    return { mnt: suite.m.mnt, counter };
+  }
+
+  it('stat() at depth d costs d COMPOUNDs, each PUTFH + LOOKUP + GETFH + GETATTR: one per FUSE LOOKUP, no whiteout probes', async () => {
+    const { mnt, counter } = await mountCounted();
+    for (const d of DEPTHS) {
+      await fs.promises.stat(join(mnt, pathAt(d)));
+      await sleep(20);
+      counter.reset();
+      await fs.promises.stat(join(mnt, pathAt(d)));
+      const compounds = counter.compounds();
+      assert.equal(counter.total(NFS_PROGRAM), d, `depth ${d}: ${JSON.stringify(compounds)}`);
+      for (const ops of compounds) assert.deepEqual(ops, [V4.PUTFH, V4.LOOKUP, V4.GETFH, V4.GETATTR], `depth ${d}`);
+      assert.deepEqual(counter.lookedUp(), pathAt(d).split('/'), `depth ${d}: one LOOKUP per component, in order`);
+    }
+  });
+
+  it('opening and reading a small file at depth 3: its path, its OPEN, one READ and its CLOSE', async () => {
+    const { mnt, counter } = await mountCounted();
+    const file = join(mnt, pathAt(3));
+    await fs.promises.stat(file);
+    await sleep(20);
+    counter.reset();
+    assert.equal(await fs.promises.readFile(file, 'utf8'), 'depth 3');
+    // The CLOSE follows the release, which the kernel sends after close(2) returns.
+    await waitUntil(() => counter.compounds().some((ops) => ops.includes(V4.CLOSE)), { timeoutMs: 5000, what: 'the CLOSE' });
+    const compounds = counter.compounds();
+    const count = (op: number): number => compounds.filter((ops) => ops.includes(op)).length;
+    assert.equal(count(V4.OPEN), 1, JSON.stringify(compounds));
+    assert.equal(count(V4.READ), 1, JSON.stringify(compounds));
+    assert.equal(count(V4.CLOSE), 1, JSON.stringify(compounds));
+    assert.ok(count(V4.LOOKUP) <= 3 + 1, JSON.stringify(compounds));
+    assert.ok(compounds.length <= 3 + 1 + 3 + 1, JSON.stringify(compounds));
+    assert.ok(!counter.lookedUp().some((n) => n.startsWith('.wh.')), counter.lookedUp().join(' '));
   });
 });

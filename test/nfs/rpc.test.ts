@@ -71,7 +71,7 @@ describe('ONC RPC against nfs-ganesha and rpcbind', function () {
 
   it('tells PROG_UNAVAIL, PROG_MISMATCH, PROC_UNAVAIL and GARBAGE_ARGS apart', async () => {
     await assert.rejects(client(100099, 1).call(0), RpcProgUnavailError);
-    await assert.rejects(client(100003, 4).call(0), (e: unknown) => e instanceof RpcProgMismatchError && e.low === 3 && e.high === 3);
+    await assert.rejects(client(100003, 5).call(0), (e: unknown) => e instanceof RpcProgMismatchError && e.low === 3 && e.high === 4);
     await assert.rejects(client(100003, 3).call(99), (e: unknown) => e instanceof RpcProcUnavailError && e.procedure === 99);
     // GETATTR whose file handle claims more bytes than follow
     await assert.rejects(

@@ -109,11 +109,20 @@ export interface NfsServerOptions {
    * host's (127.0.0.1:111): then a client's NLM service registered here receives its callbacks.
    */
   ownPortmapper?: boolean;
+  /** NFSv4 lease time in seconds (ganesha's default: 60). */
+  leaseSeconds?: number;
+  /** An NFSv4 grace period after each start, in seconds, for reclaims; default none. */
+  graceSeconds?: number;
+  /** The protocols served; default NFSv3 and NFSv4. */
+  protocols?: '3' | '4' | '3,4';
 }
 
 async function launch(script: string, dir: string, stateDir: string, options: NfsServerOptions, ports?: { port: number; mountPort: number; nlmPort: number }) {
   const args = ['run', dir, '--state', stateDir];
   if (options.ownPortmapper === true) args.push('--own-portmapper');
+  if (options.leaseSeconds !== undefined) args.push('--lease', String(options.leaseSeconds));
+  if (options.graceSeconds !== undefined) args.push('--grace', String(options.graceSeconds));
+  if (options.protocols !== undefined) args.push('--protocols', options.protocols);
   if (ports !== undefined) args.push('--port', String(ports.port), '--mountport', String(ports.mountPort), '--nlmport', String(ports.nlmPort));
   const child = spawn(script, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   running.add(child);

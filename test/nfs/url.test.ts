@@ -34,6 +34,13 @@ describe('nfs:// URLs', function () {
     assert.equal(url.uid, process.getuid?.());
   });
 
+  it('takes vers= (or nfsvers=) 3, 4.1 or 4.2; none: the highest the server offers', () => {
+    assert.equal(parseNfsUrl('nfs://h/e').vers, undefined);
+    assert.equal(parseNfsUrl('nfs://h/e?vers=3').vers, '3');
+    assert.equal(parseNfsUrl('nfs://h/e?vers=4.1').vers, '4.1');
+    assert.equal(parseNfsUrl('nfs://h/e?nfsvers=4.2&soft').vers, '4.2');
+  });
+
   it('decodes percent escapes to raw bytes and drops empty components', () => {
     const url = parseNfsUrl('nfs://[::1]:111//ex%20port/%FFx/');
     assert.equal(url.host, '::1');
@@ -66,7 +73,10 @@ describe('nfs:// URLs', function () {
     ['nfs://host/export?retrans=1001', /retrans=1001: expected retransmissions from 0 to 1000/],
     ['nfs://host/export?actimeo=3601', /actimeo=3601: expected seconds from 0 to 3600/],
     ['nfs://host/export?dircache=99999999999', /dircache=99999999999: expected seconds from 0 to 3600/],
-    ['nfs://host/export?vers=4', /unknown option 'vers'/],
+    ['nfs://host/export?vers=4', /vers=4: versions are 3, 4\.1 and 4\.2 \(NFSv4\.0 is not supported\)/],
+    ['nfs://host/export?vers=4.0', /vers=4\.0: versions are 3, 4\.1 and 4\.2/],
+    ['nfs://host/export?vers', /option 'vers' needs a value/],
+    ['nfs://host/export?frob', /unknown option 'frob'/],
     ['nfs://host/export?soft=1', /option 'soft' takes no value/],
     ['nfs://host/export?retrans', /option 'retrans' needs a value/],
     ['nfs://host/export/../etc', /path component '\.\.' is not allowed/],

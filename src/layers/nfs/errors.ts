@@ -72,6 +72,12 @@ const ERRNO_TEXT: Record<string, string> = {
   ESTALE: 'stale file handle',
   EREMOTEIO: 'remote i/o error',
   EDQUOT: 'disk quota exceeded',
+  EDEADLK: 'resource deadlock avoided',
+  EBADF: 'bad file descriptor',
+  ENOLCK: 'no locks available',
+  ELOOP: 'too many levels of symbolic links',
+  ENODATA: 'no data available',
+  E2BIG: 'argument list too long',
 };
 
 // The kernel's own internal codes (EBADHANDLE, EBADCOOKIE, ETOOSMALL, EJUKEBOX...) never reach
@@ -122,7 +128,7 @@ const MOUNT3_CODE: Record<Mount3Status, string> = {
   [Mount3Status.SERVERFAULT]: 'EREMOTEIO',
 };
 
-function errnoAndText(code: string): readonly [number, string] {
+export function errnoAndText(code: string): readonly [number, string] {
   const text = ERRNO_TEXT[code];
   return text === undefined ? [errnoNumber('EIO'), ERRNO_TEXT.EIO!] : [errnoNumber(code), text];
 }

@@ -73,6 +73,8 @@ export interface NfsAttr {
   atime: NfsTime;
   mtime: NfsTime;
   ctime: NfsTime;
+  /** NFSv4's change attribute: moves with every change of data or metadata. */
+  change?: bigint;
 }
 
 export interface LookupResult {

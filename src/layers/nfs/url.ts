@@ -1,9 +1,14 @@
-// nfs://HOST[:PORT]/EXPORT[/SUBDIR][?mountport=N&nlmport=N&uid=U&gid=G&soft&timeo=T&retrans=R&actimeo=S&dircache=S&noresvport]
+// nfs://HOST[:PORT]/EXPORT[/SUBDIR][?vers=V&mountport=N&nlmport=N&uid=U&gid=G&soft&timeo=T&retrans=R&actimeo=S&dircache=S&noresvport]
 import { ID, boundedNumber, expected, type Bounds } from '../../util/bounds';
+
+/** Protocol versions a URL may ask for: NFSv3, or NFSv4 with a minor version. */
+export type NfsVersion = '3' | '4.1' | '4.2';
 
 export interface NfsUrl {
   /** Host name or address; an IPv6 address without its brackets. */
   host: string;
+  /** The version asked for; absent: the highest the server offers (4.2, 4.1, then 3). */
+  vers?: NfsVersion;
   /** NFS port; asked of the portmapper when absent. */
   port?: number;
   /** MOUNT port; asked of the portmapper when absent. */
@@ -132,6 +137,13 @@ export function parseNfsUrl(url: string): NfsUrl {
       if (value !== undefined) fail(url, `option '${key}' takes no value`);
     };
     switch (key) {
+      case 'vers':
+      case 'nfsvers': {
+        const v = needValue();
+        const known: Record<string, NfsVersion> = { '3': '3', '4.1': '4.1', '4.2': '4.2' };
+        parsed.vers = known[v] ?? fail(url, `${key}=${v}: versions are 3, 4.1 and 4.2 (NFSv4.0 is not supported)`);
+        break;
+      }
       case 'mountport':
         parsed.mountPort = number(PORT);
         break;
