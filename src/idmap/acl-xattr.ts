@@ -18,6 +18,29 @@ const ACL_GROUP = 0x08;
 
 type TranslateId = (id: number, tag: 'user' | 'group') => number;
 
+/** A POSIX ACL entry: its tag (ACL_USER_OBJ 0x01 … ACL_OTHER 0x20), permissions (rwx: 4 2 1), id where the tag has one. */
+export interface PosixAclEntry {
+  tag: number;
+  perm: number;
+  id?: number;
+}
+
+export const PosixAclTag = { USER_OBJ: 0x01, USER: ACL_USER, GROUP_OBJ: 0x04, GROUP: 0x08, MASK: 0x10, OTHER: 0x20 } as const;
+
+/** The xattr value of an ACL, its entries in the order the kernel requires (by tag, then id). */
+export function encodePosixAcl(entries: readonly PosixAclEntry[]): Buffer {
+  const sorted = [...entries].sort((a, b) => a.tag - b.tag || (a.id ?? 0) - (b.id ?? 0));
+  const value = Buffer.alloc(HEADER_SIZE + ENTRY_SIZE * sorted.length);
+  value.writeUInt32LE(ACL_XATTR_VERSION, 0);
+  sorted.forEach((e, i) => {
+    const at = HEADER_SIZE + i * ENTRY_SIZE;
+    value.writeUInt16LE(e.tag, at);
+    value.writeUInt16LE(e.perm, at + 2);
+    value.writeUInt32LE(e.id ?? 0xffffffff, at + ID_OFFSET);
+  });
+  return value;
+}
+
 /**
  * Translates the ids of a layer's ACL value to the view; unmapped ids become the overflow id.
  * Returns `value` itself when no id changes. Throws EINVAL on a malformed value.

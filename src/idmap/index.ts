@@ -1,4 +1,4 @@
-export { ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, aclToLayer, aclToView } from './acl-xattr';
+export { ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, aclToLayer, aclToView, encodePosixAcl, PosixAclTag, type PosixAclEntry } from './acl-xattr';
 export { CAP_XATTR, capToLayer, capToView } from './cap-xattr';
 export { IdmapErrnoError, type IdmapErrorCode } from './errno-error';
 export { IdMap, type IdMapSettings } from './id-map';

@@ -265,6 +265,10 @@ export class FaultyLayer implements ReadableLayer {
     return this.inner.watch?.(onChanges) ?? 'its changes are not reported';
   }
 
+  storableXattrs(name: string, value: Buffer, isDir: boolean): { name: string; value: Buffer }[] | string | undefined {
+    return this.inner.storableXattrs?.(name, value, isDir);
+  }
+
   /** Closes the layer it wraps. */
   close(): void | Promise<void> {
     return this.inner.close();

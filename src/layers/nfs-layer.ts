@@ -15,6 +15,9 @@ import { FileType, type NfsAttr } from './nfs';
 import { connectNfs } from './nfs/connect';
 import type { NfsLowerClient, NfsOpenFile } from './nfs/lower-client';
 import type { NfsUrl } from './nfs/url';
+import { decodeNfs4Acl } from './nfs/v4/acl-xattr';
+import { NFS4_ACL_XATTR } from './nfs/v4/client';
+import { nfs4ToPosixAcls } from './nfs/v4/posix-acl';
 import { errorCode } from '../util/errno';
 import {
   childPath,
@@ -128,6 +131,19 @@ export class NfsLayer implements ReadableLayer {
     return new NfsLayer(await connectNfs(url), label);
   }
 
+  /** An NFSv4 ACL as the POSIX ACLs granting exactly the same, where there are such. */
+  storableXattrs(name: string, value: Buffer, isDir: boolean): { name: string; value: Buffer }[] | string | undefined {
+    if (name !== NFS4_ACL_XATTR) return undefined;
+    let aces;
+    try {
+      aces = decodeNfs4Acl(value);
+    } catch (err) {
+      return `it does not parse (${(err as Error).message})`;
+    }
+    const acls = nfs4ToPosixAcls(aces, isDir);
+    return 'inexact' in acls ? acls.inexact : acls.xattrs;
+  }
+
   /** "NFSv3", "NFSv4.1", …. */
   get protocol(): string {
     return this.client.protocol;
@@ -202,15 +218,24 @@ export class NfsLayer implements ReadableLayer {
     return this.attrOrNull(() => this.on(dir, (fh) => this.client.lookup(fh, Buffer.from(name, 'latin1'))));
   }
 
+  /** The listing; a name no file can have (empty, with '/' or NUL: a broken or hostile server) is left out. */
   readdir(at: LayerPath): Promise<LayerDirent[]> {
     return this.on(at, async (fh) =>
-      (await this.client.readdirplus(fh)).map((e) => ({
-        name: e.name.toString('latin1'),
-        type: e.attr ? (DTYPE_OF[e.attr.type] ?? DT_UNKNOWN) : DT_UNKNOWN,
-        ino: Number(e.fileid),
-        attr: e.attr && e.fh ? this.attrOf(e.fh, e.attr) : undefined,
-      })),
+      (await this.client.readdirplus(fh))
+        .filter((e) => this.usableName(e.name, pathOf(at)))
+        .map((e) => ({
+          name: e.name.toString('latin1'),
+          type: e.attr ? (DTYPE_OF[e.attr.type] ?? DT_UNKNOWN) : DT_UNKNOWN,
+          ino: Number(e.fileid),
+          attr: e.attr && e.fh ? this.attrOf(e.fh, e.attr) : undefined,
+        })),
     );
+  }
+
+  private usableName(name: Buffer, dir: string): boolean {
+    if (name.length > 0 && name.length <= NAME_MAX && !name.includes(0x2f) && !name.includes(0)) return true;
+    log('%s: the server listed an impossible name in %s (%d bytes); left out', this.label, dir || '.', name.length);
+    return false;
   }
 
   readlink(at: LayerPath): Promise<Buffer> {
@@ -230,18 +255,18 @@ export class NfsLayer implements ReadableLayer {
     return this.on(at, async (fh) => new NfsFile(this, fh, await this.client.open(fh), pathOf(at)));
   }
 
-  /** One LOOKUP in `dir`: the handle it returns is the object the name leads to now. */
+  /** One LOOKUP in `dir` (NFSv4: with the OPEN in the same COMPOUND): the handle it returns is the object the name leads to now. */
   async openEntry(dir: LayerPath, name: string, identity: string): Promise<LayerFile | null> {
-    let found: { fh: Buffer; attr?: NfsAttr };
+    let opened: Awaited<ReturnType<NfsLowerClient['openEntry']>>;
     try {
-      found = await this.on(dir, (d) => this.client.lookup(d, Buffer.from(name, 'latin1')));
+      opened = await this.on(dir, (d) => this.client.openEntry(d, Buffer.from(name, 'latin1'), Buffer.from(identity, 'hex')));
     } catch (err) {
       if (isAbsent(err)) return null;
       throw err;
     }
-    const { fh, attr } = found;
-    if (fh.toString('hex') !== identity) return null;
-    return new NfsFile(this, fh, await this.client.open(fh), childPath(pathOf(dir), name), attr && this.attrOf(fh, attr));
+    if (opened === null) return null;
+    const { found, file } = opened;
+    return new NfsFile(this, found.fh, file, childPath(pathOf(dir), name), found.attr && this.attrOf(found.fh, found.attr));
   }
 
   async statfs(): Promise<LayerStatfs> {

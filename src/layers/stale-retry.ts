@@ -78,11 +78,15 @@ export class StaleRetryLayer implements ReadableLayer {
     return once('open', childPath(pathOf(dir), name), () => this.inner.openEntry(dir, name, identity));
   }
 
-  /** Closes the layer it wraps. */
+  storableXattrs(name: string, value: Buffer, isDir: boolean): { name: string; value: Buffer }[] | string | undefined {
+    return this.inner.storableXattrs?.(name, value, isDir);
+  }
+
   watch(onChanges: (changes: LayerChange[]) => void): LayerWatch | string {
     return this.inner.watch?.(onChanges) ?? 'its changes are not reported';
   }
 
+  /** Closes the layer it wraps. */
   close(): void | Promise<void> {
     return this.inner.close();
   }

@@ -236,6 +236,12 @@ export interface ReadableLayer {
    * `ovshift ctl MNT status`); its backend's fixed description when absent.
    */
   sharedLocksNow?(): string;
+  /**
+   * What a local filesystem can store instead of the xattr `name` (which the upper refused) so
+   * that a copy grants what the original did (an NFSv4 ACL: the POSIX ACLs granting exactly
+   * the same); a string says why there is nothing. Absent, or undefined: no equivalent.
+   */
+  storableXattrs?(name: string, value: Buffer, isDir: boolean): { name: string; value: Buffer }[] | string | undefined;
   /** How the layer is reached, where it is a network protocol ("NFSv4.1"). */
   readonly protocol?: string;
   /**

@@ -116,10 +116,12 @@ export class CopyUp {
       default:
         await this.upper.mknod(temp, type | 0o600, attr.rdevMajor, attr.rdevMinor);
     }
-    await this.copyXattrs(temp, layer, from);
+    const equivalents = await this.copyXattrs(temp, layer, from, type === S_IFDIR);
     await this.upper.chown(temp, attr.uid, attr.gid);
     // After chown, which clears set-id bits.
     if (type !== S_IFLNK) await this.upper.chmod(temp, mode);
+    // After chmod, which would rewrite an access ACL's entries to the mode's bits.
+    await this.setEquivalents(temp, pathOf(from), equivalents);
     // The copy keeps showing the inode number of the object it came from.
     await this.upper.setxattr(temp, this.xattrs.origin, Buffer.from(String(node.ino))).catch((err) => {
       if (!isUnsupported(err)) throw err;
@@ -220,9 +222,13 @@ export class CopyUp {
   /**
    * Copies xattrs the upper can store. Those it cannot (EOPNOTSUPP: an NFSv4 ACL, any xattr
    * on a ramfs upper) are skipped, except POSIX ACLs: losing one would change who may access
-   * the file, so that fails the copy-up as kernel overlayfs does.
+   * the file, so that fails the copy-up as kernel overlayfs does. For a skipped one the layer
+   * may have an equivalent the upper can store (an NFSv4 ACL: POSIX ACLs granting exactly the
+   * same), returned to be set once the mode is; a skipped ACL with none is said on stderr
+   * (seed 002: the copy-up goes on, with the mode bits).
    */
-  private async copyXattrs(temp: Loc, layer: ReadableLayer, from: LayerPath): Promise<void> {
+  private async copyXattrs(temp: Loc, layer: ReadableLayer, from: LayerPath, isDir: boolean): Promise<{ name: string; value: Buffer }[]> {
+    const equivalents: { name: string; value: Buffer }[] = [];
     for (const name of await layer.listxattr(from)) {
       if (this.xattrs.isPrivate(name)) continue;
       const value = await layer.getxattr(from, name);
@@ -231,7 +237,32 @@ export class CopyUp {
         await this.upper.setxattr(temp, name, value);
       } catch (err) {
         if (!isUnsupported(err) || ACL_XATTRS.has(name)) throw err;
-        log('skipping xattr %s of %s: the upper cannot store it (%s)', name, pathOf(from), errorCode(err));
+        const instead = layer.storableXattrs?.(name, value, isDir);
+        if (Array.isArray(instead)) {
+          log('%s of %s: stored as %s', name, pathOf(from), instead.map((x) => x.name).join(' and '));
+          equivalents.push(...instead);
+        } else if (instead !== undefined) {
+          process.stderr.write(
+            `ovshift: copy-up of "${pathOf(from)}": its ${name} is dropped, not expressible as a POSIX ACL: ${instead}; the copy has the mode bits\n`,
+          );
+        } else {
+          log('skipping xattr %s of %s: the upper cannot store it (%s)', name, pathOf(from), errorCode(err));
+        }
+      }
+    }
+    return equivalents;
+  }
+
+  /** The equivalents of xattrs the upper refused; refused too, they are said on stderr and the copy goes on. */
+  private async setEquivalents(temp: Loc, path: string, equivalents: readonly { name: string; value: Buffer }[]): Promise<void> {
+    for (const { name, value } of equivalents) {
+      try {
+        await this.upper.setxattr(temp, name, value);
+      } catch (err) {
+        if (!isUnsupported(err)) throw err;
+        process.stderr.write(
+          `ovshift: copy-up of "${path}": the upper cannot store ${name} (${errorCode(err)}), the equivalent of its ACL; the copy has the mode bits\n`,
+        );
       }
     }
   }

@@ -46,6 +46,11 @@ export interface NfsLowerClient {
   readdirplus(dirFh: Buffer): Promise<DirEntryPlus[]>;
   readlink(fh: Buffer): Promise<Buffer>;
   open(fh: Buffer): Promise<NfsOpenFile>;
+  /**
+   * Looks `name` up in the directory and opens what it leads to now, if that is the object
+   * `expected` names (null otherwise, with nothing left open): NFSv4 in one COMPOUND.
+   */
+  openEntry(dirFh: Buffer, name: Buffer, expected: Buffer): Promise<{ found: NfsFound; file: NfsOpenFile } | null>;
   fsstat(): Promise<NfsFsStat>;
   /** Extended attributes the server shows through the protocol (NFSv4: the ACL), null when none. */
   getxattr(fh: Buffer, name: string): Promise<Buffer | null>;

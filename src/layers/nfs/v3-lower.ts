@@ -84,6 +84,13 @@ export class Nfs3Lower implements NfsLowerClient {
     return new Nfs3OpenFile(this.client, fh);
   }
 
+  /** One LOOKUP; opening sends nothing. */
+  async openEntry(dirFh: Buffer, name: Buffer, expected: Buffer): Promise<{ found: NfsFound; file: NfsOpenFile } | null> {
+    const found = await this.client.lookup(dirFh, name);
+    if (!found.fh.equals(expected)) return null;
+    return { found, file: new Nfs3OpenFile(this.client, found.fh) };
+  }
+
   async fsstat(): Promise<NfsFsStat> {
     const [s, conf] = await Promise.all([this.client.fsstat(), this.client.pathconf()]);
     return { ...s, nameMax: conf.nameMax };

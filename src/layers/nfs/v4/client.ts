@@ -170,6 +170,8 @@ export class Nfs4Client implements NfsLowerClient {
   /** The largest READ: the server's maxread, within what the session's replies may carry. */
   private readonly maxRead: number;
   private readonly opens = new Map<string, OpenState>();
+  /** CLOSEs in flight, by open key: a new OPEN of the same file waits for its CLOSE. */
+  private readonly closing = new Map<string, Promise<void>>();
   private readonly openOwner: Buffer;
   private nextLockOwner = 1;
   private closed = false;
@@ -335,7 +337,8 @@ export class Nfs4Client implements NfsLowerClient {
       });
       for (const e of page.entries) if (!isDotName(e.name)) all.push(e);
       if (page.eof) return all;
-      if (page.entries.length === 0) throw new Nfs4Error(Nfs4Status.IO, Op.READDIR, '(server returned no entries before end of directory)');
+      if (page.entries.length === 0 || page.last === cookie)
+        throw new Nfs4Error(Nfs4Status.IO, Op.READDIR, '(server listed nothing new before the end of the directory)');
       cookie = page.last;
       verf = page.verf;
     }
@@ -394,6 +397,7 @@ export class Nfs4Client implements NfsLowerClient {
    */
   async openState(fh: Buffer, access: number): Promise<OpenState> {
     const key = `${fh.toString('hex')}:${access}`;
+    await this.closing.get(key);
     let state = this.opens.get(key);
     if (state === undefined) {
       state = { key, access, stateid: ANONYMOUS_STATEID, generation: -1, refs: 0 };
@@ -403,7 +407,7 @@ export class Nfs4Client implements NfsLowerClient {
     try {
       await this.ensureOpen(fh, state);
     } catch (err) {
-      await this.release(fh, state);
+      this.release(fh, state);
       throw err;
     }
     return state;
@@ -437,8 +441,9 @@ export class Nfs4Client implements NfsLowerClient {
     return this.sendOpenClaim(fh, access, OpenClaim.FH, recovering);
   }
 
-  private async sendOpenClaim(fh: Buffer, access: number, claim: OpenClaim, recovering: boolean): Promise<Stateid> {
-    const c = new Compound().putfh(fh).add(Op.OPEN, (w) => {
+  /** OPEN of the current handle, no create. */
+  private addOpen(c: Compound, access: number, claim: OpenClaim): Compound {
+    return c.add(Op.OPEN, (w) => {
       w.uint32(0); // seqid: unused in 4.1
       w.uint32(access | ShareAccess.WANT_NO_DELEG).uint32(SHARE_DENY_NONE);
       // One open owner per access: the server merges one owner's opens of a file into one
@@ -448,6 +453,10 @@ export class Nfs4Client implements NfsLowerClient {
       w.uint32(claim);
       if (claim === OpenClaim.PREVIOUS) w.uint32(Delegation.NONE);
     });
+  }
+
+  private async sendOpenClaim(fh: Buffer, access: number, claim: OpenClaim, recovering: boolean): Promise<Stateid> {
+    const c = this.addOpen(new Compound().putfh(fh), access, claim);
     const { stateid, delegation } = await this.session.run(
       c,
       (reply) => {
@@ -465,12 +474,55 @@ export class Nfs4Client implements NfsLowerClient {
     await this.session.run(c, (reply) => (reply.ok(Op.PUTFH), reply.ok(Op.DELEGRETURN))).catch((err: Error) => log('DELEGRETURN failed: %s', err.message));
   }
 
-  async release(fh: Buffer, state: OpenState): Promise<void> {
+  /**
+   * One user of the open is done; the last one's CLOSE goes out without being waited for (a
+   * close(2) need not wait for the server), and the next OPEN of the file waits for it.
+   */
+  release(fh: Buffer, state: OpenState): void {
     if (--state.refs > 0) return;
     if (this.opens.get(state.key) === state) this.opens.delete(state.key);
-    await state.pending?.catch(() => undefined);
-    if (state.generation !== this.session.generation || this.closed) return;
-    await this.sendClose(fh, state.stateid);
+    const closed = (async () => {
+      await state.pending?.catch(() => undefined);
+      if (state.generation !== this.session.generation || this.closed) return;
+      await this.sendClose(fh, state.stateid);
+    })().finally(() => {
+      if (this.closing.get(state.key) === closed) this.closing.delete(state.key);
+    });
+    this.closing.set(state.key, closed);
+  }
+
+  /**
+   * One COMPOUND: PUTFH + LOOKUP + GETFH + GETATTR + OPEN of what the name leads to now (read
+   * access). Null when that is not the object `expected` names; nothing stays open then.
+   */
+  async openEntry(dirFh: Buffer, name: Buffer, expected: Buffer): Promise<{ found: NfsFound; file: NfsOpenFile } | null> {
+    const key = `${expected.toString('hex')}:${ShareAccess.READ}`;
+    await this.closing.get(key);
+    const c = new Compound().putfh(dirFh).lookup(name).getfh().getattr(FILE_ATTRS);
+    this.addOpen(c, ShareAccess.READ, OpenClaim.FH);
+    const generation = this.session.generation;
+    const { fh, attr, opened } = await this.session.run(c, (reply) => {
+      reply.ok(Op.PUTFH);
+      reply.ok(Op.LOOKUP, `'${name.toString()}'`);
+      return { fh: reply.getfh(), attr: toNfsAttr(reply.getattr()), opened: readOpenResult(reply.ok(Op.OPEN)) };
+    });
+    if (opened.delegation !== undefined) void this.returnDelegation(fh, opened.delegation);
+    // The server keeps one open per owner and file: this OPEN joined any the mount has already.
+    const stateKey = `${fh.toString('hex')}:${ShareAccess.READ}`;
+    let state = this.opens.get(stateKey);
+    if (state === undefined) {
+      state = { key: stateKey, access: ShareAccess.READ, stateid: opened.stateid, generation, refs: 0 };
+      this.opens.set(stateKey, state);
+    } else if (generation === this.session.generation) {
+      state.stateid = opened.stateid;
+      state.generation = generation;
+    }
+    state.refs++;
+    if (!fh.equals(expected)) {
+      this.release(fh, state);
+      return null;
+    }
+    return { found: { fh, attr }, file: new Nfs4OpenFile(this, fh, state) };
   }
 
   private async sendClose(fh: Buffer, stateid: Stateid): Promise<void> {
@@ -545,6 +597,7 @@ export class Nfs4Client implements NfsLowerClient {
     const closing = [...this.opens.values()].map((state) =>
       state.generation === this.session.generation ? this.sendClose(Buffer.from(state.key.split(':')[0]!, 'hex'), state.stateid) : undefined,
     );
+    closing.push(...this.closing.values());
     this.opens.clear();
     await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, CLOSE_TIMEOUT_MS).unref())]);
     await this.session.destroy();
@@ -597,7 +650,7 @@ class Nfs4OpenFile implements NfsOpenFile {
     this.ahead.forget();
     if (this.released) return;
     this.released = true;
-    await this.client.release(this.fh, this.state);
+    this.client.release(this.fh, this.state);
   }
 }
 
