@@ -9,11 +9,11 @@ import * as fs from 'fs';
 import { join } from 'path';
 import { getLock, Locker, tryLock, type LockKind } from '../helpers/lockers';
 import { OVSHIFT } from '../helpers/ovshift';
-import { python, run } from '../helpers/proc';
+import { run } from '../helpers/proc';
 import { waitUntil } from '../helpers/wait';
 import { NfsExport, NfsLowerMount } from './fixture';
+import { EAGAIN, busyHost, sharedLockCases, type Fleet } from './lock-cases';
 
-const EAGAIN = 'errno 11';
 const LEASE_SECONDS = 5;
 const GRACE_SECONDS = 10;
 
@@ -39,7 +39,7 @@ describe('nfs:// lower (NFSv4.1): locks shared by every host and the server', fu
   });
 
   /** Three hosts mounting one area of the export; its directory on the server. */
-  async function fleet(tree: Record<string, string>, options = ''): Promise<{ dir: string; on: (host: number, name: string) => string }> {
+  async function fleet(tree: Record<string, string>, options = ''): Promise<Fleet> {
     const { dir, url } = exp.area(tree);
     hosts = [new NfsLowerMount(), new NfsLowerMount(), new NfsLowerMount()];
     await Promise.all(hosts.map((h) => h.mount(url, options, { ...process.env, DEBUG: 'ovshift:nfs4,ovshift:locks' })));
@@ -52,38 +52,7 @@ describe('nfs:// lower (NFSv4.1): locks shared by every host and the server', fu
     return l;
   }
 
-  for (const kind of ['flock', 'posix'] as const) {
-    it(`${kind}: a lock taken on host A holds off hosts B and C and the server; after A unlocks, B gets it`, async () => {
-      const { dir, on } = await fleet({ mbox: 'mail\n' });
-      const a = locker(on(0, 'mbox'), kind);
-      await a.locked();
-      assert.equal(await tryLock(on(1, 'mbox'), kind), EAGAIN, 'host B');
-      assert.equal(await tryLock(on(2, 'mbox'), kind), EAGAIN, 'host C');
-      assert.equal(await tryLock(join(dir, 'mbox'), 'posix'), EAGAIN, 'the server');
-      await a.release();
-      assert.equal(await tryLock(on(1, 'mbox'), kind), 'ok', 'host B after the unlock');
-    });
-  }
-
-  it('a process on the server holding an fcntl lock holds off every host, for flock and fcntl alike', async () => {
-    const { dir, on } = await fleet({ mbox: 'mail\n' });
-    const server = locker(join(dir, 'mbox'), 'posix');
-    await server.locked();
-    for (const host of [0, 1, 2]) {
-      assert.equal(await tryLock(on(host, 'mbox'), 'posix'), EAGAIN, `host ${host} fcntl`);
-      assert.equal(await tryLock(on(host, 'mbox'), 'flock'), EAGAIN, `host ${host} flock`);
-    }
-    await server.release();
-    assert.equal(await tryLock(on(2, 'mbox'), 'posix'), 'ok');
-  });
-
-  it("F_GETLK on host B reports host A's lock (LOCKT)", async () => {
-    const { on } = await fleet({ mbox: 'mail\n' });
-    assert.equal(await getLock(on(1, 'mbox')), 'type 2 start 0 len 0', 'nothing in the way yet');
-    const a = locker(on(0, 'mbox'), 'posix');
-    await a.locked();
-    assert.equal(await getLock(on(1, 'mbox')), 'type 1 start 0 len 0');
-  });
+  sharedLockCases({ fleet: (tree) => fleet(tree), locker });
 
   it("a waiting lock on host B is had soon after A's unlock; meanwhile B's daemon serves 2,000 other operations", async () => {
     const { on } = await fleet({ mbox: 'mail\n', 'etc/conf': 'c', 'etc/other': 'o' });
@@ -91,21 +60,7 @@ describe('nfs:// lower (NFSv4.1): locks shared by every host and the server', fu
     await a.locked();
     const b = locker(on(1, 'mbox'), 'posix');
     await b.proc.waitFor('waiting ');
-    const busy = await python(
-      `
-import os, sys
-m = sys.argv[1]
-for i in range(500):
-    os.stat(m + '/etc/conf')
-    assert open(m + '/etc/other').read() == 'o'
-    assert sorted(os.listdir(m + '/etc'))[:2] == ['conf', 'other']
-    with open(m + '/note%d' % (i % 7), 'w') as f: f.write(str(i))
-print('done')
-`,
-      [hosts[1]!.mnt],
-      { timeoutMs: 60000 },
-    );
-    assert.equal(busy.stdout.trim(), 'done', busy.stderr);
+    await busyHost(hosts[1]!.mnt);
     assert.ok(!b.holds, 'B still waits for A');
     const unlocking = await a.release();
     const locked = await b.locked(10000);

@@ -13,11 +13,11 @@ import { NLM_PROGRAM, startRpcCounter, type RpcCounter } from '../helpers/rpc-co
 import { OVSHIFT } from '../helpers/ovshift';
 import { startStatd, type Statd } from '../helpers/statd';
 import { startHostPortmapper } from '../nfs/server';
-import { python, run } from '../helpers/proc';
+import { run } from '../helpers/proc';
 import { waitUntil } from '../helpers/wait';
 import { NfsExport, NfsLowerMount } from './fixture';
+import { EAGAIN, busyHost, sharedLockCases, type Fleet } from './lock-cases';
 
-const EAGAIN = 'errno 11';
 /** NLM 4 procedures (RFC 1813 appendix II, and NM_LOCK). */
 const NLM = { LOCK: 2, CANCEL: 3, GRANTED_RES: 15, NM_LOCK: 22 };
 
@@ -54,7 +54,7 @@ describe('nfs:// lower: locks shared by every host and the server (NLM)', functi
    * Three hosts mounting one area of the export; its directory on the server. With `counted`,
    * host B reaches the server's NLM through a proxy counting its calls (`counter`).
    */
-  async function fleet(tree: Record<string, string>, options = '', counted = false): Promise<{ dir: string; on: (host: number, name: string) => string }> {
+  async function fleet(tree: Record<string, string>, options = '', counted = false): Promise<Fleet> {
     const { dir, url } = exp.area(tree);
     if (counted) counter = await startRpcCounter(exp.server.nlmPort);
     const urlOfB = counter === undefined ? url : url.replace(`nlmport=${exp.server.nlmPort}`, `nlmport=${counter.port}`);
@@ -76,40 +76,7 @@ describe('nfs:// lower: locks shared by every host and the server (NLM)', functi
     return l;
   }
 
-  for (const kind of ['flock', 'posix'] as const) {
-    it(`${kind}: a lock taken on host A holds off hosts B and C and the server; after A unlocks, B gets it`, async () => {
-      const { dir, on } = await fleet({ mbox: 'mail\n' });
-      const a = locker(on(0, 'mbox'), kind);
-      await a.locked();
-      assert.equal(await tryLock(on(1, 'mbox'), kind), EAGAIN, 'host B');
-      assert.equal(await tryLock(on(2, 'mbox'), kind), EAGAIN, 'host C');
-      // ganesha takes OFD locks on its file: a server process's fcntl lock conflicts; flock(2)
-      // there is another lock family (as for the kernel's NFS client, which maps flock to fcntl).
-      assert.equal(await tryLock(join(dir, 'mbox'), 'posix'), EAGAIN, 'the server');
-      await a.release();
-      assert.equal(await tryLock(on(1, 'mbox'), kind), 'ok', 'host B after the unlock');
-    });
-  }
-
-  it('a process on the server holding an fcntl lock holds off every host, for flock and fcntl alike', async () => {
-    const { dir, on } = await fleet({ mbox: 'mail\n' });
-    const server = locker(join(dir, 'mbox'), 'posix');
-    await server.locked();
-    for (const host of [0, 1, 2]) {
-      assert.equal(await tryLock(on(host, 'mbox'), 'posix'), EAGAIN, `host ${host} fcntl`);
-      assert.equal(await tryLock(on(host, 'mbox'), 'flock'), EAGAIN, `host ${host} flock`);
-    }
-    await server.release();
-    assert.equal(await tryLock(on(2, 'mbox'), 'posix'), 'ok');
-  });
-
-  it("F_GETLK on host B reports host A's lock", async () => {
-    const { on } = await fleet({ mbox: 'mail\n' });
-    assert.equal(await getLock(on(1, 'mbox')), 'type 2 start 0 len 0', 'nothing in the way yet');
-    const a = locker(on(0, 'mbox'), 'posix');
-    await a.locked();
-    assert.equal(await getLock(on(1, 'mbox')), 'type 1 start 0 len 0');
-  });
+  sharedLockCases({ fleet: (tree) => fleet(tree), locker });
 
   it("a waiting lock on host B is granted by the server's callback after A's unlock; meanwhile B's daemon serves 2,000 other operations", async () => {
     const { on } = await fleet({ mbox: 'mail\n', 'etc/conf': 'c', 'etc/other': 'o' }, '', true);
@@ -117,21 +84,7 @@ describe('nfs:// lower: locks shared by every host and the server (NLM)', functi
     await a.locked();
     const b = locker(on(1, 'mbox'), 'posix');
     await b.proc.waitFor('waiting ');
-    const busy = await python(
-      `
-import os, sys
-m = sys.argv[1]
-for i in range(500):
-    os.stat(m + '/etc/conf')
-    assert open(m + '/etc/other').read() == 'o'
-    assert sorted(os.listdir(m + '/etc'))[:2] == ['conf', 'other']
-    with open(m + '/note%d' % (i % 7), 'w') as f: f.write(str(i))
-print('done')
-`,
-      [hosts[1]!.mnt],
-      { timeoutMs: 60000 },
-    );
-    assert.equal(busy.stdout.trim(), 'done', busy.stderr);
+    await busyHost(hosts[1]!.mnt);
     assert.ok(!b.holds, 'B still waits for A');
     const unlocking = await a.release();
     const locked = await b.locked();

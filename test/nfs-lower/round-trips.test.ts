@@ -7,7 +7,7 @@ import assert from 'assert/strict';
 import * as fs from 'fs';
 import { join } from 'path';
 import { NFS3_PROC, NFS_PROGRAM, startRpcCounter, type RpcCounter } from '../helpers/rpc-counter';
-import { exportPerSuite } from './fixture';
+import { exportPerSuite, type NfsExport, type NfsLowerMount } from './fixture';
 import { sleep } from '../helpers/proc';
 import { waitUntil } from '../helpers/wait';
 
@@ -16,6 +16,21 @@ const NAMES = 'abcdefghij'.split('');
 
 function pathAt(depth: number): string {
   return [...NAMES.slice(0, depth - 1), 'file'].join('/');
+}
+
+/** A mount of a new area holding a file at each depth, its NFS calls going through a counting proxy. */
+async function countedMount(suite: { exp: NfsExport; m: NfsLowerMount }, extra = ''): Promise<{ dir: string; mnt: string; counter: RpcCounter }> {
+  const tree: Record<string, string> = {};
+  for (const d of DEPTHS) tree[pathAt(d)] = `depth ${d}`;
+  const { dir, url } = suite.exp.area(tree);
+  const counter = await startRpcCounter(suite.exp.server.port);
+  try {
+    await suite.m.mount(url.replace(`127.0.0.1:${suite.exp.server.port}/`, `127.0.0.1:${counter.port}/`), extra);
+  } catch (err) {
+    await counter.stop();
+    throw err;
+  }
+  return { dir, mnt: suite.m.mnt, counter };
 }
 
 function describeCalls(counter: RpcCounter): string {
@@ -34,12 +49,9 @@ describe('nfs:// lower (NFSv3): NFS round trips per system call', function () {
   });
 
   async function mountCounted(extra = ''): Promise<{ dir: string; mnt: string; counter: RpcCounter }> {
-    const tree: Record<string, string> = {};
-    for (const d of DEPTHS) tree[pathAt(d)] = `depth ${d}`;
-    const { dir, url } = suite.exp.area(tree);
-    counter = await startRpcCounter(suite.exp.server.port);
-    await suite.m.mount(url.replace(`127.0.0.1:${suite.exp.server.port}/`, `127.0.0.1:${counter.port}/`), extra);
-    return { dir, mnt: suite.m.mnt, counter };
+    const counted = await countedMount(suite, extra);
+    counter = counted.counter;
+    return counted;
   }
 
   it('stat() at depth d costs d LOOKUPs on a warm mount (revalidate=always), one per component, none for whiteouts or opaque markers', async () => {
@@ -116,12 +128,9 @@ describe('nfs:// lower (NFSv4.1): one COMPOUND per lookup', function () {
   });
 
   async function mountCounted(): Promise<{ mnt: string; counter: RpcCounter }> {
-    const tree: Record<string, string> = {};
-    for (const d of DEPTHS) tree[pathAt(d)] = `depth ${d}`;
-    const { url } = suite.exp.area(tree);
-    counter = await startRpcCounter(suite.exp.server.port);
-    await suite.m.mount(url.replace(`127.0.0.1:${suite.exp.server.port}/`, `127.0.0.1:${counter.port}/`));
-    return { mnt: suite.m.mnt, counter };
+    const counted = await countedMount(suite);
+    counter = counted.counter;
+    return counted;
   }
 
   it('stat() at depth d costs d COMPOUNDs, each PUTFH + LOOKUP + GETFH + GETATTR: one per FUSE LOOKUP, no whiteout probes', async () => {

@@ -34,7 +34,8 @@ export enum FileType {
   FIFO = 7,
 }
 
-const S_IFMT_OF: Record<FileType, number> = {
+/** The S_IFMT bits of each file type (NFSv4's nfs_ftype4 numbers them the same, 1 to 7). */
+export const S_IFMT_OF: Record<FileType, number> = {
   [FileType.REG]: 0o100000,
   [FileType.DIR]: 0o040000,
   [FileType.BLK]: 0o060000,

@@ -15,7 +15,6 @@ import { ownerToId } from './owners';
 import {
   Attr,
   Delegation,
-  Ftype4,
   NFS4_OPAQUE_LIMIT,
   NFS4_PORT,
   NFS4_PROGRAM,
@@ -30,7 +29,7 @@ import {
 } from './protocol';
 import { MAX_RESPONSE, Nfs4Session } from './session';
 import { encodeNfs4Acl } from './acl-xattr';
-import { FileType, type DirEntryPlus, type NfsAttr, type ReadResult } from '../nfs3';
+import { FileType, S_IFMT_OF, type DirEntryPlus, type NfsAttr, type ReadResult } from '../nfs3';
 import { ReadAhead, OPEN_FILE_READ_AHEAD, shapeFor } from '../read-ahead';
 import { replyBuffers } from '../reply-buffers';
 import { RpcClient } from '../rpc';
@@ -64,16 +63,6 @@ const ENTRY_ATTRS: readonly Attr[] = [Attr.RDATTR_ERROR, Attr.FILEHANDLE, ...FIL
 const FS_ATTRS: readonly Attr[] = [Attr.FILES_AVAIL, Attr.FILES_TOTAL, Attr.MAXNAME, Attr.SPACE_AVAIL, Attr.SPACE_FREE, Attr.SPACE_TOTAL];
 const SERVER_ATTRS: readonly Attr[] = [Attr.TYPE, Attr.LEASE_TIME, Attr.MAXREAD, Attr.ACLSUPPORT, Attr.SUPPORTED_ATTRS];
 
-const S_IFMT_OF: Partial<Record<number, number>> = {
-  [Ftype4.REG]: 0o100000,
-  [Ftype4.DIR]: 0o040000,
-  [Ftype4.BLK]: 0o060000,
-  [Ftype4.CHR]: 0o020000,
-  [Ftype4.LNK]: 0o120000,
-  [Ftype4.SOCK]: 0o140000,
-  [Ftype4.FIFO]: 0o010000,
-};
-
 const MAX_READDIR_REPLY = 128 * 1024;
 const ZERO_VERF = Buffer.alloc(NFS4_VERIFIER_SIZE);
 const STREAM_CHUNK = MiB;
@@ -91,14 +80,14 @@ export const NFS4_ACL_XATTR = 'system.nfs4_acl';
 
 /** The attributes of a GETATTR, as the rest of the client knows them (NFSv3's shape plus `change`). */
 export function toNfsAttr(f: Fattr4): NfsAttr {
-  const type = f.type ?? Ftype4.REG;
-  const ifmt = S_IFMT_OF[type];
+  const type = f.type ?? FileType.REG;
+  const ifmt = S_IFMT_OF[type as FileType];
   if (ifmt === undefined) throw new Nfs4Error(Nfs4Status.BADTYPE, Op.GETATTR, `(object of type ${type})`);
   const size = f.size ?? 0n;
   const fsid = f.fsid === undefined ? 0n : ((f.fsid.major << 32n) ^ f.fsid.minor) & ((1n << 64n) - 1n);
   const zero = { sec: 0, nsec: 0 };
   return {
-    type: type as number as FileType,
+    type: type as FileType,
     mode: ifmt | ((f.mode ?? 0) & 0o7777),
     nlink: f.numlinks ?? 1,
     uid: f.owner === undefined ? 0 : ownerToId(f.owner, false),
@@ -241,7 +230,7 @@ export class Nfs4Client implements NfsLowerClient {
         reply.ok(Op.PUTFH);
         return reply.getattr();
       });
-      if (info.type !== Ftype4.DIR) throw new Nfs4Error(Nfs4Status.NOTDIR, Op.LOOKUP, `'${joinPath(url.path).toString()}'`);
+      if (info.type !== FileType.DIR) throw new Nfs4Error(Nfs4Status.NOTDIR, Op.LOOKUP, `'${joinPath(url.path).toString()}'`);
       session.startRenewing(info.leaseTime ?? DEFAULT_LEASE_SECONDS);
       const maxRead = Number(info.maxread ?? BigInt(MiB));
       client = new Nfs4Client(
@@ -330,7 +319,7 @@ export class Nfs4Client implements NfsLowerClient {
           last = r.uint64();
           const name = Buffer.from(r.opaque());
           const f = readFattr(r);
-          const usable = (f.rdattrError ?? 0) === 0 && f.type !== undefined && S_IFMT_OF[f.type] !== undefined;
+          const usable = (f.rdattrError ?? 0) === 0 && f.type !== undefined && S_IFMT_OF[f.type as FileType] !== undefined;
           entries.push({ name, cookie: last, fileid: f.fileid ?? 0n, fh: usable ? f.filehandle : undefined, attr: usable ? toNfsAttr(f) : undefined });
         }
         return { verf: pageVerf, entries, eof: r.bool(), last };

@@ -194,18 +194,6 @@ export enum Attr {
   XATTR_SUPPORT = 82,
 }
 
-export enum Ftype4 {
-  REG = 1,
-  DIR = 2,
-  BLK = 3,
-  CHR = 4,
-  LNK = 5,
-  SOCK = 6,
-  FIFO = 7,
-  ATTRDIR = 8,
-  NAMEDATTR = 9,
-}
-
 export const ExchangeIdFlag = {
   SUPP_MOVED_REFER: 0x1,
   SUPP_MOVED_MIGR: 0x2,
