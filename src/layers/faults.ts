@@ -239,7 +239,8 @@ export class FaultyLayer implements ReadableLayer {
       fd: file.fd,
       read: (buf: Buffer, offset: number, length: number, position: number, knownEnd?: number) =>
         this.gate('read', path, () => file.read(buf, offset, length, position, knownEnd)),
-      readParts: file.readParts && ((length: number, position: number) => this.gate('read', path, () => file.readParts!(length, position))),
+      readParts:
+        file.readParts && ((length: number, position: number, knownEnd?: number) => this.gate('read', path, () => file.readParts!(length, position, knownEnd))),
       forgetReadAhead: file.forgetReadAhead && (() => file.forgetReadAhead!()),
       openedAttr: file.openedAttr,
       stat: () => file.stat(),

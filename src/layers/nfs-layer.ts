@@ -85,12 +85,12 @@ class NfsFile implements LayerFile {
     readonly openedAttr?: LayerAttr,
   ) {}
 
-  read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-    return this.file.read(buf, offset, length, position);
+  read(buf: Buffer, offset: number, length: number, position: number, knownEnd?: number): Promise<number> {
+    return this.file.read(buf, offset, length, position, knownEnd);
   }
 
-  readParts(length: number, position: number): Promise<LentParts> {
-    return this.file.readParts(length, position);
+  readParts(length: number, position: number, knownEnd?: number): Promise<LentParts> {
+    return this.file.readParts(length, position, knownEnd);
   }
 
   async stat(): Promise<LayerAttr> {

@@ -88,8 +88,9 @@ export interface LayerFile {
   /**
    * The bytes `read` would give, as buffers the layer already holds (no copy), for layers whose
    * data arrives in buffers of their own (NFS replies); the overlay prefers it where present.
+   * `knownEnd` as for `read`.
    */
-  readParts?(length: number, position: number): Promise<LentParts>;
+  readParts?(length: number, position: number, knownEnd?: number): Promise<LentParts>;
   /** Drops bytes read ahead of the reads: the file changed (its attributes say so). */
   forgetReadAhead?(): void;
   /** Its attributes as opening it found them, where the open gave them at no extra cost. */

@@ -127,7 +127,9 @@ function unchangedSincePagesRead(node: Node, attr: LayerAttr | undefined): boole
 export async function read(core: OverlayCore, h: FileHandle, offset: number, size: number): Promise<Buffer | LentBuffer> {
   // A layer that holds the bytes in buffers of its own hands them over as they are.
   if (!h.node.inUpper && h.lower?.readParts) {
-    const lent = await onLower(core, h, (file) => (file.readParts ? file.readParts(size, offset) : readCopy(file, size, offset)));
+    // A lower file's size in the kernel is the one this daemon last reported (see readInto).
+    const knownEnd = h.node.lastAttr?.size;
+    const lent = await onLower(core, h, (file) => (file.readParts ? file.readParts(size, offset, knownEnd) : readCopy(file, size, offset, knownEnd)));
     return new LentBuffer(lent.parts, () => lent.release());
   }
   if (size < POOLED_READ || size > readBuffers.size) {
@@ -145,9 +147,9 @@ export async function read(core: OverlayCore, h: FileHandle, offset: number, siz
   }
 }
 
-async function readCopy(file: LayerFile, size: number, offset: number): Promise<LentParts> {
+async function readCopy(file: LayerFile, size: number, offset: number, knownEnd: number | undefined): Promise<LentParts> {
   const buf = Buffer.allocUnsafe(size);
-  return { parts: [buf.subarray(0, await file.read(buf, 0, size, offset))], release: () => {} };
+  return { parts: [buf.subarray(0, await file.read(buf, 0, size, offset, knownEnd))], release: () => {} };
 }
 
 async function readInto(core: OverlayCore, h: FileHandle, buf: Buffer, size: number, offset: number): Promise<number> {

@@ -56,8 +56,20 @@ function lookupName(record: Buffer): string {
   return record.toString('latin1', pos + 4, pos + 4 + length);
 }
 
-/** NFSv4 operations whose arguments the counter can step over, and how (after the op number). */
+/** OPEN's arguments, when they are those of an OPEN without create, claimed by handle or as a reclaim; -1 otherwise. */
+function openArgs(r: Buffer, pos: number): number {
+  pos += 4 + 4 + 4 + 8; // seqid, share access, share deny, owner's client id
+  pos += 4 + pad4(r.readUInt32BE(pos)); // owner
+  if (r.readUInt32BE(pos) !== 0) return -1; // OPEN4_CREATE
+  const claim = r.readUInt32BE(pos + 4);
+  if (claim === 4) return pos + 8; // CLAIM_FH
+  if (claim === 1) return pos + 12; // CLAIM_PREVIOUS, with its delegation type
+  return -1;
+}
+
+/** NFSv4 operations whose arguments the counter can step over, and how (after the op number; -1: it cannot). */
 const V4_ARGS: Record<number, (r: Buffer, pos: number) => number> = {
+  18: openArgs,
   9: (r, pos) => pos + 4 + 4 * r.readUInt32BE(pos), // GETATTR: bitmap
   10: (_r, pos) => pos, // GETFH
   15: (r, pos) => pos + 4 + pad4(r.readUInt32BE(pos)), // LOOKUP
@@ -87,6 +99,7 @@ function compoundOps(record: Buffer, names: string[]): number[] {
     const skip = V4_ARGS[op];
     if (skip === undefined) break;
     pos = skip(record, pos);
+    if (pos < 0) break;
   }
   return ops;
 }

@@ -90,4 +90,34 @@ describe('NFS read-ahead', function () {
     }
     assert.equal(at, file.length);
   });
+
+  it('answers the first read from a primed reply (an OPEN’s READ); at the end the reader knows, asks nothing more', async () => {
+    const file = randomBytes(5000);
+    const s = server(file);
+    const ahead = new ReadAhead(s.readAt, MiB, OPEN_FILE_READ_AHEAD, s.recycle);
+    ahead.prime(0, 128 * KiB, await s.readAt(0, 128 * KiB));
+    s.reads = 0;
+    const lent = await ahead.readParts(8 * KiB, 0, file.length);
+    assert.deepEqual(joined(lent), file);
+    lent.release();
+    assert.equal(s.reads, 0, 'no READ: the primed reply ends the file where the reader knows it ends');
+    // A reader that knows a longer file (it grew since) asks the server for the rest.
+    const longer = await ahead.readParts(8 * KiB, 4000, 6000);
+    assert.deepEqual(joined(longer), file.subarray(4000));
+    longer.release();
+    assert.equal(s.reads, 1);
+  });
+
+  it('goes to the server once a primed reply is older than the window allows', async () => {
+    const file = randomBytes(5000);
+    const s = server(file);
+    const ahead = new ReadAhead(s.readAt, MiB, { ...OPEN_FILE_READ_AHEAD, maxAgeMs: 10 }, s.recycle);
+    ahead.prime(0, 128 * KiB, await s.readAt(0, 128 * KiB));
+    await new Promise((r) => setTimeout(r, 30));
+    s.reads = 0;
+    const lent = await ahead.readParts(8 * KiB, 0, file.length);
+    assert.deepEqual(joined(lent), file);
+    lent.release();
+    assert.equal(s.reads, 1);
+  });
 });

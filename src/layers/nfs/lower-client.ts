@@ -20,8 +20,9 @@ export interface NfsFsStat {
 
 /** A file opened for reading (NFSv4: an OPEN held until close). */
 export interface NfsOpenFile {
-  read(buf: Buffer, offset: number, length: number, position: number): Promise<number>;
-  readParts(length: number, position: number): Promise<LentParts>;
+  /** `knownEnd`: the size the reader knows the file by (see LayerFile.read). */
+  read(buf: Buffer, offset: number, length: number, position: number, knownEnd?: number): Promise<number>;
+  readParts(length: number, position: number, knownEnd?: number): Promise<LentParts>;
   /** The whole file's bytes in order, several READs in flight (copy-up). */
   chunks(size: number): AsyncIterable<Buffer>;
   /** Locks on the server, for the file as opened at `path`. */

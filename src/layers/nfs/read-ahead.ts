@@ -106,16 +106,20 @@ export class ReadAhead {
     }
   }
 
-  async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-    const lent = await this.readParts(length, position);
+  async read(buf: Buffer, offset: number, length: number, position: number, knownEnd?: number): Promise<number> {
+    const lent = await this.readParts(length, position, knownEnd);
     let done = 0;
     for (const part of lent.parts) done += part.copy(buf, offset + done);
     lent.release();
     return done;
   }
 
-  /** The bytes of [position, position + length), fewer only at end of file, as views of the replies that hold them. */
-  async readParts(length: number, position: number): Promise<LentParts> {
+  /**
+   * The bytes of [position, position + length), fewer only at end of file, as views of the
+   * replies that hold them. `knownEnd`: the size the reader knows the file by; a fresh reply
+   * that ends the file there needs no READ after it to tell the end.
+   */
+  async readParts(length: number, position: number, knownEnd?: number): Promise<LentParts> {
     this.follow(position, length);
     const used: Prefetch[] = [];
     const own: Buffer[] = [];
@@ -129,11 +133,11 @@ export class ReadAhead {
       }
       for (const data of own) this.recycle(data);
     };
-    const parts = await this.fromPrefetched(length, position, used);
+    const { parts, atEnd } = await this.fromPrefetched(length, position, used, knownEnd);
     let done = 0;
     for (const part of parts) done += part.length;
     try {
-      while (done < length) {
+      while (done < length && !atEnd) {
         const { data, eof } = await this.readAt(position + done, Math.min(length - done, this.maxRead));
         if (data.length === 0 && !eof) throw new NfsError(Nfs3Status.IO, 'read', `(no data and no end of file at offset ${position + done})`);
         if (data.length > 0) {
@@ -149,6 +153,19 @@ export class ReadAhead {
     }
     if (this.eof !== undefined && position + done > this.eof) this.eof = undefined;
     return { parts, release };
+  }
+
+  /**
+   * A reply the server sent before anyone read (NFSv4: the first READ in the COMPOUND that
+   * opened the file): a read from `offset` soon after is answered from it, as from a prefetch.
+   */
+  prime(offset: number, count: number, r: ReadResult): void {
+    this.dropAll(this.ahead);
+    this.ahead = [{ offset, count, result: Promise.resolve(r), arrived: performance.now(), lent: 0, dropped: false, recycled: false }];
+    this.aheadEnd = offset + count;
+    this.expected = offset;
+    this.streak = 0;
+    this.eof = r.eof ? offset + r.data.length : undefined;
   }
 
   /** Drops what was read ahead (the file changed, or is closed); reads go to the server again. */
@@ -213,9 +230,14 @@ export class ReadAhead {
     });
   }
 
-  /** Views of what fresh prefetched replies hold from `position` on, in order, at most `length` bytes; each prefetch used goes in `used`. */
-  private async fromPrefetched(length: number, position: number, used: Prefetch[]): Promise<Buffer[]> {
+  /**
+   * Views of what fresh prefetched replies hold from `position` on, in order, at most `length`
+   * bytes; each prefetch used goes in `used`. `atEnd`: the last one used ended the file there,
+   * where the reader knows it ends too (nothing more to ask the server).
+   */
+  private async fromPrefetched(length: number, position: number, used: Prefetch[], knownEnd: number | undefined): Promise<{ parts: Buffer[]; atEnd: boolean }> {
     const parts: Buffer[] = [];
+    let atEnd = false;
     let done = 0;
     while (done < length) {
       const at = position + done;
@@ -237,7 +259,11 @@ export class ReadAhead {
       const part = r.data.subarray(from, Math.min(r.data.length, from + length - done));
       parts.push(part);
       done += part.length;
+      if (r.eof && from + part.length === r.data.length && p.offset + r.data.length === knownEnd) {
+        atEnd = true;
+        break;
+      }
     }
-    return parts;
+    return { parts, atEnd };
   }
 }

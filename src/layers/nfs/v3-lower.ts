@@ -17,12 +17,12 @@ class Nfs3OpenFile implements NfsOpenFile {
     this.ahead = client.reader(fh);
   }
 
-  read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-    return this.ahead.read(buf, offset, length, position);
+  read(buf: Buffer, offset: number, length: number, position: number, knownEnd?: number): Promise<number> {
+    return this.ahead.read(buf, offset, length, position, knownEnd);
   }
 
-  readParts(length: number, position: number): Promise<LentParts> {
-    return this.ahead.readParts(length, position);
+  readParts(length: number, position: number, knownEnd?: number): Promise<LentParts> {
+    return this.ahead.readParts(length, position, knownEnd);
   }
 
   chunks(size: number): AsyncIterable<Buffer> {

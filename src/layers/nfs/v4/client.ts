@@ -9,7 +9,7 @@ import * as os from 'os';
 import createDebug from 'debug';
 import { Nfs4FileLocks } from './locks';
 import { bitmapOf, hasBit, readAce, readFattr, type Fattr4, type Nfs4Ace } from './attrs';
-import { ANONYMOUS_STATEID, Compound, readStateid, writeStateid, type CompoundReply, type Stateid } from './compound';
+import { ANONYMOUS_STATEID, CURRENT_STATEID, Compound, readStateid, writeStateid, type CompoundReply, type Stateid } from './compound';
 import { Nfs4Error } from './errors';
 import { ownerToId } from './owners';
 import {
@@ -34,6 +34,7 @@ import { ReadAhead, OPEN_FILE_READ_AHEAD, shapeFor } from '../read-ahead';
 import { replyBuffers } from '../reply-buffers';
 import { RpcClient } from '../rpc';
 import type { RpcCredential } from '../rpc-message';
+import type { XdrReader } from '../xdr';
 import { describeNfsUrl, joinPath, type NfsUrl } from '../url';
 import type { NfsFound, NfsFsStat, NfsLowerClient, NfsOpenFile } from '../lower-client';
 import type { LayerLocks, LentParts } from '../../types';
@@ -70,6 +71,8 @@ const MAX_READDIR_REPLY = 128 * 1024;
  * 1 MiB READs), and read-ahead keeps the same window in more READs.
  */
 const MAX_READ = MiB;
+/** Read with the OPEN: the kernel's first read of a file is 128 KiB at most. */
+const FIRST_READ = 128 * 1024;
 const ZERO_VERF = Buffer.alloc(NFS4_VERIFIER_SIZE);
 const STREAM_CHUNK = MiB;
 const STREAM_DEPTH = 4;
@@ -488,18 +491,27 @@ export class Nfs4Client implements NfsLowerClient {
 
   /**
    * One COMPOUND: PUTFH + LOOKUP + GETFH + GETATTR + OPEN of what the name leads to now (read
-   * access). Null when that is not the object `expected` names; nothing stays open then.
+   * access) + READ of its first bytes under that open (the current stateid), which the first
+   * read is answered from, so a small file costs one round trip to open and read. Null when
+   * that is not the object `expected` names; nothing stays open then.
    */
   async openEntry(dirFh: Buffer, name: Buffer, expected: Buffer): Promise<{ found: NfsFound; file: NfsOpenFile } | null> {
     const key = `${expected.toString('hex')}:${ShareAccess.READ}`;
     await this.closing.get(key);
+    const firstRead = Math.min(FIRST_READ, this.maxRead);
     const c = new Compound().putfh(dirFh).lookup(name).getfh().getattr(FILE_ATTRS);
-    this.addOpen(c, ShareAccess.READ, OpenClaim.FH);
+    this.addOpen(c, ShareAccess.READ, OpenClaim.FH).add(Op.READ, (w) => {
+      writeStateid(w, CURRENT_STATEID);
+      w.uint64(0n).uint32(firstRead);
+    });
     const generation = this.session.generation;
-    const { fh, attr, opened } = await this.session.run(c, (reply) => {
+    const { fh, attr, opened, first } = await this.session.run(c, (reply) => {
       reply.ok(Op.PUTFH);
       reply.ok(Op.LOOKUP, `'${name.toString()}'`);
-      return { fh: reply.getfh(), attr: toNfsAttr(reply.getattr()), opened: readOpenResult(reply.ok(Op.OPEN)) };
+      const found = { fh: reply.getfh(), attr: toNfsAttr(reply.getattr()), opened: readOpenResult(reply.ok(Op.OPEN)) };
+      // A READ the server refused (a directory, say) just primes nothing.
+      const { status, r } = reply.result(Op.READ);
+      return { ...found, first: status === Nfs4Status.OK ? readResult(r, firstRead) : undefined };
     });
     if (opened.delegation !== undefined) void this.returnDelegation(fh, opened.delegation);
     // The server keeps one open per owner and file: this OPEN joined any the mount has already.
@@ -515,9 +527,12 @@ export class Nfs4Client implements NfsLowerClient {
     state.refs++;
     if (!fh.equals(expected)) {
       this.release(fh, state);
+      if (first) replyBuffers.give(first.data);
       return null;
     }
-    return { found: { fh, attr }, file: new Nfs4OpenFile(this, fh, state) };
+    const file = new Nfs4OpenFile(this, fh, state);
+    if (first) file.prime(firstRead, first);
+    return { found: { fh, attr }, file };
   }
 
   private async sendClose(fh: Buffer, stateid: Stateid): Promise<void> {
@@ -550,11 +565,7 @@ export class Nfs4Client implements NfsLowerClient {
     });
     return this.session.run(c, (reply) => {
       reply.ok(Op.PUTFH);
-      const r = reply.ok(Op.READ);
-      const eof = r.bool();
-      const data = r.opaque();
-      if (data.length > count) throw new Nfs4Error(Nfs4Status.IO, Op.READ, `(server returned ${data.length} bytes, asked ${count})`);
-      return { eof, data };
+      return readResult(reply.ok(Op.READ), count);
     });
   }
 
@@ -600,6 +611,14 @@ export class Nfs4Client implements NfsLowerClient {
   }
 }
 
+/** READ4resok: end of file, and the bytes (a view of the reply), never more than `count`. */
+function readResult(r: XdrReader, count: number): ReadResult {
+  const eof = r.bool();
+  const data = r.opaque();
+  if (data.length > count) throw new Nfs4Error(Nfs4Status.IO, Op.READ, `(server returned ${data.length} bytes, asked ${count})`);
+  return { eof, data };
+}
+
 function isDotName(name: Buffer): boolean {
   return (name.length === 1 && name[0] === 0x2e) || (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e);
 }
@@ -621,12 +640,12 @@ class Nfs4OpenFile implements NfsOpenFile {
     return this.client.withOpen(this.fh, this.state, (stateid) => this.client.read(this.fh, stateid, offset, count));
   }
 
-  read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-    return this.ahead.read(buf, offset, length, position);
+  read(buf: Buffer, offset: number, length: number, position: number, knownEnd?: number): Promise<number> {
+    return this.ahead.read(buf, offset, length, position, knownEnd);
   }
 
-  readParts(length: number, position: number): Promise<LentParts> {
-    return this.ahead.readParts(length, position);
+  readParts(length: number, position: number, knownEnd?: number): Promise<LentParts> {
+    return this.ahead.readParts(length, position, knownEnd);
   }
 
   chunks(size: number): AsyncIterable<Buffer> {
@@ -635,6 +654,11 @@ class Nfs4OpenFile implements NfsOpenFile {
 
   locks(path: string): LayerLocks {
     return new Nfs4FileLocks(this.client, this.fh, this.state, path);
+  }
+
+  /** The first `count` bytes, read with the OPEN: the first read is answered from them. */
+  prime(count: number, first: ReadResult): void {
+    this.ahead.prime(0, count, first);
   }
 
   forgetReadAhead(): void {

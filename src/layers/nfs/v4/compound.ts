@@ -12,6 +12,8 @@ export interface Stateid {
 }
 
 export const ANONYMOUS_STATEID: Stateid = { seqid: 0, other: Buffer.alloc(NFS4_OTHER_SIZE) };
+/** The stateid the previous operation of the same COMPOUND returned (RFC 8881 §16.2.3.1.2). */
+export const CURRENT_STATEID: Stateid = { seqid: 1, other: Buffer.alloc(NFS4_OTHER_SIZE) };
 
 export function writeStateid(w: XdrWriter, s: Stateid): void {
   w.uint32(s.seqid).opaqueFixed(s.other, NFS4_OTHER_SIZE);
