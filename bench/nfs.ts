@@ -304,8 +304,22 @@ async function locks(ctx: BenchContext, url: string, exported: string, scratch: 
   }
 }
 
+/** Runs `work` on a fresh ovshift mount of `lower` at `mnt` (upper and work dirs in `space`), then unmounts and removes it all. */
+async function onFreshMount<T>(ctx: BenchContext, lower: string, space: string, mnt: string, work: (mnt: string) => Promise<T>): Promise<T> {
+  const layers = { lower, upper: subdir(space, 'upper'), work: subdir(space, 'work') };
+  const mounted = await ovshift().mount(ctx.cleanup, layers, mnt);
+  try {
+    return await work(mnt);
+  } finally {
+    await mounted.unmount();
+    await removeTree(mnt);
+    await removeTree(layers.upper);
+    await removeTree(layers.work);
+  }
+}
+
 /**
- * Reads the big file through a fresh ovshift mount, rounds interleaved with libnfs reading it
+ * Reads the big file through fresh ovshift mounts (read() and cp each on its own), rounds interleaved with libnfs reading it
  * from the same server: nfs-cat to /dev/null (next to read()) and nfs-cp to a tmpfs (next to cp
  * to the same tmpfs; nfs-cp cannot write to /dev/null, it creates its target).
  */
@@ -318,21 +332,23 @@ async function sequentialRead(ctx: BenchContext, urls: { version: Version; url: 
   for (let round = 0; round < ROUNDS; round++) {
     ctx.progress(`nfs: sequential read, round ${round + 1} of ${ROUNDS}`);
     for (const [v, { url }] of urls.entries()) {
-      const mnt = subdir(scratch, `read-${round}-${v}`);
-      const layers = { lower: url, upper: subdir(target.dir, `upper-${round}`), work: subdir(target.dir, `work-${round}`) };
-      const mounted = await ovshift().mount(ctx.cleanup, layers, mnt);
-      try {
-        const result = await ctx.workloads.run('read', join(mnt, 'big'), MiB);
-        if (result.count !== BIG_BYTES) throw new Error(`ovshift read ${result.count} bytes of ${BIG_BYTES}`);
-        read[v]!.push(result.ms);
-        copied[v]!.push(await wallClockMs('cp', [join(mnt, 'big'), join(target.dir, 'through-ovshift')]));
-      } finally {
-        await mounted.unmount();
-        await removeTree(mnt);
-        await removeTree(join(target.dir, 'through-ovshift'));
-        await removeTree(layers.upper);
-        await removeTree(layers.work);
-      }
+      // Each on a mount of its own: cp after read() on one mount would copy the pages the read left.
+      read[v]!.push(
+        await onFreshMount(ctx, url, target.dir, subdir(scratch, `read-${round}-${v}`), async (mnt) => {
+          const result = await ctx.workloads.run('read', join(mnt, 'big'), MiB);
+          if (result.count !== BIG_BYTES) throw new Error(`ovshift read ${result.count} bytes of ${BIG_BYTES}`);
+          return result.ms;
+        }),
+      );
+      copied[v]!.push(
+        await onFreshMount(ctx, url, target.dir, subdir(scratch, `cp-${round}-${v}`), async (mnt) => {
+          try {
+            return await wallClockMs('cp', [join(mnt, 'big'), join(target.dir, 'through-ovshift')]);
+          } finally {
+            await removeTree(join(target.dir, 'through-ovshift'));
+          }
+        }),
+      );
     }
     nfsCat.push(await wallClockMs('sh', ['-c', 'nfs-cat "$1" > /dev/null', 'sh', libnfsSource]));
     nfsCp.push(await wallClockMs('nfs-cp', [libnfsSource, join(target.dir, 'by-nfs-cp')]));
