@@ -61,13 +61,15 @@ for (const vers of NFS_VERSIONS)
       ['is frozen', () => suite.exp.server.freeze()],
     ] as const) {
       it(`soft&timeo=5&retrans=1: a read through the mount fails with EIO after about timeo × (retrans + 1) when the server ${how}`, async () => {
-        const { dir, url } = suite.exp.area({ f: 'data' }, 'soft&timeo=5&retrans=1');
+        // Read past what NFSv4's OPEN reads of a file with it (its first 128 KiB).
+        const content = 'x'.repeat(256 * 1024);
+        const { dir, url } = suite.exp.area({ f: content }, 'soft&timeo=5&retrans=1');
         await suite.m.mount(url);
         const file = await fs.promises.open(join(suite.m.mnt, 'f'), 'r');
         try {
           await takeDown();
           let started = Date.now();
-          await assert.rejects(file.read(Buffer.alloc(10), 0, 10, 0), { code: 'EIO' });
+          await assert.rejects(file.read(Buffer.alloc(10), 0, 10, 200 * 1024), { code: 'EIO' });
           let elapsed = Date.now() - started;
           // timeo × (retrans + 1) = 1 s per NFS call; the kernel may first ask for attributes.
           assert.ok(elapsed >= 900 && elapsed < 8000, `read failed after ${elapsed} ms`);
@@ -75,7 +77,7 @@ for (const vers of NFS_VERSIONS)
           await assert.rejects(fs.promises.stat(join(suite.m.mnt, 'other')), { code: 'EIO' });
           elapsed = Date.now() - started;
           assert.ok(elapsed >= 900 && elapsed < 8000, `stat failed after ${elapsed} ms`);
-          assert.equal(fs.readFileSync(join(dir, 'f'), 'utf8'), 'data');
+          assert.equal(fs.readFileSync(join(dir, 'f'), 'utf8'), content);
         } finally {
           suite.exp.server.thaw();
           await file.close();

@@ -5,7 +5,7 @@ import { Compound, CompoundReply } from '../../src/layers/nfs/v4/compound';
 import { Nfs4Error } from '../../src/layers/nfs/v4/errors';
 import { NOBODY_ID, ownerToId } from '../../src/layers/nfs/v4/owners';
 import { Attr, Nfs4Status, Op } from '../../src/layers/nfs/v4/protocol';
-import { SlotTable } from '../../src/layers/nfs/v4/slots';
+import { SlotTable, type Slot } from '../../src/layers/nfs/v4/slots';
 import { toNfsAttr } from '../../src/layers/nfs/v4/client';
 import { XdrReader, XdrWriter } from '../../src/layers/nfs/xdr';
 
@@ -118,11 +118,12 @@ describe('NFSv4 codec', function () {
   });
 
   it('hands out slots lowest first, holds requests when all are busy, and keeps above the target idle', async () => {
-    const t = new SlotTable(3);
-    const [a, b, c] = [await t.acquire(), await t.acquire(), await t.acquire()];
+    const t = new SlotTable(Buffer.alloc(16), 3);
+    const take = async (): Promise<Slot> => (await t.acquire()) ?? assert.fail('no slot');
+    const [a, b, c] = [await take(), await take(), await take()];
     assert.deepEqual([a.id, b.id, c.id], [0, 1, 2]);
     let fourth: number | undefined;
-    void t.acquire().then((s) => (fourth = s.id));
+    void t.acquire().then((s) => (fourth = s?.id));
     await new Promise((r) => setImmediate(r));
     assert.equal(fourth, undefined, 'waits for a slot');
     t.setTarget(0);
@@ -132,5 +133,21 @@ describe('NFSv4 codec', function () {
     t.release(a);
     await new Promise((r) => setImmediate(r));
     assert.equal(fourth, 0);
+  });
+
+  it('a dropped table (the session went) sends its waiters on; retired slots under the target lift the target', async () => {
+    const t = new SlotTable(Buffer.alloc(16), 2);
+    await t.acquire();
+    await t.acquire();
+    const waiter = t.acquire();
+    t.drop();
+    assert.equal(await waiter, undefined);
+    assert.equal(await t.acquire(), undefined);
+    const u = new SlotTable(Buffer.alloc(16), 2);
+    const s0 = (await u.acquire())!;
+    u.setTarget(0);
+    u.retire(s0);
+    assert.equal(u.usable, 1, 'slot 1 serves once nothing under the target can');
+    assert.equal((await u.acquire())?.id, 1);
   });
 });

@@ -144,8 +144,10 @@ describe('NFSv4 ACLs as POSIX ACLs (the reverse of nfsd’s mapping)', function 
     assert.match(reason(base.map((a) => (a.who.toString() === 'EVERYONE@' ? { ...a, mask: a.mask | 0x10000 } : a))), /not in the form/);
     assert.match(
       reason([...base, { type: 0, flag: 0, mask: 0x1, who: Buffer.from('nobody-here-at-all@example.org') }]),
-      /unknown user 'nobody-here-at-all@example.org'/,
+      /user 'nobody-here-at-all@example.org', which has no certain id here/,
     );
+    // A name known here, but of a domain that is not this host's: not taken for the local one.
+    assert.match(reason([...base, { type: 0, flag: 0, mask: 0x1, who: Buffer.from('root@not-this-domain.invalid') }]), /user 'root@not-this-domain.invalid'/);
     assert.match(reason([...base, { type: 0, flag: 0x3 | 0x8, mask: 0x1, who: Buffer.from('EVERYONE@') }]), /a file has inheritable entries/);
     assert.match(reason([...base, { type: 0, flag: 0x1, mask: 0x1, who: Buffer.from('EVERYONE@') }], true), /inherited by files or directories only/);
   });

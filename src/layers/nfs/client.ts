@@ -3,6 +3,7 @@
 import * as os from 'os';
 import createDebug from 'debug';
 import { AttrCache } from './attr-cache';
+import { MAX_LISTED } from './lower-client';
 import { Mount3Error, Nfs3Status, NfsError } from './errors';
 import { MOUNT_PROGRAM, MOUNT_VERSION, Mount3Client } from './mount3';
 import {
@@ -344,6 +345,7 @@ export class NfsClient {
           all.push(entry);
         }
         if (result.eof) return all;
+        if (all.length > MAX_LISTED) throw new NfsError(Nfs3Status.IO, syscall, `(more than ${MAX_LISTED} entries without an end)`);
         const last = result.entries.at(-1);
         if (last === undefined) throw new NfsError(Nfs3Status.IO, syscall, '(server returned no entries before end of directory)');
         cookie = last.cookie;

@@ -3,6 +3,9 @@ import type { DirEntryPlus, NfsAttr } from './nfs3';
 import type { NfsUrl } from './url';
 import type { LayerLocks, LentParts } from '../types';
 
+/** Entries of one directory at most: a server that never says "end" does not fill the memory. */
+export const MAX_LISTED = 4_000_000;
+
 /** An object a LOOKUP found: its handle, and its attributes when the server sent them. */
 export interface NfsFound {
   fh: Buffer;

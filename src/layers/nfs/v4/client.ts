@@ -11,7 +11,7 @@ import { Nfs4FileLocks } from './locks';
 import { bitmapOf, hasBit, readAce, readFattr, type Fattr4, type Nfs4Ace } from './attrs';
 import { ANONYMOUS_STATEID, CURRENT_STATEID, Compound, readStateid, writeStateid, type CompoundReply, type Stateid } from './compound';
 import { Nfs4Error } from './errors';
-import { ownerToId } from './owners';
+import { NOBODY_ID, ownerToId } from './owners';
 import {
   Attr,
   Delegation,
@@ -36,7 +36,7 @@ import { RpcClient } from '../rpc';
 import type { RpcCredential } from '../rpc-message';
 import type { XdrReader } from '../xdr';
 import { describeNfsUrl, joinPath, type NfsUrl } from '../url';
-import type { NfsFound, NfsFsStat, NfsLowerClient, NfsOpenFile } from '../lower-client';
+import { MAX_LISTED, type NfsFound, type NfsFsStat, type NfsLowerClient, type NfsOpenFile } from '../lower-client';
 import type { LayerLocks, LentParts } from '../../types';
 import { MiB } from '../../../util/linux';
 
@@ -83,7 +83,7 @@ const CLOSE_TIMEOUT_MS = 2000;
 /** An open's stateid the server no longer honours: open the file again, then the same call. */
 /** A reclaim the server will not take: open anew instead. */
 const RECLAIM_REFUSED = new Set([Nfs4Status.NO_GRACE, Nfs4Status.RECLAIM_BAD, Nfs4Status.RECLAIM_CONFLICT]);
-const STATE_LOST = new Set([Nfs4Status.BAD_STATEID, Nfs4Status.STALE_STATEID, Nfs4Status.EXPIRED, Nfs4Status.ADMIN_REVOKED, Nfs4Status.DELEG_REVOKED]);
+export const STATE_LOST = new Set([Nfs4Status.BAD_STATEID, Nfs4Status.STALE_STATEID, Nfs4Status.EXPIRED, Nfs4Status.ADMIN_REVOKED, Nfs4Status.DELEG_REVOKED]);
 
 export const NFS4_ACL_XATTR = 'system.nfs4_acl';
 
@@ -99,8 +99,8 @@ export function toNfsAttr(f: Fattr4): NfsAttr {
     type: type as FileType,
     mode: ifmt | ((f.mode ?? 0) & 0o7777),
     nlink: f.numlinks ?? 1,
-    uid: f.owner === undefined ? 0 : ownerToId(f.owner, false),
-    gid: f.ownerGroup === undefined ? 0 : ownerToId(f.ownerGroup, true),
+    uid: f.owner === undefined ? NOBODY_ID : ownerToId(f.owner, false),
+    gid: f.ownerGroup === undefined ? NOBODY_ID : ownerToId(f.ownerGroup, true),
     size,
     used: f.spaceUsed ?? size,
     rdev: f.rawdev ?? { major: 0, minor: 0 },
@@ -217,6 +217,8 @@ export class Nfs4Client implements NfsLowerClient {
       soft: url.soft,
       privilegedPort: url.resvport && process.getuid?.() === 0,
       label: 'nfs4',
+      // No reply may be larger than the session lets the server send.
+      maxRecordLength: MAX_RESPONSE + 64 * 1024,
       allocateRecord: (length) => replyBuffers.take(length),
     });
     // Set once the client exists: the session reports to it.
@@ -335,6 +337,7 @@ export class Nfs4Client implements NfsLowerClient {
       });
       for (const e of page.entries) if (!isDotName(e.name)) all.push(e);
       if (page.eof) return all;
+      if (all.length > MAX_LISTED) throw new Nfs4Error(Nfs4Status.IO, Op.READDIR, `(more than ${MAX_LISTED} entries without an end)`);
       if (page.entries.length === 0 || page.last === cookie)
         throw new Nfs4Error(Nfs4Status.IO, Op.READDIR, '(server listed nothing new before the end of the directory)');
       cookie = page.last;
@@ -413,17 +416,29 @@ export class Nfs4Client implements NfsLowerClient {
 
   /** Opens (or opens again, after the server lost it) the file `state` is for. */
   async ensureOpen(fh: Buffer, state: OpenState, recovering = false): Promise<void> {
+    if (recovering) {
+      // Not by joining an OPEN in flight: that one waits for the recovery this is part of.
+      if (state.generation !== this.session.generation) this.setStateid(state, await this.sendOpen(fh, state.access, true), this.session.generation);
+      return;
+    }
     while (state.generation !== this.session.generation) {
       if (state.pending === undefined) {
-        state.pending = this.sendOpen(fh, state.access, recovering)
-          .then((stateid) => {
-            state.stateid = stateid;
-            state.generation = this.session.generation;
-          })
+        state.pending = this.sendOpen(fh, state.access, false)
+          .then((stateid) => this.setStateid(state, stateid, this.session.generation))
           .finally(() => (state.pending = undefined));
       }
       await state.pending;
     }
+  }
+
+  /**
+   * Records what an OPEN answered. Several OPENs of one file by one owner are one state on the
+   * server, each answer newer than the last: a late answer never replaces a newer one.
+   */
+  private setStateid(state: OpenState, stateid: Stateid, generation: number): void {
+    if (state.generation === generation && state.stateid.other.equals(stateid.other) && seqidBefore(stateid.seqid, state.stateid.seqid)) return;
+    state.stateid = stateid;
+    state.generation = generation;
   }
 
   /** OPEN of the current handle; while recovering, a reclaim (CLAIM_PREVIOUS) first. */
@@ -504,15 +519,31 @@ export class Nfs4Client implements NfsLowerClient {
       writeStateid(w, CURRENT_STATEID);
       w.uint64(0n).uint32(firstRead);
     });
-    const generation = this.session.generation;
-    const { fh, attr, opened, first } = await this.session.run(c, (reply) => {
+    const { fh, fattr, opened, first } = await this.session.run(c, (reply) => {
       reply.ok(Op.PUTFH);
       reply.ok(Op.LOOKUP, `'${name.toString()}'`);
-      const found = { fh: reply.getfh(), attr: toNfsAttr(reply.getattr()), opened: readOpenResult(reply.ok(Op.OPEN)) };
-      // A READ the server refused (a directory, say) just primes nothing.
-      const { status, r } = reply.result(Op.READ);
-      return { ...found, first: status === Nfs4Status.OK ? readResult(r, firstRead) : undefined };
+      const found = { fh: reply.getfh(), fattr: reply.getattr(), opened: readOpenResult(reply.ok(Op.OPEN)) };
+      // From here the file is open on the server: nothing below may throw past a CLOSE.
+      let read: ReadResult | undefined;
+      try {
+        // A READ the server refused (a directory, say) just primes nothing.
+        const { status, r } = reply.result(Op.READ);
+        if (status === Nfs4Status.OK) read = readResult(r, firstRead);
+      } catch (err) {
+        log("open of '%s': its first READ is unusable: %s", name.toString(), (err as Error).message);
+      }
+      return { ...found, first: read };
     });
+    // The generation the OPEN was made in: the recovery waited for before sending, if any.
+    const generation = this.session.generation;
+    let attr: NfsAttr;
+    try {
+      attr = toNfsAttr(fattr);
+    } catch (err) {
+      void this.sendClose(fh, opened.stateid);
+      if (first) replyBuffers.give(first.data);
+      throw err;
+    }
     if (opened.delegation !== undefined) void this.returnDelegation(fh, opened.delegation);
     // The server keeps one open per owner and file: this OPEN joined any the mount has already.
     const stateKey = `${fh.toString('hex')}:${ShareAccess.READ}`;
@@ -521,8 +552,7 @@ export class Nfs4Client implements NfsLowerClient {
       state = { key: stateKey, access: ShareAccess.READ, stateid: opened.stateid, generation, refs: 0 };
       this.opens.set(stateKey, state);
     } else if (generation === this.session.generation) {
-      state.stateid = opened.stateid;
-      state.generation = generation;
+      this.setStateid(state, opened.stateid, generation);
     }
     state.refs++;
     if (!fh.equals(expected)) {
@@ -560,7 +590,7 @@ export class Nfs4Client implements NfsLowerClient {
 
   read(fh: Buffer, stateid: Stateid, offset: number, count: number): Promise<ReadResult> {
     const c = new Compound().putfh(fh).add(Op.READ, (w) => {
-      writeStateid(w, stateid);
+      writeStateid(w, current(stateid));
       w.uint64(BigInt(offset)).uint32(Math.min(count, this.maxRead));
     });
     return this.session.run(c, (reply) => {
@@ -593,8 +623,15 @@ export class Nfs4Client implements NfsLowerClient {
     for (const holder of this.lockHolders) await holder.reclaim();
   }
 
+  /**
+   * The server revoked some or all of this client's state (a lease that ran out while the client
+   * id lived on, or an administrator): held locks may be gone, and are said lost; opens are
+   * opened again at their next use.
+   */
   private stateRevoked(flags: number): void {
     log('%s: the server revoked state (flags %s)', describeNfsUrl(this.url), flags.toString(16));
+    for (const state of this.opens.values()) state.generation = -1;
+    for (const holder of this.lockHolders) holder.revoked();
   }
 
   async close(): Promise<void> {
@@ -609,6 +646,19 @@ export class Nfs4Client implements NfsLowerClient {
     await this.session.destroy();
     this.rpc.close();
   }
+}
+
+/**
+ * `s` with seqid 0: whatever its current version is (RFC 8881 §8.2.2), so that another OPEN
+ * of the file by the same owner, which moves the seqid on, does not fail reads in flight.
+ */
+export function current(s: Stateid): Stateid {
+  return { seqid: 0, other: s.other };
+}
+
+/** Whether seqid `a` came before `b` (they wrap around). */
+function seqidBefore(a: number, b: number): boolean {
+  return a !== b && (b - a) >>> 0 < 0x80000000;
 }
 
 /** READ4resok: end of file, and the bytes (a view of the reply), never more than `count`. */

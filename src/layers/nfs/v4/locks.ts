@@ -14,7 +14,7 @@ import { LockType, NFS4_OPAQUE_LIMIT, NFS4_UINT64_MAX, Nfs4Status, Op, ShareAcce
 import { describeNfsUrl } from '../url';
 import { RANGE_END, lengthOf, rangeOf, withRange, withoutRange, type HeldRange } from '../held-ranges';
 import type { LayerLock, LayerLocks } from '../../types';
-import type { Nfs4Client, OpenState } from './client';
+import { STATE_LOST, current, type Nfs4Client, type OpenState } from './client';
 import type { XdrReader, XdrWriter } from '../xdr';
 import { F_RDLCK, F_UNLCK, F_WRLCK } from '../../../util/linux';
 
@@ -95,12 +95,12 @@ export class Nfs4FileLocks implements LayerLocks {
     const s = this.lockState;
     if (s !== undefined && s.generation === this.client.session.generation) {
       w.bool(false);
-      writeStateid(w, s.stateid);
+      writeStateid(w, current(s.stateid));
       w.uint32(0);
       return;
     }
     w.bool(true).uint32(0);
-    writeStateid(w, openStateid);
+    writeStateid(w, current(openStateid));
     w.uint32(0).uint64(this.client.session.client).opaque(this.owner, NFS4_OPAQUE_LIMIT);
   }
 
@@ -122,6 +122,8 @@ export class Nfs4FileLocks implements LayerLocks {
             reply.ok(Op.PUTFH);
             const { status, r } = reply.result(Op.LOCK);
             if (status === Nfs4Status.DENIED) return readDenied(r);
+            // The server dropped this owner's lock state: the next LOCK makes it anew.
+            if (STATE_LOST.has(status)) this.lockState = undefined;
             if (status !== Nfs4Status.OK) throw new Nfs4Error(status, Op.LOCK, `'${this.path}'`);
             this.lockState = { stateid: readStateid(r), generation: this.client.session.generation };
             return undefined;
@@ -144,7 +146,7 @@ export class Nfs4FileLocks implements LayerLocks {
     if (s === undefined || s.generation !== this.client.session.generation) return;
     const c = new Compound().putfh(this.fh).add(Op.LOCKU, (w) => {
       w.uint32(LockType.WRITE).uint32(0);
-      writeStateid(w, s.stateid);
+      writeStateid(w, current(s.stateid));
       w.uint64(start).uint64(v4Length(start, len));
     });
     await this.client.session.run(c, (reply) => {
@@ -184,6 +186,20 @@ export class Nfs4FileLocks implements LayerLocks {
     return this.unlock(0n, 0n);
   }
 
+  /** The server revoked this client's state: whatever was held is lost, and said so. */
+  revoked(): void {
+    const held = this.held;
+    this.held = [];
+    this.lockState = undefined;
+    for (const r of held) this.reportLost(r, 'the server revoked it');
+  }
+
+  private reportLost(r: HeldRange, why: string): void {
+    const bytes = `${r.start}-${r.end === RANGE_END ? 'end' : r.end}`;
+    process.stderr.write(`ovshift: ${describeNfsUrl(this.client.url)}: lost a lock on "${this.path}" (bytes ${bytes}): ${why}\n`);
+    this.client.lostLocks++;
+  }
+
   /**
    * The server forgot this client: takes back what was held, as reclaims (refused once the
    * server's grace period is over); a lock that cannot be had back is lost, and said so.
@@ -197,11 +213,7 @@ export class Nfs4FileLocks implements LayerLocks {
       try {
         await this.lock(r.exclusive, r.start, lengthOf(r), false, true);
       } catch (err) {
-        const bytes = `${r.start}-${r.end === RANGE_END ? 'end' : r.end}`;
-        process.stderr.write(
-          `ovshift: ${describeNfsUrl(this.client.url)}: lost a lock on "${this.path}" (bytes ${bytes}) when the server forgot this client: ${(err as Error).message}\n`,
-        );
-        this.client.lostLocks++;
+        this.reportLost(r, `the server forgot this client and refused it back: ${(err as Error).message}`);
       }
     }
   }

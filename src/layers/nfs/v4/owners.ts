@@ -2,6 +2,7 @@
 // itself ("1000", what servers send to AUTH_SYS clients by default); "name@domain" is the local
 // user or group of that name; anything else is nobody (65534).
 import * as fs from 'fs';
+import * as os from 'os';
 
 export const NOBODY_ID = 65534;
 const MAX_ID = 0xfffffffe;
@@ -31,6 +32,36 @@ function idsOf(file: 'passwd' | 'group'): Map<string, number> {
     // No table: every name maps to nobody.
   }
   return t.ids;
+}
+
+/**
+ * This host's NFSv4 domain, as nfsidmap finds it: `Domain` in /etc/idmapd.conf, else the DNS
+ * domain of the host name; undefined when there is neither.
+ */
+export function localNfsDomain(): string | undefined {
+  try {
+    const conf = fs.readFileSync('/etc/idmapd.conf', 'utf8');
+    const m = /^\s*Domain\s*=\s*(\S+)\s*$/im.exec(conf);
+    if (m) return m[1]!.toLowerCase();
+  } catch {
+    // No idmapd.conf: the host name's domain.
+  }
+  const host = os.hostname();
+  const dot = host.indexOf('.');
+  return dot > 0 ? host.slice(dot + 1).toLowerCase() : undefined;
+}
+
+/**
+ * The local id an owner string names for certain: a number, or a name in this host's NFSv4
+ * domain that is known here; undefined otherwise (another domain's "alice" is not ours).
+ */
+export function certainId(owner: Buffer, isGroup: boolean): number | undefined {
+  const text = owner.toString('utf8');
+  if (/^\d{1,10}$/.test(text)) return Number(text) <= MAX_ID ? Number(text) : undefined;
+  const at = text.indexOf('@');
+  const domain = localNfsDomain();
+  if (at <= 0 || domain === undefined || text.slice(at + 1).toLowerCase() !== domain) return undefined;
+  return idsOf(isGroup ? 'group' : 'passwd').get(text.slice(0, at));
 }
 
 export function ownerToId(owner: Buffer, isGroup: boolean): number {

@@ -8,7 +8,7 @@
  */
 import { ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, encodePosixAcl, PosixAclTag, type PosixAclEntry } from '../../../idmap';
 import type { Nfs4Ace } from './attrs';
-import { NOBODY_ID, ownerToId } from './owners';
+import { certainId } from './owners';
 import { AceFlag, AceType } from './protocol';
 
 /** ACE access mask bits (RFC 8881 §6.2.1.3.1). */
@@ -99,13 +99,13 @@ export function posixToNfs4(entries: readonly PosixAclEntry[], isDir: boolean, i
   return out;
 }
 
-/** The ACE's principal; undefined for a name with no local id. */
+/** The ACE's principal; undefined for one with no certain local id (an unknown name, another domain's). */
 function whoOf(a: Nfs4Ace): Who | undefined {
   const text = a.who.toString('utf8');
   if (text === 'OWNER@' || text === 'GROUP@' || text === 'EVERYONE@') return text;
   const isGroup = (a.flag & AceFlag.IDENTIFIER_GROUP) !== 0;
-  const id = ownerToId(a.who, isGroup);
-  if (id === NOBODY_ID && text !== String(NOBODY_ID)) return undefined;
+  const id = certainId(a.who, isGroup);
+  if (id === undefined) return undefined;
   return isGroup ? `group ${id}` : `user ${id}`;
 }
 
@@ -154,7 +154,11 @@ export function nfs4ToPosixAcls(aces: readonly Nfs4Ace[], isDir: boolean): Posix
   const parsed: Ace4[] = [];
   for (const a of aces) {
     const who = whoOf(a);
-    if (who === undefined) return { inexact: `it names the unknown ${a.flag & AceFlag.IDENTIFIER_GROUP ? 'group' : 'user'} '${a.who.toString('utf8')}'` };
+    if (who === undefined) {
+      return {
+        inexact: `it names ${a.flag & AceFlag.IDENTIFIER_GROUP ? 'group' : 'user'} '${a.who.toString('utf8')}', which has no certain id here (unknown, or of another NFSv4 domain)`,
+      };
+    }
     parsed.push({ type: a.type, flag: a.flag, mask: a.mask, who });
   }
   const all = effective(parsed);

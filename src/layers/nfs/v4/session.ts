@@ -86,12 +86,12 @@ function sleep(ms: number): Promise<void> {
 export class Nfs4Session {
   private clientId = 0n;
   private exchangeSeq = 0;
-  private sessionId: Buffer = Buffer.alloc(NFS4_SESSIONID_SIZE);
-  private slots = new SlotTable(1);
+  private slots = new SlotTable(Buffer.alloc(NFS4_SESSIONID_SIZE), 1);
   /** Negotiated fore channel. */
   fore: ChannelAttrs | undefined;
   private recovering: Promise<void> | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
+  private renewing = false;
   private lastRenewed = 0;
   private leaseMs = 0;
   private closed = false;
@@ -133,8 +133,11 @@ export class Nfs4Session {
     this.lastRenewed = performance.now();
     const every = Math.max(1000, this.leaseMs / 3);
     this.renewTimer = setInterval(() => {
-      if (performance.now() - this.lastRenewed < every || this.recovering !== undefined) return;
-      this.run(new Compound(), () => undefined).catch((err: Error) => log('lease renewal failed: %s', err.message));
+      if (performance.now() - this.lastRenewed < every || this.recovering !== undefined || this.renewing) return;
+      this.renewing = true;
+      this.run(new Compound(), () => undefined)
+        .catch((err: Error) => log('lease renewal failed: %s', err.message))
+        .finally(() => (this.renewing = false));
     }, every);
     this.renewTimer.unref();
   }
@@ -185,15 +188,17 @@ export class Nfs4Session {
       failFast,
     );
     const r = reply.ok(Op.CREATE_SESSION);
-    this.sessionId = Buffer.from(r.opaqueFixed(NFS4_SESSIONID_SIZE));
+    const sessionId = Buffer.from(r.opaqueFixed(NFS4_SESSIONID_SIZE));
     r.uint32(); // csr_sequence
     r.uint32(); // csr_flags
     this.fore = readChannelAttrs(r);
     readChannelAttrs(r);
     this.exchangeSeq = (this.exchangeSeq + 1) >>> 0;
-    this.slots = new SlotTable(Math.max(1, Math.min(FORE_SLOTS, this.fore.maxRequests)));
+    const old = this.slots;
+    this.slots = new SlotTable(sessionId, Math.max(1, Math.min(FORE_SLOTS, this.fore.maxRequests)));
+    old.drop();
     this.reportedFlags = 0;
-    log('session %s: %d slots, max response %d', this.sessionId.toString('hex'), this.slots.size, this.fore.maxResponseSize);
+    log('session %s: %d slots, max response %d', sessionId.toString('hex'), this.slots.size, this.fore.maxResponseSize);
   }
 
   private async reclaimComplete(recovering = false): Promise<void> {
@@ -208,8 +213,13 @@ export class Nfs4Session {
     }
   }
 
-  /** A new session; a new client id first when the server forgot this one. Runs once at a time. */
-  private recover(why: string): Promise<void> {
+  /**
+   * A new session; a new client id first when the server forgot this one. Runs once at a time;
+   * a call made by the recovery itself that meets a lost session fails instead of waiting for
+   * the recovery it is part of (which then fails, and the next call starts another).
+   */
+  private recover(why: string, options: RunOptions): Promise<void> {
+    if (options.recovering) return Promise.reject(new Nfs4Error(Nfs4Status.IO, undefined, `(the server lost this client again while it recovered: ${why})`));
     this.recovering ??= (async () => {
       log('recovering: %s', why);
       try {
@@ -235,6 +245,8 @@ export class Nfs4Session {
   async run<T>(compound: Compound, read: (reply: CompoundReply) => T, options: RunOptions = {}): Promise<T> {
     const started = performance.now();
     let delayMs = DELAY_INITIAL_MS;
+    // Every retry waits, longer each time, and a soft mount gives up: a server that answers
+    // "again" forever never keeps the daemon busy or a call pending for ever.
     const later = async (status: Nfs4Status): Promise<void> => {
       if (this.giveUpAfterMs !== undefined && performance.now() - started > this.giveUpAfterMs) throw new Nfs4Error(status, compound.ops[0]);
       await sleep(delayMs);
@@ -245,36 +257,50 @@ export class Nfs4Session {
       if (!options.recovering && this.recovering !== undefined) await this.recovering;
       const slots = this.slots;
       const slot = await slots.acquire();
+      // The session went while this waited: on to the next one.
+      if (slot === undefined) continue;
       let reply: CompoundReply;
       try {
         reply = new CompoundReply(
           await this.rpc.call(COMPOUND_PROCEDURE, (w) => compound.encode(w, this.minorVersion, (x) => this.writeSequence(x, slot, slots))),
         );
       } catch (err) {
-        // Whether the server saw it is unknown: the slot keeps its sequence id, and the next
-        // request on it is taken as a retry (answered, or refused as one, below).
+        // Whether the server saw it is unknown. The next request on the slot goes as a new
+        // one: if the server never had this one, it calls that misordered and the slot is
+        // retired; a request taken for a retry could be answered with another's reply.
+        slot.seq = (slot.seq + 1) >>> 0;
         slots.release(slot);
         throw err;
       }
-      const seq = reply.result(Op.SEQUENCE);
-      if (seq.status !== Nfs4Status.OK) {
-        await this.sequenceFailed(seq.status, slot, slots, later);
+      let status: Nfs4Status;
+      try {
+        const seq = reply.result(Op.SEQUENCE);
+        status = seq.status;
+        if (status === Nfs4Status.OK) this.readSequence(seq.r, slot, slots);
+      } catch (err) {
+        // A reply that makes no sense leaves the slot's state unknown: it is not used again.
+        slots.retire(slot);
+        throw err;
+      }
+      if (status !== Nfs4Status.OK) {
+        await this.sequenceFailed(status, slot, slots, later, options);
         continue;
       }
-      this.readSequence(seq.r, slot, slots);
       try {
         return read(reply);
       } catch (err) {
         if (!(err instanceof Nfs4Error)) throw err;
         if (TRY_LATER.has(err.status)) await later(err.status);
-        else if (err.status === Nfs4Status.STALE_CLIENTID) await this.recover(err.nfsStatus);
-        else throw err;
+        else if (err.status === Nfs4Status.STALE_CLIENTID) {
+          await this.recover(err.nfsStatus, options);
+          await later(err.status);
+        } else throw err;
       }
     }
   }
 
   private writeSequence(w: XdrWriter, slot: Slot, slots: SlotTable): void {
-    w.uint32(Op.SEQUENCE).opaqueFixed(this.sessionId, NFS4_SESSIONID_SIZE).uint32(slot.seq).uint32(slot.id).uint32(slots.highest).bool(false);
+    w.uint32(Op.SEQUENCE).opaqueFixed(slots.sessionId, NFS4_SESSIONID_SIZE).uint32(slot.seq).uint32(slot.id).uint32(slots.highest).bool(false);
   }
 
   private readSequence(r: XdrReader, slot: Slot, slots: SlotTable): void {
@@ -296,10 +322,11 @@ export class Nfs4Session {
     }
   }
 
-  private async sequenceFailed(status: Nfs4Status, slot: Slot, slots: SlotTable, later: (s: Nfs4Status) => Promise<void>): Promise<void> {
+  private async sequenceFailed(status: Nfs4Status, slot: Slot, slots: SlotTable, later: (s: Nfs4Status) => Promise<void>, options: RunOptions): Promise<void> {
     log('SEQUENCE on slot %d (seq %d): %s', slot.id, slot.seq, Nfs4Status[status] ?? status);
     if (SESSION_GONE.has(status)) {
-      if (slots === this.slots) await this.recover(`session: ${Nfs4Status[status]}`);
+      if (slots === this.slots) await this.recover(`session: ${Nfs4Status[status]}`, options);
+      await later(status);
       return;
     }
     if (status === Nfs4Status.DELAY) {
@@ -311,11 +338,13 @@ export class Nfs4Session {
       // A request sent on this slot earlier was seen after all: the next one is new.
       slot.seq = (slot.seq + 1) >>> 0;
       slots.release(slot);
+      await later(status);
       return;
     }
     if (status === Nfs4Status.SEQ_MISORDERED || status === Nfs4Status.BADSLOT || status === Nfs4Status.BAD_HIGH_SLOT) {
       slots.retire(slot);
-      if (slots.usable === 0 && slots === this.slots) await this.recover('no slot left in step with the server');
+      if (slots.usable === 0 && slots === this.slots) await this.recover('no slot left in step with the server', options);
+      await later(status);
       return;
     }
     slots.release(slot);
@@ -328,7 +357,7 @@ export class Nfs4Session {
     if (this.closed) return;
     this.closed = true;
     try {
-      (await this.sole(Op.DESTROY_SESSION, (w) => w.opaqueFixed(this.sessionId, NFS4_SESSIONID_SIZE), true)).ok(Op.DESTROY_SESSION);
+      (await this.sole(Op.DESTROY_SESSION, (w) => w.opaqueFixed(this.slots.sessionId, NFS4_SESSIONID_SIZE), true)).ok(Op.DESTROY_SESSION);
       (await this.sole(Op.DESTROY_CLIENTID, (w) => w.uint64(this.clientId), true)).ok(Op.DESTROY_CLIENTID);
     } catch (err) {
       log('ending the session failed: %s', (err as Error).message);

@@ -1,5 +1,6 @@
-// The fore channel's slot table (RFC 8881 §2.10.6.1): each request in flight holds a slot, and
-// the slot's sequence id tells the server a new request from a retry of the last one.
+// The fore channel's slot table (RFC 8881 §2.10.6.1) of one session: each request in flight
+// holds a slot, and the slot's sequence id tells the server a new request from a retry of the
+// last one.
 
 export interface Slot {
   readonly id: number;
@@ -9,12 +10,18 @@ export interface Slot {
 
 export class SlotTable {
   private readonly free: Slot[] = [];
-  private readonly waiting: ((slot: Slot) => void)[] = [];
+  /** Requests waiting for a slot; told `undefined` when the table is dropped (the session went). */
+  private readonly waiting: ((slot: Slot | undefined) => void)[] = [];
   /** Slots the server refused to go on with (misordered): never used again. */
-  private retired = 0;
+  private readonly retired = new Set<number>();
   private limit: number;
+  private dropped = false;
 
-  constructor(readonly size: number) {
+  constructor(
+    /** The session whose slots these are: its requests carry this id. */
+    readonly sessionId: Buffer,
+    readonly size: number,
+  ) {
     this.limit = size;
     for (let id = size - 1; id >= 0; id--) this.free.push({ id, seq: 1 });
   }
@@ -24,12 +31,16 @@ export class SlotTable {
     return this.size - 1;
   }
 
-  /** Slots that can still be used. */
+  /** Slots that can still be used, within the server's target. */
   get usable(): number {
-    return this.size - this.retired;
+    let n = 0;
+    for (let id = 0; id < this.limit; id++) if (!this.retired.has(id)) n++;
+    return n;
   }
 
-  acquire(): Promise<Slot> {
+  /** A free slot, once there is one; undefined once the table is dropped. */
+  acquire(): Promise<Slot | undefined> {
+    if (this.dropped) return Promise.resolve(undefined);
     const slot = this.takeFree();
     if (slot !== undefined) return Promise.resolve(slot);
     return new Promise((resolve) => this.waiting.push(resolve));
@@ -46,8 +57,17 @@ export class SlotTable {
     this.wake();
   }
 
-  retire(_slot: Slot): void {
-    this.retired++;
+  retire(slot: Slot): void {
+    this.retired.add(slot.id);
+    // With none left under the target, the target no longer holds: the rest may serve.
+    if (this.usable === 0) this.limit = this.size;
+    this.wake();
+  }
+
+  /** The session is gone: whoever waits is told to start again on the next table. */
+  drop(): void {
+    this.dropped = true;
+    for (const wake of this.waiting.splice(0)) wake(undefined);
   }
 
   private takeFree(): Slot | undefined {
