@@ -131,6 +131,8 @@ describe('nfs:// lower (NFSv4.1): locks shared by every host and the server', fu
       process.kill(pid, 'SIGCONT');
     }
     await waitUntil(() => /lost a lock on "mbox"/.test(hosts[0]!.daemon!.stderr()), { timeoutMs: 20000, what: "host A's lost-lock line" });
+    const status = await run(OVSHIFT, ['ctl', hosts[0]!.mnt, 'status']);
+    assert.match(status.stdout, /^locks nfs lowers: the server, as NFSv4\.1 byte-range locks \(LOCK\/LOCKU\/LOCKT\); 1 lost /m, status.stderr);
   });
 
   it('ovshift ctl status says where locks go', async () => {

@@ -383,7 +383,8 @@ export class Nfs4Client implements NfsLowerClient {
   }
 
   sharedLocksNow(): string {
-    return `the server, as NFSv4.${this.session.minorVersion} byte-range locks (LOCK/LOCKU/LOCKT)`;
+    const lost = this.lostLocks === 0 ? '' : `; ${this.lostLocks} lost (the server forgot or revoked them: see the log)`;
+    return `the server, as NFSv4.${this.session.minorVersion} byte-range locks (LOCK/LOCKU/LOCKT)${lost}`;
   }
 
   // --- opens -------------------------------------------------------------------------------

@@ -194,18 +194,6 @@ export enum Attr {
   XATTR_SUPPORT = 82,
 }
 
-export const ExchangeIdFlag = {
-  SUPP_MOVED_REFER: 0x1,
-  SUPP_MOVED_MIGR: 0x2,
-  USE_NON_PNFS: 0x10000,
-  CONFIRMED_R: 0x80000000,
-} as const;
-
-export const CreateSessionFlag = {
-  PERSIST: 0x1,
-  CONN_BACK_CHAN: 0x2,
-} as const;
-
 /** SEQUENCE's sr_status_flags. */
 export const SeqStatus = {
   CB_PATH_DOWN: 0x1,
@@ -248,12 +236,6 @@ export enum WhyNoDelegation {
   CONTENTION = 7,
   RESOURCE = 8,
 }
-
-export const OpenResultFlag = {
-  LOCKTYPE_POSIX: 0x4,
-  PRESERVE_UNLINKED: 0x8,
-  MAY_NOTIFY_LOCK: 0x20,
-} as const;
 
 export enum LockType {
   READ = 1,
