@@ -13,7 +13,7 @@
 import createDebug from 'debug';
 import { FileType, type NfsAttr } from './nfs';
 import { connectNfs } from './nfs/connect';
-import type { NfsLowerClient, NfsOpenFile } from './nfs/lower-client';
+import type { NfsFound, NfsLowerClient, NfsOpenFile } from './nfs/lower-client';
 import type { NfsUrl } from './nfs/url';
 import { decodeNfs4Acl } from './nfs/v4/acl-xattr';
 import { NFS4_ACL_XATTR } from './nfs/v4/client';
@@ -65,12 +65,6 @@ function isAbsent(err: unknown): boolean {
 
 function isStale(err: unknown): boolean {
   return errorCode(err) === 'ESTALE';
-}
-
-/** Where a walk ended: the object's handle, and its attributes when the server sent them. */
-interface Found {
-  fh: Buffer;
-  attr?: NfsAttr;
 }
 
 /** An open NFS file: positional READs on its handle, read ahead when sequential; no local descriptor. */
@@ -176,8 +170,8 @@ export class NfsLayer implements ReadableLayer {
   }
 
   /** Looks `path` up from the export root, one LOOKUP per component. */
-  private async walk(path: string): Promise<Found> {
-    let found: Found = { fh: this.client.root };
+  private async walk(path: string): Promise<NfsFound> {
+    let found: NfsFound = { fh: this.client.root };
     if (path === '') return found;
     for (const name of path.split('/')) found = await this.client.lookup(found.fh, Buffer.from(name, 'latin1'));
     return found;
@@ -200,7 +194,7 @@ export class NfsLayer implements ReadableLayer {
   }
 
   /** The attributes of what `find` finds; null when it finds nothing. */
-  private async attrOrNull(find: () => Promise<Found>): Promise<LayerAttr | null> {
+  private async attrOrNull(find: () => Promise<NfsFound>): Promise<LayerAttr | null> {
     try {
       const found = await find();
       return this.attrOf(found.fh, found.attr ?? (await this.client.getattr(found.fh)));
