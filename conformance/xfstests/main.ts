@@ -1,0 +1,140 @@
+/**
+ * scripts/xfstests: runs xfstests (a checkout the user fetched) on ovshift, fuse-overlayfs and
+ * kernel overlayfs side by side, test by test, and prints one comparison table. See usage().
+ */
+import { appendFileSync, existsSync, readFileSync } from 'fs';
+import { resolve } from 'path';
+import { Cleanup } from '../../bench/lib/cleanup';
+import { check } from '../../bench/lib/proc';
+import { scratchDir, subdir } from '../../bench/lib/trees';
+import { loopExt4, mountDevice, ovshiftCommand, suiteUsers } from './machine';
+import { report, type Verdicts } from './report';
+import { runTest, type Outcome } from './run-test';
+import { notACheckout, prepareSuite, type Suite } from './suite';
+import { makeTargets, TARGET_NAMES, type Target, type TargetName } from './targets';
+
+function usage(): string {
+  return `usage: scripts/xfstests [options] CHECKOUT [TEST...]
+  Runs xfstests from CHECKOUT (e.g. a clone of kdave/xfstests; never changed: it is copied,
+  patched and built in the run's directory) on each filesystem, test by test, and prints a
+  Markdown table of the verdicts to stdout (progress goes to stderr). Needs root.
+  -g GROUP        a group to run, as ./check -g takes it (default generic/quick); repeatable
+  --fs LIST       filesystems, comma-separated (default ${TARGET_NAMES.join(',')})
+  --limit S       seconds a test may take on one filesystem before it is killed (default 600)
+  --verdicts F    appends each verdict to F (JSON lines); tests already in F are not run again
+  --work DIR      where the run's files go (default a new directory in /var/tmp, removed after)
+`;
+}
+
+interface Args {
+  checkout: string;
+  groups: string[];
+  tests: string[];
+  targets: TargetName[];
+  limit: number;
+  verdictsFile?: string;
+  work?: string;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { checkout: '', groups: [], tests: [], targets: [...TARGET_NAMES], limit: 600 };
+  const value = (i: number): string => {
+    const v = argv[i + 1];
+    if (v === undefined) throw new Error(`${argv[i]} needs a value`);
+    return v;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '-h' || arg === '--help') {
+      process.stdout.write(usage());
+      process.exit(0);
+    } else if (arg === '-g') a.groups.push(value(i++));
+    else if (arg === '--fs') {
+      const names = value(i++).split(',');
+      const bad = names.find((n) => !(TARGET_NAMES as readonly string[]).includes(n));
+      if (bad) throw new Error(`--fs: unknown filesystem ${bad} (known: ${TARGET_NAMES.join(', ')})`);
+      a.targets = names as TargetName[];
+    } else if (arg === '--limit') {
+      a.limit = Number(value(i++));
+      if (!(a.limit > 0)) throw new Error(`--limit: ${argv[i]} is not a number of seconds`);
+    } else if (arg === '--verdicts') a.verdictsFile = resolve(value(i++));
+    else if (arg === '--work') a.work = resolve(value(i++));
+    else if (arg.startsWith('-')) throw new Error(`unknown option ${arg}`);
+    else if (!a.checkout) a.checkout = resolve(arg);
+    else a.tests.push(arg);
+  }
+  if (!a.checkout) throw new Error('no xfstests checkout named');
+  if (!a.groups.length && !a.tests.length) a.groups.push('generic/quick');
+  return a;
+}
+
+/** The tests the groups and names select, in check's order. */
+async function selectTests(suite: Suite, target: Target, a: Args): Promise<string[]> {
+  const args = ['-n', ...target.checkArgs, ...a.groups.flatMap((g) => ['-g', g]), ...a.tests];
+  const out = await check('./check', args, { timeoutMs: 120_000, cwd: suite.dir, env: { ...process.env, HOST_OPTIONS: target.config } });
+  return out
+    .split('\n')
+    .filter((l) => /^[a-z0-9-]+\/\d+$/.test(l.trim()))
+    .map((l) => l.trim());
+}
+
+function loadVerdicts(file: string | undefined): Verdicts {
+  const v: Verdicts = new Map();
+  if (!file || !existsSync(file)) return v;
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    const r = JSON.parse(line) as { test: string; fs: TargetName } & Outcome;
+    if (!v.has(r.test)) v.set(r.test, new Map());
+    v.get(r.test)!.set(r.fs, { verdict: r.verdict, detail: r.detail, seconds: r.seconds });
+  }
+  return v;
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2));
+  const bad = notACheckout(a.checkout);
+  if (bad) throw new Error(bad);
+  if (process.getuid?.() !== 0) throw new Error('xfstests mounts filesystems and creates users: run it as root');
+  const progress = (line: string): boolean => process.stderr.write(`xfstests: ${line}\n`);
+  const cleanup = new Cleanup();
+  cleanup.onSignals();
+  try {
+    const work = a.work ? subdir(a.work) : scratchDir(cleanup, '/var/tmp', 'ovshift-xfstests-');
+    const suite = await prepareSuite(a.checkout, subdir(work, 'src'), progress);
+    if (a.targets.includes('ovshift')) ovshiftCommand(cleanup, resolve(__dirname, '../../..'));
+    await suiteUsers(cleanup);
+    const fuseBase = subdir(work, 'base');
+    await mountDevice(cleanup, await loopExt4(cleanup, `${work}/fuse.img`, '24G'), fuseBase);
+    const targets = makeTargets(a.targets, {
+      work,
+      fuseBase,
+      overlayTestDevice: a.targets.includes('overlay') ? await loopExt4(cleanup, `${work}/overlay-test.img`, '12G') : '',
+      overlayScratchDevice: a.targets.includes('overlay') ? await loopExt4(cleanup, `${work}/overlay-scratch.img`, '12G') : '',
+    });
+    const tests = await selectTests(suite, targets.find((t) => t.name !== 'overlay') ?? targets[0]!, a);
+    const verdicts = loadVerdicts(a.verdictsFile);
+    progress(`${tests.length} tests on ${a.targets.join(', ')}, at most ${a.limit} s each`);
+    for (const [i, test] of tests.entries()) {
+      if (!verdicts.has(test)) verdicts.set(test, new Map());
+      const m = verdicts.get(test)!;
+      for (const t of targets) {
+        if (m.has(t.name)) continue;
+        const o = await runTest(suite, t, test, a.limit);
+        m.set(t.name, o);
+        if (a.verdictsFile) appendFileSync(a.verdictsFile, `${JSON.stringify({ test, fs: t.name, ...o })}\n`);
+      }
+      progress(`[${i + 1}/${tests.length}] ${test}  ${targets.map((t) => `${t.name} ${m.get(t.name)!.verdict} ${m.get(t.name)!.seconds}s`).join('  ')}`);
+    }
+    const selected: Verdicts = new Map(tests.map((t) => [t, verdicts.get(t)!]));
+    const date = new Date().toISOString().slice(0, 10);
+    const what = [...a.groups.map((g) => `-g ${g}`), ...a.tests].join(' ');
+    process.stdout.write(report(`xfstests ${what}, commit ${suite.commit}, ${date}, limit ${a.limit} s per test`, a.targets, selected));
+  } finally {
+    await cleanup.runAll();
+  }
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`xfstests: ${err.message}\n`);
+  process.exit(1);
+});

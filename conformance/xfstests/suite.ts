@@ -1,0 +1,81 @@
+/**
+ * The xfstests checkout a run uses: copied from the one the user fetched into the run's own
+ * directory, patched there (see PATCHES) and built there, so the user's checkout is never
+ * changed and nothing of xfstests lands in this repository.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'fs';
+import { join } from 'path';
+import { check, run } from '../../bench/lib/proc';
+
+export interface Suite {
+  /** The built copy, where `./check` runs. */
+  dir: string;
+  /** The checkout's commit, abbreviated, or "unknown" outside git. */
+  commit: string;
+}
+
+/** Why `dir` cannot be used as an xfstests checkout, or undefined when it can. */
+export function notACheckout(dir: string): string | undefined {
+  for (const file of ['check', 'common/rc', 'tests/generic']) {
+    if (!existsSync(join(dir, file))) return `${dir} has no ${file}: not an xfstests checkout`;
+  }
+  return undefined;
+}
+
+interface Patch {
+  file: string;
+  /** Text found exactly once in the file, replaced by `to`. */
+  from: string;
+  to: string;
+}
+
+/**
+ * The changes made to the copy, both to xfstests' handling of FSTYP=fuse, which assumes more
+ * of a FUSE mount than FUSE promises:
+ *
+ * - common/rc's _fs_type reads a mount's type from df, which shows a FUSE mount as
+ *   fuse.SUBTYPE; xfstests maps only fuse.glusterfs and fuse.ceph-fuse back, so every other FUSE
+ *   filesystem stops at start-up with "TEST_DEV=… is mounted but not a type fuse filesystem".
+ *   Any remaining fuse.SUBTYPE is mapped to fuse, as those two are.
+ * - common/rc's _check_if_dev_already_mounted finds a mount by its source, taking TEST_DEV and
+ *   SCRATCH_DEV as devices. A FUSE filesystem names its source itself: fuse-overlayfs 1.10
+ *   calls every mount "fuse-overlayfs" and takes no fsname option, so its test and scratch
+ *   mounts cannot be told apart and every scratch test aborts. For FSTYP=fuse the mount is
+ *   found by its mount point instead.
+ */
+const PATCHES: Patch[] = [
+  {
+    file: 'common/rc',
+    from: "-e 's/fuse.ceph-fuse/ceph-fuse/'",
+    to: "-e 's/fuse.ceph-fuse/ceph-fuse/' -e 's/^fuse\\.[^ ]*$/fuse/'",
+  },
+  {
+    file: 'common/rc',
+    from: '\t# find $dev as the source, and print result in "$dev $mnt" format\n',
+    to: '\t# patched by ovshift scripts/xfstests: a FUSE mount is found by its mount point\n\tif [ "$FSTYP" = fuse ]; then\n\t\tfindmnt -rncv -M $mnt >/dev/null && return 0\n\t\treturn 1\n\tfi\n\t# find $dev as the source, and print result in "$dev $mnt" format\n',
+  },
+];
+
+function patch(dir: string): void {
+  for (const p of PATCHES) {
+    const file = join(dir, p.file);
+    const text = readFileSync(file, 'utf8');
+    if (text.includes(p.to)) continue;
+    if (text.split(p.from).length !== 2) {
+      throw new Error(`${p.file} of this checkout has no single ${JSON.stringify(p.from)} to patch: a newer xfstests? See conformance/xfstests/suite.ts`);
+    }
+    writeFileSync(file, text.replace(p.from, p.to));
+  }
+}
+
+/** Copies `checkout` to `into`, patches and builds the copy. */
+export async function prepareSuite(checkout: string, into: string, progress: (line: string) => void): Promise<Suite> {
+  const head = await run('git', ['-C', checkout, 'rev-parse', 'HEAD']);
+  const commit = head.code === 0 ? head.stdout.trim().slice(0, 12) : 'unknown';
+  progress(`copying ${checkout} (${commit}) to ${into}`);
+  await check('cp', ['-a', `${checkout}/.`, into], { timeoutMs: 600_000 });
+  patch(into);
+  progress('building xfstests (several minutes the first time)');
+  await check('make', ['-C', into, '-j2'], { timeoutMs: 3_600_000 });
+  return { dir: into, commit };
+}
