@@ -104,7 +104,9 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     // Injected faults sit below the ESTALE retry, so an injected ESTALE is retried like a real one.
     opened = await openLowers(layout.lowers);
     const lowers = opened.layers.map((l, i) => new StaleRetryLayer(new FaultyLayer(l, i + 1, faults)));
-    const upper = upperPath ? new UpperDir(upperPath, workPath!, privateUpper ? `private ${privateUpper.kind} upper` : `upperdir (${upperPath})`) : undefined;
+    const atime = o.flags.noatime ? 'noatime' : o.flags.strictatime ? 'strictatime' : 'relatime';
+    const upperLabel = privateUpper ? `private ${privateUpper.kind} upper` : `upperdir (${upperPath})`;
+    const upper = upperPath ? new UpperDir(upperPath, workPath!, upperLabel, { atime }) : undefined;
     upper?.clearWorkdir();
     if (upper && privateUpper) await matchLowerRoot(upper, lowers[0]!);
     const xattrs = new OverlayXattrs(initialNamespaceRoot() ? TRUSTED_PREFIX : USER_PREFIX);
@@ -123,6 +125,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
         readOnly: !upper,
         forwardLocks: o.forwardLocks,
         ids,
+        atime,
         passthrough: o.passthrough,
         watch: o.watch,
         volatile: o.volatile || !o.fsync,
@@ -148,6 +151,8 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
           beforeStart: async ({ session, connection }) => {
             fs.core.notifier = {
               invalInode: (id) => session.notifyInvalInode(id).then(() => undefined),
+              // A negative offset: attributes only.
+              invalAttrs: (id) => session.notifyInvalInode(id, -1, 0).then(() => undefined),
               invalEntry: (parent, name) => session.notifyInvalEntry(parent, Buffer.from(name, 'latin1')).then(() => undefined),
               incEpoch: () => session.notifyIncEpoch().then(() => undefined),
             };

@@ -98,14 +98,15 @@ export class DirLayer implements ReadableLayer {
 
   /**
    * `ownMount: false` keeps the root on its mount as it is (the upper: its work directory must
-   * be on the same mount for renames between them).
+   * be on the same mount for renames between them); `rootFd`, a descriptor of the root the
+   * caller opened, is used as it is (and closed with the layer).
    */
   constructor(
     readonly root: string,
     readonly label: string,
-    opts: { sync?: boolean; ownMount?: boolean } = {},
+    opts: { sync?: boolean; ownMount?: boolean; rootFd?: number } = {},
   ) {
-    this.rootFd = opts.ownMount === false ? openSync(root, K.O_RDONLY | K.O_DIRECTORY | O_CLOEXEC) : openLayerRoot(root);
+    this.rootFd = opts.rootFd ?? (opts.ownMount === false ? openSync(root, K.O_RDONLY | K.O_DIRECTORY | O_CLOEXEC) : openLayerRoot(root));
     this.remote = isRemoteFilesystem(root);
     this.sync = opts.sync ?? !this.remote;
     this.inMemory = isMemoryFilesystem(root);

@@ -7,6 +7,7 @@
 import * as fs from 'fs';
 import { C, native } from '../native';
 import { errnoError, errorCode } from '../util/errno';
+import { openWithAtimeRule, type AtimeRule } from './atime-mount';
 import { DirLayer } from './dir-layer';
 import type { FdFile } from './fd-io';
 import type { Loc } from './types';
@@ -17,17 +18,26 @@ export class UpperDir extends DirLayer {
   private readonly workFd: number;
   private readonly workPath: string;
   private tempCounter = 0;
+  /** The atime rule reads through this layer follow, when it was applied (see `atime`). */
+  readonly atimeRule?: AtimeRule;
 
+  /**
+   * `atime`: the rule reads of upper files are to follow; applied through a private copy of the
+   * upper's mount where that can be made (atimeRule says whether it was).
+   */
   constructor(
     root: string,
     readonly workdir: string,
     label: string,
-    opts: { sync?: boolean } = {},
+    opts: { sync?: boolean; atime?: AtimeRule } = {},
   ) {
-    super(root, label, { ...opts, ownMount: false });
-    this.workPath = `${workdir.replace(/\/+$/, '')}/work`;
-    fs.mkdirSync(this.workPath, { recursive: true, mode: 0o700 });
-    this.workFd = fs.openSync(this.workPath, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    const workPath = `${workdir.replace(/\/+$/, '')}/work`;
+    fs.mkdirSync(workPath, { recursive: true, mode: 0o700 });
+    const ruled = opts.atime ? openWithAtimeRule([root, workPath], opts.atime) : undefined;
+    super(root, label, { sync: opts.sync, ownMount: false, rootFd: ruled?.[0] });
+    this.workPath = workPath;
+    this.workFd = ruled?.[1] ?? fs.openSync(workPath, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    if (ruled) this.atimeRule = opts.atime;
   }
 
   override close(): void {

@@ -167,6 +167,8 @@ export interface NativeAddon {
   openat2Sync(dirfd: number, p: PathLike, flags: number, mode: number, resolve: number): number;
   /** open_tree(AT_FDCWD, path, flags) on the calling thread: the fd, or -errno. */
   openTreeSync(p: PathLike, flags: number): number;
+  /** mount_setattr(fd, "", AT_EMPTY_PATH) with attr_set/attr_clr (MOUNT_ATTR_*): 0 or -errno. */
+  mountSetattrSync(fd: number, attrSet: number, attrClr: number): number;
   /** fanotify_init(): the group's fd, or -errno. */
   fanotifyInitSync(flags: number, eventFlags: number): number;
   /** fanotify_mark() of `p` relative to `dirfd` (which may be an O_PATH descriptor): 0 or -errno. */

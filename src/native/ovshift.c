@@ -1822,6 +1822,35 @@ static napi_value js_open_tree_sync(napi_env env, napi_callback_info info) {
   return js_i64(env, res);
 }
 
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef MOUNT_ATTR_SIZE_VER0
+struct mount_attr {
+  uint64_t attr_set;
+  uint64_t attr_clr;
+  uint64_t propagation;
+  uint64_t userns_fd;
+};
+#define MOUNT_ATTR_SIZE_VER0 32
+#endif
+#ifndef MOUNT_ATTR__ATIME
+#define MOUNT_ATTR__ATIME 0x00000070
+#define MOUNT_ATTR_RELATIME 0x00000000
+#define MOUNT_ATTR_NOATIME 0x00000010
+#define MOUNT_ATTR_STRICTATIME 0x00000020
+#endif
+
+/* mountSetattrSync(fd, attrSet, attrClr) -> 0 | -errno: mount_setattr on the mount `fd` is (AT_EMPTY_PATH). */
+static napi_value js_mount_setattr_sync(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  uint32_t set, clr;
+  if (!parse_args(env, info, "iuu", &fd, &set, &clr)) return NULL;
+  struct mount_attr attr = {.attr_set = set, .attr_clr = clr};
+  long res = syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr);
+  return js_i64(env, res < 0 ? -errno : 0);
+}
+
 /* fanotifyInitSync(flags, eventFlags) -> fd | -errno */
 static napi_value js_fanotify_init_sync(napi_env env, napi_callback_info info) {
   uint32_t flags, event_flags;
@@ -1911,7 +1940,8 @@ static napi_value make_constants(napi_env env) {
     K(O_PATH), K(O_NOFOLLOW), K(O_DIRECTORY), K(O_TMPFILE), K(O_NOATIME), K(O_CLOEXEC),
     K(O_NONBLOCK),
     K(RESOLVE_BENEATH), K(RESOLVE_NO_SYMLINKS), K(RESOLVE_NO_MAGICLINKS), K(RESOLVE_NO_XDEV),
-    K(OPEN_TREE_CLONE), K(OPEN_TREE_CLOEXEC),
+    K(OPEN_TREE_CLONE), K(OPEN_TREE_CLOEXEC), K(MOUNT_ATTR__ATIME), K(MOUNT_ATTR_RELATIME), K(MOUNT_ATTR_NOATIME),
+    K(MOUNT_ATTR_STRICTATIME),
     K(FAN_CLASS_NOTIF), K(FAN_CLOEXEC), K(FAN_NONBLOCK), K(FAN_REPORT_FID), K(FAN_REPORT_DFID_NAME),
     K(FAN_MARK_ADD), K(FAN_MARK_REMOVE), K(FAN_MARK_FILESYSTEM),
     K(FAN_CREATE), K(FAN_DELETE), K(FAN_MOVED_FROM), K(FAN_MOVED_TO), K(FAN_ATTRIB), K(FAN_MODIFY),
@@ -1994,6 +2024,7 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("openat2", js_openat2),
     FN("openat2Sync", js_openat2_sync),
     FN("openTreeSync", js_open_tree_sync),
+    FN("mountSetattrSync", js_mount_setattr_sync),
     FN("fanotifyInitSync", js_fanotify_init_sync),
     FN("fanotifyMarkSync", js_fanotify_mark_sync),
     FN("openByHandleAtSync", js_open_by_handle_at_sync),

@@ -2,6 +2,7 @@
  * State shared by the overlay's operations: layers, node table, handles, copy-up, and the
  * helpers that turn a node into attributes, entries and paths.
  */
+import { AtimePolicy } from './atime';
 import type { Passthrough } from './passthrough';
 import createDebug from 'debug';
 import { LRUCache } from 'lru-cache';
@@ -56,11 +57,15 @@ export class OverlayCore {
    */
   private readonly absent?: LRUCache<string, true>;
 
+  /** How reads of upper files move their atimes. */
+  readonly atime: AtimePolicy;
+
   constructor(
     readonly layers: Layers,
     readonly opts: OverlayOptions,
     root: { upper?: LayerAttr; lowers: LayerAttr[] },
   ) {
+    this.atime = new AtimePolicy(opts.atime, layers.upper?.atimeRule === opts.atime);
     if (opts.revalidate === 'cached') this.absent = new LRUCache<string, true>({ max: 100_000 });
     if (root.upper) this.inodes.register(root.upper.dev);
     for (const l of root.lowers) this.inodes.register(l.dev);
@@ -134,6 +139,11 @@ export class OverlayCore {
   timeoutFor(node: Node, since?: number): number {
     if (this.opts.revalidate !== 'always') return CACHE_TIMEOUT;
     return node.upperOnly || this.watch?.unchangedSince(since) ? this.opts.upperTimeout : this.opts.lowerTimeout;
+  }
+
+  /** The attributes' cache time: none while the kernel itself writes the file (kernelWriters). */
+  attrTimeoutFor(node: Node, since?: number): number {
+    return node.kernelWriters > 0 ? 0 : this.timeoutFor(node, since);
   }
 
   /**
@@ -261,8 +271,7 @@ export class OverlayCore {
 
   entry(node: Node, attr: Attr, since?: number): EntryOut {
     node.nlookup++;
-    const timeout = this.timeoutFor(node, since);
-    return { nodeid: node.id, generation: 1, entryTimeout: timeout, attrTimeout: timeout, attr };
+    return { nodeid: node.id, generation: 1, entryTimeout: this.timeoutFor(node, since), attrTimeout: this.attrTimeoutFor(node, since), attr };
   }
 
   /** The entry reply for a name that is not there (`cacheable`: the upper alone decides it). */

@@ -32,12 +32,14 @@ async function upperFile(core: OverlayCore, h: FileHandle, write: boolean): Prom
   const node = h.node;
   const flags = layerOpenFlags(h.flags) & ~O_ACCMODE;
   const access = write || h.writable ? ((h.flags & O_ACCMODE) === O_WRONLY ? O_WRONLY : O_RDWR) : O_RDONLY;
+  const upper = core.upper;
   let file: DescriptorFile;
   if (node.unlinked) {
-    if (node.pin === undefined) throw new FuseError('ESTALE');
-    file = await core.upper.reopen(node.pin, flags | access);
+    const pin = node.pin;
+    if (pin === undefined) throw new FuseError('ESTALE');
+    file = await core.atime.open(flags | access, (f) => upper.reopen(pin, f));
   } else {
-    file = await core.upper.openFile(core.upper.loc(node.path), flags | access | fs.constants.O_NOFOLLOW);
+    file = await core.atime.open(flags | access | fs.constants.O_NOFOLLOW, (f) => upper.openFile(upper.loc(node.path), f));
   }
   if (h.upperFile !== undefined) h.upperFile.closeSync();
   h.upperFile = file;
@@ -101,15 +103,20 @@ export async function open(core: OverlayCore, node: Node, flags: number): Promis
 /** Whether the kernel serves the handle's reads and writes itself (passthrough). */
 export async function chooseMode(core: OverlayCore, h: FileHandle): Promise<void> {
   if (core.passthrough) h.mode = await core.passthrough.begin(h.node);
+  if (h.mode?.backingId !== undefined && h.writable) {
+    h.kernelWrites = true;
+    h.node.kernelWriters++;
+  }
 }
 
 /**
  * The open reply: passthrough, or the cache policy (pages of objects only this daemon
  * changes may be kept).
  */
-export function openReply(h: FileHandle): OpenOut {
+export function openReply(core: OverlayCore, h: FileHandle): OpenOut {
   if (h.mode?.backingId !== undefined) return { fh: h.id, openFlags: Fopen.PASSTHROUGH, backingId: h.mode.backingId };
-  return { fh: h.id, openFlags: h.node.upperOnly || h.keepPages ? Fopen.KEEP_CACHE : 0 };
+  const keep = (h.node.upperOnly && core.atime.pagesMayBeKept) || h.keepPages;
+  return { fh: h.id, openFlags: keep ? Fopen.KEEP_CACHE : 0 };
 }
 
 /**
@@ -153,7 +160,12 @@ async function readCopy(file: LayerFile, size: number, offset: number, knownEnd:
 }
 
 async function readInto(core: OverlayCore, h: FileHandle, buf: Buffer, size: number, offset: number): Promise<number> {
-  if (h.node.inUpper) return (await upperFile(core, h, false)).read(buf, 0, size, offset);
+  if (h.node.inUpper) {
+    const file = await upperFile(core, h, false);
+    const n = await file.read(buf, 0, size, offset);
+    await core.atime.accessed(file);
+    return n;
+  }
   // A lower file's size in the kernel is the one this daemon last reported (nothing else
   // changes it), so a read reaching it is complete; never for an upper file, which the
   // kernel's own writes may have made longer.
@@ -202,6 +214,7 @@ export async function killSuidGid(file: DescriptorFile): Promise<void> {
 export async function release(core: OverlayCore, h: FileHandle): Promise<void> {
   core.files.delete(h);
   h.mode?.done();
+  if (h.kernelWrites) h.node.kernelWriters--;
   await h.close();
   const node = h.node;
   node.openCount--;

@@ -27,6 +27,8 @@ export class FileHandle {
   mode?: OpenMode;
   /** The kernel may keep the node's cached pages: the lower file is unchanged since they were read. */
   keepPages = false;
+  /** Counted in the node's kernelWriters. */
+  kernelWrites = false;
 
   constructor(
     readonly id: number,

@@ -20,6 +20,8 @@ const log = createDebug('ovshift:watch');
 /** What the kernel is told; never awaited in a request's path. */
 export interface Invalidations {
   invalInode(nodeid: number): Promise<void>;
+  /** Drops the kernel's cached attributes of a node (its pages stay). */
+  invalAttrs(nodeid: number): Promise<void>;
   invalEntry(parent: number, name: string): Promise<void>;
   /** Every dentry of the mount is to be looked up again. */
   incEpoch(): Promise<void>;

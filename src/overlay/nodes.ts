@@ -44,6 +44,12 @@ export class Node {
   /** Times the kernel was handed this node (LOOKUP, CREATE, …) minus what it forgot. */
   nlookup = 0;
   openCount = 0;
+  /**
+   * Open handles that may write and whose writes the kernel makes itself (passthrough). A write
+   * through a mapping of one moves the upper file's times with no request to the daemon, so
+   * while there are any, the kernel is not let keep the node's attributes (see attrTimeoutFor).
+   */
+  kernelWriters = 0;
   /** Removed from the namespace while still open or known to the kernel. */
   unlinked = false;
   /** What was last reported, for nodes that can no longer be reached by path. */

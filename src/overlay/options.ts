@@ -1,5 +1,6 @@
 /** What the overlay filesystem itself is told at mount (the CLI parses it from the user). */
 import type { IdShift } from '../idmap';
+import type { AtimeRule } from '../layers/atime-mount';
 import type { OverlayXattrs } from './format';
 
 /**
@@ -9,6 +10,16 @@ import type { OverlayXattrs } from './format';
  *  kernel  cached like kernel overlayfs; a lower object that changed answers ESTALE
  */
 export type RevalidateMode = 'always' | 'cached' | 'kernel';
+
+/**
+ * What reads do to atimes, as the mount asks (noatime, relatime, strictatime): FUSE leaves
+ * atimes to the filesystem (the kernel never sets one on a FUSE inode).
+ *  noatime      upper files are read with O_NOATIME: their atime never moves
+ *  relatime     the upper filesystem's own rule applies to the upper file (relatime on most)
+ *  strictatime  every read the daemon serves sets the upper file's atime to now
+ * A lower file's atime never moves (a layer is read, not used).
+ */
+export type AtimeMode = AtimeRule;
 
 export interface OverlayOptions {
   revalidate: RevalidateMode;
@@ -31,6 +42,7 @@ export interface OverlayOptions {
   forwardLocks: boolean;
   /** uid/gid shift between the layers and the mount (identity when none is set). */
   ids: IdShift;
+  atime: AtimeMode;
   /** Let the kernel read and write upper files itself (FUSE passthrough) where it can. */
   passthrough: boolean;
   /**

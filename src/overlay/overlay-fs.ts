@@ -73,7 +73,7 @@ export class OverlayFs implements FuseHandler {
     // The kernel checks a file's size and mtime before each read from its pages: needed only
     // while lower changes are polled. Watched, each change invalidates what it touches.
     if (!this.core.watch?.watching) flags.push('AUTO_INVAL_DATA');
-    if (this.core.opts.passthrough && !this.core.opts.readOnly) flags.push('PASSTHROUGH');
+    if (this.core.opts.passthrough && !this.core.opts.readOnly && this.core.atime.passthroughKeepsAtimes) flags.push('PASSTHROUGH');
     return flags;
   }
 
@@ -111,10 +111,10 @@ export class OverlayFs implements FuseHandler {
       // fstat of an open file: answer from the file itself, which outlives its name.
       const h = this.core.files.get(req.fh);
       const attr = h && (node.unlinked || h.upperFile !== undefined) ? this.core.handleAttr(h) : null;
-      if (attr) return { attrTimeout: this.core.timeoutFor(node, since), attr };
+      if (attr) return { attrTimeout: this.core.attrTimeoutFor(node, since), attr };
     }
     const attr = await this.core.attrOf(node);
-    return { attrTimeout: this.core.timeoutFor(node, since), attr };
+    return { attrTimeout: this.core.attrTimeoutFor(node, since), attr };
   }
 
   async setattr(req: SetattrRequest): Promise<AttrOut> {
@@ -127,7 +127,7 @@ export class OverlayFs implements FuseHandler {
       file = h.upperFile ?? undefined;
     }
     await setattr(this.core, node, req, file);
-    return { attrTimeout: this.core.timeoutFor(node), attr: await this.core.attrOf(node) };
+    return { attrTimeout: this.core.attrTimeoutFor(node), attr: await this.core.attrOf(node) };
   }
 
   async readlink(req: ReadlinkRequest): Promise<Buffer> {
@@ -195,7 +195,7 @@ export class OverlayFs implements FuseHandler {
     h.upperWritable = access !== fs.constants.O_RDONLY;
     node.openCount++;
     await files.chooseMode(this.core, h);
-    return { entry: this.core.entryOf(node, attr), open: files.openReply(h) };
+    return { entry: this.core.entryOf(node, attr), open: files.openReply(this.core, h) };
   }
 
   async unlink(req: UnlinkRequest): Promise<void> {
@@ -228,7 +228,7 @@ export class OverlayFs implements FuseHandler {
   async open(req: OpenRequest): Promise<OpenOut> {
     const node = this.core.node(req.nodeid);
     const h = await files.open(this.core, node, req.flags);
-    return files.openReply(h);
+    return files.openReply(this.core, h);
   }
 
   async read(req: ReadRequest): Promise<Buffer | LentBuffer> {
@@ -247,6 +247,11 @@ export class OverlayFs implements FuseHandler {
 
   async flush(req: FlushRequest): Promise<void> {
     await this.locking.flush(req.nodeid, req.lockOwner);
+    // A program that wrote through a mapping and exits unmaps before it closes: the close
+    // returns after this, so the stat that follows it sees the times the writes gave the file
+    // (attributes cached before the open would otherwise stand for their whole timeout).
+    const node = this.core.nodes.get(req.nodeid);
+    if (node && node.kernelWriters > 0) await this.core.notifier?.invalAttrs(node.id);
   }
 
   async release(req: ReleaseRequest): Promise<void> {
