@@ -9,9 +9,12 @@ import { check } from '../../bench/lib/proc';
 import { scratchDir, subdir } from '../../bench/lib/trees';
 import { loopExt4, mountDevice, ovshiftCommand, suiteUsers } from './machine';
 import { report, type Verdicts } from './report';
-import { runTest, type Outcome } from './run-test';
+import { killChecks, runTests, type Outcome } from './run-test';
 import { notACheckout, prepareSuite, type Suite } from './suite';
 import { makeTargets, TARGET_NAMES, type Target, type TargetName } from './targets';
+
+/** Tests per ./check run (see runTests). */
+const BATCH = 20;
 
 function usage(): string {
   return `usage: scripts/xfstests [options] CHECKOUT [TEST...]
@@ -111,20 +114,24 @@ async function main(): Promise<void> {
       overlayTestDevice: a.targets.includes('overlay') ? await loopExt4(cleanup, `${work}/overlay-test.img`, '12G') : '',
       overlayScratchDevice: a.targets.includes('overlay') ? await loopExt4(cleanup, `${work}/overlay-scratch.img`, '12G') : '',
     });
+    // Runs first when the run is stopped (steps run newest first): before the unmounts.
+    cleanup.add('running ./check processes', killChecks);
     const tests = await selectTests(suite, targets.find((t) => t.name !== 'overlay') ?? targets[0]!, a);
     const verdicts = loadVerdicts(a.verdictsFile);
-    progress(`${tests.length} tests on ${a.targets.join(', ')}, at most ${a.limit} s each`);
-    for (const [i, test] of tests.entries()) {
-      if (!verdicts.has(test)) verdicts.set(test, new Map());
-      const m = verdicts.get(test)!;
-      for (const t of targets) {
-        if (m.has(t.name)) continue;
-        const o = await runTest(suite, t, test, a.limit);
-        m.set(t.name, o);
-        if (a.verdictsFile) appendFileSync(a.verdictsFile, `${JSON.stringify({ test, fs: t.name, ...o })}\n`);
-      }
-      progress(`[${i + 1}/${tests.length}] ${test}  ${targets.map((t) => `${t.name} ${m.get(t.name)!.verdict} ${m.get(t.name)!.seconds}s`).join('  ')}`);
-    }
+    progress(`${tests.length} tests on ${a.targets.join(', ')} side by side, at most ${a.limit} s each`);
+    for (const test of tests) if (!verdicts.has(test)) verdicts.set(test, new Map());
+    // One lane per filesystem, side by side (each mostly waits: on its disk, its daemon, sleeps).
+    await Promise.all(
+      targets.map((t) => {
+        const todo = tests.filter((test) => !verdicts.get(test)!.has(t.name));
+        let done = tests.length - todo.length;
+        return runTests(suite, t, todo, { limitSeconds: a.limit, batch: BATCH }, (test, o) => {
+          verdicts.get(test)!.set(t.name, o);
+          if (a.verdictsFile) appendFileSync(a.verdictsFile, `${JSON.stringify({ test, fs: t.name, ...o })}\n`);
+          progress(`${t.name} [${++done}/${tests.length}] ${test} ${o.verdict} ${o.seconds}s${o.verdict === 'pass' ? '' : `: ${o.detail.slice(0, 100)}`}`);
+        });
+      }),
+    );
     const selected: Verdicts = new Map(tests.map((t) => [t, verdicts.get(t)!]));
     const date = new Date().toISOString().slice(0, 10);
     const what = [...a.groups.map((g) => `-g ${g}`), ...a.tests].join(' ');
