@@ -126,6 +126,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
         forwardLocks: o.forwardLocks,
         ids,
         atime,
+        posixAcl: o.acl,
         passthrough: o.passthrough,
         watch: o.watch,
         volatile: o.volatile || !o.fsync,

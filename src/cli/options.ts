@@ -84,6 +84,8 @@ export interface CliOptions {
   staticNlink: boolean;
   /** noxattrs=1: no xattrs through the mount (EOPNOTSUPP). */
   noXattrs: boolean;
+  /** acl (default) / noacl: the kernel enforces POSIX ACLs, default ACLs are inherited. */
+  acl: boolean;
 }
 
 export type Command = { kind: 'mount'; options: CliOptions } | { kind: 'help' } | { kind: 'version' };
@@ -146,9 +148,10 @@ Options:
   -o static_nlink         every directory shows 1 link
   -o noxattrs=0|1         1: no extended attributes through the mount (EOPNOTSUPP)
   -o timeout=SECS         fuse-overlayfs's cache time: sets upper_timeout and lower_timeout
+  -o acl, -o noacl        acl (default): the kernel enforces POSIX ACLs as on a local
+                          filesystem (default ACLs inherited, umask where there is none);
+                          noacl: ACL xattrs are stored and translated, only modes enforced
   Accepted from fuse-overlayfs and containers-storage, without effect here:
-    noacl                 ovshift never has the kernel enforce POSIX ACLs (ACL xattrs are
-                          stored and translated, not enforced): what noacl asks for
     context=, fscontext=, defcontext=, rootcontext=
                           SELinux labels; fuse-overlayfs ignores them too. A value may be
                           quoted: context="system_u:object_r:container_file_t:s0:c1,c2"
@@ -364,6 +367,7 @@ function defaults(): Omit<CliOptions, 'mountpoint' | 'source'> {
     fsync: true,
     staticNlink: false,
     noXattrs: false,
+    acl: true,
   };
 }
 
@@ -510,7 +514,10 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
     case 'max_write':
       if (eq >= 0) checkNumber(key, value, MAX_WRITE);
       return;
+    case 'acl':
     case 'noacl':
+      o.acl = key === 'acl';
+      return;
     case 'splice_read':
     case 'splice_write':
     case 'splice_move':

@@ -41,6 +41,28 @@ export function encodePosixAcl(entries: readonly PosixAclEntry[]): Buffer {
   return value;
 }
 
+/** The entries of an ACL xattr value. Throws EINVAL on a malformed value. */
+export function decodePosixAcl(value: Buffer): PosixAclEntry[] {
+  checkAcl(value);
+  const entries: PosixAclEntry[] = [];
+  for (let at = HEADER_SIZE; at < value.length; at += ENTRY_SIZE) {
+    const tag = value.readUInt16LE(at);
+    const perm = value.readUInt16LE(at + 2);
+    entries.push(tag === ACL_USER || tag === ACL_GROUP ? { tag, perm, id: value.readUInt32LE(at + ID_OFFSET) } : { tag, perm });
+  }
+  return entries;
+}
+
+function checkAcl(value: Buffer): void {
+  if (value.length < HEADER_SIZE || (value.length - HEADER_SIZE) % ENTRY_SIZE !== 0) {
+    throw new IdmapErrnoError('EINVAL', `ACL xattr of ${value.length} bytes is not a header plus whole entries`);
+  }
+  const version = value.readUInt32LE(0);
+  if (version !== ACL_XATTR_VERSION) {
+    throw new IdmapErrnoError('EINVAL', `ACL xattr version ${version}, expected ${ACL_XATTR_VERSION}`);
+  }
+}
+
 /**
  * Translates the ids of a layer's ACL value to the view; unmapped ids become the overflow id.
  * Returns `value` itself when no id changes. Throws EINVAL on a malformed value.
@@ -67,13 +89,7 @@ export function aclToLayer(value: Buffer, uids: IdMap, gids: IdMap): Buffer {
 }
 
 function translateAcl(value: Buffer, uids: IdMap, gids: IdMap, translate: TranslateId): Buffer {
-  if (value.length < HEADER_SIZE || (value.length - HEADER_SIZE) % ENTRY_SIZE !== 0) {
-    throw new IdmapErrnoError('EINVAL', `ACL xattr of ${value.length} bytes is not a header plus whole entries`);
-  }
-  const version = value.readUInt32LE(0);
-  if (version !== ACL_XATTR_VERSION) {
-    throw new IdmapErrnoError('EINVAL', `ACL xattr version ${version}, expected ${ACL_XATTR_VERSION}`);
-  }
+  checkAcl(value);
   if (uids.isIdentity && gids.isIdentity) return value;
 
   // Copied on the first changed id, so an ACL whose ids all stay put is returned as is.

@@ -57,6 +57,9 @@ export class OverlayCore {
    */
   private readonly absent?: LRUCache<string, true>;
 
+  /** FUSE_DONT_MASK was granted: the kernel sends modes unmasked, with the caller's umask. */
+  daemonAppliesUmask = false;
+
   /** How reads of upper files move their atimes. */
   readonly atime: AtimePolicy;
 
@@ -139,6 +142,11 @@ export class OverlayCore {
   timeoutFor(node: Node, since?: number): number {
     if (this.opts.revalidate !== 'always') return CACHE_TIMEOUT;
     return node.upperOnly || this.watch?.unchangedSince(since) ? this.opts.upperTimeout : this.opts.lowerTimeout;
+  }
+
+  /** The umask a create must apply (see NewObject.umask). */
+  umaskOf(req: { umask: number }): number {
+    return this.daemonAppliesUmask ? req.umask & 0o777 : 0;
   }
 
   /** The attributes' cache time: none while the kernel itself writes the file (kernelWriters). */

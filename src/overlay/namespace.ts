@@ -13,17 +13,21 @@ import { isEmptyDir } from './listing';
 import { Node } from './nodes';
 import { lowerShadows } from './resolve';
 import { clearWhiteoutFile, makeWhiteout, removeLeavingWhiteout, removeUpper, replaceWhiteout, setOpaque } from './whiteouts';
-import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFMT, S_ISGID } from '../util/linux';
+import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFLNK, S_IFMT, S_ISGID } from '../util/linux';
+import { ACL_DEFAULT_XATTR } from '../idmap/acl-xattr';
+import { inheritAcls } from './acl-inherit';
 
 const log = createDebug('ovshift:overlay');
 
 export interface NewObject {
-  /** File type and permission bits (already masked by the caller's umask). */
+  /** File type and permission bits as asked for. */
   mode: number;
+  /** The caller's umask, where the kernel left applying it to the filesystem (else 0). */
+  umask: number;
   uid: number;
   gid: number;
-  /** Makes the object at `at` (the final place, or a temp in the work dir). */
-  make(at: Loc): Promise<void>;
+  /** Makes the object at `at` (the final place, or a temp in the work dir) with `mode`. */
+  make(at: Loc, mode: number): Promise<void>;
 }
 
 /**
@@ -43,17 +47,23 @@ export async function createObject(core: OverlayCore, parent: Node, name: string
   const inheritGroup = (parentAttr.mode & S_ISGID) !== 0;
   const gid = inheritGroup ? parentAttr.gid : obj.gid;
   const overWhiteout = res.reason === 'whiteout';
+  // A directory's default ACL takes the place of the umask (as on any filesystem with ACLs),
+  // and is inherited from here where the object is built in the work directory.
+  const wantsDefault = (obj.umask !== 0 || overWhiteout) && (obj.mode & S_IFMT) !== S_IFLNK;
+  const defaultAcl = wantsDefault ? await upper.getxattr(parent.path, ACL_DEFAULT_XATTR) : null;
+  const mode = defaultAcl ? obj.mode : obj.mode & ~obj.umask;
   if (!overWhiteout) {
-    // In place: the upper filesystem applies set-group-ID inheritance itself.
-    await obj.make(upper.loc(path));
+    // In place: the upper filesystem applies set-group-ID and ACL inheritance itself.
+    await obj.make(upper.loc(path), mode);
     await upper.chown(upper.loc(path), obj.uid, gid);
   } else {
     const temp = upper.temp();
     try {
-      await obj.make(temp);
+      await obj.make(temp, mode);
       await upper.chown(temp, obj.uid, gid);
+      const made = defaultAcl ? await inheritAcls(upper, temp, defaultAcl, mode, isDir) : mode;
       if (isDir) {
-        if (inheritGroup) await upper.chmod(temp, (obj.mode & 0o7777) | S_ISGID);
+        if (inheritGroup) await upper.chmod(temp, (made & 0o7777) | S_ISGID);
         await setOpaque(upper, temp, core.opts.xattrs);
       }
       await replaceWhiteout(upper, temp, path, isDir);

@@ -43,6 +43,11 @@ export interface OverlayOptions {
   /** uid/gid shift between the layers and the mount (identity when none is set). */
   ids: IdShift;
   atime: AtimeMode;
+  /**
+   * The kernel enforces POSIX ACLs (FUSE_POSIX_ACL) and default ACLs are inherited as on a
+   * local filesystem; off (noacl), ACL xattrs are only stored and translated.
+   */
+  posixAcl: boolean;
   /** Let the kernel read and write upper files itself (FUSE passthrough) where it can. */
   passthrough: boolean;
   /**

@@ -3,7 +3,7 @@
  * node table and the layers (see core.ts, namespace.ts, files.ts, setattr.ts, xattrs.ts).
  */
 import * as fs from 'fs';
-import { FSYNC_FDATASYNC, Fopen, GETATTR_FH, InitFlag, type InitFlagName } from '../fuse/abi';
+import { FSYNC_FDATASYNC, Fopen, GETATTR_FH, InitFlag, SETXATTR_ACL_KILL_SGID, type InitFlagName } from '../fuse/abi';
 import { FuseError } from '../fuse/errors';
 import type { ConnectionInfo, FuseHandler, RequestControl } from '../fuse/handler';
 import type { AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, LentBuffer, LockOut, OpenOut, StatfsOut } from '../fuse/replies';
@@ -74,6 +74,9 @@ export class OverlayFs implements FuseHandler {
     // while lower changes are polled. Watched, each change invalidates what it touches.
     if (!this.core.watch?.watching) flags.push('AUTO_INVAL_DATA');
     if (this.core.opts.passthrough && !this.core.opts.readOnly && this.core.atime.passthroughKeepsAtimes) flags.push('PASSTHROUGH');
+    // The kernel checks ACLs itself; a create's umask then comes to the daemon, which applies
+    // it unless the directory has a default ACL.
+    if (this.core.opts.posixAcl && !this.core.opts.noXattrs) flags.push('POSIX_ACL', 'DONT_MASK');
     return flags;
   }
 
@@ -84,6 +87,7 @@ export class OverlayFs implements FuseHandler {
       this.core.nodes.onGone = (node) => passthrough.forget(node);
     }
     this.core.kernelChecksPages = (info.flags & InitFlag.AUTO_INVAL_DATA) !== 0n;
+    this.core.daemonAppliesUmask = (info.flags & InitFlag.DONT_MASK) !== 0n;
   }
 
   private file(fh: number): FileHandle {
@@ -145,8 +149,9 @@ export class OverlayFs implements FuseHandler {
     const { major, minor } = decodeDev(req.rdev);
     const { node, attr } = await ns.createObject(this.core, parent, newName(req.name), {
       mode: req.mode,
+      umask: this.core.umaskOf(req),
       ...this.core.layerOwner(req.uid, req.gid),
-      make: (at) => upper.mknod(at, req.mode, major, minor),
+      make: (at, mode) => upper.mknod(at, mode, major, minor),
     });
     return this.core.entryOf(node, attr);
   }
@@ -158,8 +163,9 @@ export class OverlayFs implements FuseHandler {
     const mode = S_IFDIR | (req.mode & 0o7777);
     const { node, attr } = await ns.createObject(this.core, parent, newName(req.name), {
       mode,
+      umask: this.core.umaskOf(req),
       ...this.core.layerOwner(req.uid, req.gid),
-      make: (at) => upper.mkdir(at, mode & 0o7777),
+      make: (at, asked) => upper.mkdir(at, asked & 0o7777),
     });
     return this.core.entryOf(node, attr);
   }
@@ -170,6 +176,7 @@ export class OverlayFs implements FuseHandler {
     const upper = this.core.upper;
     const { node, attr } = await ns.createObject(this.core, parent, newName(req.name), {
       mode: S_IFLNK | 0o777,
+      umask: 0,
       ...this.core.layerOwner(req.uid, req.gid),
       make: (at) => upper.symlink(req.target, at),
     });
@@ -185,9 +192,10 @@ export class OverlayFs implements FuseHandler {
     const access = req.flags & O_ACCMODE;
     const { node, attr } = await ns.createObject(this.core, parent, newName(req.name), {
       mode,
+      umask: this.core.umaskOf(req),
       ...this.core.layerOwner(req.uid, req.gid),
-      make: async (at) => {
-        file = await upper.openFile(at, files.layerOpenFlags(req.flags) | access | fs.constants.O_CREAT | fs.constants.O_EXCL, mode & 0o7777);
+      make: async (at, asked) => {
+        file = await upper.openFile(at, files.layerOpenFlags(req.flags) | access | fs.constants.O_CREAT | fs.constants.O_EXCL, asked & 0o7777);
       },
     });
     const h = this.core.files.allocate((id) => new FileHandle(id, node, req.flags));
@@ -294,7 +302,8 @@ export class OverlayFs implements FuseHandler {
   async setxattr(req: SetxattrRequest): Promise<void> {
     this.checkXattrsEnabled();
     this.writable();
-    await xattrs.setxattr(this.core, this.core.node(req.nodeid), req.name.toString('latin1'), Buffer.from(req.value), req.flags);
+    const killSgid = (req.setxattrFlags & SETXATTR_ACL_KILL_SGID) !== 0;
+    await xattrs.setxattr(this.core, this.core.node(req.nodeid), req.name.toString('latin1'), Buffer.from(req.value), req.flags, killSgid);
   }
 
   async getxattr(req: GetxattrRequest): Promise<Buffer> {

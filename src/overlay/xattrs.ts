@@ -7,6 +7,7 @@ import { ACL_ACCESS_XATTR, ACL_DEFAULT_XATTR, CAP_XATTR, aclToLayer, aclToView, 
 import type { LayerPath, ReadableLayer } from '../layers/types';
 import type { OverlayCore } from './core';
 import type { Node } from './nodes';
+import { S_ISGID } from '../util/linux';
 
 /** The layer object whose xattrs a node shows: its upper copy, else its top lower object. */
 function holder(core: OverlayCore, node: Node): { layer: ReadableLayer; at: LayerPath } {
@@ -61,11 +62,20 @@ export async function listxattr(core: OverlayCore, node: Node): Promise<Buffer> 
   return Buffer.from(names.map((n) => `${n}\0`).join(''), 'latin1');
 }
 
-export async function setxattr(core: OverlayCore, node: Node, name: string, value: Buffer, flags: number): Promise<void> {
+/**
+ * `killSgid`: the kernel asks that setting an access ACL also clear set-group-ID (the caller is
+ * not in the file's group): the daemon sets it with privilege, which keeps the bit.
+ */
+export async function setxattr(core: OverlayCore, node: Node, name: string, value: Buffer, flags: number, killSgid = false): Promise<void> {
   refusePrivate(core, name);
   const stored = toLayer(core.opts.ids, name, value);
   await core.copyUp!.ensure(node);
-  await core.upper.setxattr(core.upper.loc(node.path), name, stored, flags);
+  const at = core.upper.loc(node.path);
+  await core.upper.setxattr(at, name, stored, flags);
+  if (killSgid && name === ACL_ACCESS_XATTR) {
+    const mode = (await core.upper.stat(node.path))?.mode;
+    if (mode !== undefined && mode & S_ISGID) await core.upper.chmod(at, mode & 0o7777 & ~S_ISGID);
+  }
 }
 
 export async function removexattr(core: OverlayCore, node: Node, name: string): Promise<void> {
