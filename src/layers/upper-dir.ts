@@ -5,13 +5,15 @@
  * markers) is the overlay's business.
  */
 import * as fs from 'fs';
-import { C, native } from '../native';
+import { AT_FDCWD, C, native } from '../native';
 import { errnoError, errorCode } from '../util/errno';
 import { openWithAtimeRule, type AtimeRule } from './atime-mount';
 import { DirLayer } from './dir-layer';
 import type { FdFile } from './fd-io';
-import type { Loc } from './types';
+import type { DescriptorFile, Loc } from './types';
 import { AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, type Timespec } from '../util/linux';
+
+const EMPTY = Buffer.alloc(0);
 
 export class UpperDir extends DirLayer {
   /** workdir/work, as kernel overlayfs lays it out, so either can mount this upper. */
@@ -118,6 +120,31 @@ export class UpperDir extends DirLayer {
       (f, t) => native.linkat(f.fd, f.path, t.fd, t.path, 0),
       'link',
     );
+  }
+
+  /**
+   * Gives the object an open descriptor holds (an O_TMPFILE file, say) the name `to`: linkat
+   * with AT_EMPTY_PATH, or where that is not permitted (it needs CAP_DAC_READ_SEARCH on older
+   * kernels), through the descriptor's /proc link, followed.
+   */
+  async linkFile(file: DescriptorFile, to: Loc): Promise<void> {
+    try {
+      await this.call(
+        to,
+        (t) => native.linkatSync(file.fd, EMPTY, t.fd, t.path, C.AT_EMPTY_PATH!),
+        (t) => native.linkat(file.fd, EMPTY, t.fd, t.path, C.AT_EMPTY_PATH!),
+        'link',
+      );
+    } catch (err) {
+      if (errorCode(err) !== 'EPERM' && errorCode(err) !== 'ENOENT') throw err;
+      const from = Buffer.from(`/proc/self/fd/${file.fd}`);
+      await this.call(
+        to,
+        (t) => native.linkatSync(AT_FDCWD, from, t.fd, t.path, C.AT_SYMLINK_FOLLOW!),
+        (t) => native.linkat(AT_FDCWD, from, t.fd, t.path, C.AT_SYMLINK_FOLLOW!),
+        'link',
+      );
+    }
   }
 
   unlink(at: Loc): Promise<void> {

@@ -4,7 +4,7 @@
  */
 import createDebug from 'debug';
 import { FuseError } from '../fuse/errors';
-import type { Loc } from '../layers/types';
+import type { DescriptorFile, Loc } from '../layers/types';
 import type { LayerAttr } from '../layers/types';
 import { errorCode } from '../util/errno';
 import { OverlayCore } from './core';
@@ -13,7 +13,8 @@ import { isEmptyDir } from './listing';
 import { Node } from './nodes';
 import { lowerShadows } from './resolve';
 import { clearWhiteoutFile, makeWhiteout, removeLeavingWhiteout, removeUpper, replaceWhiteout, setOpaque } from './whiteouts';
-import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFLNK, S_IFMT, S_ISGID } from '../util/linux';
+import { O_TMPFILE, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID } from '../util/linux';
+import { constants as K } from 'fs';
 import { ACL_DEFAULT_XATTR } from '../idmap/acl-xattr';
 import { inheritAcls } from './acl-inherit';
 
@@ -29,6 +30,59 @@ export interface NewObject {
   /** Makes the object at `at` (the final place, or a temp in the work dir) with `mode`. */
   make(at: Loc, mode: number): Promise<void>;
 }
+
+/**
+ * The mode to create an object with, and the directory's default ACL where it matters: the
+ * default ACL takes the place of the umask (as on any filesystem with ACLs), and is inherited
+ * from here where the object is built in the work directory (`elsewhere`).
+ */
+async function creationMode(
+  core: OverlayCore,
+  parent: Node,
+  obj: Omit<NewObject, 'make'>,
+  elsewhere: boolean,
+): Promise<{ mode: number; defaultAcl: Buffer | null }> {
+  const wantsDefault = (obj.umask !== 0 || elsewhere) && (obj.mode & S_IFMT) !== S_IFLNK;
+  const defaultAcl = wantsDefault ? await core.upper.getxattr(parent.path, ACL_DEFAULT_XATTR) : null;
+  return { mode: defaultAcl ? obj.mode : obj.mode & ~obj.umask, defaultAcl };
+}
+
+/**
+ * An unnamed regular file in `parent` (O_TMPFILE), open for `access`: a node no name reaches,
+ * pinned by a descriptor of its own, which a later link (linkat of the open file) names unless
+ * `linkable` is false (O_EXCL).
+ */
+export async function createTmpfile(
+  core: OverlayCore,
+  parent: Node,
+  obj: Omit<NewObject, 'make'>,
+  access: number,
+  linkable: boolean,
+): Promise<{ node: Node; attr: LayerAttr; file: DescriptorFile }> {
+  const upper = core.upper;
+  await core.copyUp!.ensure(parent);
+  const parentAttr = await upper.stat(parent.path);
+  if (!parentAttr) throw new FuseError('ENOENT');
+  // In the directory itself: the upper filesystem applies ACL inheritance.
+  const { mode } = await creationMode(core, parent, obj, false);
+  const file = await upper.openFile(upper.loc(parent.path), O_TMPFILE | access, mode & 0o7777);
+  try {
+    file.chownSync(obj.uid, parentAttr.mode & S_ISGID ? parentAttr.gid : obj.gid);
+    const attr = file.statNow();
+    if (!attr) throw new FuseError('EIO', 'an O_TMPFILE file could not be stat()ed');
+    const node = core.nodes.create(parent, TMPFILE_NAME, S_IFREG, attr.identity, [], core.inodes.map(attr.dev, attr.ino));
+    core.nodes.unbindName(node, parent, TMPFILE_NAME);
+    node.pin = await upper.reopen(file, K.O_RDONLY);
+    node.linkable = linkable;
+    return { node, attr, file };
+  } catch (err) {
+    file.closeSync();
+    throw err;
+  }
+}
+
+/** The name a tmpfile node is made under and at once unbound from: no real name holds a '/'. */
+const TMPFILE_NAME = 'O_TMPFILE/';
 
 /**
  * Creates an object named `name` in `parent`, owned by the caller (or the directory's group
@@ -47,11 +101,7 @@ export async function createObject(core: OverlayCore, parent: Node, name: string
   const inheritGroup = (parentAttr.mode & S_ISGID) !== 0;
   const gid = inheritGroup ? parentAttr.gid : obj.gid;
   const overWhiteout = res.reason === 'whiteout';
-  // A directory's default ACL takes the place of the umask (as on any filesystem with ACLs),
-  // and is inherited from here where the object is built in the work directory.
-  const wantsDefault = (obj.umask !== 0 || overWhiteout) && (obj.mode & S_IFMT) !== S_IFLNK;
-  const defaultAcl = wantsDefault ? await upper.getxattr(parent.path, ACL_DEFAULT_XATTR) : null;
-  const mode = defaultAcl ? obj.mode : obj.mode & ~obj.umask;
+  const { mode, defaultAcl } = await creationMode(core, parent, obj, overWhiteout);
   if (!overWhiteout) {
     // In place: the upper filesystem applies set-group-ID and ACL inheritance itself.
     await obj.make(upper.loc(path), mode);
@@ -80,7 +130,10 @@ export async function createObject(core: OverlayCore, parent: Node, name: string
 
 export async function link(core: OverlayCore, node: Node, parent: Node, name: string): Promise<{ node: Node; attr: LayerAttr }> {
   if (node.isDir) throw new FuseError('EPERM');
-  if (node.unlinked) throw new FuseError('ENOENT');
+  if (node.unlinked) {
+    if (node.linkable && node.pin) return linkTmpfile(core, node, node.pin, parent, name);
+    throw new FuseError('ENOENT');
+  }
   const upper = core.upper;
   const res = await core.resolve(parent, name);
   if (res.positive) throw new FuseError('EEXIST');
@@ -98,6 +151,30 @@ export async function link(core: OverlayCore, node: Node, parent: Node, name: st
   core.forgetAbsence(parent, name);
   const attr = await upper.stat(path);
   if (!attr) throw new FuseError('ENOENT');
+  return { node, attr };
+}
+
+/** Names an O_TMPFILE file (see createTmpfile) for the first time. */
+async function linkTmpfile(core: OverlayCore, node: Node, pin: DescriptorFile, parent: Node, name: string): Promise<{ node: Node; attr: LayerAttr }> {
+  const upper = core.upper;
+  const res = await core.resolve(parent, name);
+  if (res.positive) throw new FuseError('EEXIST');
+  await core.copyUp!.ensure(parent);
+  const path = parent.childPath(name);
+  if (res.reason === 'whiteout') {
+    const temp = upper.temp();
+    await upper.linkFile(pin, temp);
+    await replaceWhiteout(upper, temp, path, false);
+  } else {
+    await upper.linkFile(pin, upper.loc(path));
+  }
+  const attr = await upper.stat(path);
+  if (!attr || attr.identity !== node.upperIdentity) throw new FuseError('ENOENT');
+  node.unlinked = false;
+  node.linkable = false;
+  core.nodes.bind(parent, name, node);
+  core.nodes.setUpper(node, attr.identity);
+  core.forgetAbsence(parent, name);
   return { node, attr };
 }
 

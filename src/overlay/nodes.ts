@@ -52,6 +52,8 @@ export class Node {
   kernelWriters = 0;
   /** Removed from the namespace while still open or known to the kernel. */
   unlinked = false;
+  /** An O_TMPFILE file not named yet, which a link may name (it is unlinked meanwhile). */
+  linkable = false;
   /** What was last reported, for nodes that can no longer be reached by path. */
   lastAttr?: Attr;
   /** The layer's change counter (NFSv4) when lastAttr was shown: moves where size and times may not. */

@@ -206,6 +206,27 @@ export class OverlayFs implements FuseHandler {
     return { entry: this.core.entryOf(node, attr), open: files.openReply(this.core, h) };
   }
 
+  /** open(O_TMPFILE): an unnamed file in the directory, which linkat may name later. */
+  async tmpfile(req: CreateRequest): Promise<CreateOut> {
+    this.writable();
+    const parent = this.core.dirNode(req.nodeid);
+    const access = req.flags & O_ACCMODE;
+    if (access === fs.constants.O_RDONLY) throw new FuseError('EINVAL');
+    const { node, attr, file } = await ns.createTmpfile(
+      this.core,
+      parent,
+      { mode: S_IFREG | (req.mode & 0o7777), umask: this.core.umaskOf(req), ...this.core.layerOwner(req.uid, req.gid) },
+      access,
+      (req.flags & fs.constants.O_EXCL) === 0,
+    );
+    const h = this.core.files.allocate((id) => new FileHandle(id, node, req.flags));
+    h.upperFile = file;
+    h.upperWritable = true;
+    node.openCount++;
+    await files.chooseMode(this.core, h);
+    return { entry: this.core.entryOf(node, attr), open: files.openReply(this.core, h) };
+  }
+
   async unlink(req: UnlinkRequest): Promise<void> {
     this.writable();
     await ns.unlink(this.core, this.core.dirNode(req.nodeid), name(req.name));

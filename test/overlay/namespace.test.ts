@@ -126,6 +126,50 @@ describe('overlay: names, links, special files and file operations', function ()
     assert.equal(read(join(s.lower, 'f')), 'shared');
   });
 
+  it('makes O_TMPFILE files: unnamed, named later by linkat (also in a lower directory and over a whiteout), never with O_EXCL, gone when closed unnamed', async () => {
+    makeTree(s.lower, { 'ldir/old': 'lower' });
+    await s.mount();
+    const r = await python(
+      `
+import ctypes, errno, os, sys
+mnt = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+AT_EMPTY_PATH = 0x1000
+def tmpfile(d, data, extra=0):
+    fd = os.open(d, os.O_TMPFILE | os.O_RDWR | extra, 0o640)
+    os.write(fd, data)
+    return fd
+def link(fd, path):
+    if libc.linkat(fd, b'', -100, path.encode(), AT_EMPTY_PATH) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+fd = tmpfile(mnt, b'one')
+print(os.fstat(fd).st_nlink, oct(os.fstat(fd).st_mode & 0o777), os.listdir(mnt))
+link(fd, mnt + '/named')
+print(os.fstat(fd).st_nlink, open(mnt + '/named').read(), os.stat(mnt + '/named').st_ino == os.fstat(fd).st_ino)
+os.close(fd)
+fd = tmpfile(mnt + '/ldir', b'two')
+os.unlink(mnt + '/ldir/old')
+link(fd, mnt + '/ldir/old')
+print(os.fstat(fd).st_nlink, open(mnt + '/ldir/old').read())
+os.close(fd)
+fd = tmpfile(mnt, b'three', os.O_EXCL)
+try:
+    link(fd, mnt + '/excl')
+    print('linked')
+except OSError as e:
+    print(errno.errorcode[e.errno])
+os.close(fd)
+print(sorted(os.listdir(mnt)), sorted(os.listdir(mnt + '/ldir')))
+`,
+      [s.mnt],
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ["0 0o640 ['ldir']", '1 one True', '1 two', 'ENOENT', "['ldir', 'named'] ['old']"]);
+    assert.equal(read(join(s.upper, 'ldir/old')), 'two');
+    assert.equal(read(join(s.lower, 'ldir/old')), 'lower');
+    assert.deepEqual(ls(s.upper).sort(), ['ldir', 'named'], 'nothing left of the unnamed files');
+  });
+
   it('creates symlinks, FIFOs, sockets and device nodes, owned by the caller', async () => {
     await s.mount();
     fs.symlinkSync('target/path', join(s.mnt, 'ln'));
