@@ -8,14 +8,16 @@ import { join, resolve } from 'path';
 import type { Cleanup } from '../../bench/lib/cleanup';
 import { check, run } from '../../bench/lib/proc';
 
-/** A sparse image file made into an ext4 filesystem on a loop device of its own. */
-export async function loopExt4(cleanup: Cleanup, image: string, size: string): Promise<string> {
+export type BaseFs = 'xfs' | 'ext4';
+
+/** A sparse image file made into a filesystem on a loop device of its own. */
+export async function loopFs(cleanup: Cleanup, image: string, size: string, type: BaseFs): Promise<string> {
   await check('truncate', ['-s', size, image]);
   const device = (await check('losetup', ['--find', '--show', image])).trim();
   cleanup.add(`loop device ${device}`, async () => {
     await check('losetup', ['-d', device]);
   });
-  await check('mkfs.ext4', ['-q', '-F', device], { timeoutMs: 300_000 });
+  await check(`mkfs.${type}`, type === 'xfs' ? ['-q', '-f', device] : ['-q', '-F', device], { timeoutMs: 300_000 });
   return device;
 }
 

@@ -7,7 +7,7 @@ import { resolve } from 'path';
 import { Cleanup } from '../../bench/lib/cleanup';
 import { check } from '../../bench/lib/proc';
 import { scratchDir, subdir } from '../../bench/lib/trees';
-import { loopExt4, mountDevice, ovshiftCommand, suiteUsers } from './machine';
+import { loopFs, mountDevice, ovshiftCommand, suiteUsers, type BaseFs } from './machine';
 import { report, type Verdicts } from './report';
 import { killChecks, runTests, type Outcome } from './run-test';
 import { notACheckout, prepareSuite, type Suite } from './suite';
@@ -26,6 +26,8 @@ function usage(): string {
   --limit S       seconds a test may take on one filesystem before it is killed (default 600)
   --verdicts F    appends each verdict to F (JSON lines); tests already in F are not run again
   --work DIR      where the run's files go (default a new directory in /var/tmp, removed after)
+  --base xfs|ext4 the filesystem the layers live on (default xfs: xfstests expects 64 KiB
+                  xattr values and 1,000 xattrs a file of FSTYP=fuse, which ext4 cannot hold)
 `;
 }
 
@@ -37,10 +39,11 @@ interface Args {
   limit: number;
   verdictsFile?: string;
   work?: string;
+  base: BaseFs;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { checkout: '', groups: [], tests: [], targets: [...TARGET_NAMES], limit: 600 };
+  const a: Args = { checkout: '', groups: [], tests: [], targets: [...TARGET_NAMES], limit: 600, base: 'xfs' };
   const value = (i: number): string => {
     const v = argv[i + 1];
     if (v === undefined) throw new Error(`${argv[i]} needs a value`);
@@ -62,7 +65,11 @@ function parseArgs(argv: string[]): Args {
       if (!(a.limit > 0)) throw new Error(`--limit: ${argv[i]} is not a number of seconds`);
     } else if (arg === '--verdicts') a.verdictsFile = resolve(value(i++));
     else if (arg === '--work') a.work = resolve(value(i++));
-    else if (arg.startsWith('-')) throw new Error(`unknown option ${arg}`);
+    else if (arg === '--base') {
+      const base = value(i++);
+      if (base !== 'xfs' && base !== 'ext4') throw new Error(`--base: ${base} is neither xfs nor ext4`);
+      a.base = base;
+    } else if (arg.startsWith('-')) throw new Error(`unknown option ${arg}`);
     else if (!a.checkout) a.checkout = resolve(arg);
     else a.tests.push(arg);
   }
@@ -107,12 +114,14 @@ async function main(): Promise<void> {
     if (a.targets.includes('ovshift')) ovshiftCommand(cleanup, resolve(__dirname, '../../..'));
     await suiteUsers(cleanup);
     const fuseBase = subdir(work, 'base');
-    await mountDevice(cleanup, await loopExt4(cleanup, `${work}/fuse.img`, '24G'), fuseBase);
+    await mountDevice(cleanup, await loopFs(cleanup, `${work}/fuse.img`, '24G', a.base), fuseBase);
+    const overlay = a.targets.includes('overlay');
     const targets = makeTargets(a.targets, {
       work,
       fuseBase,
-      overlayTestDevice: a.targets.includes('overlay') ? await loopExt4(cleanup, `${work}/overlay-test.img`, '12G') : '',
-      overlayScratchDevice: a.targets.includes('overlay') ? await loopExt4(cleanup, `${work}/overlay-scratch.img`, '12G') : '',
+      overlayTestDevice: overlay ? await loopFs(cleanup, `${work}/overlay-test.img`, '12G', a.base) : '',
+      overlayScratchDevice: overlay ? await loopFs(cleanup, `${work}/overlay-scratch.img`, '12G', a.base) : '',
+      baseFs: a.base,
     });
     // Runs first when the run is stopped (steps run newest first): before the unmounts.
     cleanup.add('running ./check processes', killChecks);
@@ -135,7 +144,7 @@ async function main(): Promise<void> {
     const selected: Verdicts = new Map(tests.map((t) => [t, verdicts.get(t)!]));
     const date = new Date().toISOString().slice(0, 10);
     const what = [...a.groups.map((g) => `-g ${g}`), ...a.tests].join(' ');
-    process.stdout.write(report(`xfstests ${what}, commit ${suite.commit}, ${date}, limit ${a.limit} s per test`, a.targets, selected));
+    process.stdout.write(report(`xfstests ${what}, commit ${suite.commit}, ${date}, layers on ${a.base}, limit ${a.limit} s per test`, a.targets, selected));
   } finally {
     await cleanup.runAll();
   }

@@ -2,7 +2,8 @@
  * The filesystems a run compares, each as xfstests is told to run it: a config file for
  * HOST_OPTIONS, the arguments `./check` needs, and the mount points a stuck test may leave.
  *
- * All three stack an empty lower, an upper and a work directory on ext4 loop images. The FUSE
+ * All three stack an empty lower, an upper and a work directory on loop images (xfs unless
+ * asked otherwise). The FUSE
  * ones (FSTYP=fuse) get their layers through the mount options, in directories of one image;
  * kernel overlayfs is run as xfstests runs it (`./check -overlay`), on two images of its own,
  * since its "mkfs" empties the whole scratch base filesystem.
@@ -36,9 +37,11 @@ export interface Bases {
   work: string;
   /** The mounted ext4 image the FUSE targets' layers live in. */
   fuseBase: string;
-  /** Block devices (ext4) for kernel overlayfs's test and scratch base filesystems. */
+  /** Block devices for kernel overlayfs's test and scratch base filesystems. */
   overlayTestDevice: string;
   overlayScratchDevice: string;
+  /** Their filesystem type. */
+  baseFs: string;
 }
 
 function configText(vars: Record<string, string>): string {
@@ -91,7 +94,7 @@ function overlayTarget(b: Bases): Target {
   writeFileSync(
     config,
     configText({
-      FSTYP: 'ext4',
+      FSTYP: b.baseFs,
       TEST_DEV: b.overlayTestDevice,
       TEST_DIR: testDir,
       SCRATCH_DEV: b.overlayScratchDevice,
