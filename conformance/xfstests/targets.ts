@@ -9,7 +9,7 @@
  * since its "mkfs" empties the whole scratch base filesystem.
  */
 import { writeFileSync } from 'fs';
-import { join } from 'path';
+import { basename, join } from 'path';
 import { subdir } from '../../bench/lib/trees';
 
 export const TARGET_NAMES = ['overlay', 'ovshift', 'fuse-overlayfs'] as const;
@@ -65,7 +65,10 @@ function fuseTarget(name: 'ovshift' | 'fuse-overlayfs', b: Bases): Target {
   // filesystem to show. fuse-overlayfs 1.10 shows "fuse-overlayfs" whatever it is given (and
   // takes no fsname option), so its test and scratch mounts must both be called that;
   // unmounting by that name takes the one mounted last, the scratch mount, as it should.
-  const sources = name === 'fuse-overlayfs' ? ['fuse-overlayfs', 'fuse-overlayfs'] : [`${name}_test`, `${name}_scratch`];
+  // Others are named for the run too (its directory), so that two runs at once do not mistake
+  // each other's mounts for their own.
+  const run = basename(b.work);
+  const sources = name === 'fuse-overlayfs' ? ['fuse-overlayfs', 'fuse-overlayfs'] : [`${name}_test_${run}`, `${name}_scratch_${run}`];
   writeFileSync(
     config,
     configText({
