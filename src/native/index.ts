@@ -167,6 +167,11 @@ export interface NativeAddon {
   openat2Sync(dirfd: number, p: PathLike, flags: number, mode: number, resolve: number): number;
   /** open_tree(AT_FDCWD, path, flags) on the calling thread: the fd, or -errno. */
   openTreeSync(p: PathLike, flags: number): number;
+  /**
+   * The inode flag ioctls on `buf`: 0 FS_IOC_GETFLAGS, 1 FS_IOC_SETFLAGS (an int), 2
+   * FS_IOC_FSGETXATTR, 3 FS_IOC_FSSETXATTR (a struct fsxattr, 28 bytes). 0 or -errno.
+   */
+  fileattrSync(fd: number, which: 0 | 1 | 2 | 3, buf: Buffer): number;
   /** mount_setattr(fd, "", AT_EMPTY_PATH) with attr_set/attr_clr (MOUNT_ATTR_*): 0 or -errno. */
   mountSetattrSync(fd: number, attrSet: number, attrClr: number): number;
   /** fanotify_init(): the group's fd, or -errno. */

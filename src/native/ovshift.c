@@ -71,10 +71,23 @@
 #include <node_api.h>
 #include <uv.h>
 
-/* <linux/fs.h> clashes with glibc's <sys/mount.h>, so FICLONE is spelled out here. */
+/* <linux/fs.h> clashes with glibc's <sys/mount.h>, so FICLONE and the inode flag ioctls are
+ * spelled out here (include/uapi/linux/fs.h). */
 #ifndef FICLONE
 #define FICLONE _IOW(0x94, 9, int)
 #endif
+struct ovshift_fsxattr {
+  uint32_t fsx_xflags;
+  uint32_t fsx_extsize;
+  uint32_t fsx_nextents;
+  uint32_t fsx_projid;
+  uint32_t fsx_cowextsize;
+  unsigned char fsx_pad[8];
+};
+#define OVSHIFT_FS_IOC_GETFLAGS _IOR('f', 1, long)
+#define OVSHIFT_FS_IOC_SETFLAGS _IOW('f', 2, long)
+#define OVSHIFT_FS_IOC_FSGETXATTR _IOR('X', 31, struct ovshift_fsxattr)
+#define OVSHIFT_FS_IOC_FSSETXATTR _IOW('X', 32, struct ovshift_fsxattr)
 
 /* FUSE passthrough (protocol 7.40); the installed <linux/fuse.h> predates it. */
 struct ovshift_fuse_backing_map {
@@ -1034,6 +1047,31 @@ static void run_ficlone(call_t *c) { RUN_SYSCALL(c, ioctl(c->fd, FICLONE, c->fd2
 static napi_value js_ficlone(napi_env env, napi_callback_info info) {
   ASYNC_CALL("ioctl", run_ficlone, NULL, "ii", &c->fd, &c->fd2);
   return call_start(env, c);
+}
+
+/* fileattrSync(fd, which, buf) -> 0 | -errno: the inode flag ioctls on `buf`, by number:
+ * 0 FS_IOC_GETFLAGS, 1 FS_IOC_SETFLAGS (an int), 2 FS_IOC_FSGETXATTR, 3 FS_IOC_FSSETXATTR (struct
+ * fsxattr). Only these: no other ioctl can be made through it. */
+static napi_value js_fileattr_sync(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  uint32_t which;
+  napi_value buf_v;
+  void *data;
+  size_t size;
+  if (!parse_args(env, info, "iuo", &fd, &which, &buf_v)) return NULL;
+  if (napi_get_buffer_info(env, buf_v, &data, &size) != napi_ok) {
+    throw_arg_type(env, 2, "a Buffer");
+    return NULL;
+  }
+  static const unsigned long cmds[] = {OVSHIFT_FS_IOC_GETFLAGS, OVSHIFT_FS_IOC_SETFLAGS, OVSHIFT_FS_IOC_FSGETXATTR,
+      OVSHIFT_FS_IOC_FSSETXATTR};
+  size_t need = which < 2 ? sizeof(int) : sizeof(struct ovshift_fsxattr);
+  if (which > 3 || size < need) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "fileattrSync: which is 0-3, with a Buffer of an int or a struct fsxattr");
+    return NULL;
+  }
+  int rc = ioctl(fd, cmds[which], data);
+  return js_i64(env, rc < 0 ? -errno : 0);
 }
 
 /* mallocTrim() -> 1 if memory went back to the system: malloc_trim(0), after a large free. */
@@ -2025,6 +2063,7 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("openat2Sync", js_openat2_sync),
     FN("openTreeSync", js_open_tree_sync),
     FN("mountSetattrSync", js_mount_setattr_sync),
+    FN("fileattrSync", js_fileattr_sync),
     FN("fanotifyInitSync", js_fanotify_init_sync),
     FN("fanotifyMarkSync", js_fanotify_mark_sync),
     FN("openByHandleAtSync", js_open_by_handle_at_sync),

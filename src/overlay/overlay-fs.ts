@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import { FSYNC_FDATASYNC, Fopen, GETATTR_FH, InitFlag, SETXATTR_ACL_KILL_SGID, type InitFlagName } from '../fuse/abi';
 import { FuseError } from '../fuse/errors';
 import type { ConnectionInfo, FuseHandler, RequestControl } from '../fuse/handler';
-import type { AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, LentBuffer, LockOut, OpenOut, StatfsOut } from '../fuse/replies';
+import type { AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, IoctlOut, LentBuffer, LockOut, OpenOut, StatfsOut } from '../fuse/replies';
 import type {
   AccessRequest,
   CopyFileRangeRequest,
@@ -16,6 +16,7 @@ import type {
   FsyncRequest,
   GetattrRequest,
   GetxattrRequest,
+  IoctlRequest,
   LinkRequest,
   ListxattrRequest,
   LockRequest,
@@ -39,6 +40,7 @@ import type {
 } from '../fuse/requests';
 import type { DescriptorFile, LayerAttr } from '../layers/types';
 import { decodeDev } from './attrs';
+import { fileattr } from './fileattr';
 import { OverlayCore } from './core';
 import * as files from './files';
 import { DirHandle, FileHandle, closeAllFiles, type ListedEntry } from './handles';
@@ -225,6 +227,11 @@ export class OverlayFs implements FuseHandler {
     node.openCount++;
     await files.chooseMode(this.core, h);
     return { entry: this.core.entryOf(node, attr), open: files.openReply(this.core, h) };
+  }
+
+  /** chattr and lsattr: the inode flag ioctls (see fileattr.ts); no other. */
+  async ioctl(req: IoctlRequest): Promise<IoctlOut> {
+    return fileattr(this.core, this.core.node(req.nodeid), req.cmd, req.data);
   }
 
   async unlink(req: UnlinkRequest): Promise<void> {

@@ -1,0 +1,56 @@
+/**
+ * Inode flags (chattr, lsattr; FS_IOC_GETFLAGS/SETFLAGS and FS_IOC_FSGETXATTR/FSSETXATTR), which
+ * the kernel asks of a FUSE filesystem as ioctls once it has checked the caller may (owner, and
+ * CAP_LINUX_IMMUTABLE for the immutable and append-only flags). An upper object's flags are its
+ * own, set by the upper filesystem (which refuses what it does not support); setting one on a
+ * lower object copies it up first. A lower object shows none: its copy would not have them.
+ */
+import { constants as K } from 'fs';
+import { FuseError } from '../fuse/errors';
+import type { IoctlOut } from '../fuse/replies';
+import { native } from '../native';
+import { errnoName } from '../util/errno';
+import type { OverlayCore } from './core';
+import type { Node } from './nodes';
+import { S_IFDIR, S_IFREG } from '../util/linux';
+
+const FS_IOC_GETFLAGS = 0x80086601;
+const FS_IOC_SETFLAGS = 0x40086602;
+const FS_IOC_FSGETXATTR = 0x801c581f;
+const FS_IOC_FSSETXATTR = 0x401c5820;
+const FLAGS_SIZE = 4;
+const FSXATTR_SIZE = 28;
+
+const COMMANDS = new Map<number, { which: 0 | 1 | 2 | 3; size: number; sets: boolean }>([
+  [FS_IOC_GETFLAGS, { which: 0, size: FLAGS_SIZE, sets: false }],
+  [FS_IOC_SETFLAGS, { which: 1, size: FLAGS_SIZE, sets: true }],
+  [FS_IOC_FSGETXATTR, { which: 2, size: FSXATTR_SIZE, sets: false }],
+  [FS_IOC_FSSETXATTR, { which: 3, size: FSXATTR_SIZE, sets: true }],
+]);
+
+/** Answers one of the four inode flag ioctls on `node`; any other command is ENOTTY. */
+export async function fileattr(core: OverlayCore, node: Node, cmd: number, data: Buffer): Promise<IoctlOut> {
+  const c = COMMANDS.get(cmd >>> 0);
+  if (!c) throw new FuseError('ENOTTY');
+  if (node.unlinked) throw new FuseError('ESTALE');
+  // Only files and directories: opening a device node or a FIFO in the upper to ask could do
+  // what opening it does (the ioctl of such a node is the driver's anyway).
+  if (node.type !== S_IFREG && node.type !== S_IFDIR) throw new FuseError('ENOTTY');
+  if (c.sets) {
+    if (!core.layers.upper) throw new FuseError('EROFS');
+    if (data.length < c.size) throw new FuseError('EINVAL');
+    await core.copyUp!.ensure(node);
+  } else if (!node.inUpper) {
+    return { result: 0, flags: 0, inIovs: 0, outIovs: 0, data: Buffer.alloc(c.size) };
+  }
+  const upper = core.upper;
+  const file = await upper.openFile(upper.loc(node.path), K.O_RDONLY | K.O_NOFOLLOW | (node.isDir ? K.O_DIRECTORY : 0));
+  try {
+    const buf = c.sets ? Buffer.from(data.subarray(0, c.size)) : Buffer.alloc(c.size);
+    const res = native.fileattrSync(file.fd, c.which, buf);
+    if (res < 0) throw new FuseError(errnoName(res));
+    return { result: 0, flags: 0, inIovs: 0, outIovs: 0, data: c.sets ? Buffer.alloc(0) : buf };
+  } finally {
+    file.closeSync();
+  }
+}
