@@ -132,6 +132,15 @@ export class Node {
 }
 
 /** Node ids handed to the kernel; 1 is the root. Ids are never reused within a mount. */
+/** Where a forgotten node was (its overlay path) and the identity of the object it showed. */
+export interface ForgottenNode {
+  path: string;
+  identity: string | undefined;
+}
+
+/** Forgotten nodes remembered for file handles: some 150 bytes each. */
+const FORGOTTEN_KEPT = 65536;
+
 export class NodeTable {
   private readonly byId = new Map<number, Node>();
   /** Non-directory upper objects by identity: hard links share one node. */
@@ -143,6 +152,12 @@ export class NodeTable {
    */
   private byLowerIdentity?: Map<string, Node | Node[]>;
   private nextId = 2;
+  /** Set while `revive` creates a node: the id it takes. */
+  private reviving: number | undefined;
+  /** Nodes the kernel forgot, most recent last, FORGOTTEN_KEPT at most (see recall). */
+  private readonly forgotten = new Map<number, ForgottenNode>();
+  /** The same by path. */
+  private readonly forgottenAt = new Map<string, number>();
   readonly root: Node;
   /** Told when a node loses its last name or is dropped (what is kept for it can go). */
   onGone?: (node: Node) => void;
@@ -172,7 +187,10 @@ export class NodeTable {
   }
 
   create(parent: Node, name: string, type: number, upperIdentity: string | undefined, lowers: LowerPart[], ino: number): Node {
-    const node = new Node(this.nextId++, parent, name, type, upperIdentity, lowers, ino);
+    const id = this.reviving ?? this.nextId++;
+    this.reviving = undefined;
+    this.forget1(id);
+    const node = new Node(id, parent, name, type, upperIdentity, lowers, ino);
     this.byId.set(node.id, node);
     this.indexLowers(node);
     if (upperIdentity !== undefined && type !== S_IFDIR) this.byUpperIdentity.set(upperIdentity, node);
@@ -307,8 +325,51 @@ export class NodeTable {
     if (node.nlookup <= 0 && node.openCount <= 0 && node !== this.root) this.drop(node);
   }
 
+  /**
+   * Where a node the kernel forgot was, and what it showed: a file handle (name_to_handle_at,
+   * an NFS export of the mount) names it by id after the kernel dropped it (see export.ts).
+   */
+  recall(id: number): ForgottenNode | undefined {
+    return this.forgotten.get(id);
+  }
+
+  /** The id of the node the kernel forgot that was at overlay path `path`, if remembered. */
+  recallPath(path: string): number | undefined {
+    return this.forgottenAt.get(path);
+  }
+
+  private forget1(id: number): void {
+    const f = this.forgotten.get(id);
+    if (!f) return;
+    this.forgotten.delete(id);
+    if (this.forgottenAt.get(f.path) === id) this.forgottenAt.delete(f.path);
+  }
+
+  /**
+   * Runs `make` (which must create the node synchronously) so that the node it creates takes
+   * the id `id` back, a forgotten node's; ids are never given to two objects otherwise.
+   */
+  revive<T>(id: number, make: () => T): T {
+    if (this.byId.has(id) || id >= this.nextId) throw new Error(`node id ${id} is in use or was never given`);
+    this.reviving = id;
+    try {
+      return make();
+    } finally {
+      this.reviving = undefined;
+    }
+  }
+
   private drop(node: Node): void {
     this.byId.delete(node.id);
+    if (!node.unlinked) {
+      const path = node.path;
+      this.forgotten.set(node.id, { path, identity: node.upperIdentity ?? node.lowers[0]?.identity });
+      this.forgottenAt.set(path, node.id);
+      for (const id of this.forgotten.keys()) {
+        if (this.forgotten.size <= FORGOTTEN_KEPT) break;
+        this.forget1(id);
+      }
+    }
     this.onGone?.(node);
     this.unindexLowers(node);
     if (node.parent && node.parent.children.get(node.name) === node) node.parent.children.delete(node.name);

@@ -40,6 +40,7 @@ import type {
 } from '../fuse/requests';
 import type { DescriptorFile, LayerAttr } from '../layers/types';
 import { decodeDev } from './attrs';
+import { lookupParent, lookupSelf } from './export';
 import { fileattr } from './fileattr';
 import { OverlayCore } from './core';
 import * as files from './files';
@@ -55,6 +56,8 @@ import * as xattrs from './xattrs';
 import { O_ACCMODE, S_IFDIR, S_IFLNK, S_IFREG } from '../util/linux';
 
 const name = OverlayCore.checkName;
+const DOT = Buffer.from('.');
+const DOTDOT = Buffer.from('..');
 const newName = OverlayCore.checkNewName;
 
 export class OverlayFs implements FuseHandler {
@@ -71,7 +74,7 @@ export class OverlayFs implements FuseHandler {
   }
 
   get wantFlags(): InitFlagName[] {
-    const flags: InitFlagName[] = ['HANDLE_KILLPRIV_V2'];
+    const flags: InitFlagName[] = ['HANDLE_KILLPRIV_V2', 'EXPORT_SUPPORT'];
     // The kernel checks a file's size and mtime before each read from its pages: needed only
     // while lower changes are polled. Watched, each change invalidates what it touches.
     if (!this.core.watch?.watching) flags.push('AUTO_INVAL_DATA');
@@ -103,6 +106,10 @@ export class OverlayFs implements FuseHandler {
   }
 
   async lookup(req: LookupRequest): Promise<EntryOut> {
+    // "." and "..": the kernel asking for a node by a file handle (FUSE_EXPORT_SUPPORT).
+    if (req.name.length <= 2 && (req.name.equals(DOT) || req.name.equals(DOTDOT))) {
+      return req.name.length === 1 ? lookupSelf(this.core, req.nodeid) : lookupParent(this.core, req.nodeid);
+    }
     return this.core.lookupEntry(this.core.dirNode(req.nodeid), name(req.name));
   }
 

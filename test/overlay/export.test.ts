@@ -1,0 +1,62 @@
+/**
+ * File handles (name_to_handle_at, open_by_handle_at; what an NFS export of the mount uses):
+ * they keep opening the object after the kernel dropped it from its caches, and a handle of a
+ * removed object answers ESTALE (xfstests generic/426).
+ */
+import assert from 'assert/strict';
+import { Scratch } from '../helpers/ovshift';
+import { python } from '../helpers/proc';
+import { makeTree } from '../helpers/tree';
+
+const HANDLES_PY = `
+import ctypes, errno, os, sys
+mnt = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+class FileHandle(ctypes.Structure):
+    _fields_ = [('handle_bytes', ctypes.c_uint), ('handle_type', ctypes.c_int), ('f_handle', ctypes.c_ubyte * 128)]
+def handle(path):
+    h = FileHandle(128, 0)
+    mount_id = ctypes.c_int()
+    if libc.name_to_handle_at(-100, path.encode(), ctypes.byref(h), ctypes.byref(mount_id), 0) != 0:
+        raise OSError(ctypes.get_errno(), 'name_to_handle_at ' + path)
+    return h
+root = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+def open_by(h, flags=os.O_RDONLY):
+    fd = libc.open_by_handle_at(root, ctypes.byref(h), flags)
+    if fd < 0:
+        return errno.errorcode[ctypes.get_errno()]
+    return fd
+def forget():
+    os.sync()
+    with open('/proc/sys/vm/drop_caches', 'w') as f: f.write('2')
+handles = {p: handle(mnt + '/' + p) for p in ['upper', 'd', 'd/lower', 'd/sub/deep', 'gone']}
+forget()
+for p in ['upper', 'd/lower', 'd/sub/deep']:
+    fd = open_by(handles[p])
+    print(p, os.read(fd, 100).decode().strip() if isinstance(fd, int) else fd)
+fd = open_by(handles['d'], os.O_RDONLY | os.O_DIRECTORY)
+print('d', sorted(os.listdir(fd)) if isinstance(fd, int) else fd)
+os.unlink(mnt + '/gone')
+forget()
+print('gone', open_by(handles['gone']))
+`;
+
+describe('overlay: file handles', function () {
+  this.timeout(30000);
+  let s: Scratch;
+
+  beforeEach(() => {
+    s = new Scratch();
+    makeTree(s.lower, { 'd/lower': 'lower', 'd/sub/deep': 'deep', gone: 'gone' });
+  });
+
+  afterEach(() => s.dispose());
+
+  it('open the object again after the kernel dropped it, and answer ESTALE once it is removed', async () => {
+    await s.mount();
+    await python(`open(__import__('sys').argv[1] + '/upper', 'w').write('upper')`, [s.mnt]);
+    const r = await python(HANDLES_PY, [s.mnt]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['upper upper', 'd/lower lower', 'd/sub/deep deep', "d ['lower', 'sub']", 'gone ESTALE']);
+  });
+});
