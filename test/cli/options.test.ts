@@ -106,8 +106,10 @@ describe('command line', function () {
       assert.deepEqual([t.upperTimeout, t.lowerTimeout], [2.5, 2.5]);
       assert.equal(opts('redirect_dir=off').redirectDir, false);
       assert.equal(opts('squash_to_root').squashToRoot, true);
+      assert.equal(opts('').acl, true, 'ACLs enforced by default');
+      assert.equal(opts('noacl').acl, false);
+      assert.equal(opts('noacl,acl').acl, true);
       for (const noEffect of [
-        'noacl',
         'threaded=0',
         'threaded=1',
         'threaded=8',
