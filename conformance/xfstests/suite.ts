@@ -42,6 +42,10 @@ interface Patch {
  *   calls every mount "fuse-overlayfs" and takes no fsname option, so its test and scratch
  *   mounts cannot be told apart and every scratch test aborts. For FSTYP=fuse the mount is
  *   found by its mount point instead.
+ * - common/rc's _test_unmount and _scratch_unmount unmount TEST_DEV and SCRATCH_DEV by source
+ *   name: `umount fuse-overlayfs` takes whichever fuse-overlayfs mount was made last, another
+ *   user's (a podman container's) as well as the test's. For FSTYP=fuse they unmount
+ *   TEST_DIR and SCRATCH_MNT.
  */
 const PATCHES: Patch[] = [
   {
@@ -53,6 +57,16 @@ const PATCHES: Patch[] = [
     file: 'common/rc',
     from: '\t# find $dev as the source, and print result in "$dev $mnt" format\n',
     to: '\t# patched by ovshift scripts/xfstests: a FUSE mount is found by its mount point\n\tif [ "$FSTYP" = fuse ]; then\n\t\tfindmnt -rncv -M $mnt >/dev/null && return 0\n\t\treturn 1\n\tfi\n\t# find $dev as the source, and print result in "$dev $mnt" format\n',
+  },
+  {
+    file: 'common/rc',
+    from: '\t\t_unmount $SCRATCH_DEV\n',
+    to: '\t\t# patched by ovshift scripts/xfstests: a FUSE mount by its mount point\n\t\tif [ "$FSTYP" = fuse ]; then _unmount $SCRATCH_MNT; else _unmount $SCRATCH_DEV; fi\n',
+  },
+  {
+    file: 'common/rc',
+    from: '\t\t_unmount $TEST_DEV\n',
+    to: '\t\t# patched by ovshift scripts/xfstests: a FUSE mount by its mount point\n\t\tif [ "$FSTYP" = fuse ]; then _unmount $TEST_DIR; else _unmount $TEST_DEV; fi\n',
   },
 ];
 

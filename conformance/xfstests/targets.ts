@@ -61,10 +61,10 @@ function fuseTarget(name: 'ovshift' | 'fuse-overlayfs', b: Bases): Target {
   const scratchMnt = subdir(mnt, 'scratch');
   const results = subdir(b.work, 'results', name);
   const config = join(b.work, `${name}.config`);
-  // xfstests finds and unmounts a FUSE mount by its source, which mount.fuse3 hands the
-  // filesystem to show. fuse-overlayfs 1.10 shows "fuse-overlayfs" whatever it is given (and
-  // takes no fsname option), so its test and scratch mounts must both be called that;
-  // unmounting by that name takes the one mounted last, the scratch mount, as it should.
+  // xfstests looks a FUSE mount up by its source, which mount.fuse3 hands the filesystem to
+  // show. fuse-overlayfs 1.10 shows "fuse-overlayfs" whatever it is given (and takes no fsname
+  // option), so its test and scratch mounts must both be called that (the patched xfstests
+  // finds and unmounts them by their mount points: see suite.ts).
   // Others are named for the run too (its directory), so that two runs at once do not mistake
   // each other's mounts for their own.
   const run = basename(b.work);
