@@ -29,11 +29,12 @@ async function checkSameKind(core: OverlayCore, node: Node): Promise<void> {
 
 /** Applies a SETATTR; `fd` is an open upper file of the node when the kernel named one. */
 export async function setattr(core: OverlayCore, node: Node, req: SetattrRequest, fd: DescriptorFile | undefined): Promise<void> {
-  const v = req.valid;
-  if (!(v & CHANGES)) return;
+  // Nothing to change: chown(f, -1, -1), which FUSE sends as it is; it still moves the ctime,
+  // as on a local filesystem (and kernel overlayfs, which copies up for it too).
+  const v = req.valid & CHANGES ? req.valid : req.valid | Fattr.UID | Fattr.GID;
   // Owners to set arrive as view ids; one without a mapping changes nothing (EOVERFLOW).
-  const uid = v & Fattr.UID ? core.opts.ids.uids.toLayer(req.newUid) : -1;
-  const gid = v & Fattr.GID ? core.opts.ids.gids.toLayer(req.newGid) : -1;
+  const uid = req.valid & Fattr.UID ? core.opts.ids.uids.toLayer(req.newUid) : -1;
+  const gid = req.valid & Fattr.GID ? core.opts.ids.gids.toLayer(req.newGid) : -1;
   if (uid === undefined || gid === undefined) throw new FuseError('EOVERFLOW');
   const upper = core.upper;
   await core.copyUp!.ensure(node, { truncate: (v & Fattr.SIZE) !== 0 && req.size === 0n && !node.isDir });

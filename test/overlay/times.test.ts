@@ -1,9 +1,12 @@
 /**
  * Times as a user of the mount sees them: atimes move as the mount's noatime, relatime or
- * strictatime asks (xfstests generic/003, generic/120), and a write through a shared mapping
- * moves mtime and ctime where the kernel writes the upper file itself (generic/215).
+ * strictatime asks (xfstests generic/003, generic/120), a write through a shared mapping moves
+ * mtime and ctime where the kernel writes the upper file itself (generic/215), and
+ * chown(f, -1, -1) moves the ctime (pjdfstest chown/00).
  */
 import assert from 'assert/strict';
+import * as fs from 'fs';
+import { join } from 'path';
 import { Scratch } from '../helpers/ovshift';
 import { python } from '../helpers/proc';
 
@@ -62,6 +65,26 @@ describe('overlay: times', function () {
       assert.deepEqual(await atimeSteps(s, `passthrough=${passthrough}`), ['read moved', `mmap ${kept}`, `exec ${kept}`]);
     });
   }
+
+  it('chown(f, -1, -1) moves the ctime, of an upper file and of a lower one (copied up for it), as on a local filesystem', async () => {
+    fs.writeFileSync(join(s.lower, 'lower'), 'x');
+    await s.mount();
+    const r = await python(
+      `
+import os, sys, time
+mnt = sys.argv[1]
+open(mnt + '/upper', 'w').close()
+before = [os.stat(mnt + '/' + n).st_ctime_ns for n in ('upper', 'lower')]
+time.sleep(0.05)
+for n in ('upper', 'lower'): os.chown(mnt + '/' + n, -1, -1)
+print([os.stat(mnt + '/' + n).st_ctime_ns > b for n, b in zip(('upper', 'lower'), before)])
+`,
+      [s.mnt],
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '[True, True]');
+    assert.ok(fs.existsSync(join(s.upper, 'lower')));
+  });
 
   it('strictatime: every read moves the atime, also one soon after another', async () => {
     await s.mount('strictatime');
