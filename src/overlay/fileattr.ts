@@ -28,6 +28,25 @@ const COMMANDS = new Map<number, { which: 0 | 1 | 2 | 3; size: number; sets: boo
   [FS_IOC_FSSETXATTR, { which: 3, size: FSXATTR_SIZE, sets: true }],
 ]);
 
+const FS_IMMUTABLE_FL = 0x10;
+const FS_APPEND_FL = 0x20;
+
+/**
+ * Whether the upper object of `node` is immutable or append-only (false for an object only in
+ * a lower, or a filesystem without flags): what forbids removing names in it, or it.
+ */
+export async function isProtected(core: OverlayCore, node: Node): Promise<boolean> {
+  if (!node.inUpper || node.unlinked || (node.type !== S_IFREG && node.type !== S_IFDIR) || !core.layers.upper) return false;
+  const upper = core.upper;
+  const file = await upper.openFile(upper.loc(node.path), K.O_RDONLY | K.O_NOFOLLOW | (node.isDir ? K.O_DIRECTORY : 0));
+  try {
+    const buf = Buffer.alloc(FLAGS_SIZE);
+    return native.fileattrSync(file.fd, 0, buf) === 0 && (buf.readInt32LE(0) & (FS_IMMUTABLE_FL | FS_APPEND_FL)) !== 0;
+  } finally {
+    file.closeSync();
+  }
+}
+
 /** Answers one of the four inode flag ioctls on `node`; any other command is ENOTTY. */
 export async function fileattr(core: OverlayCore, node: Node, cmd: number, data: Buffer): Promise<IoctlOut> {
   const c = COMMANDS.get(cmd >>> 0);

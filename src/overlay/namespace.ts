@@ -17,6 +17,7 @@ import { O_TMPFILE, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR,
 import { constants as K } from 'fs';
 import { ACL_DEFAULT_XATTR } from '../idmap/acl-xattr';
 import { inheritAcls } from './acl-inherit';
+import { isProtected } from './fileattr';
 
 const log = createDebug('ovshift:overlay');
 
@@ -188,6 +189,9 @@ export async function rmdir(core: OverlayCore, parent: Node, name: string): Prom
   const { node } = await core.existing(parent, name);
   if (!node.isDir) throw new FuseError('ENOTDIR');
   if (node === core.nodes.root) throw new FuseError('EBUSY');
+  // Checked before emptiness, as Linux does: an immutable or append-only directory keeps its
+  // entries, and one that is itself so cannot go (the kernel cannot tell: FUSE shows no flags).
+  if ((await isProtected(core, parent)) || (await isProtected(core, node))) throw new FuseError('EPERM');
   if (!(await isEmptyDir(core.layers, core.opts.xattrs, core.inodes, node))) throw new FuseError('ENOTEMPTY');
   await remove(core, parent, name, node);
 }

@@ -41,6 +41,9 @@ describe('overlay: inode flags (chattr, lsattr)', function () {
     assert.match(await flagsOf(join(s.upper, 'f')), /i/, 'on the upper file itself');
     assert.throws(() => fs.appendFileSync(f, 'b'), { code: 'EPERM' });
     assert.throws(() => fs.unlinkSync(f), { code: 'EPERM' });
+    // A non-empty directory in an append-only one: EPERM before ENOTEMPTY (generic/079).
+    await sh(`chattr -a ${d} && mkdir ${d}/full && touch ${d}/full/x && chattr +a ${d}`);
+    assert.throws(() => fs.rmdirSync(join(d, 'full')), { code: 'EPERM' });
     await sh(`chattr -i ${f} && echo b >> ${f} && chattr -a ${d}`);
     assert.equal(fs.readFileSync(f, 'utf8'), 'a\nb\n');
     assert.doesNotMatch(await flagsOf(f), /i/);
