@@ -25,8 +25,11 @@ export function report(title: string, names: readonly TargetName[], verdicts: Ve
     for (const [test, m] of differing) out.push(`| ${test} | ${names.map((n) => cell(m.get(n))).join(' | ')} |`);
   }
   if (names.includes('overlay') && names.includes('ovshift')) {
-    const behind = [...verdicts.entries()].filter(([, m]) => m.get('overlay')?.verdict === 'pass' && m.get('ovshift')?.verdict !== 'pass').map(([t]) => t);
-    out.push('', `Passing on kernel overlayfs but not on ovshift: ${behind.length ? behind.join(', ') : 'none'}.`);
+    const passOnOverlay = [...verdicts.entries()].filter(([, m]) => m.get('overlay')?.verdict === 'pass');
+    const failing = passOnOverlay.filter(([, m]) => ['fail', 'timeout', 'error'].includes(m.get('ovshift')?.verdict ?? '')).map(([t]) => t);
+    const notRun = passOnOverlay.filter(([, m]) => m.get('ovshift')?.verdict === 'not run').map(([t]) => t);
+    out.push('', `Passing on kernel overlayfs, failing on ovshift: ${failing.length ? failing.join(', ') : 'none'}.`);
+    out.push(`Passing on kernel overlayfs, not run on ovshift: ${notRun.length ? notRun.join(', ') : 'none'}.`);
   }
   return `${out.join('\n')}\n`;
 }

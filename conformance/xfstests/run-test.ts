@@ -80,9 +80,12 @@ function passesWithoutNoise(suite: Suite, target: Target, test: string): boolean
 
 /** Process groups of the ./check runs under way, for killChecks. */
 const running = new Set<number>();
+/** Set by killChecks: what the killed runs got to is no verdict. */
+let stopping = false;
 
 /** Ends every ./check under way and all its test's processes (the run is being stopped). */
 export function killChecks(): void {
+  stopping = true;
   for (const pid of running) {
     try {
       process.kill(-pid, 'SIGKILL');
@@ -217,6 +220,7 @@ export async function runTests(
   while (rest.length) {
     const batch = rest.slice(0, opts.batch);
     const outcomes = await checkRun(suite, target, batch, opts.limitSeconds);
+    if (stopping) return;
     for (const [test, o] of outcomes) report(test, o);
     rest = rest.filter((t) => !outcomes.has(t));
     if (rest.length && rest[0] === batch[0]) {
