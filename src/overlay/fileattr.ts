@@ -11,6 +11,7 @@ import type { IoctlOut } from '../fuse/replies';
 import { native } from '../native';
 import { errnoName } from '../util/errno';
 import type { OverlayCore } from './core';
+import type { DescriptorFile } from '../layers/types';
 import type { Node } from './nodes';
 import { S_IFDIR, S_IFREG } from '../util/linux';
 
@@ -37,14 +38,27 @@ const FS_APPEND_FL = 0x20;
  */
 export async function isProtected(core: OverlayCore, node: Node): Promise<boolean> {
   if (!node.inUpper || node.unlinked || (node.type !== S_IFREG && node.type !== S_IFDIR) || !core.layers.upper) return false;
-  const upper = core.upper;
-  const file = await upper.openFile(upper.loc(node.path), K.O_RDONLY | K.O_NOFOLLOW | (node.isDir ? K.O_DIRECTORY : 0));
+  const file = await openUpperObject(core, node);
   try {
     const buf = Buffer.alloc(FLAGS_SIZE);
     return native.fileattrSync(file.fd, 0, buf) === 0 && (buf.readInt32LE(0) & (FS_IMMUTABLE_FL | FS_APPEND_FL)) !== 0;
   } finally {
     file.closeSync();
   }
+}
+
+/**
+ * The node's upper file or directory, opened to ask its flags: never blocking (O_NONBLOCK, were
+ * a FIFO swapped in at the path underneath), and only if it is still the node's object.
+ */
+async function openUpperObject(core: OverlayCore, node: Node): Promise<DescriptorFile> {
+  const upper = core.upper;
+  const file = await upper.openFile(upper.loc(node.path), K.O_RDONLY | K.O_NOFOLLOW | K.O_NONBLOCK | (node.isDir ? K.O_DIRECTORY : 0));
+  if (file.statNow()?.identity !== node.upperIdentity) {
+    file.closeSync();
+    throw new FuseError('ESTALE');
+  }
+  return file;
 }
 
 /** Answers one of the four inode flag ioctls on `node`; any other command is ENOTTY. */
@@ -62,8 +76,7 @@ export async function fileattr(core: OverlayCore, node: Node, cmd: number, data:
   } else if (!node.inUpper) {
     return { result: 0, flags: 0, inIovs: 0, outIovs: 0, data: Buffer.alloc(c.size) };
   }
-  const upper = core.upper;
-  const file = await upper.openFile(upper.loc(node.path), K.O_RDONLY | K.O_NOFOLLOW | (node.isDir ? K.O_DIRECTORY : 0));
+  const file = await openUpperObject(core, node);
   try {
     const buf = c.sets ? Buffer.from(data.subarray(0, c.size)) : Buffer.alloc(c.size);
     const res = native.fileattrSync(file.fd, c.which, buf);
