@@ -2,14 +2,14 @@
  * scripts/xfstests: runs xfstests (a checkout the user fetched) on ovshift, fuse-overlayfs and
  * kernel overlayfs side by side, test by test, and prints one comparison table. See usage().
  */
-import { appendFileSync, existsSync, readFileSync } from 'fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync } from 'fs';
 import { resolve } from 'path';
 import { Cleanup } from '../../bench/lib/cleanup';
 import { check } from '../../bench/lib/proc';
 import { scratchDir, subdir } from '../../bench/lib/trees';
 import { loopFs, mountDevice, ovshiftCommand, suiteUsers, type BaseFs } from './machine';
 import { report, type Verdicts } from './report';
-import { killChecks, runTests, type Outcome } from './run-test';
+import { clearMounts, killChecks, runTests, type Outcome } from './run-test';
 import { notACheckout, prepareSuite, type Suite } from './suite';
 import { makeTargets, TARGET_NAMES, type Target, type TargetName } from './targets';
 
@@ -18,6 +18,8 @@ const BATCH = 20;
 
 function usage(): string {
   return `usage: scripts/xfstests [options] CHECKOUT [TEST...]
+  TEST is a test (generic/120) or a directory of tests (generic: every test in tests/generic;
+  no -g group has them all, -g generic/auto leaves out a dozen).
   Runs xfstests from CHECKOUT (e.g. a clone of kdave/xfstests; never changed: it is copied,
   patched and built in the run's directory) on each filesystem, test by test, and prints a
   Markdown table of the verdicts to stdout (progress goes to stderr). Needs root.
@@ -80,12 +82,23 @@ function parseArgs(argv: string[]): Args {
 
 /** The tests the groups and names select, in check's order. */
 async function selectTests(suite: Suite, target: Target, a: Args): Promise<string[]> {
-  const args = ['-n', ...target.checkArgs, ...a.groups.flatMap((g) => ['-g', g]), ...a.tests];
+  const tests = a.tests.flatMap((t) => testsIn(suite, t) ?? [t]);
+  const args = ['-n', ...target.checkArgs, ...a.groups.flatMap((g) => ['-g', g]), ...tests];
   const out = await check('./check', args, { timeoutMs: 120_000, cwd: suite.dir, env: { ...process.env, HOST_OPTIONS: target.config } });
   return out
     .split('\n')
     .filter((l) => /^[a-z0-9-]+\/\d+$/.test(l.trim()))
     .map((l) => l.trim());
+}
+
+/** Every test in directory `name` of the suite's tests/ (generic/001, …), or undefined if none. */
+function testsIn(suite: Suite, name: string): string[] | undefined {
+  const dir = `${suite.dir}/tests/${name}`;
+  if (!/^[a-z0-9-]+$/.test(name) || !existsSync(dir)) return undefined;
+  return readdirSync(dir)
+    .filter((f) => /^\d+$/.test(f))
+    .sort()
+    .map((f) => `${name}/${f}`);
 }
 
 function loadVerdicts(file: string | undefined): Verdicts {
@@ -122,6 +135,10 @@ async function main(): Promise<void> {
       overlayTestDevice: overlay ? await loopFs(cleanup, `${work}/overlay-test.img`, '12G', a.base) : '',
       overlayScratchDevice: overlay ? await loopFs(cleanup, `${work}/overlay-scratch.img`, '12G', a.base) : '',
       baseFs: a.base,
+    });
+    // ./check -n mounts the test filesystem too, and a run may be stopped mid-test.
+    cleanup.add('mounts left under the mount points', async () => {
+      for (const t of targets) await clearMounts(t);
     });
     // Runs first when the run is stopped (steps run newest first): before the unmounts.
     cleanup.add('running ./check processes', killChecks);
