@@ -84,6 +84,37 @@ def statx_sync(path):
     nlink, uid, gid, mode = struct.unpack_from('<IIIH', buf, 16)
     ino, size = struct.unpack_from('<QQ', buf, 32)
     return 'mode=%o uid=%d gid=%d size=%d ino=%d;' % (mode, uid, gid, size, ino)
+import fcntl
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_NODUMP_FL = 0x80086601, 0x40086602, 0x40
+FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR = 0x801c581f, 0x401c5820
+def set_nodump(fd):
+    return fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack('i', FS_NODUMP_FL))
+def get_flags(fd):
+    return struct.unpack('i', fcntl.ioctl(fd, FS_IOC_GETFLAGS, b'\\0' * 4))[0]
+def set_projid(fd):
+    x = bytearray(fcntl.ioctl(fd, FS_IOC_FSGETXATTR, b'\\0' * 28))
+    struct.pack_into('I', x, 12, 7)
+    return fcntl.ioctl(fd, FS_IOC_FSSETXATTR, bytes(x))
+def tmpfile_named(d):
+    fd = os.open(d, os.O_TMPFILE | os.O_WRONLY, 0o600)
+    os.write(fd, b'PWNED')
+    return os.link('/proc/self/fd/%d' % fd, d + '/named')
+def reopen_by_handle(path):
+    # As an NFS server does: a handle made while the kernel held the node, the kernel's caches
+    # dropped, then the object asked for again by handle alone (needs CAP_DAC_READ_SEARCH).
+    h = ctypes.create_string_buffer(8 + 128)
+    struct.pack_into('I', h, 0, 128)
+    mount_id = ctypes.c_int()
+    if libc.name_to_handle_at(-100, path.encode(), h, ctypes.byref(mount_id), 0) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), path)
+    with open('/proc/sys/vm/drop_caches', 'w') as f: f.write('2')
+    mfd = os.open(M, os.O_RDONLY | os.O_DIRECTORY)
+    fd = libc.open_by_handle_at(mfd, h, os.O_RDONLY)
+    if fd < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), path)
+    return os.read(fd, 4096)
 def report(fn):
     try:
         r = fn()
@@ -103,6 +134,8 @@ interface Attack {
   how?: 'absolute' | 'relative' | 'magic';
   /** A directory (relative to the mount) the attacker makes its cwd before the swap. */
   hold?: string;
+  /** A file (relative to the mount) the attacker opens before the swap, as descriptor H. */
+  openBefore?: string;
   /** Python body of `op()`, run after the swap; `return` what the call gave. */
   op: string;
   /** Root makes the call through the mount (the user only prepared and swapped). */
@@ -192,6 +225,27 @@ ${lstatAll(['pub', 'pub/d', 'pub/d/secret', 'pub/d/empty', 'pub/d/sub', 'pub/d/s
     { name: 'removexattr', swap: 'pub/d', to: 'dir', expect: 'mid', op: `return os.removexattr(D + '/secret', 'user.victimtag')` },
     { name: 'readlink', swap: 'pub/d', to: 'dir', expect: 'mid', op: `return os.readlink(D + '/lnk')` },
     { name: 'readdir of a held subdirectory', swap: 'pub/d', to: 'dir', expect: 'mid', successOk: true, op: `return os.listdir(D + '/sub')` },
+    // Paths of their own (issue 17): O_TMPFILE and linkat, inode flags on a descriptor the
+    // user opened before the swap, a file handle asked for again after the kernel forgot.
+    { name: 'O_TMPFILE in the swapped dir, then linkat', swap: 'pub/d', to: 'dir', expect: 'mid', op: `return tmpfile_named(D)` },
+    { name: 'chattr (nodump) on a descriptor opened before', swap: 'pub/d', to: 'dir', openBefore: 'pub/d/secret', expect: 'mid', op: `return set_nodump(H)` },
+    { name: 'lsattr on a descriptor opened before', swap: 'pub/d', to: 'dir', openBefore: 'pub/d/secret', expect: 'mid', op: `return get_flags(H)` },
+    {
+      name: 'FSSETXATTR (project id) on a descriptor opened before',
+      swap: 'pub/d',
+      to: 'dir',
+      openBefore: 'pub/d/secret',
+      expect: 'mid',
+      op: `return set_projid(H)`,
+    },
+    {
+      name: 'open by file handle, by root, after the kernel forgot',
+      swap: 'pub/d',
+      to: 'dir',
+      expect: 'last',
+      byRoot: true,
+      op: `return reopen_by_handle(D + '/secret')`,
+    },
     // Two levels below the swap: the symlink is a middle component of the parent's path too.
     {
       name: 'two levels below the swap: create',
@@ -295,6 +349,25 @@ ${lstatAll(['pub', 'pub/f', 'pub/e', 'pub/own'])}`,
     { name: 'getxattr', swap: 'pub/f', to: 'secret', expect: 'last', alsoOk: ['ENODATA'], op: `return os.getxattr(F, 'user.victimtag')` },
     { name: 'listxattr', swap: 'pub/f', to: 'secret', expect: 'last', successOk: true, op: `return os.listxattr(F)` },
     { name: 'removexattr', swap: 'pub/f', to: 'secret', expect: 'last', alsoOk: ['EPERM', 'ENODATA'], op: `return os.removexattr(F, 'user.victimtag')` },
+    { name: 'chattr (nodump) on a descriptor opened before', swap: 'pub/f', to: 'secret', openBefore: 'pub/f', expect: 'last', op: `return set_nodump(H)` },
+    { name: 'lsattr on a descriptor opened before', swap: 'pub/f', to: 'secret', openBefore: 'pub/f', expect: 'last', op: `return get_flags(H)` },
+    {
+      name: 'FSSETXATTR (project id) on a descriptor opened before',
+      swap: 'pub/f',
+      to: 'secret',
+      openBefore: 'pub/f',
+      expect: 'last',
+      op: `return set_projid(H)`,
+    },
+    {
+      name: 'open by file handle, by root, after the kernel forgot',
+      swap: 'pub/f',
+      to: 'secret',
+      expect: 'last',
+      byRoot: true,
+      op: `return reopen_by_handle(F)`,
+    },
+    { name: 'O_TMPFILE in the swapped dir (to the victim dir)', swap: 'pub/e', to: 'dir', expect: 'last', alsoOk: ['ENOTDIR'], op: `return tmpfile_named(E)` },
     // These act on the layer's entry itself (the symlink), never on what it points at:
     // either outcome will do, as long as nothing outside changes.
     { name: 'link, source swapped', swap: 'pub/f', to: 'secret', expect: 'any', op: `return os.link(F, M + '/pub/linked')` },
@@ -352,6 +425,16 @@ const CASE_C: Case = {
       op: `return os.listdir(D)`,
     },
     { name: 'readdir (ls) of a held subdirectory', swap: 'pub/d', to: 'dir', expect: 'mid', successOk: true, op: `return os.listdir(D + '/sub')` },
+    { name: 'O_TMPFILE in the swapped dir, then linkat', swap: 'pub/d', to: 'dir', expect: 'mid', alsoOk: HELD_LOWER, op: `return tmpfile_named(D)` },
+    {
+      name: 'chattr (nodump, a copy-up) on a descriptor opened before',
+      swap: 'pub/d',
+      to: 'dir',
+      openBefore: 'pub/d/secret',
+      expect: 'mid',
+      alsoOk: HELD_LOWER,
+      op: `return set_nodump(H)`,
+    },
     {
       name: 'relative symlink target: open+read',
       swap: 'pub/d',
@@ -398,6 +481,23 @@ const CASE_D: Case = {
     { name: 'copy-up by setxattr', swap: 'pub/f', to: 'secret', expect: 'last', op: `return os.setxattr(F, 'user.evil', b'1')` },
     { name: 'getxattr', swap: 'pub/f', to: 'secret', expect: 'last', alsoOk: ['ENODATA'], op: `return os.getxattr(F, 'user.victimtag')` },
     { name: 'listxattr', swap: 'pub/f', to: 'secret', expect: 'last', successOk: true, op: `return os.listxattr(F)` },
+    {
+      name: 'chattr (nodump, a copy-up) on a descriptor opened before',
+      swap: 'pub/f',
+      to: 'secret',
+      openBefore: 'pub/f',
+      expect: 'last',
+      op: `return set_nodump(H)`,
+    },
+    {
+      name: 'lsattr on a descriptor opened before',
+      swap: 'pub/f',
+      to: 'secret',
+      openBefore: 'pub/f',
+      expect: 'last',
+      successOk: true,
+      op: `return get_flags(H)`,
+    },
     { name: 'relative symlink target: open+read', swap: 'pub/f', to: 'secret', how: 'relative', expect: 'last', op: `return open(F, 'rb').read()` },
     {
       name: 'magic link target (/proc/self/root/…): copy-up by chmod',
@@ -506,7 +606,7 @@ describe('security: symlinks swapped into a layer never lead the daemon outside 
     const args = [s.mnt, layerRoot, a.swap, target, String(user.uid), String(user.gid)];
     const before = outsideSnapshot(s.root, ['lower', 'upper', 'work', 'mnt']);
 
-    const hold = a.hold ? `os.chdir(M + '/${a.hold}')\n` : '';
+    const hold = `${a.hold ? `os.chdir(M + '/${a.hold}')\n` : ''}${a.openBefore ? `H = os.open(M + '/${a.openBefore}', os.O_RDONLY)\n` : ''}`;
     const userProgram = `${PRELUDE}${c.prep}\n${hold}swap()\n${a.byRoot ? "print('SWAPPED')\n" : opProgram(a)}`;
     const byUser = await user.run([PYTHON, '-c', userProgram, ...args], { timeoutMs: ATTACK_TIMEOUT_MS });
     let result = byUser;
