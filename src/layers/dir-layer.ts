@@ -9,7 +9,8 @@ import { closeSync, constants as K, openSync, promises as fsp, statfsSync } from
 import { beneathError, openBeneathSync, openDirBeneath, openDirBeneathSync } from './beneath';
 import { attrFromArray, FdFile, isRemoteFilesystem, STATX_MASK } from './fd-io';
 import { filesystemWatcher } from './fs-watcher';
-import { AT_FDCWD, C, native, unpackDirents, STATX_FIELDS } from '../native';
+import { AT_FDCWD, C, native, unpackDirents, StatxField, STATX_FIELDS } from '../native';
+import { needsType, openFlags, settle, waitingOutLeases } from './safe-open';
 import { errnoError, errnoNumber, errorCode } from '../util/errno';
 import {
   childPath,
@@ -27,6 +28,8 @@ import {
 } from './types';
 import { AT_SYMLINK_NOFOLLOW, O_CLOEXEC } from '../util/linux';
 
+/** statx's STATX_TYPE: the mode's type bits alone. */
+const STATX_TYPE = 0x1;
 const ENOENT = -errnoNumber('ENOENT');
 const ENOTDIR = -errnoNumber('ENOTDIR');
 const ENAMETOOLONG = -errnoNumber('ENAMETOOLONG');
@@ -331,9 +334,15 @@ export class DirLayer implements ReadableLayer {
     return new FdFile(await this.openAt(target, flags, mode), this.sync, this.inMemory);
   }
 
-  /** openat(); O_CLOEXEC and O_NOFOLLOW always (a symlink in a layer is never opened through). */
+  /**
+   * openat(); O_CLOEXEC and O_NOFOLLOW always (a symlink in a layer is never opened through),
+   * and never waiting on what someone put at the path (see safe-open.ts).
+   */
   openAt(target: Loc, flags: number, mode = 0): Promise<number> {
-    const f = flags | O_CLOEXEC | K.O_NOFOLLOW;
+    return waitingOutLeases(async () => this.settled(await this.openAtOnce(target, openFlags(flags) | O_CLOEXEC | K.O_NOFOLLOW, mode), flags, target.path));
+  }
+
+  private openAtOnce(target: Loc, f: number, mode: number): Promise<number> {
     if (this.sync) {
       // One openat2 instead of reaching the parent, opening the name there and closing the parent.
       const fd = openBeneathSync(target.fd, target.path, f, mode);
@@ -347,18 +356,33 @@ export class DirLayer implements ReadableLayer {
     });
   }
 
+  /** safe-open's settle, the type asked off the event loop where a stat may wait on a server. */
+  private async settled(fd: number, flags: number, path: Buffer): Promise<number> {
+    let mode: number | undefined;
+    if (!this.sync && needsType(flags)) {
+      try {
+        mode = (await native.fstatx(fd, STATX_TYPE))[StatxField.mode];
+      } catch (err) {
+        closeSync(fd);
+        throw err;
+      }
+    }
+    return settle(fd, flags, path.toString(), mode);
+  }
+
   /**
    * Opens the object an open descriptor of this layer holds, with new flags (through its
    * /proc/self/fd link: the object may have no name any more).
    */
   async reopen(file: DescriptorFile, flags: number): Promise<FdFile> {
     const path = Buffer.from(`/proc/self/fd/${file.fd}`);
-    let fd: number;
-    if (!this.sync) fd = await native.openat(AT_FDCWD, path, flags | O_CLOEXEC, 0);
-    else {
-      fd = native.openatSync(AT_FDCWD, path, flags | O_CLOEXEC, 0);
-      if (fd < 0) throw errnoError(fd, 'open', path.toString());
-    }
+    const fd = await waitingOutLeases(async () => {
+      const f = openFlags(flags) | O_CLOEXEC;
+      if (!this.sync) return this.settled(await native.openat(AT_FDCWD, path, f, 0), flags, path);
+      const opened = native.openatSync(AT_FDCWD, path, f, 0);
+      if (opened < 0) throw errnoError(opened, 'open', path.toString());
+      return settle(opened, flags, path.toString());
+    });
     return new FdFile(fd, this.sync, this.inMemory);
   }
 

@@ -7,6 +7,7 @@
  * FdFile is an open file of a local layer held by its descriptor (DescriptorFile in types.ts):
  * everything the overlay does to an open file, locks included, goes through it.
  */
+import { openFlags, settle } from './safe-open';
 import * as fs from 'fs';
 import { statfsSync } from 'fs';
 import { C, native, STATX_FIELDS, StatxField as F, type FileLock } from '../native';
@@ -209,7 +210,8 @@ export class FdFile implements DescriptorFile {
 
   /** Opens the same object again with new flags (through /proc/self/fd: it may have no name any more). */
   reopenSync(flags: number): FdFile {
-    return new FdFile(fs.openSync(`/proc/self/fd/${this.fd}`, flags), true);
+    const path = `/proc/self/fd/${this.fd}`;
+    return new FdFile(settle(fs.openSync(path, openFlags(flags)), flags, path), true);
   }
 
   truncate(size: bigint): Promise<void> {

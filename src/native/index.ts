@@ -123,6 +123,8 @@ export interface NativeAddon {
   statxSync(dirfd: number, p: PathLike, flags: number, mask: number, out: Float64Array): number;
   /** fstatx of an open fd on the calling thread; as statxSync. */
   fstatxSync(fd: number, out: Float64Array): number;
+  /** fcntl(fd, F_SETFL, flags): 0 or -errno. */
+  setStatusFlagsSync(fd: number, flags: number): number;
 
   // Calling-thread twins of the calls above, for local-filesystem layers (see statxSync):
   // they return 0 (or the value) on success and -errno on failure, without throwing.

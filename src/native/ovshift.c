@@ -609,6 +609,13 @@ static napi_value js_set_nonblock(napi_env env, napi_callback_info info) {
   return js_undefined(env);
 }
 
+/* fcntl(fd, F_SETFL, flags): 0 or -errno. */
+static napi_value js_set_status_flags_sync(napi_env env, napi_callback_info info) {
+  int32_t fd, flags;
+  if (!parse_args(env, info, "ii", &fd, &flags)) return NULL;
+  return js_i64(env, fcntl(fd, F_SETFL, flags) == 0 ? 0 : -errno);
+}
+
 /* ---------------------------------------------------------------------------------------
  * Synchronous metadata calls, for layers on local filesystems only: answered from the
  * dentry and inode caches in about a microsecond, where a thread-pool round trip costs tens.
@@ -2038,6 +2045,7 @@ static napi_value init(napi_env env, napi_value exports) {
     FN("statx", js_statx),
     FN("statxSync", js_statx_sync),
     FN("fstatxSync", js_fstatx_sync),
+    FN("setStatusFlagsSync", js_set_status_flags_sync),
     FN("getxattrat", js_getxattrat),
     FN("getxattratSync", js_getxattrat_sync),
     FN("setxattrat", js_setxattrat),
