@@ -81,6 +81,8 @@ export async function fileattr(core: OverlayCore, node: Node, cmd: number, data:
     const buf = c.sets ? Buffer.from(data.subarray(0, c.size)) : Buffer.alloc(c.size);
     const res = native.fileattrSync(file.fd, c.which, buf);
     if (res < 0) throw new FuseError(errnoName(res));
+    // Setting flags moves the object's ctime; the kernel's cached attributes would keep the old one.
+    if (c.sets) await core.notifier?.invalAttrs(node.id);
     return { result: 0, flags: 0, inIovs: 0, outIovs: 0, data: c.sets ? Buffer.alloc(0) : buf };
   } finally {
     file.closeSync();

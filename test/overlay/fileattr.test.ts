@@ -71,4 +71,15 @@ describe('overlay: inode flags (chattr, lsattr)', function () {
     assert.equal((await as(1000, '+A')).code, 0, 'the owner sets an ordinary flag');
     assert.doesNotMatch(await flagsOf(f), /i/);
   });
+
+  it('moves the ctime when a flag is set, as stat shows at once (generic/277)', async () => {
+    await s.mount();
+    const f = join(s.mnt, 'f');
+    fs.writeFileSync(f, 'x');
+    const before = fs.statSync(f).ctimeMs;
+    await new Promise((r) => setTimeout(r, 20));
+    await sh(`chattr +A ${f}`);
+    assert.ok(fs.statSync(f).ctimeMs > before, 'a new ctime');
+    assert.equal(fs.statSync(f).ctimeMs, fs.statSync(join(s.upper, 'f')).ctimeMs, "the upper file's");
+  });
 });
