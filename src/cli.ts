@@ -3,6 +3,7 @@
  * (a one-line message, exit 1), leaving a detached daemon to serve it, as fuse-overlayfs and
  * mount.fuse3 expect.
  */
+import { remount } from './cli/remount';
 import { spawn } from 'child_process';
 import createDebug from 'debug';
 import { writeSync, closeSync } from 'fs';
@@ -103,6 +104,10 @@ export function main(argv: string[]): void {
   }
   if (cmd.kind === 'version') {
     process.stdout.write(`ovshift ${VERSION}\n`);
+    return;
+  }
+  if (cmd.kind === 'remount') {
+    remount(cmd.mountpoint, cmd.flags).catch((err: Error) => fail(err.message));
     return;
   }
   const o = cmd.options;

@@ -3,6 +3,7 @@
  * SIGINT/SIGTERM; exit once the kernel says the filesystem is gone (including an external
  * umount).
  */
+import { msFlags } from './cli/remount';
 import createDebug from 'debug';
 import { readFileSync } from 'fs';
 import { checkLayout } from './cli/layout';
@@ -16,7 +17,6 @@ import { createIdShift } from './idmap';
 import { openLowers, type OpenLowers } from './layers/lowers';
 import type { LayerAttr, ReadableLayer } from './layers/types';
 import { UpperDir } from './layers/upper-dir';
-import { C } from './native';
 import { OverlayXattrs, TRUSTED_PREFIX, USER_PREFIX } from './overlay/format';
 import { OverlayFs } from './overlay/overlay-fs';
 import { StaleRetryLayer } from './layers/stale-retry';
@@ -41,19 +41,7 @@ function initialNamespaceRoot(): boolean {
 }
 
 function mountFlags(o: CliOptions): number {
-  const f = o.flags;
-  let flags = 0;
-  if (f.readOnly) flags |= C.MS_RDONLY!;
-  if (f.nosuid) flags |= C.MS_NOSUID!;
-  if (f.nodev) flags |= C.MS_NODEV!;
-  if (f.noexec) flags |= C.MS_NOEXEC!;
-  if (f.noatime) flags |= C.MS_NOATIME!;
-  if (f.nodiratime) flags |= C.MS_NODIRATIME!;
-  if (f.strictatime) flags |= C.MS_STRICTATIME!;
-  if (f.lazytime) flags |= C.MS_LAZYTIME!;
-  if (f.sync) flags |= C.MS_SYNCHRONOUS!;
-  if (f.dirsync) flags |= C.MS_DIRSYNC!;
-  return flags;
+  return msFlags(o.flags);
 }
 
 async function rootAttr(layer: ReadableLayer): Promise<LayerAttr> {

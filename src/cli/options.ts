@@ -78,6 +78,8 @@ export interface CliOptions {
   squashToGid?: string;
   /** volatile: nothing syncs the upper (kernel overlayfs's meaning; fuse-overlayfs's too). */
   volatile: boolean;
+  /** -o remount: change the mount flags of a running mount (see remount.ts). */
+  remount?: boolean;
   /** fsync=0|1 (fuse-overlayfs): 0 means volatile; volatile wins over fsync=1. */
   fsync: boolean;
   /** static_nlink: directories show st_nlink 1. */
@@ -88,7 +90,8 @@ export interface CliOptions {
   acl: boolean;
 }
 
-export type Command = { kind: 'mount'; options: CliOptions } | { kind: 'help' } | { kind: 'version' };
+export type Command =
+  { kind: 'mount'; options: CliOptions } | { kind: 'remount'; mountpoint: string; flags: MountFlags } | { kind: 'help' } | { kind: 'version' };
 
 export const HELP = `Usage:
   ovshift [-f] [-d] -o lowerdir=DIR[:DIR…][,upperdir=DIR,workdir=DIR][,OPTION…] MOUNTPOINT
@@ -168,6 +171,8 @@ Options:
   diratime, nodiratime, relatime, strictatime, lazytime, sync, async, dirsync, defaults.
   Mounts by root are suid by default (as fuse-overlayfs's), nodev; other users' mounts are
   always nosuid,nodev (fusermount3's rule), whatever is asked.
+  remount (mount -o remount,ro MOUNTPOINT): changes these flags of a running mount and,
+  as kernel overlayfs, ignores every other option given with it (the layers stay).
   --lower DIR, --upper DIR, --work DIR, --uidmap SPEC, --gidmap SPEC: long forms of the above.
   OVSHIFT_OPTIONS=OPTS    environment: options applied before the command line's, for
                           tools that cannot pass any (like a kernel module parameter)
@@ -434,6 +439,9 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
     case 'allow_other':
       o.allowOther = true;
       return;
+    case 'remount':
+      o.remount = true;
+      return;
     case 'debug':
       o.debug = true;
       o.foreground = true;
@@ -610,6 +618,8 @@ export function parseArgs(argv: string[]): Command {
   if (positional.length > 2) throw new UsageError(`too many arguments: ${positional.slice(2).join(' ')}`);
   const mountpoint = positional[positional.length - 1]!;
   const source = positional.length === 2 ? positional[0]! : 'ovshift';
+  // The other options are the running mount's business (see remount.ts), the flags apart.
+  if (o.remount) return { kind: 'remount', mountpoint, flags: o.flags };
   if (o.lowers.length === 0) throw new UsageError('no lower layer given (-o lowerdir=DIR or --lower DIR)');
   if ((o.upper === undefined) !== (o.work === undefined)) {
     throw new UsageError(o.upper === undefined ? 'workdir given without upperdir' : 'upperdir given without workdir');

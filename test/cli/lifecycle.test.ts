@@ -194,4 +194,26 @@ describe('mount lifecycle', function () {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /passthrough files off/);
   });
+
+  it('remounts read-only and back (mount -o remount,ro as mount.fuse3 passes it), the layers as they were', async () => {
+    const d = await s.mount();
+    daemons.push(d);
+    writeFileSync(join(s.mnt, 'before'), 'b');
+    const opts = `lowerdir=${s.lower},upperdir=${s.upper},workdir=${s.work}`;
+    let r = await run(OVSHIFT, ['ovshift', s.mnt, '-o', `remount,ro,${opts}`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(readFileSync('/proc/self/mounts', 'utf8'), new RegExp(`${s.mnt} fuse\\.ovshift ro,`));
+    assert.throws(() => writeFileSync(join(s.mnt, 'after'), 'a'), { code: 'EROFS' });
+    assert.equal(readFileSync(join(s.mnt, 'before'), 'utf8'), 'b');
+    // Options other than the mount flags are the running mount's: another lower changes nothing.
+    r = await run(OVSHIFT, ['ovshift', s.mnt, '-o', 'remount,rw,lowerdir=/nonexistent']);
+    assert.equal(r.code, 0, r.stderr);
+    writeFileSync(join(s.mnt, 'after'), 'a');
+    assert.equal(readFileSync(join(s.upper, 'after'), 'utf8'), 'a');
+    assert.equal(readFileSync(join(s.mnt, 'file'), 'utf8'), 'from the lower\n');
+    // What is not an ovshift mount is refused, in one line naming it.
+    r = await run(OVSHIFT, ['ovshift', s.lower, '-o', 'remount,ro']);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, `ovshift: cannot remount ${s.lower}: nothing is mounted there\n`);
+  });
 });
