@@ -48,8 +48,9 @@ export async function suiteUsers(cleanup: Cleanup): Promise<void> {
   }
   for (const user of USERS) {
     if (await exists('passwd', user)) continue;
-    // 123456-fsgqa starts with a digit, which useradd takes only with --badname.
-    await check('useradd', ['--badname', '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/bin/bash', '--gid', GROUP, user]);
+    // 123456-fsgqa starts with a digit, which useradd takes only with --badname. Home "/": tests
+    // log in as them (su -), and a missing home puts su's warning in the output (generic/128).
+    await check('useradd', ['--badname', '--no-create-home', '--home-dir', '/', '--shell', '/bin/bash', '--gid', GROUP, user]);
     cleanup.add(`user ${user}`, async () => {
       await check('userdel', [user]);
     });
