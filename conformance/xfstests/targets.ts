@@ -50,9 +50,9 @@ function configText(vars: Record<string, string>): string {
     .join('');
 }
 
-function layerOptions(dir: string): string {
+function layerOptions(dir: string, extra: string): string {
   const layers = ['lower', 'upper', 'work'].map((l) => subdir(dir, l));
-  return `-o lowerdir=${layers[0]},upperdir=${layers[1]},workdir=${layers[2]}`;
+  return `-o lowerdir=${layers[0]},upperdir=${layers[1]},workdir=${layers[2]}${extra}`;
 }
 
 function fuseTarget(name: 'ovshift' | 'fuse-overlayfs', b: Bases): Target {
@@ -68,6 +68,9 @@ function fuseTarget(name: 'ovshift' | 'fuse-overlayfs', b: Bases): Target {
   // Others are named for the run too (its directory), so that two runs at once do not mistake
   // each other's mounts for their own.
   const run = basename(b.work);
+  // ovshift mounts by root are nodev unless told: given dev, as kernel overlayfs is by default,
+  // so that the tests of device nodes (generic/306) run as they do there.
+  const extra = name === 'ovshift' ? ',dev' : '';
   const sources = name === 'fuse-overlayfs' ? ['fuse-overlayfs', 'fuse-overlayfs'] : [`${name}_test_${run}`, `${name}_scratch_${run}`];
   writeFileSync(
     config,
@@ -78,8 +81,8 @@ function fuseTarget(name: 'ovshift' | 'fuse-overlayfs', b: Bases): Target {
       TEST_DIR: testDir,
       SCRATCH_DEV: sources[1],
       SCRATCH_MNT: scratchMnt,
-      TEST_FS_MOUNT_OPTS: layerOptions(subdir(b.fuseBase, name, 'test')),
-      MOUNT_OPTIONS: layerOptions(subdir(b.fuseBase, name, 'scratch')),
+      TEST_FS_MOUNT_OPTS: layerOptions(subdir(b.fuseBase, name, 'test'), extra),
+      MOUNT_OPTIONS: layerOptions(subdir(b.fuseBase, name, 'scratch'), extra),
       RESULT_BASE: results,
     }),
   );
