@@ -162,6 +162,15 @@ interface Case {
   attacks: Attack[];
 }
 
+/** Inode flags set and read through a descriptor the user opened before the swap. */
+function flagAttacks(swap: string, to: Attack['to'], openBefore: string, expect: Expect): Attack[] {
+  return [
+    { name: 'chattr (nodump) on a descriptor opened before', swap, to, openBefore, expect, op: `return set_nodump(H)` },
+    { name: 'lsattr on a descriptor opened before', swap, to, openBefore, expect, op: `return get_flags(H)` },
+    { name: 'FSSETXATTR (project id) on a descriptor opened before', swap, to, openBefore, expect, op: `return set_projid(H)` },
+  ];
+}
+
 const lstatAll = (paths: string[]): string => `for p in ${JSON.stringify(paths)}: os.lstat(M + '/' + p)\n`;
 
 // (a) the swap mid-path in the upper: pub/d, made by the user through the mount, becomes a
@@ -228,16 +237,7 @@ ${lstatAll(['pub', 'pub/d', 'pub/d/secret', 'pub/d/empty', 'pub/d/sub', 'pub/d/s
     // Paths of their own (issue 17): O_TMPFILE and linkat, inode flags on a descriptor the
     // user opened before the swap, a file handle asked for again after the kernel forgot.
     { name: 'O_TMPFILE in the swapped dir, then linkat', swap: 'pub/d', to: 'dir', expect: 'mid', op: `return tmpfile_named(D)` },
-    { name: 'chattr (nodump) on a descriptor opened before', swap: 'pub/d', to: 'dir', openBefore: 'pub/d/secret', expect: 'mid', op: `return set_nodump(H)` },
-    { name: 'lsattr on a descriptor opened before', swap: 'pub/d', to: 'dir', openBefore: 'pub/d/secret', expect: 'mid', op: `return get_flags(H)` },
-    {
-      name: 'FSSETXATTR (project id) on a descriptor opened before',
-      swap: 'pub/d',
-      to: 'dir',
-      openBefore: 'pub/d/secret',
-      expect: 'mid',
-      op: `return set_projid(H)`,
-    },
+    ...flagAttacks('pub/d', 'dir', 'pub/d/secret', 'mid'),
     {
       name: 'open by file handle, by root, after the kernel forgot',
       swap: 'pub/d',
@@ -349,16 +349,7 @@ ${lstatAll(['pub', 'pub/f', 'pub/e', 'pub/own'])}`,
     { name: 'getxattr', swap: 'pub/f', to: 'secret', expect: 'last', alsoOk: ['ENODATA'], op: `return os.getxattr(F, 'user.victimtag')` },
     { name: 'listxattr', swap: 'pub/f', to: 'secret', expect: 'last', successOk: true, op: `return os.listxattr(F)` },
     { name: 'removexattr', swap: 'pub/f', to: 'secret', expect: 'last', alsoOk: ['EPERM', 'ENODATA'], op: `return os.removexattr(F, 'user.victimtag')` },
-    { name: 'chattr (nodump) on a descriptor opened before', swap: 'pub/f', to: 'secret', openBefore: 'pub/f', expect: 'last', op: `return set_nodump(H)` },
-    { name: 'lsattr on a descriptor opened before', swap: 'pub/f', to: 'secret', openBefore: 'pub/f', expect: 'last', op: `return get_flags(H)` },
-    {
-      name: 'FSSETXATTR (project id) on a descriptor opened before',
-      swap: 'pub/f',
-      to: 'secret',
-      openBefore: 'pub/f',
-      expect: 'last',
-      op: `return set_projid(H)`,
-    },
+    ...flagAttacks('pub/f', 'secret', 'pub/f', 'last'),
     {
       name: 'open by file handle, by root, after the kernel forgot',
       swap: 'pub/f',
