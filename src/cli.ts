@@ -107,7 +107,7 @@ export function main(argv: string[]): void {
     return;
   }
   if (cmd.kind === 'remount') {
-    remount(cmd.mountpoint, cmd.flags).catch((err: Error) => fail(err.message));
+    remount(cmd.mountpoint, cmd.options).catch((err: Error) => fail(err.message));
     return;
   }
   const o = cmd.options;

@@ -90,8 +90,9 @@ export interface CliOptions {
   acl: boolean;
 }
 
+/** remount: `options` are every -o option given, in order (remount.ts applies the flag ones). */
 export type Command =
-  { kind: 'mount'; options: CliOptions } | { kind: 'remount'; mountpoint: string; flags: MountFlags } | { kind: 'help' } | { kind: 'version' };
+  { kind: 'mount'; options: CliOptions } | { kind: 'remount'; mountpoint: string; options: string[] } | { kind: 'help' } | { kind: 'version' };
 
 export const HELP = `Usage:
   ovshift [-f] [-d] -o lowerdir=DIR[:DIR…][,upperdir=DIR,workdir=DIR][,OPTION…] MOUNTPOINT
@@ -548,6 +549,13 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
 
 export function parseArgs(argv: string[]): Command {
   const o = defaults();
+  const given: string[] = [];
+  const applyAll = (list: string): void => {
+    for (const opt of splitOptions(list)) {
+      given.push(opt);
+      applyOption(o, opt);
+    }
+  };
   const positional: string[] = [];
   const take = (i: number, flag: string): string => {
     const v = argv[i + 1];
@@ -574,7 +582,7 @@ export function parseArgs(argv: string[]): Command {
       case '-s':
         break; // fuse-overlayfs's single-threaded flag: ovshift always is
       case '-o':
-        for (const opt of splitOptions(take(i, '-o'))) applyOption(o, opt);
+        applyAll(take(i, '-o'));
         i++;
         break;
       case '--lower':
@@ -603,7 +611,7 @@ export function parseArgs(argv: string[]): Command {
         break;
       default:
         if (a.startsWith('-o') && a.length > 2) {
-          for (const opt of splitOptions(a.slice(2))) applyOption(o, opt);
+          applyAll(a.slice(2));
         } else if (a.startsWith('--') && a.includes('=')) {
           const [flag, ...rest] = a.split('=');
           argv.splice(i + 1, 0, rest.join('='));
@@ -619,7 +627,7 @@ export function parseArgs(argv: string[]): Command {
   const mountpoint = positional[positional.length - 1]!;
   const source = positional.length === 2 ? positional[0]! : 'ovshift';
   // The other options are the running mount's business (see remount.ts), the flags apart.
-  if (o.remount) return { kind: 'remount', mountpoint, flags: o.flags };
+  if (o.remount) return { kind: 'remount', mountpoint, options: given };
   if (o.lowers.length === 0) throw new UsageError('no lower layer given (-o lowerdir=DIR or --lower DIR)');
   if ((o.upper === undefined) !== (o.work === undefined)) {
     throw new UsageError(o.upper === undefined ? 'workdir given without upperdir' : 'upperdir given without workdir');

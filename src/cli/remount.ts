@@ -3,8 +3,9 @@
  * option. As kernel overlayfs does for a remount through mount(2), the mount flags change (ro,
  * rw, nosuid, nodev, noexec, the atime rules, sync, dirsync, lazytime) and every other option
  * is ignored: mount(8) and scripts such as xfstests pass the whole option string again, layers
- * included, and the layers of a running mount do not change. Done by the caller's own process,
- * so mount(2) checks the caller's privilege, never the server's.
+ * included, and the layers of a running mount do not change. A flag not named keeps the value
+ * the mount has (mount(2) would clear it). Done by the caller's own process, so mount(2)
+ * checks the caller's privilege, never the server's.
  */
 import { promises as fsp } from 'fs';
 import { C, native } from '../native';
@@ -26,20 +27,96 @@ export function msFlags(f: MountFlags): number {
   return flags;
 }
 
-/** The filesystem type of the mount a path reaches (the last one listed there), if mounted. */
-async function typeMountedAt(path: string): Promise<string | undefined> {
+interface Mounted {
+  type: string;
+  /** The mount's options and its superblock's, together. */
+  options: string[];
+}
+
+/** The mount a path reaches (the last one listed there), if any. */
+async function mountedAt(path: string): Promise<Mounted | undefined> {
   const info = await fsp.readFile('/proc/self/mountinfo', 'utf8');
-  let type: string | undefined;
+  let found: Mounted | undefined;
   for (const line of info.split('\n')) {
     const f = line.split(' ');
     // mountinfo escapes blanks in paths as \040.
-    if (f[4]?.replace(/\\040/g, ' ') === path) type = f[f.indexOf('-') + 1];
+    if (f[4]?.replace(/\\040/g, ' ') !== path) continue;
+    const sep = f.indexOf('-');
+    found = { type: f[sep + 1] ?? '', options: [...(f[5] ?? '').split(','), ...(f[sep + 3] ?? '').split(',')] };
   }
-  return type;
+  return found;
 }
 
-/** Remounts the ovshift mount at `mountpoint` with `flags`; throws naming what is wrong. */
-export async function remount(mountpoint: string, flags: MountFlags): Promise<void> {
+/** `flags` with the mount flag option `opt` applied; false if `opt` is not one. */
+function applyFlag(flags: MountFlags, opt: string): boolean {
+  const set = (key: keyof MountFlags, value: boolean): true => {
+    flags[key] = value;
+    return true;
+  };
+  const atime = (noatime: boolean, strictatime: boolean): true => {
+    flags.noatime = noatime;
+    flags.strictatime = strictatime;
+    return true;
+  };
+  switch (opt) {
+    case 'ro':
+    case 'rw':
+      return set('readOnly', opt === 'ro');
+    case 'suid':
+    case 'nosuid':
+      return set('nosuid', opt === 'nosuid');
+    case 'dev':
+    case 'nodev':
+      return set('nodev', opt === 'nodev');
+    case 'exec':
+    case 'noexec':
+      return set('noexec', opt === 'noexec');
+    case 'diratime':
+    case 'nodiratime':
+      return set('nodiratime', opt === 'nodiratime');
+    case 'lazytime':
+    case 'nolazytime':
+      return set('lazytime', opt === 'lazytime');
+    case 'sync':
+    case 'async':
+      return set('sync', opt === 'sync');
+    case 'dirsync':
+      return set('dirsync', true);
+    case 'noatime':
+      return atime(true, false);
+    case 'relatime':
+    case 'atime':
+      return atime(false, false);
+    case 'strictatime':
+      return atime(false, true);
+    default:
+      return false;
+  }
+}
+
+/** The mount flags a mount has now, from its mountinfo options. */
+function currentFlags(m: Mounted): MountFlags {
+  const flags: MountFlags = {
+    readOnly: false,
+    nosuid: false,
+    nodev: false,
+    noexec: false,
+    noatime: false,
+    nodiratime: false,
+    strictatime: !m.options.includes('relatime') && !m.options.includes('noatime'),
+    lazytime: false,
+    sync: false,
+    dirsync: false,
+  };
+  for (const opt of m.options) applyFlag(flags, opt);
+  return flags;
+}
+
+/**
+ * Remounts the ovshift mount at `mountpoint` with the mount flags among `options` (the rest are
+ * ignored); throws naming what is wrong.
+ */
+export async function remount(mountpoint: string, options: string[]): Promise<void> {
   let path: string;
   try {
     path = await fsp.realpath(mountpoint);
@@ -47,8 +124,12 @@ export async function remount(mountpoint: string, flags: MountFlags): Promise<vo
     const code = (err as NodeJS.ErrnoException).code;
     throw new Error(`cannot remount ${mountpoint}: ${code === 'ENOENT' ? 'no such directory' : (code ?? (err as Error).message)}`);
   }
-  const type = await typeMountedAt(path);
-  if (type !== 'fuse.ovshift') throw new Error(`cannot remount ${mountpoint}: ${type ? `it is a ${type} mount, not ovshift's` : 'nothing is mounted there'}`);
+  const mounted = await mountedAt(path);
+  if (mounted?.type !== 'fuse.ovshift') {
+    throw new Error(`cannot remount ${mountpoint}: ${mounted ? `it is a ${mounted.type} mount, not ovshift's` : 'nothing is mounted there'}`);
+  }
+  const flags = currentFlags(mounted);
+  for (const opt of options) applyFlag(flags, opt);
   try {
     await native.mount('', path, '', C.MS_REMOUNT! | msFlags(flags), '');
   } catch (err) {

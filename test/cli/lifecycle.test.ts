@@ -195,19 +195,34 @@ describe('mount lifecycle', function () {
     assert.match(r.stdout, /passthrough files off/);
   });
 
-  it('remounts read-only and back (mount -o remount,ro as mount.fuse3 passes it), the layers as they were', async () => {
-    const d = await s.mount();
+  it('remounts read-only and back (mount -o remount,ro as mount.fuse3 passes it), other flags and the layers as they were', async () => {
+    const d = await s.mount('nosuid,noexec');
     daemons.push(d);
     writeFileSync(join(s.mnt, 'before'), 'b');
+    const flagsNow = (): string => {
+      const line = readFileSync('/proc/self/mounts', 'utf8')
+        .split('\n')
+        .find((l) => l.split(' ')[1] === s.mnt);
+      return (
+        line
+          ?.split(' ')[3]
+          ?.split(',')
+          .filter((f) => !/^(user_id|group_id)=/.test(f))
+          .join(',') ?? 'not mounted'
+      );
+    };
+    const before = flagsNow();
+    assert.match(before, /^rw,nosuid,.*noexec/);
     const opts = `lowerdir=${s.lower},upperdir=${s.upper},workdir=${s.work}`;
     let r = await run(OVSHIFT, ['ovshift', s.mnt, '-o', `remount,ro,${opts}`]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(readFileSync('/proc/self/mounts', 'utf8'), new RegExp(`${s.mnt} fuse\\.ovshift ro,`));
+    assert.equal(flagsNow(), before.replace(/^rw,/, 'ro,'), 'only ro changed');
     assert.throws(() => writeFileSync(join(s.mnt, 'after'), 'a'), { code: 'EROFS' });
     assert.equal(readFileSync(join(s.mnt, 'before'), 'utf8'), 'b');
     // Options other than the mount flags are the running mount's: another lower changes nothing.
-    r = await run(OVSHIFT, ['ovshift', s.mnt, '-o', 'remount,rw,lowerdir=/nonexistent']);
+    r = await run(OVSHIFT, ['ovshift', s.mnt, '-o', 'remount,rw,exec,lowerdir=/nonexistent']);
     assert.equal(r.code, 0, r.stderr);
+    assert.equal(flagsNow(), before.replace(',noexec', ''), 'rw and exec again, nosuid kept');
     writeFileSync(join(s.mnt, 'after'), 'a');
     assert.equal(readFileSync(join(s.upper, 'after'), 'utf8'), 'a');
     assert.equal(readFileSync(join(s.mnt, 'file'), 'utf8'), 'from the lower\n');
