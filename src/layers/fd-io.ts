@@ -144,6 +144,8 @@ export function attrFromArray(s: Float64Array): LayerAttr {
     ino,
     dev,
     identity: identityOf(dev, ino, (s[F.mask]! & STATX_BTIME) !== 0, s[F.btimeSec]!, s[F.btimeNsec]!),
+    btime: (s[F.mask]! & STATX_BTIME) !== 0 ? { sec: s[F.btimeSec]!, nsec: s[F.btimeNsec]! } : undefined,
+    statxAttributes: s[F.attributes]!,
   };
 }
 

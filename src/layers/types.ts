@@ -28,6 +28,10 @@ export interface LayerAttr {
    * object, different once it points at another one (even if an inode number was reused).
    */
   identity: string;
+  /** Birth time, where the layer's filesystem keeps one. */
+  btime?: Timespec;
+  /** statx's stx_attributes (STATX_ATTR_*), where the layer is a local filesystem. */
+  statxAttributes?: number;
   /**
    * The layer's own change counter for the object, where it keeps one (NFSv4's change
    * attribute): different after any change of data or metadata, even one that keeps the size

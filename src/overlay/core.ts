@@ -260,21 +260,31 @@ export class OverlayCore {
 
   /** The attributes shown for a node through one of its open files. */
   handleAttr(h: FileHandle): Attr | null {
+    return this.handleStat(h)?.attr ?? null;
+  }
+
+  /** handleAttr, with the layer object's own attributes. */
+  handleStat(h: FileHandle): { attr: Attr; layer: LayerAttr } | null {
     const a = h.anyFile?.statNow();
-    return a ? this.shownAttr(h.node, a) : null;
+    return a ? { attr: this.shownAttr(h.node, a), layer: a } : null;
   }
 
   /** Current attributes of a node, remembered for when it can no longer be reached. */
   async attrOf(node: Node): Promise<Attr> {
+    return (await this.statOf(node)).attr;
+  }
+
+  /** attrOf, with the layer object's own attributes they were made from (none when remembered). */
+  async statOf(node: Node): Promise<{ attr: Attr; layer?: LayerAttr }> {
     let a: LayerAttr | null = null;
     if (!node.unlinked) a = await this.layerAttr(node);
     if (a === null) a = this.openFileAttr(node);
     if (a === null) {
-      if (node.lastAttr) return { ...node.lastAttr, nlink: 0 };
+      if (node.lastAttr) return { attr: { ...node.lastAttr, nlink: 0 } };
       // The object changed under its name: ESTALE makes the kernel look the path up again.
       throw new FuseError('ESTALE');
     }
-    return this.shownAttr(node, a);
+    return { attr: this.shownAttr(node, a), layer: a };
   }
 
   entry(node: Node, attr: Attr, since?: number): EntryOut {

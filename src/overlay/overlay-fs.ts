@@ -6,7 +6,20 @@ import * as fs from 'fs';
 import { FSYNC_FDATASYNC, Fopen, GETATTR_FH, InitFlag, SETXATTR_ACL_KILL_SGID, type InitFlagName } from '../fuse/abi';
 import { FuseError } from '../fuse/errors';
 import type { ConnectionInfo, FuseHandler, RequestControl } from '../fuse/handler';
-import type { AttrOut, CreateOut, DirentList, DirentPlusList, EntryOut, IoctlOut, LentBuffer, LockOut, OpenOut, StatfsOut } from '../fuse/replies';
+import type {
+  Attr,
+  AttrOut,
+  CreateOut,
+  DirentList,
+  DirentPlusList,
+  EntryOut,
+  IoctlOut,
+  LentBuffer,
+  LockOut,
+  OpenOut,
+  StatfsOut,
+  StatxOut,
+} from '../fuse/replies';
 import type {
   AccessRequest,
   CopyFileRangeRequest,
@@ -34,6 +47,7 @@ import type {
   SetattrRequest,
   SetxattrRequest,
   StatfsRequest,
+  StatxRequest,
   SymlinkRequest,
   UnlinkRequest,
   WriteRequest,
@@ -51,7 +65,9 @@ import * as ns from './namespace';
 import { Passthrough } from './passthrough';
 import type { OverlayOptions } from './options';
 import type { Layers } from './resolve';
+import type { Node } from './nodes';
 import { setattr } from './setattr';
+import { statxOut } from './statx';
 import * as xattrs from './xattrs';
 import { O_ACCMODE, S_IFDIR, S_IFLNK, S_IFREG } from '../util/linux';
 
@@ -120,14 +136,26 @@ export class OverlayFs implements FuseHandler {
   async getattr(req: GetattrRequest): Promise<AttrOut> {
     const node = this.core.node(req.nodeid);
     const since = this.core.changeMark();
+    const { attr } = await this.stat(node, req);
+    return { attrTimeout: this.core.attrTimeoutFor(node, since), attr };
+  }
+
+  async statx(req: StatxRequest): Promise<StatxOut> {
+    const node = this.core.node(req.nodeid);
+    const since = this.core.changeMark();
+    const { attr, layer } = await this.stat(node, req);
+    return statxOut(node, attr, layer, this.core.attrTimeoutFor(node, since));
+  }
+
+  /** A node's attributes for GETATTR and STATX, with the layer object's they were made from. */
+  private async stat(node: Node, req: { getattrFlags: number; fh: number }): Promise<{ attr: Attr; layer?: LayerAttr }> {
     if (req.getattrFlags & GETATTR_FH) {
       // fstat of an open file: answer from the file itself, which outlives its name.
       const h = this.core.files.get(req.fh);
-      const attr = h && (node.unlinked || h.upperFile !== undefined) ? this.core.handleAttr(h) : null;
-      if (attr) return { attrTimeout: this.core.attrTimeoutFor(node, since), attr };
+      const got = h && (node.unlinked || h.upperFile !== undefined) ? this.core.handleStat(h) : null;
+      if (got) return got;
     }
-    const attr = await this.core.attrOf(node);
-    return { attrTimeout: this.core.attrTimeoutFor(node, since), attr };
+    return this.core.statOf(node);
   }
 
   async setattr(req: SetattrRequest): Promise<AttrOut> {

@@ -86,6 +86,39 @@ print([os.stat(mnt + '/' + n).st_ctime_ns > b for n, b in zip(('upper', 'lower')
     assert.ok(fs.existsSync(join(s.upper, 'lower')));
   });
 
+  it('statx shows the birth time of the object behind a name: the lower file, then its upper copy', async () => {
+    fs.writeFileSync(join(s.lower, 'lower'), 'x');
+    await s.mount();
+    fs.writeFileSync(join(s.mnt, 'upper'), 'u');
+    // Birth times (statx, AT_STATX_FORCE_SYNC, STATX_BTIME) of the paths, 'none' where not shown.
+    const btimes = async (...paths: string[]): Promise<string[]> => {
+      const r = await python(
+        `
+import ctypes, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for p in sys.argv[1:]:
+    buf = ctypes.create_string_buffer(256)
+    assert libc.statx(-100, p.encode(), 0x2000, 0x800, buf) == 0, ctypes.get_errno()
+    mask, = struct.unpack_from('<I', buf, 0)
+    sec, nsec = struct.unpack_from('<qI', buf, 80)
+    print('%d.%09d' % (sec, nsec) if mask & 0x800 else 'none')
+`,
+        paths,
+      );
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.trim().split('\n');
+    };
+    const [up, upLayer, low, lowLayer] = await btimes(join(s.mnt, 'upper'), join(s.upper, 'upper'), join(s.mnt, 'lower'), join(s.lower, 'lower'));
+    assert.notEqual(low, 'none');
+    assert.equal(up, upLayer);
+    assert.equal(low, lowLayer);
+    await new Promise((r) => setTimeout(r, 20));
+    fs.appendFileSync(join(s.mnt, 'lower'), 'y');
+    const [copied, copy] = await btimes(join(s.mnt, 'lower'), join(s.upper, 'lower'));
+    assert.equal(copied, copy, 'the copy is a new object');
+    assert.notEqual(copied, low);
+  });
+
   it('strictatime: every read moves the atime, also one soon after another', async () => {
     await s.mount('strictatime');
     const r = await python(
