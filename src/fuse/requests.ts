@@ -588,7 +588,7 @@ export function decodeRequest(buf: Buffer, ctx: DecodeContext): Request {
     }
     case Op.LSEEK: {
       const fh = r.u64();
-      const offset = r.u64big();
+      const offset = r.i64big();
       const whence = r.u32();
       r.skip(4);
       return Object.assign(h, { op, fh, offset, whence });

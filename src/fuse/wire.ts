@@ -57,6 +57,11 @@ export class WireReader {
     return this.buf.readBigUInt64LE(this.need(8));
   }
 
+  /** A u64 field that carries a signed 64-bit value (LSEEK's offset is a loff_t), as a bigint. */
+  i64big(): bigint {
+    return this.buf.readBigInt64LE(this.need(8));
+  }
+
   skip(n: number): void {
     this.need(n);
   }

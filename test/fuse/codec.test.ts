@@ -275,6 +275,10 @@ describe('FUSE request decoding against the kernel layouts', function () {
     const s = req(Op.LSEEK, [K.pack(K.fuse_lseek_in, { fh: 1, offset: 12345n, whence: 3 })]);
     assert.ok(s.op === Op.LSEEK);
     assert.deepEqual([s.offset, s.whence], [12345n, 3]);
+    // loff_t: a negative offset arrives in the u64 field as its two's complement.
+    const n = req(Op.LSEEK, [K.pack(K.fuse_lseek_in, { fh: 1, offset: (1n << 64n) - 1n, whence: 3 })]);
+    assert.ok(n.op === Op.LSEEK);
+    assert.equal(n.offset, -1n);
     for (const op of [Op.COPY_FILE_RANGE, Op.COPY_FILE_RANGE_64]) {
       const c = req(op, [K.pack(K.fuse_copy_file_range_in, { fh_in: 1, off_in: 2n, nodeid_out: 3, fh_out: 4, off_out: 5n, len: 1n << 33n, flags: 0n })]);
       assert.ok(c.op === Op.COPY_FILE_RANGE || c.op === Op.COPY_FILE_RANGE_64);
