@@ -8,6 +8,7 @@
  * checks the caller's privilege, never the server's.
  */
 import { promises as fsp } from 'fs';
+import { mountAt, type MountInfo } from '../fuse/mount';
 import { C, native } from '../native';
 import type { MountFlags } from './options';
 
@@ -25,26 +26,6 @@ export function msFlags(f: MountFlags): number {
   if (f.sync) flags |= C.MS_SYNCHRONOUS!;
   if (f.dirsync) flags |= C.MS_DIRSYNC!;
   return flags;
-}
-
-interface Mounted {
-  type: string;
-  /** The mount's options and its superblock's, together. */
-  options: string[];
-}
-
-/** The mount a path reaches (the last one listed there), if any. */
-async function mountedAt(path: string): Promise<Mounted | undefined> {
-  const info = await fsp.readFile('/proc/self/mountinfo', 'utf8');
-  let found: Mounted | undefined;
-  for (const line of info.split('\n')) {
-    const f = line.split(' ');
-    // mountinfo escapes blanks in paths as \040.
-    if (f[4]?.replace(/\\040/g, ' ') !== path) continue;
-    const sep = f.indexOf('-');
-    found = { type: f[sep + 1] ?? '', options: [...(f[5] ?? '').split(','), ...(f[sep + 3] ?? '').split(',')] };
-  }
-  return found;
 }
 
 /** `flags` with the mount flag option `opt` applied; false if `opt` is not one. */
@@ -95,7 +76,7 @@ function applyFlag(flags: MountFlags, opt: string): boolean {
 }
 
 /** The mount flags a mount has now, from its mountinfo options. */
-function currentFlags(m: Mounted): MountFlags {
+function currentFlags(m: MountInfo): MountFlags {
   const flags: MountFlags = {
     readOnly: false,
     nosuid: false,
@@ -124,7 +105,7 @@ export async function remount(mountpoint: string, options: string[]): Promise<vo
     const code = (err as NodeJS.ErrnoException).code;
     throw new Error(`cannot remount ${mountpoint}: ${code === 'ENOENT' ? 'no such directory' : (code ?? (err as Error).message)}`);
   }
-  const mounted = await mountedAt(path);
+  const mounted = await mountAt(path);
   if (mounted?.type !== 'fuse.ovshift') {
     throw new Error(`cannot remount ${mountpoint}: ${mounted ? `it is a ${mounted.type} mount, not ovshift's` : 'nothing is mounted there'}`);
   }

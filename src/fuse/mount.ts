@@ -171,19 +171,34 @@ async function fusermountMount(spec: MountSpec): Promise<FuseMount> {
   }
 }
 
-/** The FUSE connection number of the mount at `mountpoint` (its device minor), if mounted. */
-export async function connectionId(mountpoint: string): Promise<number | undefined> {
+/** A mount as /proc/self/mountinfo lists it. */
+export interface MountInfo {
+  /** Filesystem type (fuse.SUBTYPE for a FUSE mount). */
+  type: string;
+  /** The device's minor number: a FUSE mount's connection number. */
+  minor: number;
+  /** The mount's options and its superblock's, together. */
+  options: string[];
+}
+
+/** The mount at `mountpoint`: the last one listed there, on top, the one the path reaches. */
+export async function mountAt(mountpoint: string): Promise<MountInfo | undefined> {
   const info = await fsp.readFile('/proc/self/mountinfo', 'utf8');
-  let id: number | undefined;
+  let found: MountInfo | undefined;
   for (const line of info.split('\n')) {
     const f = line.split(' ');
     // mountinfo escapes blanks in paths as \040.
     if (f[4]?.replace(/\\040/g, ' ') !== mountpoint) continue;
     const sep = f.indexOf('-');
-    // The last mount listed at a path is the one on top, the one that path reaches.
-    id = f[sep + 1]?.startsWith('fuse') ? Number(f[2]!.split(':')[1]) : undefined;
+    found = { type: f[sep + 1] ?? '', minor: Number(f[2]!.split(':')[1]), options: [...(f[5] ?? '').split(','), ...(f[sep + 3] ?? '').split(',')] };
   }
-  return id;
+  return found;
+}
+
+/** The FUSE connection number of the mount at `mountpoint` (its device minor), if mounted. */
+export async function connectionId(mountpoint: string): Promise<number | undefined> {
+  const m = await mountAt(mountpoint);
+  return m?.type.startsWith('fuse') ? m.minor : undefined;
 }
 
 /**
