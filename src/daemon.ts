@@ -3,7 +3,7 @@
  * SIGINT/SIGTERM; exit once the kernel says the filesystem is gone (including an external
  * umount).
  */
-import { msFlags } from './cli/remount';
+import { msFlags } from './cli/mount-flags';
 import createDebug from 'debug';
 import { readFileSync } from 'fs';
 import { checkLayout } from './cli/layout';

@@ -4,6 +4,7 @@
  *   ovshift SOURCE MOUNTPOINT -o …                                           (mount.fuse3)
  *   ovshift --lower A --lower B --upper U --work W MOUNTPOINT                 (long options)
  */
+import { applyMountFlag } from './mount-flags';
 import { parseIdRanges, parseSquashId } from '../idmap';
 import { parseRules } from '../layers/faults';
 import { wholeStartLength } from '../layers/lower-location';
@@ -195,22 +196,7 @@ Examples:
 `;
 
 /** Options that only mount(8) or fstab care about. */
-const IGNORED = new Set([
-  'defaults',
-  'auto',
-  'noauto',
-  'user',
-  'nouser',
-  'users',
-  '_netdev',
-  'nofail',
-  'async',
-  'relatime',
-  'atime',
-  'diratime',
-  'exec',
-  'default_permissions',
-]);
+const IGNORED = new Set(['defaults', 'auto', 'noauto', 'user', 'nouser', 'users', '_netdev', 'nofail', 'default_permissions']);
 
 /**
  * Splits an -o string at commas that are neither escaped by a backslash nor inside double
@@ -385,6 +371,7 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
     if (eq < 0 || value === '') throw new UsageError(`option ${key} needs a value (${key}=…)`);
     return value;
   };
+  if (eq < 0 && applyMountFlag(o.flags, opt)) return;
   switch (key) {
     case 'lowerdir':
       o.lowers.push(...splitLowerdir(needValue()));
@@ -397,45 +384,6 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
       return;
     case 'upper_size':
       o.upperSize = upperSize(needValue());
-      return;
-    case 'ro':
-      o.flags.readOnly = true;
-      return;
-    case 'rw':
-      o.flags.readOnly = false;
-      return;
-    case 'suid':
-      o.flags.nosuid = false;
-      return;
-    case 'nosuid':
-      o.flags.nosuid = true;
-      return;
-    case 'dev':
-      o.flags.nodev = false;
-      return;
-    case 'nodev':
-      o.flags.nodev = true;
-      return;
-    case 'noexec':
-      o.flags.noexec = true;
-      return;
-    case 'noatime':
-      o.flags.noatime = true;
-      return;
-    case 'nodiratime':
-      o.flags.nodiratime = true;
-      return;
-    case 'strictatime':
-      o.flags.strictatime = true;
-      return;
-    case 'lazytime':
-      o.flags.lazytime = true;
-      return;
-    case 'sync':
-      o.flags.sync = true;
-      return;
-    case 'dirsync':
-      o.flags.dirsync = true;
       return;
     case 'allow_other':
       o.allowOther = true;

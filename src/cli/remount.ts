@@ -10,70 +10,8 @@
 import { promises as fsp } from 'fs';
 import { mountAt, type MountInfo } from '../fuse/mount';
 import { C, native } from '../native';
+import { applyMountFlag, msFlags } from './mount-flags';
 import type { MountFlags } from './options';
-
-/** MS_* flags for mount(2) from the parsed flag options. */
-export function msFlags(f: MountFlags): number {
-  let flags = 0;
-  if (f.readOnly) flags |= C.MS_RDONLY!;
-  if (f.nosuid) flags |= C.MS_NOSUID!;
-  if (f.nodev) flags |= C.MS_NODEV!;
-  if (f.noexec) flags |= C.MS_NOEXEC!;
-  if (f.noatime) flags |= C.MS_NOATIME!;
-  if (f.nodiratime) flags |= C.MS_NODIRATIME!;
-  if (f.strictatime) flags |= C.MS_STRICTATIME!;
-  if (f.lazytime) flags |= C.MS_LAZYTIME!;
-  if (f.sync) flags |= C.MS_SYNCHRONOUS!;
-  if (f.dirsync) flags |= C.MS_DIRSYNC!;
-  return flags;
-}
-
-/** `flags` with the mount flag option `opt` applied; false if `opt` is not one. */
-function applyFlag(flags: MountFlags, opt: string): boolean {
-  const set = (key: keyof MountFlags, value: boolean): true => {
-    flags[key] = value;
-    return true;
-  };
-  const atime = (noatime: boolean, strictatime: boolean): true => {
-    flags.noatime = noatime;
-    flags.strictatime = strictatime;
-    return true;
-  };
-  switch (opt) {
-    case 'ro':
-    case 'rw':
-      return set('readOnly', opt === 'ro');
-    case 'suid':
-    case 'nosuid':
-      return set('nosuid', opt === 'nosuid');
-    case 'dev':
-    case 'nodev':
-      return set('nodev', opt === 'nodev');
-    case 'exec':
-    case 'noexec':
-      return set('noexec', opt === 'noexec');
-    case 'diratime':
-    case 'nodiratime':
-      return set('nodiratime', opt === 'nodiratime');
-    case 'lazytime':
-    case 'nolazytime':
-      return set('lazytime', opt === 'lazytime');
-    case 'sync':
-    case 'async':
-      return set('sync', opt === 'sync');
-    case 'dirsync':
-      return set('dirsync', true);
-    case 'noatime':
-      return atime(true, false);
-    case 'relatime':
-    case 'atime':
-      return atime(false, false);
-    case 'strictatime':
-      return atime(false, true);
-    default:
-      return false;
-  }
-}
 
 /** The mount flags a mount has now, from its mountinfo options. */
 function currentFlags(m: MountInfo): MountFlags {
@@ -89,7 +27,7 @@ function currentFlags(m: MountInfo): MountFlags {
     sync: false,
     dirsync: false,
   };
-  for (const opt of m.options) applyFlag(flags, opt);
+  for (const opt of m.options) applyMountFlag(flags, opt);
   return flags;
 }
 
@@ -110,7 +48,7 @@ export async function remount(mountpoint: string, options: string[]): Promise<vo
     throw new Error(`cannot remount ${mountpoint}: ${mounted ? `it is a ${mounted.type} mount, not ovshift's` : 'nothing is mounted there'}`);
   }
   const flags = currentFlags(mounted);
-  for (const opt of options) applyFlag(flags, opt);
+  for (const opt of options) applyMountFlag(flags, opt);
   try {
     await native.mount('', path, '', C.MS_REMOUNT! | msFlags(flags), '');
   } catch (err) {
