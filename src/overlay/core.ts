@@ -258,12 +258,7 @@ export class OverlayCore {
     }
   }
 
-  /** The attributes shown for a node through one of its open files. */
-  handleAttr(h: FileHandle): Attr | null {
-    return this.handleStat(h)?.attr ?? null;
-  }
-
-  /** handleAttr, with the layer object's own attributes. */
+  /** The attributes shown for a node through one of its open files, with the layer object's own. */
   handleStat(h: FileHandle): { attr: Attr; layer: LayerAttr } | null {
     const a = h.anyFile?.statNow();
     return a ? { attr: this.shownAttr(h.node, a), layer: a } : null;
