@@ -339,7 +339,9 @@ export class DirLayer implements ReadableLayer {
    * and never waiting on what someone put at the path (see safe-open.ts).
    */
   openAt(target: Loc, flags: number, mode = 0): Promise<number> {
-    return waitingOutLeases(async () => this.settled(await this.openAtOnce(target, openFlags(flags) | O_CLOEXEC | K.O_NOFOLLOW, mode), flags, target.path));
+    return waitingOutLeases(() =>
+      this.openAtOnce(target, openFlags(flags) | O_CLOEXEC | K.O_NOFOLLOW, mode).then((fd) => this.settled(fd, flags, target.path)),
+    );
   }
 
   private openAtOnce(target: Loc, f: number, mode: number): Promise<number> {
@@ -356,18 +358,16 @@ export class DirLayer implements ReadableLayer {
     });
   }
 
-  /** safe-open's settle, the type asked off the event loop where a stat may wait on a server. */
-  private async settled(fd: number, flags: number, path: Buffer): Promise<number> {
-    let mode: number | undefined;
-    if (!this.sync && needsType(flags)) {
-      try {
-        mode = (await native.fstatx(fd, STATX_TYPE))[StatxField.mode];
-      } catch (err) {
+  /** safe-open's settle; the type asked off the event loop where a stat may wait on a server. */
+  private settled(fd: number, flags: number, path: Buffer): number | Promise<number> {
+    if (this.sync || !needsType(flags)) return settle(fd, flags, path.toString());
+    return native.fstatx(fd, STATX_TYPE).then(
+      (st) => settle(fd, flags, path.toString(), st[StatxField.mode]),
+      (err: unknown) => {
         closeSync(fd);
         throw err;
-      }
-    }
-    return settle(fd, flags, path.toString(), mode);
+      },
+    );
   }
 
   /**
@@ -378,10 +378,13 @@ export class DirLayer implements ReadableLayer {
     const path = Buffer.from(`/proc/self/fd/${file.fd}`);
     const fd = await waitingOutLeases(async () => {
       const f = openFlags(flags) | O_CLOEXEC;
-      if (!this.sync) return this.settled(await native.openat(AT_FDCWD, path, f, 0), flags, path);
-      const opened = native.openatSync(AT_FDCWD, path, f, 0);
-      if (opened < 0) throw errnoError(opened, 'open', path.toString());
-      return settle(opened, flags, path.toString());
+      let opened: number;
+      if (!this.sync) opened = await native.openat(AT_FDCWD, path, f, 0);
+      else {
+        opened = native.openatSync(AT_FDCWD, path, f, 0);
+        if (opened < 0) throw errnoError(opened, 'open', path.toString());
+      }
+      return this.settled(opened, flags, path);
     });
     return new FdFile(fd, this.sync, this.inMemory);
   }

@@ -21,6 +21,8 @@ const SETTABLE = K.O_APPEND | K.O_NONBLOCK | K.O_DIRECT | K.O_NOATIME | 0o20000;
 /** How long an open waits for a lease to be broken: past the kernel's default lease-break-time (45 s). */
 const LEASE_WAIT_MS = 60_000;
 const S_IFMT = 0o170000;
+/** settle's fstat result: filled and read in one synchronous call, so one is enough. */
+const statBuf = new Float64Array(STATX_FIELDS);
 
 /** Whether opening with `flags` needs what this module does (O_PATH opens nothing and takes no other flags). */
 function guarded(flags: number): boolean {
@@ -54,13 +56,12 @@ export function settle(fd: number, flags: number, path: string, mode?: number): 
   if (!guarded(flags)) return fd;
   let type = typeByFlags(flags) ?? (mode === undefined ? undefined : mode & S_IFMT);
   if (type === undefined) {
-    const out = new Float64Array(STATX_FIELDS);
-    const res = native.fstatxSync(fd, out);
+    const res = native.fstatxSync(fd, statBuf);
     if (res < 0) {
       closeSync(fd);
       throw errnoError(res, 'fstat', path);
     }
-    type = out[StatxField.mode]! & S_IFMT;
+    type = statBuf[StatxField.mode]! & S_IFMT;
   }
   if (type !== K.S_IFREG && type !== K.S_IFDIR) {
     closeSync(fd);
