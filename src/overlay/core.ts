@@ -330,6 +330,18 @@ export class OverlayCore {
     dir.opaque = res.opaque;
   }
 
+  /** The node at overlay path `path`, each step bound as a lookup binds it; undefined if none. */
+  async nodeAt(path: string): Promise<Node | undefined> {
+    let node = this.nodes.root;
+    for (const name of path.split('/')) {
+      if (!node.isDir) return undefined;
+      const res = await this.resolve(node, name);
+      if (!res.positive) return undefined;
+      node = this.bind(node, name, res).node;
+    }
+    return node;
+  }
+
   /**
    * Binds a positive resolution to a node: the node already bound to the name when it is the
    * same object, the node of the same upper file under another name (a hard link), or a new one.
@@ -337,6 +349,7 @@ export class OverlayCore {
   bind(parent: Node, name: string, res: Extract<Resolution, { positive: true }>): { node: Node; attr: LayerAttr } {
     const attr = res.upper ?? res.lowers[0]!.attr;
     const type = attr.mode & S_IFMT;
+    if (res.upper && res.upper.nlink > 1 && type !== 0o040000) this.nodes.linkNames.note(res.upper.identity, parent.childPath(name));
     const existing = parent.children.get(name);
     if (existing && this.sameObject(existing, type, res)) {
       if (existing.isDir) {

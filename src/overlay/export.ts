@@ -20,34 +20,20 @@ async function entry(core: OverlayCore, node: Node): Promise<EntryOut> {
 }
 
 /**
- * The node at `name` in `dir` (overlay path `path`), bound as a lookup would, under the id it had
- * if the kernel forgot it and the object there is still the one it showed.
+ * LOOKUP of "." in node `id`: that node. One the kernel forgot is looked for where it was, and
+ * then at the other names its file was seen to have (a hard link's, see LinkNames); found, it
+ * takes its id back (see NodeTable.create).
  */
-async function step(core: OverlayCore, dir: Node, name: string, path: string): Promise<Node> {
-  const res = await core.resolve(dir, name);
-  if (!res.positive) throw new FuseError('ESTALE');
-  const old = dir.children.has(name) ? undefined : core.nodes.recallPath(path);
-  const was = old === undefined ? undefined : core.nodes.recall(old);
-  const shows = res.upper?.identity ?? res.lowers[0]?.attr.identity;
-  if (old !== undefined && was?.identity === shows && !core.nodes.get(old)) return core.nodes.revive(old, () => core.bind(dir, name, res)).node;
-  return core.bind(dir, name, res).node;
-}
-
-/** LOOKUP of "." in node `id`: that node. */
 export async function lookupSelf(core: OverlayCore, id: number): Promise<EntryOut> {
   const known = core.nodes.get(id);
   if (known) return entry(core, known);
   const was = core.nodes.recall(id);
   if (!was || was.identity === undefined) throw new FuseError('ESTALE');
-  const names = was.path.split('/');
-  let node = core.nodes.root;
-  for (const [i, name] of names.entries()) {
-    if (!node.isDir) throw new FuseError('ESTALE');
-    node = await step(core, node, name, names.slice(0, i + 1).join('/'));
+  for (const path of [was.path, ...core.nodes.linkNames.namesOf(was.identity, was.path)]) {
+    const node = await core.nodeAt(path).catch(() => undefined);
+    if (node?.id === id) return entry(core, node);
   }
-  // Found under another id (known by it meanwhile): the handle's id cannot be given back.
-  if (node.id !== id) throw new FuseError('ESTALE');
-  return entry(core, node);
+  throw new FuseError('ESTALE');
 }
 
 /** LOOKUP of ".." in directory node `id`: its parent (the root's is itself). */

@@ -199,6 +199,7 @@ export async function rmdir(core: OverlayCore, parent: Node, name: string): Prom
 async function remove(core: OverlayCore, parent: Node, name: string, node: Node): Promise<void> {
   const upper = core.upper;
   const path = parent.childPath(name);
+  await bindAnotherName(core, node, path);
   if (!node.links?.length) await core.pin(node);
   if (node.inUpper) {
     const shadowed = await lowerShadows(core.layers, core.opts.xattrs, parent, name);
@@ -209,6 +210,18 @@ async function remove(core: OverlayCore, parent: Node, name: string, node: Node)
     await makeWhiteout(upper, path);
   }
   core.nodes.unbindName(node, parent, name);
+}
+
+/**
+ * Before `path`, the name the kernel knows upper file `node` by, is removed: binds the node to
+ * another name the file is known to have (see LinkNames), so that it, and the file handles of
+ * it, go on naming the file rather than turn unlinked while the file still has a name.
+ */
+async function bindAnotherName(core: OverlayCore, node: Node, path: string): Promise<void> {
+  if (node.isDir || node.upperIdentity === undefined || node.links?.length) return;
+  for (const other of core.nodes.linkNames.namesOf(node.upperIdentity, path)) {
+    if ((await core.nodeAt(other).catch(() => undefined)) === node) return;
+  }
 }
 
 export interface RenameArgs {
@@ -258,6 +271,7 @@ export async function rename(core: OverlayCore, a: RenameArgs): Promise<void> {
     return;
   }
 
+  if (dst) await bindAnotherName(core, dst.node, a.to.childPath(a.newName));
   if (dst && !dst.node.links?.length) await core.pin(dst.node);
   const dstUpper = await upper.stat(newPath);
   let replacedDir: Loc | undefined;

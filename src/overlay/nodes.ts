@@ -6,6 +6,7 @@
 import type { Attr } from '../fuse/replies';
 import { childPath, type DescriptorFile } from '../layers/types';
 import { S_IFDIR } from '../util/linux';
+import { LinkNames } from './link-names';
 
 /** An object in a lower layer. */
 export interface LowerPart {
@@ -131,7 +132,6 @@ export class Node {
   }
 }
 
-/** Node ids handed to the kernel; 1 is the root. Ids are never reused within a mount. */
 /** Where a forgotten node was (its overlay path) and the identity of the object it showed. */
 export interface ForgottenNode {
   path: string;
@@ -152,13 +152,13 @@ export class NodeTable {
    */
   private byLowerIdentity?: Map<string, Node | Node[]>;
   private nextId = 2;
-  /** Set while `revive` creates a node: the id it takes. */
-  private reviving: number | undefined;
   /** Nodes the kernel forgot, most recent last, FORGOTTEN_KEPT at most (see recall). */
   private readonly forgotten = new Map<number, ForgottenNode>();
-  /** The same by path. */
-  private readonly forgottenAt = new Map<string, number>();
+  /** The same by the identity of the object shown. */
+  private readonly forgottenShowing = new Map<string, number>();
   readonly root: Node;
+  /** The names seen of hard-linked upper files, outliving their nodes. */
+  readonly linkNames = new LinkNames();
   /** Told when a node loses its last name or is dropped (what is kept for it can go). */
   onGone?: (node: Node) => void;
 
@@ -187,8 +187,9 @@ export class NodeTable {
   }
 
   create(parent: Node, name: string, type: number, upperIdentity: string | undefined, lowers: LowerPart[], ino: number): Node {
-    const id = this.reviving ?? this.nextId++;
-    this.reviving = undefined;
+    // The object the kernel forgot takes its id back: file handles of it keep working.
+    const shown = upperIdentity ?? lowers[0]?.identity;
+    const id = (shown === undefined ? undefined : this.forgottenShowing.get(shown)) ?? this.nextId++;
     this.forget1(id);
     const node = new Node(id, parent, name, type, upperIdentity, lowers, ino);
     this.byId.set(node.id, node);
@@ -207,6 +208,8 @@ export class NodeTable {
     if (node.parent && node.parent.children.get(node.name) === node && !node.isDir && node.inUpper) {
       // A second name of the same upper file.
       (node.links ??= []).push({ parent, name });
+      this.linkNames.note(node.upperIdentity!, node.path);
+      this.linkNames.note(node.upperIdentity!, parent.childPath(name));
       return;
     }
     node.parent = parent;
@@ -280,6 +283,7 @@ export class NodeTable {
    */
   unbindName(node: Node, parent: Node, name: string): void {
     if (parent.children.get(name) === node) parent.children.delete(name);
+    if (!node.isDir && node.upperIdentity !== undefined) this.linkNames.removed(node.upperIdentity, parent.childPath(name));
     if (node.parent === parent && node.name === name) {
       const next = node.links?.shift();
       if (next) {
@@ -290,6 +294,7 @@ export class NodeTable {
         this.onGone?.(node);
         if (node.upperIdentity !== undefined && this.byUpperIdentity.get(node.upperIdentity) === node) {
           this.byUpperIdentity.delete(node.upperIdentity);
+          this.linkNames.gone(node.upperIdentity);
         }
       }
     } else if (node.links) {
@@ -303,6 +308,7 @@ export class NodeTable {
     const displaced = toParent.children.get(toName);
     if (displaced && displaced !== node) this.unbindName(displaced, toParent, toName);
     toParent.children.set(toName, node);
+    if (!node.isDir && node.upperIdentity !== undefined) this.linkNames.moved(node.upperIdentity, fromParent.childPath(fromName), toParent.childPath(toName));
     if (node.parent === fromParent && node.name === fromName) {
       node.parent = toParent;
       node.name = toName;
@@ -333,38 +339,20 @@ export class NodeTable {
     return this.forgotten.get(id);
   }
 
-  /** The id of the node the kernel forgot that was at overlay path `path`, if remembered. */
-  recallPath(path: string): number | undefined {
-    return this.forgottenAt.get(path);
-  }
-
   private forget1(id: number): void {
     const f = this.forgotten.get(id);
     if (!f) return;
     this.forgotten.delete(id);
-    if (this.forgottenAt.get(f.path) === id) this.forgottenAt.delete(f.path);
-  }
-
-  /**
-   * Runs `make` (which must create the node synchronously) so that the node it creates takes
-   * the id `id` back, a forgotten node's; ids are never given to two objects otherwise.
-   */
-  revive<T>(id: number, make: () => T): T {
-    if (this.byId.has(id) || id >= this.nextId) throw new Error(`node id ${id} is in use or was never given`);
-    this.reviving = id;
-    try {
-      return make();
-    } finally {
-      this.reviving = undefined;
-    }
+    if (f.identity !== undefined && this.forgottenShowing.get(f.identity) === id) this.forgottenShowing.delete(f.identity);
   }
 
   private drop(node: Node): void {
     this.byId.delete(node.id);
     if (!node.unlinked) {
       const path = node.path;
-      this.forgotten.set(node.id, { path, identity: node.upperIdentity ?? node.lowers[0]?.identity });
-      this.forgottenAt.set(path, node.id);
+      const identity = node.upperIdentity ?? node.lowers[0]?.identity;
+      this.forgotten.set(node.id, { path, identity });
+      if (identity !== undefined) this.forgottenShowing.set(identity, node.id);
       for (const id of this.forgotten.keys()) {
         if (this.forgotten.size <= FORGOTTEN_KEPT) break;
         this.forget1(id);

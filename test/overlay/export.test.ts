@@ -8,8 +8,8 @@ import { Scratch } from '../helpers/ovshift';
 import { python } from '../helpers/proc';
 import { makeTree } from '../helpers/tree';
 
-const HANDLES_PY = `
-import ctypes, errno, os, sys
+const HANDLE_CALLS_PY = `
+import ctypes, errno, os, sys, time
 mnt = sys.argv[1]
 libc = ctypes.CDLL(None, use_errno=True)
 class FileHandle(ctypes.Structure):
@@ -29,6 +29,10 @@ def open_by(h, flags=os.O_RDONLY):
 def forget():
     os.sync()
     with open('/proc/sys/vm/drop_caches', 'w') as f: f.write('2')
+    time.sleep(0.3)  # the kernel's forgets reach the daemon
+`;
+
+const HANDLES_PY = `${HANDLE_CALLS_PY}
 handles = {p: handle(mnt + '/' + p) for p in ['upper', 'd', 'd/lower', 'd/sub/deep', 'gone']}
 forget()
 for p in ['upper', 'd/lower', 'd/sub/deep']:
@@ -39,6 +43,35 @@ print('d', sorted(os.listdir(fd)) if isinstance(fd, int) else fd)
 os.unlink(mnt + '/gone')
 forget()
 print('gone', open_by(handles['gone']))
+`;
+
+// A file linked through the mount, then known to the kernel by its first name only (the node
+// of both names dropped): removing that name leaves the file, and its handles, to the link
+// (generic/426 and 467, open_by_handle -l then -u). A handle also outlives a lookup made after
+// the kernel dropped its node (an NFS client's handle while local users look the file up).
+const LINKS_PY = `${HANDLE_CALLS_PY}
+def read(h):
+    fd = open_by(h)
+    if not isinstance(fd, int):
+        return fd
+    data = os.read(fd, 100).decode()
+    os.close(fd)
+    return data
+old = handle(mnt + '/a')
+os.link(mnt + '/a', mnt + '/b')
+forget()
+os.stat(mnt + '/a')
+print('old after lookup', read(old))
+forget()
+h = handle(mnt + '/a')
+os.unlink(mnt + '/a')
+forget()
+print('after unlink', read(h))
+print('old after unlink', read(old))
+print('b', open(mnt + '/b').read(), os.stat(mnt + '/b').st_nlink)
+os.unlink(mnt + '/b')
+forget()
+print('after both', read(h))
 `;
 
 describe('overlay: file handles', function () {
@@ -58,5 +91,13 @@ describe('overlay: file handles', function () {
     const r = await python(HANDLES_PY, [s.mnt]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n'), ['upper upper', 'd/lower lower', 'd/sub/deep deep', "d ['lower', 'sub']", 'gone ESTALE']);
+  });
+
+  it('follow a hard-linked file to its other name when the name the kernel knew is removed', async () => {
+    await s.mount();
+    await python(`open(__import__('sys').argv[1] + '/a', 'w').write('data')`, [s.mnt]);
+    const r = await python(LINKS_PY, [s.mnt]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['old after lookup data', 'after unlink data', 'old after unlink data', 'b data 1', 'after both ESTALE']);
   });
 });
