@@ -157,7 +157,7 @@ function writeTimeout(w: WireWriter, seconds: number): number {
 }
 
 export function encodeAttr(w: WireWriter, a: Attr): void {
-  w.u64(a.ino).u64(a.size).u64(a.blocks);
+  w.u64(a.ino).loff(a.size).u64(a.blocks);
   w.i64(a.atime.sec).i64(a.mtime.sec).i64(a.ctime.sec);
   w.u32(a.atime.nsec).u32(a.mtime.nsec).u32(a.ctime.nsec);
   w.u32(a.mode)
@@ -207,7 +207,7 @@ export function encodeStatxOut(w: WireWriter, s: StatxOut): void {
   w.u32(nsec).u32(s.flags).zero(16);
   const x = s.stat;
   w.u32(x.mask).u32(x.blksize).u64big(x.attributes).u32(x.nlink).u32(x.uid).u32(x.gid);
-  w.u16(x.mode).u16(0).u64(x.ino).u64(x.size).u64(x.blocks).u64big(x.attributesMask);
+  w.u16(x.mode).u16(0).u64(x.ino).loff(x.size).u64(x.blocks).u64big(x.attributesMask);
   encodeSxTime(w, x.atime);
   encodeSxTime(w, x.btime);
   encodeSxTime(w, x.ctime);

@@ -1,6 +1,8 @@
 /** Little-endian cursors over FUSE messages. Host byte order is little-endian on every target we run. */
 
 const TWO_32 = 2 ** 32;
+/** 2^63, the first size past loff_t. */
+const LOFF_MAX = 2 ** 63;
 
 /** Thrown by WireReader when a message is shorter than its layout; the session answers EINVAL. */
 export class MalformedMessage extends Error {
@@ -114,6 +116,18 @@ export class WireWriter {
     const n = Math.trunc(v);
     this.buf.writeUInt32LE((n % TWO_32) >>> 0, this.pos);
     this.buf.writeUInt32LE(Math.floor(n / TWO_32) >>> 0, this.pos + 4);
+    this.pos += 8;
+    return this;
+  }
+
+  /**
+   * A file size or offset (loff_t). A Number holds sizes above 2^53 only to the nearest
+   * representable value, and 2^63 - 1 (a size Linux allows) rounds up to 2^63, which the kernel
+   * refuses with EIO for the whole entry: written as 2^63 - 1 at most.
+   */
+  loff(v: number): this {
+    if (v < LOFF_MAX) return this.u64(v);
+    this.buf.writeBigUInt64LE(0x7fffffffffffffffn, this.pos);
     this.pos += 8;
     return this;
   }
