@@ -284,7 +284,13 @@ export class OverlayCore {
 
   entry(node: Node, attr: Attr, since?: number): EntryOut {
     node.nlookup++;
-    return { nodeid: node.id, generation: 1, entryTimeout: this.timeoutFor(node, since), attrTimeout: this.attrTimeoutFor(node, since), attr };
+    return {
+      nodeid: node.id,
+      generation: this.nodes.generation,
+      entryTimeout: this.timeoutFor(node, since),
+      attrTimeout: this.attrTimeoutFor(node, since),
+      attr,
+    };
   }
 
   /** The entry reply for a name that is not there (`cacheable`: the upper alone decides it). */

@@ -3,6 +3,7 @@
  * its upper part (if any) lives at the node's path in the upper; its lower parts at their own
  * paths in lower layers (a renamed directory's lower parts keep their old paths).
  */
+import { randomInt } from 'crypto';
 import type { Attr } from '../fuse/replies';
 import { childPath, type DescriptorFile } from '../layers/types';
 import { S_IFDIR } from '../util/linux';
@@ -157,6 +158,12 @@ export class NodeTable {
   /** The same by the identity of the object shown. */
   private readonly forgottenShowing = new Map<string, number>();
   readonly root: Node;
+  /**
+   * The generation every node id of this mount goes with (in the kernel's file handles): ids
+   * start again at 2 in each mount, so a handle made in another names an object of this one by
+   * id alone; by generation, it is stale.
+   */
+  readonly generation = randomInt(1, 2 ** 32);
   /** The names seen of hard-linked upper files, outliving their nodes. */
   readonly linkNames = new LinkNames();
   /** Told when a node loses its last name or is dropped (what is kept for it can go). */

@@ -74,6 +74,19 @@ forget()
 print('after both', read(h))
 `;
 
+// A handle saved to a file (argv[2]) in one mount, and opened in the next (generic/477).
+const SAVE_PY = `${HANDLE_CALLS_PY}
+import json
+json.dump({p: bytes(handle(mnt + '/' + p))[:8 + 128].hex() for p in sys.argv[3:]}, open(sys.argv[2], 'w'))
+`;
+const OPEN_SAVED_PY = `${HANDLE_CALLS_PY}
+import json
+for p, raw in sorted(json.load(open(sys.argv[2])).items()):
+    h = FileHandle.from_buffer_copy(bytes.fromhex(raw))
+    fd = open_by(h)
+    print(p, os.read(fd, 100).decode() if isinstance(fd, int) else fd)
+`;
+
 describe('overlay: file handles', function () {
   this.timeout(30000);
   let s: Scratch;
@@ -91,6 +104,21 @@ describe('overlay: file handles', function () {
     const r = await python(HANDLES_PY, [s.mnt]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdout.trim().split('\n'), ['upper upper', 'd/lower lower', 'd/sub/deep deep', "d ['lower', 'sub']", 'gone ESTALE']);
+  });
+
+  it('of an earlier mount are stale: they never open the object of this mount that took their id', async () => {
+    const saved = s.dir('handles') + '/saved.json';
+    const d = await s.mount();
+    await python(`open(__import__('sys').argv[1] + '/a', 'w').write('first mount')`, [s.mnt]);
+    let r = await python(SAVE_PY, [s.mnt, saved, 'a']);
+    assert.equal(r.code, 0, r.stderr);
+    await d.stop();
+    await s.mount();
+    // This mount's first node: the id "a" had in the last one.
+    await python(`open(__import__('sys').argv[1] + '/z', 'w').write('second mount')`, [s.mnt]);
+    r = await python(OPEN_SAVED_PY, [s.mnt, saved]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'a ESTALE');
   });
 
   it('follow a hard-linked file to its other name when the name the kernel knew is removed', async () => {
