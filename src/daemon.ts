@@ -19,6 +19,7 @@ import type { LayerAttr, ReadableLayer } from './layers/types';
 import { UpperDir } from './layers/upper-dir';
 import { OverlayXattrs, TRUSTED_PREFIX, USER_PREFIX } from './overlay/format';
 import { OverlayFs } from './overlay/overlay-fs';
+import { restoreHandles, saveHandles } from './overlay/handle-table';
 import { StaleRetryLayer } from './layers/stale-retry';
 import { reclaimAfterShrink } from './util/memory';
 
@@ -123,6 +124,9 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
       },
       root,
     );
+    // Handles outlive the mount only with an upper that does (not a private one).
+    const keepHandles = o.nfsExport && upper && !privateUpper ? upper : undefined;
+    if (keepHandles) restoreHandles(keepHandles, fs.core.nodes, workPath!);
     let control: { close(): void } | undefined;
     let served: ServedFuse;
     try {
@@ -185,6 +189,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
       // The layers first: the process may take a while to exit, and someone may be waiting
       // to unmount them. Nothing new starts once the connection is gone.
       fs.closeAll();
+      if (keepHandles) keepHandlesForNextMount(keepHandles, fs, workPath!);
       upper?.close();
       const closingLowers = opened?.close();
       reclaim.stop();
@@ -200,5 +205,13 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     await privateUpper?.release();
     await opened?.close();
     throw err;
+  }
+}
+
+function keepHandlesForNextMount(upper: UpperDir, fs: OverlayFs, workdir: string): void {
+  try {
+    saveHandles(upper, fs.core.nodes);
+  } catch (err) {
+    process.stderr.write(`ovshift: ${workdir}: cannot keep the file handle table (${(err as Error).message}); handles of this mount will be stale\n`);
   }
 }

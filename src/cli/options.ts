@@ -59,6 +59,8 @@ export interface CliOptions {
   flags: MountFlags;
   allowOther: boolean;
   redirectDir: boolean;
+  /** File handles outlive the mount: the handle table is kept in the workdir across a remount. */
+  nfsExport: boolean;
   /** Kernel cache timeout for upper-only entries, seconds. */
   upperTimeout: number;
   /** Kernel cache timeout for lower-dependent entries, seconds (default: one clock tick). */
@@ -121,6 +123,9 @@ Options:
   -o ro                   read-only mount
   -o redirect_dir=on|off  renaming directories that have lower parts: on records a
                           redirect (default), off answers EXDEV
+  -o nfs_export=on|off    on: file handles (open_by_handle_at, an NFS export of the mount)
+                          stay valid across an unmount and mount of the same layers (the
+                          table is kept in the workdir); off (default): they die with the mount
   -o passthrough=on|off   on (default): the kernel reads and writes files in the upper
                           itself (FUSE passthrough; needs root), off: through the daemon
   -o upper_timeout=SECS   kernel cache time for entries that depend on the upper only (60);
@@ -348,6 +353,7 @@ function defaults(): Omit<CliOptions, 'mountpoint' | 'source'> {
     },
     allowOther: mountsAsRoot(),
     redirectDir: true,
+    nfsExport: false,
     upperTimeout: 60,
     lowerTimeout: ONE_TICK,
     revalidate: 'always',
@@ -397,6 +403,9 @@ function applyOption(o: Omit<CliOptions, 'mountpoint' | 'source'>, opt: string):
       return;
     case 'redirect_dir':
       o.redirectDir = onOff(key, needValue());
+      return;
+    case 'nfs_export':
+      o.nfsExport = onOff(key, needValue());
       return;
     case 'passthrough':
       o.passthrough = onOff(key, needValue());

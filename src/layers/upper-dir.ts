@@ -14,6 +14,8 @@ import type { DescriptorFile, Loc } from './types';
 import { AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, type Timespec } from '../util/linux';
 
 const EMPTY = Buffer.alloc(0);
+/** The daemon's own files in the workdir are read up to this size (see takeStateFile). */
+const STATE_FILE_MAX = 256 << 20;
 
 export class UpperDir extends DirLayer {
   /** workdir/work, as kernel overlayfs lays it out, so either can mount this upper. */
@@ -53,6 +55,44 @@ export class UpperDir extends DirLayer {
     for (const name of fs.readdirSync(this.workPath, { encoding: 'buffer' })) {
       fs.rmSync(Buffer.concat([Buffer.from(`${this.workPath}/`), name]), { recursive: true, force: true });
     }
+  }
+
+  /**
+   * The daemon's own file `name` in the workdir (beside work/, which each mount clears), taken
+   * out: read and removed, so it serves one mount only. Undefined when there is none.
+   */
+  takeStateFile(name: string): Buffer | undefined {
+    const path = `${this.workdir.replace(/\/+$/, '')}/${name}`;
+    let fd: number;
+    try {
+      fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') return undefined;
+      throw err;
+    }
+    try {
+      const st = fs.fstatSync(fd);
+      if (!st.isFile()) throw new Error(`${path} is not a regular file`);
+      if (st.size > STATE_FILE_MAX) throw new Error(`${path} is larger than ${STATE_FILE_MAX} bytes`);
+      return fs.readFileSync(fd);
+    } finally {
+      fs.closeSync(fd);
+      fs.rmSync(path, { force: true });
+    }
+  }
+
+  /** Writes the daemon's own file `name` in the workdir (mode 0600), replacing it whole. */
+  writeStateFile(name: string, data: Buffer): void {
+    const dir = this.workdir.replace(/\/+$/, '');
+    const temp = `${dir}/.${name}.${process.pid}`;
+    fs.rmSync(temp, { force: true });
+    const fd = fs.openSync(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+    try {
+      fs.writeFileSync(fd, data);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(temp, `${dir}/${name}`);
   }
 
   /** A fresh name in the work directory. */

@@ -4,10 +4,11 @@
  * that node, asks for it back by LOOKUP of "." in it; for a directory's parent, ".." in it.
  *
  * A node the daemon still has is answered as it is. One the kernel forgot is found again at
- * the path it had, if the object there is the one it showed (same identity), under its old id;
- * anything else (removed, replaced, renamed away since, or forgotten too long ago, see
- * FORGOTTEN_KEPT) answers ESTALE, as a stale handle must. Ids die with the mount: a handle
- * does not outlive it (the kernel's overlayfs needs index=on,nfs_export=on for that).
+ * the path it had (its name in its parent, wherever the parent is now), if the object there is
+ * the one it showed (same identity), under its old id; anything else (removed, replaced,
+ * renamed away since, or forgotten too long ago, see FORGOTTEN_KEPT) answers ESTALE, as a
+ * stale handle must. Ids go with the mount's generation: a handle of an earlier mount is stale,
+ * unless nfs_export=on kept the ids from one mount to the next (see handle-table.ts).
  */
 import { FuseError } from '../fuse/errors';
 import type { EntryOut } from '../fuse/replies';
@@ -28,9 +29,10 @@ export async function lookupSelf(core: OverlayCore, id: number): Promise<EntryOu
   const known = core.nodes.get(id);
   if (known) return entry(core, known);
   const was = core.nodes.recall(id);
-  if (!was || was.identity === undefined) throw new FuseError('ESTALE');
-  for (const path of [was.path, ...core.nodes.linkNames.namesOf(was.identity, was.path)]) {
-    const node = await core.nodeAt(path).catch(() => undefined);
+  const path = core.nodes.pathOf(id);
+  if (!was || path === undefined) throw new FuseError('ESTALE');
+  for (const at of [path, ...core.nodes.linkNames.namesOf(was.identity, path)]) {
+    const node = await core.nodeAt(at).catch(() => undefined);
     if (node?.id === id) return entry(core, node);
   }
   throw new FuseError('ESTALE');

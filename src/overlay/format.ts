@@ -74,7 +74,7 @@ export class InvalidRedirect extends Error {
   }
 }
 
-function isPlainName(name: string): boolean {
+export function isPlainName(name: string): boolean {
   return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0') && Buffer.byteLength(name, 'latin1') <= NAME_MAX;
 }
 

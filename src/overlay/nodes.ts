@@ -7,6 +7,7 @@ import { randomInt } from 'crypto';
 import type { Attr } from '../fuse/replies';
 import { childPath, type DescriptorFile } from '../layers/types';
 import { S_IFDIR } from '../util/linux';
+import type { SavedHandles, SavedNode } from './handle-table';
 import { LinkNames } from './link-names';
 
 /** An object in a lower layer. */
@@ -133,11 +134,19 @@ export class Node {
   }
 }
 
-/** Where a forgotten node was (its overlay path) and the identity of the object it showed. */
+/**
+ * Where a forgotten node was, as its parent's id and its name (the parent's path is the one it
+ * has now, or had when forgotten in turn: a directory renamed takes the paths below it along),
+ * and the identity of the object it showed.
+ */
 export interface ForgottenNode {
-  path: string;
-  identity: string | undefined;
+  parent: number;
+  name: string;
+  identity: string;
 }
+
+/** Directory levels followed up through forgotten nodes at most (see pathOf). */
+const MAX_DEPTH = 4096;
 
 /** Forgotten nodes remembered for file handles: some 150 bytes each. */
 const FORGOTTEN_KEPT = 65536;
@@ -163,7 +172,7 @@ export class NodeTable {
    * start again at 2 in each mount, so a handle made in another names an object of this one by
    * id alone; by generation, it is stale.
    */
-  readonly generation = randomInt(1, 2 ** 32);
+  generation = randomInt(1, 2 ** 32);
   /** The names seen of hard-linked upper files, outliving their nodes. */
   readonly linkNames = new LinkNames();
   /** Told when a node loses its last name or is dropped (what is kept for it can go). */
@@ -346,20 +355,62 @@ export class NodeTable {
     return this.forgotten.get(id);
   }
 
+  /** The overlay path of node `id`, live or forgotten; undefined when it has none (unlinked, or not remembered). */
+  pathOf(id: number): string | undefined {
+    const names: string[] = [];
+    for (let at = id, depth = 0; at !== this.root.id; depth++) {
+      const live = this.byId.get(at);
+      if (live) {
+        if (live.unlinked) return undefined;
+        names.push(live.path);
+        break;
+      }
+      const f = this.forgotten.get(at);
+      if (!f || depth > MAX_DEPTH) return undefined;
+      names.push(f.name);
+      at = f.parent;
+    }
+    return names.reverse().join('/');
+  }
+
+  /** Every id the kernel may hold a file handle of: live nodes' and forgotten ones' (see handle-table.ts). */
+  handles(): SavedHandles {
+    const nodes: SavedNode[] = [];
+    for (const [id, f] of this.forgotten) nodes.push([id, f.parent, f.name, f.identity]);
+    for (const node of this.byId.values()) {
+      const identity = node.upperIdentity ?? node.lowers[0]?.identity;
+      if (node.parent && !node.unlinked && identity !== undefined) nodes.push([node.id, node.parent.id, node.name, identity]);
+    }
+    return { generation: this.generation, nextId: this.nextId, nodes };
+  }
+
+  /** Takes the ids of an earlier mount's handles (`saved`) as forgotten nodes; before any lookup. */
+  restoreHandles(saved: SavedHandles): void {
+    if (this.byId.size > 1 || this.nextId !== 2) throw new Error('handles are restored into a fresh node table only');
+    this.generation = saved.generation;
+    this.nextId = saved.nextId;
+    for (const [id, parent, name, identity] of saved.nodes) {
+      this.forget1(id);
+      this.forgotten.set(id, { parent, name, identity });
+      this.forgottenShowing.set(identity, id);
+    }
+  }
+
   private forget1(id: number): void {
     const f = this.forgotten.get(id);
     if (!f) return;
     this.forgotten.delete(id);
-    if (f.identity !== undefined && this.forgottenShowing.get(f.identity) === id) this.forgottenShowing.delete(f.identity);
+    if (this.forgottenShowing.get(f.identity) === id) this.forgottenShowing.delete(f.identity);
   }
 
   private drop(node: Node): void {
     this.byId.delete(node.id);
     if (!node.unlinked) {
-      const path = node.path;
       const identity = node.upperIdentity ?? node.lowers[0]?.identity;
-      this.forgotten.set(node.id, { path, identity });
-      if (identity !== undefined) this.forgottenShowing.set(identity, node.id);
+      if (identity !== undefined && node.parent) {
+        this.forgotten.set(node.id, { parent: node.parent.id, name: node.name, identity });
+        this.forgottenShowing.set(identity, node.id);
+      }
       for (const id of this.forgotten.keys()) {
         if (this.forgotten.size <= FORGOTTEN_KEPT) break;
         this.forget1(id);

@@ -4,6 +4,8 @@
  * removed object answers ESTALE (xfstests generic/426).
  */
 import assert from 'assert/strict';
+import * as fs from 'fs';
+import { join } from 'path';
 import { Scratch } from '../helpers/ovshift';
 import { python } from '../helpers/proc';
 import { makeTree } from '../helpers/tree';
@@ -83,8 +85,13 @@ const OPEN_SAVED_PY = `${HANDLE_CALLS_PY}
 import json
 for p, raw in sorted(json.load(open(sys.argv[2])).items()):
     h = FileHandle.from_buffer_copy(bytes.fromhex(raw))
-    fd = open_by(h)
-    print(p, os.read(fd, 100).decode() if isinstance(fd, int) else fd)
+    fd = open_by(h, os.O_RDONLY)
+    if not isinstance(fd, int):
+        print(p, fd)
+    elif os.path.isdir('/proc/self/fd/%d' % fd):
+        print(p, sorted(os.listdir(fd)))
+    else:
+        print(p, os.read(fd, 100).decode())
 `;
 
 describe('overlay: file handles', function () {
@@ -119,6 +126,46 @@ describe('overlay: file handles', function () {
     r = await python(OPEN_SAVED_PY, [s.mnt, saved]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'a ESTALE');
+  });
+
+  it('with nfs_export=on outlive the mount: a remount, a rename of the parent and of the grandparent, a move to a new parent (generic/477)', async () => {
+    const saved = s.dir('handles') + '/saved.json';
+    const names = ['top/d/f0', 'top/d/f1', 'top/d', 'top/upper-made'];
+    makeTree(s.lower, { 'top/d/f0': 'zero', 'top/d/f1': 'one' });
+    let d = await s.mount('nfs_export=on');
+    await python(`open(__import__('sys').argv[1] + '/top/upper-made', 'w').write('made')`, [s.mnt]);
+    let r = await python(SAVE_PY, [s.mnt, saved, ...names]);
+    assert.equal(r.code, 0, r.stderr);
+    const expected = (d: string, f: string): string[] => [`${d} ['f0', 'f1']`, `${f}0 zero`, `${f}1 one`, 'top/upper-made made'];
+    const remountAndOpen = async (): Promise<string[]> => {
+      await d.stop();
+      d = await s.mount('nfs_export=on');
+      r = await python(OPEN_SAVED_PY, [s.mnt, saved]);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.trim().split('\n');
+    };
+    assert.deepEqual(await remountAndOpen(), expected('top/d', 'top/d/f'));
+    fs.renameSync(join(s.mnt, 'top/d'), join(s.mnt, 'top/d.renamed'));
+    assert.deepEqual(await remountAndOpen(), expected('top/d', 'top/d/f'));
+    fs.renameSync(join(s.mnt, 'top'), join(s.mnt, 'top.renamed'));
+    assert.deepEqual(await remountAndOpen(), expected('top/d', 'top/d/f'));
+    fs.mkdirSync(join(s.mnt, 'new'));
+    for (const f of ['f0', 'f1']) fs.renameSync(join(s.mnt, 'top.renamed/d.renamed', f), join(s.mnt, 'new', f));
+    assert.deepEqual(await remountAndOpen(), ['top/d []', 'top/d/f0 zero', 'top/d/f1 one', 'top/upper-made made']);
+    // Without it, the next mount's handles are new: the last mount's are stale.
+    await d.stop();
+    d = await s.mount();
+    r = await python(OPEN_SAVED_PY, [s.mnt, saved]);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['top/d ESTALE', 'top/d/f0 ESTALE', 'top/d/f1 ESTALE', 'top/upper-made ESTALE']);
+  });
+
+  it('with nfs_export=on: a table that is not sound is ignored, in one line, and the mount goes on', async () => {
+    fs.writeFileSync(join(s.work, 'ovshift-handles'), JSON.stringify({ version: 1, generation: 1, nextId: 3, nodes: [[2, 1, '..', 'x']] }));
+    const d = await s.mount('nfs_export=on');
+    assert.match(d.stderr(), /^ovshift: .*\/work\/ovshift-handles: ignored \(bad name for node 2\); file handles of the last mount are stale$/m);
+    assert.ok(!fs.existsSync(join(s.work, 'ovshift-handles')));
+    fs.writeFileSync(join(s.mnt, 'f'), 'works');
+    assert.equal(fs.readFileSync(join(s.mnt, 'f'), 'utf8'), 'works');
   });
 
   it('follow a hard-linked file to its other name when the name the kernel knew is removed', async () => {
