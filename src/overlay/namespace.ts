@@ -13,7 +13,7 @@ import { isEmptyDir } from './listing';
 import { Node } from './nodes';
 import { lowerShadows } from './resolve';
 import { clearWhiteoutFile, makeWhiteout, removeLeavingWhiteout, removeUpper, replaceWhiteout, setOpaque } from './whiteouts';
-import { O_TMPFILE, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID } from '../util/linux';
+import { O_TMPFILE, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISUID } from '../util/linux';
 import { constants as K } from 'fs';
 import { ACL_DEFAULT_XATTR } from '../idmap/acl-xattr';
 import { inheritAcls } from './acl-inherit';
@@ -69,7 +69,12 @@ export async function createTmpfile(
   const file = await upper.openFile(upper.loc(parent.path), O_TMPFILE | access, mode & 0o7777);
   try {
     file.chownSync(obj.uid, parentAttr.mode & S_ISGID ? parentAttr.gid : obj.gid);
-    const attr = file.statNow();
+    let attr = file.statNow();
+    const lost = attr ? setIdBitsLost(mode, attr.mode) : 0;
+    if (attr && lost) {
+      file.chmodSync((attr.mode & 0o7777) | lost);
+      attr = file.statNow();
+    }
     if (!attr) throw new FuseError('EIO', 'an O_TMPFILE file could not be stat()ed');
     const node = core.nodes.create(parent, TMPFILE_NAME, S_IFREG, attr.identity, [], core.inodes.map(attr.dev, attr.ino));
     core.nodes.unbindName(node, parent, TMPFILE_NAME);
@@ -123,10 +128,26 @@ export async function createObject(core: OverlayCore, parent: Node, name: string
       throw err;
     }
   }
-  const attr = await upper.stat(path);
+  let attr = await upper.stat(path);
   if (!attr) throw new FuseError('ENOENT');
+  const lost = setIdBitsLost(mode, attr.mode);
+  if (lost) {
+    await upper.chmod(upper.loc(path), (attr.mode & 0o7777) | lost);
+    attr = await upper.stat(path);
+    if (!attr) throw new FuseError('ENOENT');
+  }
   core.forgetAbsence(parent, name);
   return core.bind(parent, name, { positive: true, upper: attr, lowers: [], opaque: isDir && overWhiteout });
+}
+
+/**
+ * The set-user-ID and set-group-ID bits an object was made with (`made`, as the kernel let the
+ * caller have them) that it no longer has (`now`): giving a file to its owner (chown) clears
+ * them from a regular file, even for root, and they must be set again after.
+ */
+function setIdBitsLost(made: number, now: number): number {
+  if ((now & S_IFMT) !== S_IFREG) return 0;
+  return made & (S_ISUID | S_ISGID) & ~now;
 }
 
 export async function link(core: OverlayCore, node: Node, parent: Node, name: string): Promise<{ node: Node; attr: LayerAttr }> {

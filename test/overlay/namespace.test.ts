@@ -204,6 +204,33 @@ print(sorted(os.listdir(mnt)), sorted(os.listdir(mnt + '/ldir')))
     assert.deepEqual([dd.gid, (dd.mode & 0o2000) !== 0], [4321, true]);
   });
 
+  it('keeps the set-user-ID and set-group-ID bits a file is created with, by open, mknod and O_TMPFILE, for root and for its owner (generic/633)', async () => {
+    fs.mkdirSync(join(s.lower, 'sgid'));
+    fs.chmodSync(join(s.lower, 'sgid'), 0o2777);
+    fs.mkdirSync(join(s.lower, 'user'));
+    fs.chownSync(join(s.lower, 'user'), 1234, 1234);
+    await s.mount();
+    const CREATE = `
+import ctypes, os, stat, sys
+libc = ctypes.CDLL(None, use_errno=True)
+AT_SYMLINK_FOLLOW = 0x400
+d = sys.argv[1]
+os.umask(0)
+os.close(os.open(d + '/open', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o2010))
+os.close(os.open(d + '/suid', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o4755))
+os.mknod(d + '/mknod', stat.S_IFREG | 0o6750)
+fd = os.open(d, os.O_TMPFILE | os.O_WRONLY, 0o2750)
+if libc.linkat(-100, b'/proc/self/fd/%d' % fd, -100, (d + '/tmpfile').encode(), AT_SYMLINK_FOLLOW) != 0:
+    raise OSError(ctypes.get_errno(), 'linkat')
+print(' '.join(oct(os.stat(d + '/' + n).st_mode & 0o7777) for n in ['open', 'suid', 'mknod', 'tmpfile']))
+`;
+    let r = await python(CREATE, [join(s.mnt, 'sgid')]);
+    assert.equal(r.stdout.trim(), '0o2010 0o4755 0o6750 0o2750', r.stderr);
+    r = await python(CREATE, [join(s.mnt, 'user')], { uid: 1234, gid: 1234 });
+    assert.equal(r.stdout.trim(), '0o2010 0o4755 0o6750 0o2750', r.stderr);
+    assert.equal(fs.statSync(join(s.upper, 'user/suid')).uid, 1234);
+  });
+
   it('truncates, fallocates, seeks data and holes, fsyncs, and reports the upper filesystem in statfs', async () => {
     makeTree(s.lower, { f: 'x'.repeat(10000) });
     await s.mount();
