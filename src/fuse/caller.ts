@@ -27,3 +27,27 @@ export function callerDying(pid: number): boolean {
   const state = /^State:\s*(\S)/m.exec(status)?.[1];
   return state === 'Z' || state === 'X' || pendingKill(status, 'SigPnd') || pendingKill(status, 'ShdPnd');
 }
+
+const CAP_FSETID_BIT = 1n << 4n;
+
+/** What the kernel weighs when it lets a caller keep a set-group-ID bit (in_group_or_capable). */
+export interface CallerGroups {
+  /** Supplementary groups, as the daemon's user namespace sees them. */
+  groups: number[];
+  /** CAP_FSETID is effective (in the caller's own user namespace). */
+  fsetid: boolean;
+}
+
+/** The calling thread `pid`'s groups and CAP_FSETID, as /proc shows them; undefined once it is gone. */
+export function callerGroups(pid: number): CallerGroups | undefined {
+  if (pid <= 0) return undefined;
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'latin1');
+  } catch {
+    return undefined;
+  }
+  const groups = (/^Groups:[ \t]*(.*)$/m.exec(status)?.[1] ?? '').split(/\s+/).filter(Boolean).map(Number);
+  const capEff = /^CapEff:\s*([0-9a-f]+)/m.exec(status)?.[1];
+  return { groups, fsetid: capEff !== undefined && (BigInt(`0x${capEff}`) & CAP_FSETID_BIT) !== 0n };
+}

@@ -13,7 +13,8 @@ import { errorCode } from '../util/errno';
 import type { OverlayCore } from './core';
 import { FileHandle } from './handles';
 import type { Node } from './nodes';
-import { O_ACCMODE } from '../util/linux';
+import { O_ACCMODE, S_ISGID, S_ISUID, S_IXGRP } from '../util/linux';
+import { callerGroups } from '../fuse/caller';
 
 const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, O_DIRECT } = fs.constants;
 /** Flags that were for open(2) itself and must not be replayed on the layer file. */
@@ -189,25 +190,45 @@ async function onLower<T>(core: OverlayCore, h: FileHandle, op: (file: LayerFile
   }
 }
 
-export async function write(core: OverlayCore, h: FileHandle, offset: number, data: Buffer, writeFlags: number): Promise<number> {
+export async function write(core: OverlayCore, h: FileHandle, offset: number, data: Buffer, writeFlags: number, caller: Caller): Promise<number> {
   await core.copyUp!.ensure(h.node);
   const file = await upperFile(core, h, true);
-  if (writeFlags & WRITE_KILL_SUIDGID) await killSuidGid(file);
+  if (writeFlags & WRITE_KILL_SUIDGID) await killSuidGid(core, caller, file);
   return file.write(data, 0, data.length, offset);
 }
 
 /**
- * The mode once set-user-ID is cleared, and set-group-ID where it means that (group-
- * executable), as a write or truncate by an unprivileged caller does; undefined if unchanged.
+ * The mode once a write, truncate or fallocate by `caller` (which the kernel found may not keep
+ * them) has cleared the set-user-ID bit and the set-group-ID bit, as Linux does: set-group-ID
+ * too where the file is group-executable, or where the caller is neither in the file's group
+ * (`gid`, a layer id) nor holding CAP_FSETID (without group-execute the bit is only a
+ * mandatory-locking mark). Undefined if unchanged.
  */
-export function withoutSuidGid(mode: number): number | undefined {
-  let next = mode & ~0o4000;
-  if (mode & 0o010) next &= ~0o2000;
+export function withoutSuidGid(core: OverlayCore, caller: Caller, mode: number, gid: number): number | undefined {
+  let next = mode & ~S_ISUID;
+  if (mode & S_ISGID && (mode & S_IXGRP || !inGroupOrCapable(core, caller, gid))) next &= ~S_ISGID;
   return next === mode ? undefined : next & 0o7777;
 }
 
-export async function killSuidGid(file: DescriptorFile): Promise<void> {
-  const next = withoutSuidGid(file.modeSync());
+/** The ids a request carries: the calling thread, its fsuid and fsgid. */
+export interface Caller {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+function inGroupOrCapable(core: OverlayCore, caller: Caller, gid: number): boolean {
+  const creds = callerGroups(caller.pid);
+  // A caller gone, or the kernel's own: keep nothing it could not prove.
+  if (!creds) return false;
+  if (creds.fsetid) return true;
+  return [caller.gid, ...creds.groups].some((g) => core.layerOwner(caller.uid, g).gid === gid);
+}
+
+export async function killSuidGid(core: OverlayCore, caller: Caller, file: DescriptorFile): Promise<void> {
+  const attr = file.statNow();
+  if (!attr) return;
+  const next = withoutSuidGid(core, caller, attr.mode, attr.gid);
   if (next !== undefined) file.chmodSync(next);
 }
 

@@ -308,7 +308,7 @@ export class OverlayFs implements FuseHandler {
 
   async write(req: WriteRequest): Promise<number> {
     this.writable();
-    return files.write(this.core, this.file(req.fh), req.offset, req.data, req.writeFlags);
+    return files.write(this.core, this.file(req.fh), req.offset, req.data, req.writeFlags, req);
   }
 
   async statfs(_req: StatfsRequest): Promise<StatfsOut> {

@@ -211,10 +211,11 @@ export class Passthrough {
 
 /**
  * A write through the kernel would leave set-user-ID and set-group-ID in place, where a write
- * by another user must clear them (the daemon does so on WRITE): such files stay with it.
+ * by another user must clear them (the daemon does so on WRITE; set-group-ID without group
+ * execute too, for a writer outside the file's group): such files stay with it.
  */
 function mayBack(mode: number | undefined): boolean {
-  return mode !== undefined && !(mode & S_ISUID || (mode & S_ISGID && mode & K.S_IXGRP));
+  return mode !== undefined && !(mode & (S_ISUID | S_ISGID));
 }
 
 function once(fn: () => void): () => void {

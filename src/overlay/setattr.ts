@@ -54,12 +54,15 @@ export async function setattr(core: OverlayCore, node: Node, req: SetattrRequest
     if (fd !== undefined) await fd.truncate(req.size);
     else await upper.truncate(at, req.size);
   }
-  if (v & Fattr.KILL_SUIDGID && !(v & Fattr.MODE) && node.type === S_IFREG) {
-    if (fd !== undefined) await killSuidGid(fd);
+  // A change of owner (chown(f, -1, -1) too, which is also how FUSE passes on fallocate's call
+  // for set-user-ID and set-group-ID to go) clears them as a write does, by the caller's
+  // rights: the daemon's own chown above judged set-group-ID by root's.
+  if (v & (Fattr.KILL_SUIDGID | Fattr.UID | Fattr.GID) && !(v & Fattr.MODE) && node.type === S_IFREG) {
+    if (fd !== undefined) await killSuidGid(core, req, fd);
     else {
       // By path, never by opening it: an open could block (a FIFO) or have side effects.
       const current = await upper.stat(node.path);
-      const next = current ? withoutSuidGid(current.mode) : undefined;
+      const next = current ? withoutSuidGid(core, req, current.mode, current.gid) : undefined;
       if (next !== undefined) await upper.chmod(at, next);
     }
   }

@@ -41,6 +41,7 @@ export const S_IFLNK = fromC('S_IFLNK');
 export const S_IFCHR = fromC('S_IFCHR');
 export const S_ISUID = 0o4000;
 export const S_ISGID = 0o2000;
+export const S_IXGRP = 0o010;
 
 export const O_ACCMODE = 3;
 export const O_PATH = fromC('O_PATH');

@@ -137,6 +137,39 @@ print(open(mnt + '/log/app.log').read(), end='')
     }
   });
 
+  it('clears set-group-ID without group execute when a user outside the group writes, truncates or fallocates; keeps it for one inside (generic/683-687)', async () => {
+    await s.mount();
+    fs.mkdirSync(join(s.mnt, 'd'), { mode: 0o777 });
+    fs.chmodSync(join(s.mnt, 'd'), 0o777);
+    const as = (uid: number, groups: string, cmd: string): void => {
+      execFileSync('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, groups, 'sh', '-c', cmd]);
+    };
+    const modes: string[] = [];
+    for (const [op, cmd] of [
+      ['write', 'printf more >> F'],
+      ['truncate', 'truncate -s 1 F'],
+      ['fallocate', 'fallocate -l 65536 F'],
+    ] as const) {
+      const f = join(s.mnt, 'd', op);
+      fs.writeFileSync(f, 'data');
+      fs.chownSync(f, 0, 4321);
+      fs.chmodSync(f, 0o6666);
+      as(1234, '--clear-groups', cmd.replace('F', f));
+      modes.push(`${op} outside ${(fs.statSync(f).mode & 0o7777).toString(8)}`);
+      fs.chmodSync(f, 0o2666);
+      as(1234, '--groups=4321', cmd.replace('F', f));
+      modes.push(`${op} inside ${(fs.statSync(f).mode & 0o7777).toString(8)}`);
+    }
+    assert.deepEqual(modes, [
+      'write outside 666',
+      'write inside 2666',
+      'truncate outside 666',
+      'truncate inside 2666',
+      'fallocate outside 666',
+      'fallocate inside 2666',
+    ]);
+  });
+
   it('frees the space of a file removed through the mount at once, though files closed stay ready for their next open', async () => {
     await s.mount();
     const free = (): number => {
