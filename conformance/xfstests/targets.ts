@@ -69,8 +69,9 @@ function fuseTarget(name: 'ovshift' | 'fuse-overlayfs', b: Bases): Target {
   // each other's mounts for their own.
   const run = basename(b.work);
   // ovshift mounts by root are nodev unless told: given dev, as kernel overlayfs is by default,
-  // so that the tests of device nodes (generic/306) run as they do there.
-  const extra = name === 'ovshift' ? ',dev' : '';
+  // so that the tests of device nodes (generic/306) run as they do there. nfs_export=on: the
+  // file handle tests that cycle the mount (generic/477, 777) run with handles kept across it.
+  const extra = name === 'ovshift' ? ',dev,nfs_export=on' : '';
   const sources = name === 'fuse-overlayfs' ? ['fuse-overlayfs', 'fuse-overlayfs'] : [`${name}_test_${run}`, `${name}_scratch_${run}`];
   writeFileSync(
     config,
