@@ -42,6 +42,13 @@ export class UpperDir extends DirLayer {
     this.workPath = workPath;
     this.workFd = ruled?.[1] ?? fs.openSync(workPath, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
     if (ruled) this.atimeRule = opts.atime;
+    // One daemon per upper, as kernel overlayfs allows one mount: a second would cache what the
+    // first changes (the upper is this daemon's alone) and show stale names. The lock is on
+    // work/, which only the daemon's user can open, so nobody else can take it to block a mount.
+    if (native.flockSync(this.workFd, C.LOCK_EX! | C.LOCK_NB!) < 0) {
+      this.close();
+      throw new Error(`workdir ${workdir} is in use by another mount (of the same upper)`);
+    }
   }
 
   override close(): void {

@@ -188,11 +188,21 @@ describe('mount lifecycle', function () {
   it('answers ovshift ctl for the mount on top when two are stacked on one path', async () => {
     const below = await startDaemon(s.args(), s.mnt);
     daemons.push(below);
-    const above = await startDaemon(s.args('passthrough=off'), s.mnt);
+    // Its own upper: one upper serves one mount at a time.
+    const above = await startDaemon(['-o', `lowerdir=${s.lower},upperdir=${s.dir('upper2')},workdir=${s.dir('work2')},passthrough=off`, s.mnt], s.mnt);
     daemons.unshift(above);
     const r = await run(OVSHIFT, ['ctl', s.mnt, 'status']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /passthrough files off/);
+  });
+
+  it('refuses a second mount of an upper in use, in one line naming the workdir', async () => {
+    daemons.push(await s.mount());
+    const other = s.dir('mnt2');
+    const r = await run(OVSHIFT, s.args().slice(0, -1).concat(other));
+    assert.notEqual(r.code, 0);
+    assert.equal(r.stderr.trim(), `ovshift: workdir ${s.work} is in use by another mount (of the same upper)`);
+    assert.ok(!readFileSync('/proc/self/mounts', 'utf8').includes(` ${other} `), 'nothing mounted there');
   });
 
   it('remounts read-only and back (mount -o remount,ro as mount.fuse3 passes it), other flags and the layers as they were', async () => {
