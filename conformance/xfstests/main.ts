@@ -160,7 +160,8 @@ async function main(): Promise<void> {
     );
     const selected: Verdicts = new Map(tests.map((t) => [t, verdicts.get(t)!]));
     const date = new Date().toISOString().slice(0, 10);
-    const what = [...a.groups.map((g) => `-g ${g}`), ...a.tests].join(' ');
+    const named = a.tests.length > 8 ? [`${a.tests.length} tests named, ${a.tests[0]} to ${a.tests[a.tests.length - 1]}`] : a.tests;
+    const what = [...a.groups.map((g) => `-g ${g}`), ...named].join(' ');
     process.stdout.write(report(`xfstests ${what}, commit ${suite.commit}, ${date}, layers on ${a.base}, limit ${a.limit} s per test`, a.targets, selected));
   } finally {
     await cleanup.runAll();
