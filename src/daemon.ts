@@ -81,6 +81,8 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
   }
   const faults = new FaultPlan();
   let opened: OpenLowers | undefined;
+  // Closed if the mount fails: its descriptors and its lock (see lockForMount) go with it.
+  let openedUpper: UpperDir | undefined;
   try {
     const ids = createIdShift({
       uidmapping: o.uidmapping,
@@ -96,6 +98,8 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     const atime = o.flags.noatime ? 'noatime' : o.flags.strictatime ? 'strictatime' : 'relatime';
     const upperLabel = privateUpper ? `private ${privateUpper.kind} upper` : `upperdir (${upperPath})`;
     const upper = upperPath ? new UpperDir(upperPath, workPath!, upperLabel, { atime }) : undefined;
+    openedUpper = upper;
+    await upper?.lockForMount();
     upper?.clearWorkdir();
     if (upper && privateUpper) await matchLowerRoot(upper, lowers[0]!);
     const xattrs = new OverlayXattrs(initialNamespaceRoot() ? TRUSTED_PREFIX : USER_PREFIX);
@@ -202,6 +206,7 @@ export async function startMount(o: CliOptions): Promise<RunningMount> {
     });
     return { done, stop };
   } catch (err) {
+    openedUpper?.close();
     await privateUpper?.release();
     await opened?.close();
     throw err;

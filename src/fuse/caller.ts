@@ -15,15 +15,20 @@ function pendingKill(status: string, field: 'SigPnd' | 'ShdPnd'): boolean {
   return hex !== undefined && (BigInt(`0x${hex}`) & SIGKILL_BIT) !== 0n;
 }
 
+/** /proc/PID/status of the calling thread `pid`, or undefined once it is gone. */
+function procStatus(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/status`, 'latin1');
+  } catch {
+    return undefined;
+  }
+}
+
 /** `pid` is the calling thread as the daemon's pid namespace sees it (0: the kernel's own). */
 export function callerDying(pid: number): boolean {
   if (pid <= 0) return false;
-  let status: string;
-  try {
-    status = readFileSync(`/proc/${pid}/status`, 'latin1');
-  } catch {
-    return true;
-  }
+  const status = procStatus(pid);
+  if (status === undefined) return true;
   const state = /^State:\s*(\S)/m.exec(status)?.[1];
   return state === 'Z' || state === 'X' || pendingKill(status, 'SigPnd') || pendingKill(status, 'ShdPnd');
 }
@@ -40,13 +45,8 @@ export interface CallerGroups {
 
 /** The calling thread `pid`'s groups and CAP_FSETID, as /proc shows them; undefined once it is gone. */
 export function callerGroups(pid: number): CallerGroups | undefined {
-  if (pid <= 0) return undefined;
-  let status: string;
-  try {
-    status = readFileSync(`/proc/${pid}/status`, 'latin1');
-  } catch {
-    return undefined;
-  }
+  const status = pid > 0 ? procStatus(pid) : undefined;
+  if (status === undefined) return undefined;
   const groups = (/^Groups:[ \t]*(.*)$/m.exec(status)?.[1] ?? '').split(/\s+/).filter(Boolean).map(Number);
   const capEff = /^CapEff:\s*([0-9a-f]+)/m.exec(status)?.[1];
   return { groups, fsetid: capEff !== undefined && (BigInt(`0x${capEff}`) & CAP_FSETID_BIT) !== 0n };

@@ -14,6 +14,8 @@ import type { DescriptorFile, Loc } from './types';
 import { AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, type Timespec } from '../util/linux';
 
 const EMPTY = Buffer.alloc(0);
+/** How long a mount waits for the upper's last daemon to let go of it (see lockForMount). */
+const LOCK_WAIT_MS = 3000;
 /** The daemon's own files in the workdir are read up to this size (see takeStateFile). */
 const STATE_FILE_MAX = 256 << 20;
 
@@ -42,12 +44,20 @@ export class UpperDir extends DirLayer {
     this.workPath = workPath;
     this.workFd = ruled?.[1] ?? fs.openSync(workPath, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
     if (ruled) this.atimeRule = opts.atime;
-    // One daemon per upper, as kernel overlayfs allows one mount: a second would cache what the
-    // first changes (the upper is this daemon's alone) and show stale names. The lock is on
-    // work/, which only the daemon's user can open, so nobody else can take it to block a mount.
-    if (native.flockSync(this.workFd, C.LOCK_EX! | C.LOCK_NB!) < 0) {
-      this.close();
-      throw new Error(`workdir ${workdir} is in use by another mount (of the same upper)`);
+  }
+
+  /**
+   * Takes the upper for this mount alone, as kernel overlayfs allows one mount of an upper: a
+   * second daemon would cache what the first changes (the upper is each daemon's alone) and
+   * show stale names. The lock is on work/, which only the daemon's user can open, so nobody
+   * else can take it to block a mount. A daemon whose mount was just unmounted may hold it a
+   * moment longer (it learns of the unmount after the umount call returns): waited for.
+   */
+  async lockForMount(): Promise<void> {
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    while (native.flockSync(this.workFd, C.LOCK_EX! | C.LOCK_NB!) < 0) {
+      if (Date.now() >= deadline) throw new Error(`workdir ${this.workdir} is in use by another mount (of the same upper)`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
 

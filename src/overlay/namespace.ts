@@ -142,11 +142,11 @@ export async function createObject(core: OverlayCore, parent: Node, name: string
 
 /**
  * The set-user-ID and set-group-ID bits an object was made with (`made`, as the kernel let the
- * caller have them) that it no longer has (`now`): giving a file to its owner (chown) clears
- * them from a regular file, even for root, and they must be set again after.
+ * caller have them) that it no longer has (`now`): giving it to its owner (chown) clears them
+ * from anything but a directory, even for root, and they must be set again after.
  */
 function setIdBitsLost(made: number, now: number): number {
-  if ((now & S_IFMT) !== S_IFREG) return 0;
+  if ((now & S_IFMT) === S_IFDIR || (now & S_IFMT) === S_IFLNK) return 0;
   return made & (S_ISUID | S_ISGID) & ~now;
 }
 

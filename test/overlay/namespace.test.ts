@@ -219,15 +219,16 @@ os.umask(0)
 os.close(os.open(d + '/open', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o2010))
 os.close(os.open(d + '/suid', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o4755))
 os.mknod(d + '/mknod', stat.S_IFREG | 0o6750)
+os.mknod(d + '/chrdev', stat.S_IFCHR | 0o2750, os.makedev(5, 1)) if os.geteuid() == 0 else open(d + '/chrdev', 'w').close()
 fd = os.open(d, os.O_TMPFILE | os.O_WRONLY, 0o2750)
 if libc.linkat(-100, b'/proc/self/fd/%d' % fd, -100, (d + '/tmpfile').encode(), AT_SYMLINK_FOLLOW) != 0:
     raise OSError(ctypes.get_errno(), 'linkat')
-print(' '.join(oct(os.stat(d + '/' + n).st_mode & 0o7777) for n in ['open', 'suid', 'mknod', 'tmpfile']))
+print(' '.join(oct(os.stat(d + '/' + n).st_mode & 0o7777) for n in ['open', 'suid', 'mknod', 'tmpfile', 'chrdev']))
 `;
     let r = await python(CREATE, [join(s.mnt, 'sgid')]);
-    assert.equal(r.stdout.trim(), '0o2010 0o4755 0o6750 0o2750', r.stderr);
+    assert.equal(r.stdout.trim(), '0o2010 0o4755 0o6750 0o2750 0o2750', r.stderr);
     r = await python(CREATE, [join(s.mnt, 'user')], { uid: 1234, gid: 1234 });
-    assert.equal(r.stdout.trim(), '0o2010 0o4755 0o6750 0o2750', r.stderr);
+    assert.equal(r.stdout.trim(), '0o2010 0o4755 0o6750 0o2750 0o666', r.stderr);
     assert.equal(fs.statSync(join(s.upper, 'user/suid')).uid, 1234);
   });
 
