@@ -46,8 +46,22 @@ export async function mountThroughServer(cleanup: Cleanup, label: string, option
   }
   await check(FRONT_END, ['-o', options, dir]);
   const unmount = cleanup.add(`${label} on ${dir}`, () => unmountFuse(dir));
-  const servers = serversOfThisCheckout();
-  return { dir, pid: servers.length === 1 ? servers[0] : undefined, unmount };
+  return { dir, pid: await theServer(), unmount };
+}
+
+/**
+ * The one server of this checkout running once the mount is made. A server left idle by an
+ * earlier run may still be exiting then (it goes after OVSHIFT_SERVER_IDLE seconds), and the
+ * mount was made by a new one: wait for the old one to go rather than guess.
+ */
+async function theServer(): Promise<number> {
+  let servers = serversOfThisCheckout();
+  for (let waited = 0; servers.length > 1 && waited < STOP_WAIT_MS; waited += 50) {
+    await sleep(50);
+    servers = serversOfThisCheckout();
+  }
+  if (servers.length !== 1) throw new Error(`expected one ovshift mount server of this checkout, found ${servers.length} (${servers.join(', ')})`);
+  return servers[0]!;
 }
 
 async function stopProcess(pid: number): Promise<void> {
