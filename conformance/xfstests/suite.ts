@@ -46,6 +46,11 @@ interface Patch {
  *   name: `umount fuse-overlayfs` takes whichever fuse-overlayfs mount was made last, another
  *   user's (a podman container's) as well as the test's. For FSTYP=fuse they unmount
  *   TEST_DIR and SCRATCH_MNT.
+ * - For FSTYP=fuse, MOUNT_OPTIONS (FUSE_MOUNT_OPTIONS by default) is the only place a FUSE
+ *   filesystem's scratch mount gets what names its data (an overlay's layers), but tests
+ *   treat it as optional extras and may empty it (generic/607 mounts with MOUNT_OPTIONS="" to
+ *   mount without dax), and the scratch mount then fails for want of a lower. common/rc's
+ *   _scratch_options gives a FUSE scratch mount FUSE_MOUNT_OPTIONS when MOUNT_OPTIONS is empty.
  */
 const PATCHES: Patch[] = [
   {
@@ -67,6 +72,14 @@ const PATCHES: Patch[] = [
     file: 'common/rc',
     from: '\t\t_unmount $TEST_DEV\n',
     to: '\t\t# patched by ovshift scripts/xfstests: a FUSE mount by its mount point\n\t\tif [ "$FSTYP" = fuse ]; then _unmount $TEST_DIR; else _unmount $TEST_DEV; fi\n',
+  },
+  {
+    file: 'common/rc',
+    from: '\t_scratch_ext4_options "$@"\n\t;;\n',
+    to:
+      '\t_scratch_ext4_options "$@"\n\t;;\n' +
+      '    fuse)\n\t# patched by ovshift scripts/xfstests: what a FUSE scratch mount needs, kept when a test empties MOUNT_OPTIONS\n' +
+      '\tif [ "$1" = mount ] && [ -z "$MOUNT_OPTIONS" ]; then SCRATCH_OPTIONS="$FUSE_MOUNT_OPTIONS"; fi\n\t;;\n',
   },
 ];
 

@@ -84,6 +84,7 @@ function fuseTarget(name: 'ovshift' | 'fuse-overlayfs', b: Bases): Target {
       SCRATCH_MNT: scratchMnt,
       TEST_FS_MOUNT_OPTS: layerOptions(subdir(b.fuseBase, name, 'test'), extra),
       MOUNT_OPTIONS: layerOptions(subdir(b.fuseBase, name, 'scratch'), extra),
+      FUSE_MOUNT_OPTIONS: layerOptions(subdir(b.fuseBase, name, 'scratch'), extra),
       RESULT_BASE: results,
     }),
   );
