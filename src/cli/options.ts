@@ -8,10 +8,7 @@ import { applyMountFlag } from './mount-flags';
 import { parseIdRanges, parseSquashId } from '../idmap';
 import { parseRules } from '../layers/faults';
 import { wholeStartLength } from '../layers/lower-location';
-import { CACHE_SECONDS, boundedNumber, expected, type Bounds } from '../util/bounds';
-
-/** The shortest non-zero cache time: the kernel rounds it up to one jiffy. */
-const ONE_TICK = 1e-9;
+import { CACHE_SECONDS, ONE_TICK, boundedNumber, expected, type Bounds } from '../util/bounds';
 
 export class UsageError extends Error {
   constructor(message: string) {

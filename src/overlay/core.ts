@@ -9,6 +9,7 @@ import { LRUCache } from 'lru-cache';
 import * as fs from 'fs';
 import { FuseError } from '../fuse/errors';
 import { negativeEntry, type Attr, type EntryOut } from '../fuse/replies';
+import { ONE_TICK } from '../util/bounds';
 import type { UpperDir } from '../layers/upper-dir';
 import type { DescriptorFile, LayerAttr } from '../layers/types';
 import { nodeAttr } from './attrs';
@@ -151,7 +152,10 @@ export class OverlayCore {
 
   /** The attributes' cache time: none while the kernel itself writes the file (kernelWriters). */
   attrTimeoutFor(node: Node, since?: number): number {
-    return node.kernelWriters > 0 ? 0 : this.timeoutFor(node, since);
+    if (node.kernelWriters > 0) return 0;
+    const timeout = this.timeoutFor(node, since);
+    if (timeout > ONE_TICK) node.attrsKeptLong = true;
+    return timeout;
   }
 
   /**

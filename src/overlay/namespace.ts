@@ -28,8 +28,12 @@ export interface NewObject {
   umask: number;
   uid: number;
   gid: number;
-  /** Makes the object at `at` (the final place, or a temp in the work dir) with `mode`. */
-  make(at: Loc, mode: number): Promise<void>;
+  /**
+   * Makes the object at `at` (the final place, or a temp in the work dir) with `mode`; a file
+   * it opens as it makes it (create) is returned, and ownership and attributes are then taken
+   * through it.
+   */
+  make(at: Loc, mode: number): Promise<DescriptorFile | void>;
 }
 
 /**
@@ -108,10 +112,13 @@ export async function createObject(core: OverlayCore, parent: Node, name: string
   const gid = inheritGroup ? parentAttr.gid : obj.gid;
   const overWhiteout = res.reason === 'whiteout';
   const { mode, defaultAcl } = await creationMode(core, parent, obj, overWhiteout);
+  let made: DescriptorFile | void = undefined;
   if (!overWhiteout) {
     // In place: the upper filesystem applies set-group-ID and ACL inheritance itself.
-    await obj.make(upper.loc(path), mode);
-    await upper.chown(upper.loc(path), obj.uid, gid);
+    made = await obj.make(upper.loc(path), mode);
+    // Through the new file's descriptor on a local upper: no walk to its parent again.
+    if (made && upper.sync) made.chownSync(obj.uid, gid);
+    else await upper.chown(upper.loc(path), obj.uid, gid);
   } else {
     const temp = upper.temp();
     try {
@@ -128,7 +135,7 @@ export async function createObject(core: OverlayCore, parent: Node, name: string
       throw err;
     }
   }
-  let attr = await upper.stat(path);
+  let attr = made && upper.sync ? made.statNow() : await upper.stat(path);
   if (!attr) throw new FuseError('ENOENT');
   const lost = setIdBitsLost(mode, attr.mode);
   if (lost) {

@@ -53,6 +53,11 @@ export class Node {
    * while there are any, the kernel is not let keep the node's attributes (see attrTimeoutFor).
    */
   kernelWriters = 0;
+  /**
+   * The kernel was handed this node's attributes to keep for longer than a tick since they were
+   * last dropped (see attrTimeoutFor): a close by a kernel writer must then drop them.
+   */
+  attrsKeptLong = false;
   /** Removed from the namespace while still open or known to the kernel. */
   unlinked = false;
   /** An O_TMPFILE file not named yet, which a link may name (it is unlinked meanwhile). */

@@ -70,6 +70,7 @@ import { setattr } from './setattr';
 import { statxOut } from './statx';
 import * as xattrs from './xattrs';
 import { O_ACCMODE, S_IFDIR, S_IFLNK, S_IFREG } from '../util/linux';
+import { ONE_TICK } from '../util/bounds';
 
 const name = OverlayCore.checkName;
 const DOT = Buffer.from('.');
@@ -233,6 +234,7 @@ export class OverlayFs implements FuseHandler {
       ...this.core.layerOwner(req.uid, req.gid),
       make: async (at, asked) => {
         file = await upper.openFile(at, files.layerOpenFlags(req.flags) | access | fs.constants.O_CREAT | fs.constants.O_EXCL, asked & 0o7777);
+        return file;
       },
     });
     const h = this.core.files.allocate((id) => new FileHandle(id, node, req.flags));
@@ -240,7 +242,7 @@ export class OverlayFs implements FuseHandler {
     h.upperWritable = access !== fs.constants.O_RDONLY;
     node.openCount++;
     await files.chooseMode(this.core, h);
-    return { entry: this.core.entryOf(node, attr), open: files.openReply(this.core, h) };
+    return { entry: freshFileEntry(this.core.entryOf(node, attr)), open: files.openReply(this.core, h) };
   }
 
   /** open(O_TMPFILE): an unnamed file in the directory, which linkat may name later. */
@@ -322,7 +324,10 @@ export class OverlayFs implements FuseHandler {
     // returns after this, so the stat that follows it sees the times the writes gave the file
     // (attributes cached before the open would otherwise stand for their whole timeout).
     const node = this.core.nodes.get(req.nodeid);
-    if (node && node.kernelWriters > 0) await this.core.notifier?.invalAttrs(node.id);
+    if (node && node.kernelWriters > 0 && node.attrsKeptLong) {
+      node.attrsKeptLong = false;
+      await this.core.notifier?.invalAttrs(node.id);
+    }
   }
 
   async release(req: ReleaseRequest): Promise<void> {
@@ -454,4 +459,15 @@ export class OverlayFs implements FuseHandler {
     this.writable();
     return files.copyFileRange(this.core, this.file(req.fhIn), req.offIn, this.file(req.fhOut), req.offOut, req.length);
   }
+}
+
+/**
+ * The entry of a file just created: one the kernel writes itself has attributes with no cache
+ * time (attrTimeoutFor), but these may be kept for a tick, so that the open they come with
+ * needs no GETATTR for its permission check. Nothing can move the file's times unseen within
+ * it: the file is empty, a mapping cannot write it before a write or truncate gives it a size,
+ * and the kernel drops its attributes at each of those.
+ */
+function freshFileEntry(entry: EntryOut): EntryOut {
+  return entry.attrTimeout === 0 ? { ...entry, attrTimeout: ONE_TICK } : entry;
 }

@@ -37,6 +37,9 @@ export const ID: Bounds = { min: 0, max: 0xfffffffe, unit: 'an id' };
  */
 export const CACHE_SECONDS: Bounds = { min: 0, max: 365 * 24 * 3600, unit: 'seconds', fraction: true };
 
+/** The shortest non-zero cache time: the kernel rounds it up to one jiffy. */
+export const ONE_TICK = 1e-9;
+
 /**
  * Delays that become Node timers: an hour at most. setTimeout takes at most 2^31-1 ms and
  * silently fires after 1 ms beyond that.

@@ -239,4 +239,32 @@ for n in 'abc': print(' '.join(sorted(set(out[(n, k)] for k in range(4)))))
     const minor = (st.dev & 0xff) | ((st.dev >> 12) & 0xfff00);
     assert.equal(fs.readFileSync(`/sys/class/bdi/0:${minor}/read_ahead_kb`, 'utf8').trim(), '1024');
   });
+
+  it('creates and closes a file with CREATE, FLUSH and RELEASE alone, and a mapped write to it after still shows its times', async () => {
+    const d = await s.mount('debug');
+    const r = await python(
+      `
+import mmap, os, sys, time
+p = sys.argv[1]
+os.close(os.open(p + '/made', os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+fd = os.open(p + '/mapped', os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+os.ftruncate(fd, 4096)
+before = os.stat(p + '/mapped').st_mtime_ns
+time.sleep(0.05)
+m = mmap.mmap(fd, 4096)
+m[0:5] = b'hello'
+m.close()
+os.close(fd)
+print(os.stat(p + '/mapped').st_mtime_ns > before)
+`,
+      [s.mnt],
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'True', 'the mapped write moved the mtime');
+    const log = d.stderr();
+    const created = /← #\d+ CREATE OK entry=\{nodeid=(\d+) /.exec(log.slice(log.indexOf('CREATE node=1 ')));
+    assert.ok(created, log);
+    const requests = [...log.matchAll(new RegExp(`→ #\\d+ (\\w+) node=${created[1]} `, 'g'))].map((m) => m[1]);
+    assert.deepEqual(requests, ['FLUSH', 'RELEASE'], log);
+  });
 });
