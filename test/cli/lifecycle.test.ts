@@ -6,7 +6,7 @@ import { join } from 'path';
 import { connectionId } from '../../src/fuse/mount';
 import { OVSHIFT, Scratch, controlDirsMadeBy, startDaemon, type Daemon } from '../helpers/ovshift';
 import { reachableOvshift } from '../helpers/reachable';
-import { run, sleep } from '../helpers/proc';
+import { run } from '../helpers/proc';
 import { waitUntil } from '../helpers/wait';
 
 async function mounted(mnt: string): Promise<boolean> {
@@ -59,7 +59,9 @@ describe('mount lifecycle', function () {
 
   it('ends with a one-line error on SIGTERM while the mount is still being made', async () => {
     // An NFS "server" that takes the connection and never answers keeps the mount from finishing.
-    const silent = createServer(() => undefined);
+    let contacted!: () => void;
+    const inTheMiddle = new Promise<void>((resolve) => (contacted = resolve));
+    const silent = createServer(() => contacted());
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     const port = (silent.address() as AddressInfo).port;
     try {
@@ -67,7 +69,8 @@ describe('mount lifecycle', function () {
       let stderr = '';
       child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
       const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-      await sleep(1000);
+      // Once the daemon waits on the server (a fixed pause lost the race on a loaded machine).
+      await inTheMiddle;
       child.kill('SIGTERM');
       assert.equal(await exited, 1, stderr);
       assert.equal(stderr, 'ovshift: interrupted before the mount was ready\n');
