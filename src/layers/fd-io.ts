@@ -274,6 +274,11 @@ export class FdFile implements DescriptorFile {
     return native.copyFileRange(src.fd, srcPos, this.fd, pos, length, 0);
   }
 
+  /** sendfile from `src` into this file, also between filesystems: the bytes copied. Moves this file's offset. */
+  sendFrom(src: DescriptorFile, srcPos: bigint, pos: bigint, length: number): Promise<number> {
+    return native.sendfile(src.fd, srcPos, this.fd, pos, length);
+  }
+
   /**
    * A new descriptor of the same object to take locks through (an OFD lock or a flock belongs
    * to the open file it was taken through): read-write, as write locks need, else read-only.

@@ -154,6 +154,8 @@ export interface DescriptorFile extends LayerFile {
   cloneFrom(src: DescriptorFile): Promise<void>;
   /** copy_file_range from `src` into this file: the number of bytes copied. */
   copyRangeFrom(src: DescriptorFile, srcPos: bigint, pos: bigint, length: number): Promise<number>;
+  /** sendfile from `src` into this file, also between filesystems: the bytes copied. Moves this file's offset. */
+  sendFrom(src: DescriptorFile, srcPos: bigint, pos: bigint, length: number): Promise<number>;
   /**
    * A new descriptor of the same object to take locks on it through (an OFD lock or a flock
    * belongs to the open file it was taken through): read-write, as write locks need, else

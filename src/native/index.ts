@@ -99,6 +99,8 @@ export interface NativeAddon {
   lseek(fd: number, offset: bigint, whence: number): Promise<bigint>;
   ftruncate(fd: number, len: bigint): Promise<void>;
   copyFileRange(fdIn: number, offIn: bigint, fdOut: number, offOut: bigint, len: number, flags: number): Promise<number>;
+  /** sendfile(2) of `len` bytes from `offIn` of fdIn to `offOut` of fdOut (whose file offset it moves). */
+  sendfile(fdIn: number, offIn: bigint, fdOut: number, offOut: bigint, len: number): Promise<number>;
   /** ioctl(destFd, FICLONE, srcFd). */
   ficlone(destFd: number, srcFd: number): Promise<void>;
 

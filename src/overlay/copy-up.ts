@@ -7,7 +7,7 @@ import createDebug from 'debug';
 import * as fs from 'fs';
 import { pathOf, type DescriptorFile, type LayerAttr, type LayerFile, type LayerPath, type Loc, type ReadableLayer } from '../layers/types';
 import type { UpperDir } from '../layers/upper-dir';
-import { localFileOf } from '../layers/fd-io';
+import { localFileOf, SEEK_DATA, SEEK_HOLE } from '../layers/fd-io';
 import { errnoError, errorCode } from '../util/errno';
 import type { OverlayXattrs } from './format';
 import { Node, NodeTable } from './nodes';
@@ -40,6 +40,30 @@ async function* readChunks(src: ByteSource): AsyncGenerator<Buffer, void, undefi
     if (n === 0) return;
     yield buf.subarray(0, n);
     pos += n;
+  }
+}
+
+/**
+ * The data extents of the first `size` bytes of `src`, [start, end), found with SEEK_DATA and
+ * SEEK_HOLE; a filesystem that cannot tell has one, the whole file (the kernel's default).
+ */
+async function* dataExtents(src: DescriptorFile, size: number): AsyncGenerator<[bigint, bigint], void, undefined> {
+  const end = BigInt(size);
+  for (let pos = 0n; pos < end;) {
+    let data: bigint;
+    let hole: bigint;
+    try {
+      data = await src.seek(pos, SEEK_DATA);
+      hole = data < end ? await src.seek(data, SEEK_HOLE) : end;
+    } catch (err) {
+      // ENXIO: only a hole from `pos` on (or the file shrank).
+      if (errorCode(err) === 'ENXIO') return;
+      throw err;
+    }
+    if (data >= end) return;
+    const stop = hole < end ? hole : end;
+    yield [data, stop];
+    pos = stop;
   }
 }
 
@@ -177,7 +201,13 @@ export class CopyUp {
     node.upperIdentity = `orphan:${copied.dev}:${copied.ino}`;
   }
 
-  /** FICLONE, else copy_file_range; false when neither works between these filesystems. */
+  /**
+   * The source's bytes copied by the kernel, its holes kept as holes (the copy is given the
+   * source's size first, as kernel overlayfs's copy-up does): FICLONE where the upper can share
+   * blocks, else each data extent by copy_file_range, or by sendfile where that refuses to go
+   * between filesystems (EXDEV: a lower on a disk, the upper a tmpfs). False when the kernel can
+   * do neither here.
+   */
   private async copyInKernel(src: DescriptorFile, dst: DescriptorFile, size: number): Promise<boolean> {
     try {
       await dst.cloneFrom(src);
@@ -185,20 +215,34 @@ export class CopyUp {
     } catch (err) {
       if (!['EXDEV', 'EOPNOTSUPP', 'EINVAL', 'ENOTTY', 'ENOSYS', 'EBADF'].includes(errorCode(err) ?? '')) throw err;
     }
-    let offset = 0n;
-    const end = BigInt(size);
-    try {
-      while (offset < end) {
-        const chunk = Number(end - offset > 1n << 30n ? 1n << 30n : end - offset);
-        const n = await dst.copyRangeFrom(src, offset, offset, chunk);
-        if (n === 0) break; // the file shrank while copying
-        offset += BigInt(n);
+    await dst.truncate(BigInt(size));
+    let byRange = true;
+    let sent = false;
+    for await (const [start, end] of dataExtents(src, size)) {
+      for (let pos = start; pos < end;) {
+        const length = Number(end - pos > 1n << 30n ? 1n << 30n : end - pos);
+        let n: number;
+        try {
+          n = byRange ? await dst.copyRangeFrom(src, pos, pos, length) : await dst.sendFrom(src, pos, pos, length);
+        } catch (err) {
+          const code = errorCode(err) ?? '';
+          if (byRange && ['EXDEV', 'EOPNOTSUPP', 'EINVAL', 'ENOSYS'].includes(code)) {
+            byRange = false;
+            continue;
+          }
+          if (!byRange && !sent && ['EINVAL', 'EOPNOTSUPP', 'ENOSYS'].includes(code)) return false;
+          throw err;
+        }
+        if (n === 0) {
+          // The file shrank while copying.
+          await dst.truncate(pos);
+          return true;
+        }
+        sent ||= !byRange;
+        pos += BigInt(n);
       }
-      return true;
-    } catch (err) {
-      if (offset === 0n && ['EXDEV', 'EOPNOTSUPP', 'EINVAL', 'ENOSYS'].includes(errorCode(err) ?? '')) return false;
-      throw err;
     }
+    return true;
   }
 
   /**

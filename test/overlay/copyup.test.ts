@@ -1,5 +1,6 @@
 import assert from 'assert/strict';
 import { execFileSync } from 'child_process';
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import { join } from 'path';
 import { Scratch, startDaemon, type Daemon } from '../helpers/ovshift';
@@ -151,6 +152,33 @@ print(os.pread(ro, 100, 0).decode())
     fs.mkdirSync(join(s.mnt, 'dir'));
     assert.deepEqual(fs.readdirSync(join(s.mnt, 'dir')), []);
     assert.ok(fs.existsSync(join(ram, 'upper/dir/.wh..wh..opq')));
+  });
+
+  it('keeps a sparse file sparse at copy-up, into an upper on another filesystem (tmpfs) and on the same one, bytes unchanged', async () => {
+    const size = 64 << 20;
+    const sparse = join(s.lower, 'sparse');
+    const fd = fs.openSync(sparse, 'w');
+    fs.writeSync(fd, Buffer.alloc(5000, 'A'), 0, 5000, 1 << 20);
+    fs.writeSync(fd, Buffer.alloc(70000, 'B'), 0, 70000, 40 << 20);
+    fs.ftruncateSync(fd, size);
+    fs.closeSync(fd);
+    const want = createHash('sha256').update(fs.readFileSync(sparse)).update('x').digest('hex');
+    const ram = s.dir('ram');
+    execFileSync('mount', ['-t', 'tmpfs', 'ovshift-test-upper', ram]);
+    extraMounts.push(ram);
+    for (const root of [ram, s.dir('same-fs')]) {
+      const [upper, work] = [join(root, 'upper'), join(root, 'work')];
+      fs.mkdirSync(upper);
+      fs.mkdirSync(work);
+      d = await startDaemon(['-o', `lowerdir=${s.lower},upperdir=${upper},workdir=${work}`, s.mnt], s.mnt);
+      fs.appendFileSync(join(s.mnt, 'sparse'), 'x');
+      assert.equal(sha256(join(s.mnt, 'sparse')), want, `${root}: the bytes through the mount`);
+      const copy = fs.statSync(join(upper, 'sparse'));
+      assert.equal(copy.size, size + 1);
+      assert.ok(copy.blocks * 512 < 4 << 20, `${root}: the copy takes ${copy.blocks * 512} bytes of ${size}: its holes were filled`);
+      await d.stop();
+      d = undefined;
+    }
   });
 
   it('never shows a half-copied file: a copy-up cut by SIGKILL leaves nothing after remount', async () => {
