@@ -84,7 +84,8 @@ function parseArgs(argv: string[]): Args {
 async function selectTests(suite: Suite, target: Target, a: Args): Promise<string[]> {
   const tests = a.tests.flatMap((t) => testsIn(suite, t) ?? [t]);
   const args = ['-n', ...target.checkArgs, ...a.groups.flatMap((g) => ['-g', g]), ...tests];
-  const out = await check('./check', args, { timeoutMs: 120_000, cwd: suite.dir, env: { ...process.env, HOST_OPTIONS: target.config } });
+  // Minutes on a busy machine for a long list (two minutes did not do for 180 tests beside another lane).
+  const out = await check('./check', args, { timeoutMs: 900_000, cwd: suite.dir, env: { ...process.env, HOST_OPTIONS: target.config } });
   return out
     .split('\n')
     .filter((l) => /^[a-z0-9-]+\/\d+$/.test(l.trim()))
