@@ -73,6 +73,7 @@ function fuseTarget(name: 'ovshift' | 'fuse-overlayfs', b: Bases): Target {
   // file handle tests that cycle the mount (generic/477, 777) run with handles kept across it.
   const extra = name === 'ovshift' ? ',dev,nfs_export=on' : '';
   const sources = name === 'fuse-overlayfs' ? ['fuse-overlayfs', 'fuse-overlayfs'] : [`${name}_test_${run}`, `${name}_scratch_${run}`];
+  const scratchLayers = layerOptions(subdir(b.fuseBase, name, 'scratch'), extra);
   writeFileSync(
     config,
     configText({
@@ -83,8 +84,8 @@ function fuseTarget(name: 'ovshift' | 'fuse-overlayfs', b: Bases): Target {
       SCRATCH_DEV: sources[1],
       SCRATCH_MNT: scratchMnt,
       TEST_FS_MOUNT_OPTS: layerOptions(subdir(b.fuseBase, name, 'test'), extra),
-      MOUNT_OPTIONS: layerOptions(subdir(b.fuseBase, name, 'scratch'), extra),
-      FUSE_MOUNT_OPTIONS: layerOptions(subdir(b.fuseBase, name, 'scratch'), extra),
+      MOUNT_OPTIONS: scratchLayers,
+      FUSE_MOUNT_OPTIONS: scratchLayers,
       RESULT_BASE: results,
     }),
   );

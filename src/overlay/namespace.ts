@@ -112,12 +112,14 @@ export async function createObject(core: OverlayCore, parent: Node, name: string
   const gid = inheritGroup ? parentAttr.gid : obj.gid;
   const overWhiteout = res.reason === 'whiteout';
   const { mode, defaultAcl } = await creationMode(core, parent, obj, overWhiteout);
-  let made: DescriptorFile | void = undefined;
+  // The new file's descriptor, where make opened one on a local upper: owner and attributes go
+  // through it, with no walk to its parent again.
+  let made: DescriptorFile | undefined;
   if (!overWhiteout) {
     // In place: the upper filesystem applies set-group-ID and ACL inheritance itself.
-    made = await obj.make(upper.loc(path), mode);
-    // Through the new file's descriptor on a local upper: no walk to its parent again.
-    if (made && upper.sync) made.chownSync(obj.uid, gid);
+    made = (await obj.make(upper.loc(path), mode)) ?? undefined;
+    if (!upper.sync) made = undefined;
+    if (made) made.chownSync(obj.uid, gid);
     else await upper.chown(upper.loc(path), obj.uid, gid);
   } else {
     const temp = upper.temp();
@@ -135,7 +137,7 @@ export async function createObject(core: OverlayCore, parent: Node, name: string
       throw err;
     }
   }
-  let attr = made && upper.sync ? made.statNow() : await upper.stat(path);
+  let attr = made ? made.statNow() : await upper.stat(path);
   if (!attr) throw new FuseError('ENOENT');
   const lost = setIdBitsLost(mode, attr.mode);
   if (lost) {
