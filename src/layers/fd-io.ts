@@ -124,6 +124,13 @@ function identityOf(dev: number, ino: number, hasBtime: boolean, btimeSec: numbe
   return hasBtime ? [dev, ino, btimeSec, btimeNsec].join(':') : [dev, ino].join(':');
 }
 
+/**
+ * The fstat results of FdFile's calling-thread stats: filled and read in one synchronous call,
+ * so one serves them all (a Float64Array this large lives outside the JS heap: one per call
+ * would be a malloc and a free).
+ */
+const fstatBuf = new Float64Array(STATX_FIELDS);
+
 /** A layer object's attributes from statx's fields (as native.statx lays them out). */
 export function attrFromArray(s: Float64Array): LayerAttr {
   const dev = s[F.devMajor]! * 0x100000 + s[F.devMinor]!;
@@ -180,16 +187,14 @@ export class FdFile implements DescriptorFile {
 
   /** fstat on the calling thread. */
   statSync(): LayerAttr {
-    const out = new Float64Array(STATX_FIELDS);
-    const res = native.fstatxSync(this.fd, out);
+    const res = native.fstatxSync(this.fd, fstatBuf);
     if (res < 0) throw errnoError(res, 'fstatx');
-    return attrFromArray(out);
+    return attrFromArray(fstatBuf);
   }
 
   /** fstat on the calling thread; null when it fails. */
   statNow(): LayerAttr | null {
-    const out = new Float64Array(STATX_FIELDS);
-    return native.fstatxSync(this.fd, out) === 0 ? attrFromArray(out) : null;
+    return native.fstatxSync(this.fd, fstatBuf) === 0 ? attrFromArray(fstatBuf) : null;
   }
 
   close(): Promise<void> {
