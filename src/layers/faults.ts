@@ -21,8 +21,10 @@ import {
   type LayerChange,
   type LayerDirent,
   type LayerFile,
+  type LayerLocks,
   type LayerPath,
   type LayerStatfs,
+  type LentParts,
   type LayerWatch,
   type ReadableLayer,
 } from './types';
@@ -235,27 +237,7 @@ export class FaultyLayer implements ReadableLayer {
 
   /** The file with its reads going through the plan. */
   private gatedFile(path: string, file: LayerFile): LayerFile {
-    return {
-      fd: file.fd,
-      read: (buf: Buffer, offset: number, length: number, position: number, knownEnd?: number) =>
-        this.gate('read', path, () => file.read(buf, offset, length, position, knownEnd)),
-      readParts:
-        file.readParts && ((length: number, position: number, knownEnd?: number) => this.gate('read', path, () => file.readParts!(length, position, knownEnd))),
-      forgetReadAhead: file.forgetReadAhead && (() => file.forgetReadAhead!()),
-      openedAttr: file.openedAttr,
-      stat: () => file.stat(),
-      close: () => file.close(),
-      chunks: file.chunks && ((size: number) => this.gatedChunks(path, file.chunks!(size))),
-      lockHandle: file.lockHandle && (() => file.lockHandle!()),
-    };
-  }
-
-  /** A streamed read where each chunk counts as a read for the plan. */
-  private async *gatedChunks(path: string, chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer, void, undefined> {
-    for await (const chunk of chunks) {
-      if (!this.plan.empty) await this.plan.apply('read', this.index, path);
-      yield chunk;
-    }
+    return new GatedFile(file, path, this.plan, this.index);
   }
 
   statfs(): Promise<LayerStatfs> {
@@ -273,5 +255,68 @@ export class FaultyLayer implements ReadableLayer {
   /** Closes the layer it wraps. */
   close(): void | Promise<void> {
     return this.inner.close();
+  }
+}
+
+/**
+ * An open file of a FaultyLayer: its reads go through the plan (rules set after the open
+ * apply too). Methods live on the prototype and the optional ones are the same function
+ * objects for every file, present where the file has them: an open allocates one object.
+ */
+class GatedFile implements LayerFile {
+  readonly fd: number | undefined;
+  readonly openedAttr: LayerAttr | undefined;
+  readonly readParts: LayerFile['readParts'];
+  readonly forgetReadAhead: LayerFile['forgetReadAhead'];
+  readonly chunks: LayerFile['chunks'];
+  readonly lockHandle: LayerFile['lockHandle'];
+
+  constructor(
+    private readonly file: LayerFile,
+    private readonly path: string,
+    private readonly plan: FaultPlan,
+    private readonly index: number,
+  ) {
+    this.fd = file.fd;
+    this.openedAttr = file.openedAttr;
+    const own = GatedFile.prototype;
+    this.readParts = file.readParts && own.gatedReadParts;
+    this.forgetReadAhead = file.forgetReadAhead && own.innerForgetReadAhead;
+    this.chunks = file.chunks && own.gatedChunks;
+    this.lockHandle = file.lockHandle && own.innerLockHandle;
+  }
+
+  read(buf: Buffer, offset: number, length: number, position: number, knownEnd?: number): Promise<number> {
+    if (this.plan.empty) return this.file.read(buf, offset, length, position, knownEnd);
+    return this.plan.apply('read', this.index, this.path).then(() => this.file.read(buf, offset, length, position, knownEnd));
+  }
+
+  stat(): Promise<LayerAttr> {
+    return this.file.stat();
+  }
+
+  close(): Promise<void> {
+    return this.file.close();
+  }
+
+  private gatedReadParts(length: number, position: number, knownEnd?: number): Promise<LentParts> {
+    if (this.plan.empty) return this.file.readParts!(length, position, knownEnd);
+    return this.plan.apply('read', this.index, this.path).then(() => this.file.readParts!(length, position, knownEnd));
+  }
+
+  private innerForgetReadAhead(): void {
+    this.file.forgetReadAhead!();
+  }
+
+  private innerLockHandle(): LayerLocks {
+    return this.file.lockHandle!();
+  }
+
+  /** A streamed read where each chunk counts as a read for the plan. */
+  private async *gatedChunks(size: number): AsyncGenerator<Buffer, void, undefined> {
+    for await (const chunk of this.file.chunks!(size)) {
+      if (!this.plan.empty) await this.plan.apply('read', this.index, this.path);
+      yield chunk;
+    }
   }
 }

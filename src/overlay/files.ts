@@ -19,8 +19,12 @@ import { callerGroups } from '../fuse/caller';
 const { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, O_DIRECT } = fs.constants;
 /** Flags that were for open(2) itself and must not be replayed on the layer file. */
 const OPEN_ONLY_FLAGS = O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_DIRECT;
-/** Reads this large use pooled buffers, up to the largest READ (INIT's 256 pages). */
-const POOLED_READ = 64 * 1024;
+/**
+ * READ data goes into pooled buffers, lent to the reply: a fresh Buffer per READ costs a
+ * malloc, page faults on first touch and garbage collection, about three times the read of a
+ * small cached file itself. Small reads (most files) have a pool of their own.
+ */
+const smallReadBuffers = new BufferPool(64 * 1024, 16);
 const readBuffers = new BufferPool(1024 * 1024, 8);
 
 export function layerOpenFlags(flags: number): number {
@@ -140,17 +144,18 @@ export async function read(core: OverlayCore, h: FileHandle, offset: number, siz
     const lent = await onLower(core, h, (file) => (file.readParts ? file.readParts(size, offset, knownEnd) : readCopy(file, size, offset, knownEnd)));
     return new LentBuffer(lent.parts, () => lent.release());
   }
-  if (size < POOLED_READ || size > readBuffers.size) {
+  const pool = size <= smallReadBuffers.size ? smallReadBuffers : size <= readBuffers.size ? readBuffers : undefined;
+  if (pool === undefined) {
     const buf = Buffer.allocUnsafe(size);
     const n = await readInto(core, h, buf, size, offset);
     return n === size ? buf : buf.subarray(0, n);
   }
-  const buf = readBuffers.take();
+  const buf = pool.take();
   try {
     const n = await readInto(core, h, buf, size, offset);
-    return new LentBuffer(buf.subarray(0, n), () => readBuffers.give(buf));
+    return new LentBuffer(buf.subarray(0, n), () => pool.give(buf));
   } catch (err) {
-    readBuffers.give(buf);
+    pool.give(buf);
     throw err;
   }
 }
@@ -175,10 +180,9 @@ async function readInto(core: OverlayCore, h: FileHandle, buf: Buffer, size: num
 }
 
 /** A read that met ESTALE is retried once on the same object reopened by its path. */
-async function onLower<T>(core: OverlayCore, h: FileHandle, op: (file: LayerFile) => Promise<T>): Promise<T> {
-  try {
-    return await op(h.lower!);
-  } catch (err) {
+function onLower<T>(core: OverlayCore, h: FileHandle, op: (file: LayerFile) => Promise<T>): Promise<T> {
+  // Not an async function: the retry is rare, the read on every call.
+  return op(h.lower!).catch(async (err: unknown) => {
     if (errorCode(err) !== 'ESTALE' || h.node.unlinked) throw err;
     // The object is gone if its path now names nothing: the handle is stale, not the path.
     const again = await openLower(core, h.node).catch((e: unknown) => {
@@ -187,7 +191,7 @@ async function onLower<T>(core: OverlayCore, h: FileHandle, op: (file: LayerFile
     await h.lower!.close().catch(() => undefined);
     h.lower = again;
     return op(again);
-  }
+  });
 }
 
 export async function write(core: OverlayCore, h: FileHandle, offset: number, data: Buffer, writeFlags: number, caller: Caller): Promise<number> {
