@@ -42,20 +42,20 @@ export interface NoticeOpcode<R extends Request> {
   readonly notify: (fs: FuseHandler, req: R) => void;
 }
 
-/** Logs the result a reply is about to be encoded from. */
-export type TraceReply = (result: unknown) => void;
-
 /** Answered with what a handler method settles to. */
 export interface HandlerOpcode<R extends Request> {
   readonly kind: 'handler';
   readonly replies: true;
   /** The FuseHandler method serving it; none for opcodes always refused. */
   readonly method?: keyof FuseHandler;
+  /** Calls the method; undefined when the handler lacks it (ENOSYS). */
+  readonly call: (fs: FuseHandler, req: R, ctl: RequestControl) => Promise<unknown> | undefined;
   /**
-   * Calls the method and encodes its result; undefined when the handler lacks the method
-   * (ENOSYS). Encoding follows the trace so that the log shows what a failed encoding got.
+   * The reply for what `call` settled to. The session logs `logged` of the result first, so
+   * that the log shows what a failed encoding got.
    */
-  readonly answer: (fs: FuseHandler, req: R, ctl: RequestControl, trace: TraceReply) => Promise<Reply> | undefined;
+  readonly encode: (unique: number, result: unknown, req: R) => Reply;
+  readonly logged: (result: unknown) => unknown;
 }
 
 export type OpcodeEntry<R extends Request> = SessionOpcode | NoticeOpcode<R> | HandlerOpcode<R>;
@@ -77,23 +77,15 @@ type ResultOf<K extends PlainMethod> = Awaited<ReturnType<MethodOf<K>>>;
 
 type Encoder<Out, R> = (unique: number, result: Out, req: R) => Reply;
 
-/** Answered with what `call` settles to, encoded by `encode`; the trace shows `logged` of it. */
+/** Answered with what `call` settles to, encoded by `encode`; the log shows `logged` of it. */
 function answered<R extends Request, Out>(
   method: keyof FuseHandler | undefined,
   call: (fs: FuseHandler, req: R, ctl: RequestControl) => Promise<Out> | undefined,
   encode: Encoder<Out, R>,
   logged: (result: Out) => unknown = (result) => result,
 ): HandlerOpcode<R> {
-  return {
-    kind: 'handler',
-    replies: true,
-    method,
-    answer: (fs, req, ctl, trace) =>
-      call(fs, req, ctl)?.then((result) => {
-        trace(logged(result));
-        return encode(req.unique, result, req);
-      }),
-  };
+  // The session hands `encode` and `logged` only what `call` settled to.
+  return { kind: 'handler', replies: true, method, call, encode: encode as Encoder<unknown, R>, logged: logged as (result: unknown) => unknown };
 }
 
 /** The common case: the handler method `method`, its result encoded by `encode`. */
@@ -112,7 +104,8 @@ function handledOrOk<K extends PlainMethod>(method: K, encode: Encoder<ResultOf<
   const entry = handled(method, encode);
   return {
     ...entry,
-    answer: (fs, req, ctl, trace) => entry.answer(fs, req, ctl, trace) ?? Promise.resolve(emptyReply(req.unique)),
+    call: (fs, req, ctl) => entry.call(fs, req, ctl) ?? Promise.resolve(),
+    encode: (unique, result, req) => (result === undefined ? emptyReply(unique) : entry.encode(unique, result, req)),
   };
 }
 
@@ -137,7 +130,13 @@ function listing<M extends keyof Listings>(method: M, List: new (size: number) =
 }
 
 /** DAX mappings exist only for virtio-fs: always ENOSYS. */
-const refused: HandlerOpcode<Request> = { kind: 'handler', replies: true, answer: () => undefined };
+const refused: HandlerOpcode<Request> = {
+  kind: 'handler',
+  replies: true,
+  call: () => undefined,
+  encode: (unique) => emptyReply(unique),
+  logged: (result) => result,
+};
 
 const bySession = (replies: boolean): SessionOpcode => ({ kind: 'session', replies });
 

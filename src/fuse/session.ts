@@ -136,6 +136,7 @@ class PendingRequest implements RequestControl {
 
   /** The request is answered: nothing more to watch. */
   settle(): void {
+    if (this.watch === undefined) return;
     clearInterval(this.watch);
     this.watch = undefined;
   }
@@ -369,12 +370,9 @@ export class FuseSession {
     const unique = req.unique;
     const ctl = new PendingRequest(req.opcode, req.pid);
     this.pending.set(unique, ctl);
-    const trace = (result: unknown): void => {
-      if (log.enabled) log(formatReply(unique, req.opcode, result));
-    };
-    let work: Promise<Reply> | undefined;
+    let work: Promise<unknown> | undefined;
     try {
-      work = entry.answer(this.fs, req, ctl, trace);
+      work = entry.call(this.fs, req, ctl);
     } catch (err) {
       this.fail(unique, req.opcode, err);
       return;
@@ -383,10 +381,23 @@ export class FuseSession {
       this.fail(unique, req.opcode, ENOSYS);
       return;
     }
+    // One reaction per request: encoding and writing run in the same turn as the result.
     work.then(
-      (reply) => this.writeReply(unique, reply),
+      (result) => this.answer(req, entry, result),
       (err) => this.fail(unique, req.opcode, err),
     );
+  }
+
+  private answer<R extends Request>(req: R, entry: HandlerOpcode<R>, result: unknown): void {
+    if (log.enabled) log(formatReply(req.unique, req.opcode, entry.logged(result)));
+    let reply: Reply;
+    try {
+      reply = entry.encode(req.unique, result, req);
+    } catch (err) {
+      this.fail(req.unique, req.opcode, err);
+      return;
+    }
+    this.writeReply(req.unique, reply);
   }
 
   private fail(unique: number, opcode: number, err: unknown): void {
