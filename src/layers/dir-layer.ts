@@ -26,7 +26,7 @@ import {
   type Loc,
   type ReadableLayer,
 } from './types';
-import { AT_SYMLINK_NOFOLLOW, O_CLOEXEC } from '../util/linux';
+import { AT_SYMLINK_NOFOLLOW, O_CLOEXEC, S_IFMT, S_IFREG } from '../util/linux';
 
 /** statx's STATX_TYPE: the mode's type bits alone. */
 const STATX_TYPE = 0x1;
@@ -355,8 +355,11 @@ export class DirLayer implements ReadableLayer {
       file.closeQuietly();
       throw err;
     }
-    // Closes the descriptor itself when it refuses it.
-    settle(fd, flags, path, attr.mode);
+    // A regular file keeps the O_NONBLOCK it was opened with, saving an fcntl: reads of a
+    // regular file ignore it, and the daemon only reads this descriptor (preadv2, sendfile,
+    // copy_file_range) and takes locks on it that never wait. Anything else is settled, which
+    // closes it itself when it refuses it.
+    if ((attr.mode & S_IFMT) !== S_IFREG) settle(fd, flags, path, attr.mode);
     if (attr.identity !== identity) {
       file.closeQuietly();
       return null;
