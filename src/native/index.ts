@@ -29,8 +29,8 @@ export interface DevReader {
   /** Stop polling; no further callbacks. Idempotent. */
   stop(): void;
   /**
-   * After each request, busy-poll the device up to this many microseconds for the next one,
-   * and read it at once if it comes (0, the default: never).
+   * After each request, keep reading the (non-blocking) device up to this many microseconds
+   * for the next one, which is then handed over at once (0, the default: never).
    */
   setSpin(micros: number): void;
 }
@@ -43,7 +43,7 @@ export interface NativeAddon {
    * Whenever it is readable, reads until EAGAIN (at most `maxBatch` reads per call of
    * `onBatch`) into one scratch buffer of `bufSize` bytes and hands each read over as an
    * exact-size copy; with spinning on (setSpin), one read per call, each followed by the spin,
-   * and a read that the spin finds ready is made at once, without going back to the loop (at
+   * whose reads hand over what they find at once, without going back to the loop (at
    * most 64 in a row). On ENODEV (unmounted) or another
    * read error it calls `onBatch(null, errno)` once and stops. EINTR/ENOENT are retried.
    * End of file (read() = 0: not /dev/fuse, but e.g. a socket whose peer left) counts as ENODEV.

@@ -107,6 +107,20 @@ describe('native FUSE device I/O (over unix sockets)', function () {
       assert.throws(() => reader.setSpin('soon' as unknown as number), TypeError);
     });
 
+    it('with setSpin, loses no read at the end of a run of deliveries (64 per wakeup)', async () => {
+      const [mine, theirs] = pair();
+      // 200 reads of 4 bytes, all queued before the reader starts: every spin finds the next.
+      const sent = Array.from({ length: 200 }, (_, i) => `m${String(i).padStart(3, '0')}`);
+      fs.writeSync(theirs, sent.join(''));
+      const recorder = new Recorder<Batch>();
+      startReader(mine, 4, 4, recorder).setSpin(2000);
+      await recorder.until((calls) => calls.flatMap((c) => c.requests ?? []).length >= sent.length);
+      assert.deepEqual(
+        recorder.calls.flatMap((c) => c.requests ?? []).map((r) => r.toString()),
+        sent,
+      );
+    });
+
     it('reports the peer going away once, with ENODEV, and then stays silent', async () => {
       const [mine, theirs] = pair();
       const recorder = new Recorder<Batch>();
