@@ -4,8 +4,9 @@
  * one of four device loops, so a stat() loop times the kernel round trip and nothing else.
  *
  *   fuse-transport MNT dev-block   read(/dev/fuse) sleeps until a request comes
- *   fuse-transport MNT dev-spin    after each reply, polls the device for SPIN_US first (as
- *                                  ovshift's device loop does), then sleeps in read()
+ *   fuse-transport MNT dev-spin    after each reply, keeps reading the device without
+ *                                  blocking for SPIN_US (as ovshift's device loop does), then
+ *                                  sleeps in poll() until a request comes
  *   fuse-transport MNT uring-wait  FUSE over io_uring: commit the reply and wait for the next
  *                                  request in one io_uring_enter()
  *   fuse-transport MNT uring-spin  FUSE over io_uring: after each commit, ask for completions
@@ -134,15 +135,22 @@ static int answer(void) {
   }
 }
 
+/* A request read from the device (non-blocking: dev-spin) within SPIN_US, else one read after
+ * sleeping in poll() until the device is readable. */
+static ssize_t read_spinning(void) {
+  uint64_t until = now_us() + SPIN_US;
+  ssize_t n;
+  while ((n = read(dev, request, sizeof request)) < 0 && errno == EAGAIN && now_us() < until) {
+  }
+  if (n >= 0 || errno != EAGAIN) return n;
+  struct pollfd p = { .fd = dev, .events = POLLIN };
+  if (poll(&p, 1, -1) < 0) return -1;
+  return read(dev, request, sizeof request);
+}
+
 /* Serves one request from /dev/fuse; returns 0 once the mount is gone. */
 static int serve_device(int block) {
-  if (!block) {
-    struct pollfd p = { .fd = dev, .events = POLLIN };
-    uint64_t until = now_us() + SPIN_US;
-    while (poll(&p, 1, 0) == 0 && now_us() < until) {
-    }
-  }
-  ssize_t n = read(dev, request, sizeof request);
+  ssize_t n = block ? read(dev, request, sizeof request) : read_spinning();
   if (n < 0) {
     if (errno == EINTR || errno == ENOENT || errno == EAGAIN) return 1;
     if (errno == ENODEV) return 0;
@@ -272,6 +280,7 @@ int main(int argc, char **argv) {
   if (mount("fuse-transport", argv[1], "fuse.fuse-transport", MS_NOSUID | MS_NODEV, options) < 0) die("mount");
   serve_device(1); /* INIT always comes over /dev/fuse */
   if (mode < URING_WAIT) {
+    if (mode == DEV_SPIN && fcntl(dev, F_SETFL, O_NONBLOCK) < 0) die("fcntl");
     printf("ready\n");
     fflush(stdout);
     while (serve_device(mode == DEV_BLOCK)) {

@@ -30,7 +30,7 @@ interface Transport {
 }
 
 const TRANSPORTS: readonly Transport[] = [
-  { mode: 'dev-spin', what: '/dev/fuse, spin 50 µs then read (ovshift today)', uring: false },
+  { mode: 'dev-spin', what: '/dev/fuse, reads for 50 µs, then sleeps (ovshift today)', uring: false },
   { mode: 'dev-block', what: '/dev/fuse, read sleeps', uring: false },
   { mode: 'uring-spin', what: 'io_uring, spin 50 µs on completions then wait', uring: true },
   { mode: 'uring-wait', what: 'io_uring, commit and wait in one call', uring: true },
