@@ -335,15 +335,19 @@ export class DirLayer implements ReadableLayer {
   /**
    * openEntry's common case on a local filesystem, on the calling thread: one openat2 and one
    * fstat, which both checks the object's type (as safe-open's settle would, with a stat of its
-   * own) and its identity. Undefined where the open must take openRead's way: no openat2 or a
-   * path too long for it, O_NOATIME refused (a file the daemon's user does not own), a lease
-   * being broken.
+   * own) and its identity; without O_NOATIME where that is refused (a file the daemon's user
+   * does not own, as openRead does). Undefined where the open must take openRead's way: no
+   * openat2 or a path too long for it, a lease being broken.
    */
   private openEntryNow(path: string, identity: string): FdFile | null | undefined {
-    const flags = K.O_RDONLY | K.O_NOFOLLOW | K.O_NOATIME;
+    let flags = K.O_RDONLY | K.O_NOFOLLOW | K.O_NOATIME;
     const at = this.loc(path);
-    const fd = openBeneathSync(at.fd, at.path, openFlags(flags) | O_CLOEXEC | K.O_NOFOLLOW, 0);
-    if (fd === undefined || fd === EPERM || fd === EWOULDBLOCK) return undefined;
+    let fd = openBeneathSync(at.fd, at.path, openFlags(flags) | O_CLOEXEC | K.O_NOFOLLOW, 0);
+    if (fd === EPERM) {
+      flags &= ~K.O_NOATIME;
+      fd = openBeneathSync(at.fd, at.path, openFlags(flags) | O_CLOEXEC | K.O_NOFOLLOW, 0);
+    }
+    if (fd === undefined || fd === EWOULDBLOCK) return undefined;
     // ELOOP: the name is a symbolic link now (O_NOFOLLOW), another object.
     if (isAbsentErrno(fd) || fd === ELOOP) return null;
     if (fd < 0) throw errnoError(fd, 'open', this.describe(path));
