@@ -26,8 +26,15 @@ function isStale(err: unknown): boolean {
 
 /** `op` and `path` name the operation in the log; joined only when it is written (the hot path allocates nothing). */
 function once<T>(op: string, path: string, run: () => Promise<T>): Promise<T> {
-  // Not an async function: on every lower call, a suspended frame costs more than a handler.
-  return run().catch((err: unknown) => {
+  // Not an async function: it runs on every lower call, where a plain Promise chain costs less
+  // than a suspended frame. A layer that throws instead of rejecting is caught all the same.
+  let first: Promise<T>;
+  try {
+    first = run();
+  } catch (err) {
+    first = Promise.reject(err);
+  }
+  return first.catch((err: unknown) => {
     if (!isStale(err)) throw err;
     log('%s %s: ESTALE from the lower; resolving the path again', op, path);
     return run();

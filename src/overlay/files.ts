@@ -181,8 +181,15 @@ async function readInto(core: OverlayCore, h: FileHandle, buf: Buffer, size: num
 
 /** A read that met ESTALE is retried once on the same object reopened by its path. */
 function onLower<T>(core: OverlayCore, h: FileHandle, op: (file: LayerFile) => Promise<T>): Promise<T> {
-  // Not an async function: the retry is rare, the read on every call.
-  return op(h.lower!).catch(async (err: unknown) => {
+  // Not an async function: the retry is rare, the read on every call. A layer that throws
+  // instead of rejecting is caught all the same.
+  let first: Promise<T>;
+  try {
+    first = op(h.lower!);
+  } catch (err) {
+    first = Promise.reject(err);
+  }
+  return first.catch(async (err: unknown) => {
     if (errorCode(err) !== 'ESTALE' || h.node.unlinked) throw err;
     // The object is gone if its path now names nothing: the handle is stale, not the path.
     const again = await openLower(core, h.node).catch((e: unknown) => {
