@@ -63,9 +63,9 @@ export interface SessionOptions {
   maxBackground?: number;
   congestionThreshold?: number;
   /**
-   * After answering a batch, busy-poll the device this long (microseconds) for the next
-   * request before sleeping: a process doing one call after another sends it within a few
-   * microseconds, and the sleep and wakeup cost more than the wait. 0 turns it off.
+   * After answering a batch, keep reading the (non-blocking) device this long (microseconds)
+   * for the next request before sleeping: a process doing one call after another sends it
+   * within a few microseconds, and the sleep and wakeup cost more than the wait. 0 turns it off.
    */
   spinMicros?: number;
   /** Where replies go; the FUSE device by default. Returns bytes written or -errno. */
