@@ -65,7 +65,8 @@ export interface SessionOptions {
   /**
    * After answering a batch, keep reading the (non-blocking) device this long (microseconds)
    * for the next request before sleeping: a process doing one call after another sends it
-   * within a few microseconds, and the sleep and wakeup cost more than the wait. 0 turns it off.
+   * within a few microseconds, and the sleep and wakeup cost more than the wait. Never after a
+   * request the handler did not answer at once: its caller waits for that answer. 0 turns it off.
    */
   spinMicros?: number;
   /** Where replies go; the FUSE device by default. Returns bytes written or -errno. */
@@ -144,6 +145,8 @@ class PendingRequest implements RequestControl {
 
 export class FuseSession {
   private readonly pending = new Map<number, PendingRequest>();
+  /** pending.size, where the device reader sees it: it spins only after a request answered at once. */
+  private readonly unanswered = new Int32Array(new ArrayBuffer(4));
   private readonly decodeCtx: DecodeContext = { minor: 0, setxattrExt: false };
   private readonly maxWrite: number;
   private readonly opts: Required<Omit<SessionOptions, 'write'>>;
@@ -194,7 +197,7 @@ export class FuseSession {
       if (requests === null) this.onDeviceClosed(errno);
       else for (const buf of requests) this.handleMessage(buf);
     });
-    this.reader.setSpin(this.opts.spinMicros);
+    this.reader.setSpin(this.opts.spinMicros, this.unanswered);
   }
 
   /** Stops reading; the mount itself is the caller's to remove. */
@@ -209,6 +212,7 @@ export class FuseSession {
     log('connection closed: %s', errno === ENODEV ? 'unmounted' : `errno ${errno}`);
     this.rejectReady(new Error('FUSE connection closed before INIT'));
     this.pending.clear();
+    this.unanswered[0] = 0;
     this.resolveClosed(errno);
   }
 
@@ -370,6 +374,7 @@ export class FuseSession {
     const unique = req.unique;
     const ctl = new PendingRequest(req.opcode, req.pid);
     this.pending.set(unique, ctl);
+    this.unanswered[0] = this.pending.size;
     let work: Promise<unknown> | undefined;
     try {
       work = entry.call(this.fs, req, ctl);
@@ -415,7 +420,9 @@ export class FuseSession {
   /** Writes the reply to a pending request; a second answer to the same request is dropped. */
   private writeReply(unique: number, reply: Reply): number {
     this.pending.get(unique)?.settle();
-    if (!this.pending.delete(unique)) {
+    const known = this.pending.delete(unique);
+    this.unanswered[0] = this.pending.size;
+    if (!known) {
       if (!this.isClosed) log('#%d answered twice; ignoring the second answer', unique);
       if (reply instanceof LentReply) reply.release();
       return -EINVAL;

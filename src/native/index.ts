@@ -30,9 +30,12 @@ export interface DevReader {
   stop(): void;
   /**
    * After each request, keep reading the (non-blocking) device up to this many microseconds
-   * for the next one, which is then handed over at once (0, the default: never).
+   * for the next one, which is then handed over at once (0, the default: never). With
+   * `unanswered` (element 0: the caller's count of requests read and not yet answered, kept
+   * current by the caller), no spin follows a request that count shows still unanswered once
+   * its delivery returns.
    */
-  setSpin(micros: number): void;
+  setSpin(micros: number, unanswered?: Int32Array): void;
 }
 
 export interface NativeAddon {

@@ -1242,6 +1242,8 @@ typedef struct reader {
   int fd;
   uint32_t max_batch;
   uint32_t spin_us;               /* after a batch, poll this long for the next request */
+  const int32_t *unanswered;      /* the caller's count of requests not yet answered, or NULL */
+  napi_ref unanswered_ref;        /* keeps that count's Int32Array alive */
   size_t buf_size;
   char *scratch;                  /* one read buffer, reused */
   napi_value *batch;              /* max_batch slots, valid within one wakeup's handle scope */
@@ -1271,6 +1273,9 @@ static void reader_stop(reader_t *r) {
   if (r->on_batch != NULL) napi_delete_reference(r->env, r->on_batch);
   if (r->async_context != NULL) napi_async_destroy(r->env, r->async_context);
   if (r->self != NULL) napi_delete_reference(r->env, r->self);
+  if (r->unanswered_ref != NULL) napi_delete_reference(r->env, r->unanswered_ref);
+  r->unanswered = NULL;
+  r->unanswered_ref = NULL;
   r->on_batch = NULL;
   r->async_context = NULL;
   r->self = NULL;
@@ -1370,7 +1375,10 @@ static int reader_read_batch(reader_t *r, int status, uint32_t limit, ssize_t fi
 /* Without spinning: what is readable, in batches of up to max_batch, then back to the loop.
  * With spinning: one request at a time, each followed by a spin for the next; one that arrives
  * in time is read at once, without the loop's epoll and without a read finding the device
- * empty. A request the spin has read is always handed over, also after the last delivery. */
+ * empty. A request the spin has read is always handed over, also after the last delivery.
+ * No spin follows a request left unanswered (the count of unanswered ones grew): its caller
+ * sends nothing before the answer, which waits for the loop (a network reply, the thread
+ * pool) and would only be held up. */
 static void reader_readable(uv_poll_t *handle, int status, int events) {
   reader_t *r = handle->data;
   if (!r->polling) return;
@@ -1380,9 +1388,11 @@ static void reader_readable(uv_poll_t *handle, int status, int events) {
   }
   ssize_t next = 0;
   for (int delivered = 1;; delivered++) {
+    int32_t before = r->unanswered != NULL ? *r->unanswered : 0;
     if (reader_read_batch(r, status, 1, next) <= 0) return;
     status = 0;
     if (!r->polling || delivered >= SPIN_DELIVERIES) return;
+    if (r->unanswered != NULL && *r->unanswered > before) return;
     next = reader_spin(r);
     if (next == 0) return;
   }
@@ -1401,20 +1411,44 @@ static napi_value reader_stop_method(napi_env env, napi_callback_info info) {
 }
 
 static napi_value reader_set_spin_method(napi_env env, napi_callback_info info) {
-  napi_value self, arg;
-  size_t argc = 1;
+  napi_value self, argv[2];
+  size_t argc = 2;
   void *data = NULL;
   uint32_t us;
-  NAPI_OK(napi_get_cb_info(env, info, &argc, &arg, &self, NULL));
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
   if (napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
     napi_throw_type_error(env, "ERR_INVALID_THIS", "setSpin() must be called on a DevReader");
     return NULL;
   }
-  if (argc < 1 || napi_get_value_uint32(env, arg, &us) != napi_ok) {
+  reader_t *r = data;
+  if (argc < 1 || napi_get_value_uint32(env, argv[0], &us) != napi_ok) {
     throw_arg_type(env, 0, "a number");
     return NULL;
   }
-  ((reader_t *)data)->spin_us = us;
+  const int32_t *unanswered = NULL;
+  napi_ref unanswered_ref = NULL;
+  napi_valuetype type = napi_undefined;
+  if (argc >= 2) NAPI_OK(napi_typeof(env, argv[1], &type));
+  if (type != napi_undefined) {
+    bool is_typed = false;
+    napi_typedarray_type kind;
+    size_t length = 0;
+    void *cells = NULL;
+    NAPI_OK(napi_is_typedarray(env, argv[1], &is_typed));
+    if (is_typed) NAPI_OK(napi_get_typedarray_info(env, argv[1], &kind, &length, &cells, NULL, NULL));
+    if (!is_typed || kind != napi_int32_array || length < 1) {
+      throw_arg_type(env, 1, "an Int32Array of at least one element");
+      return NULL;
+    }
+    unanswered = cells;
+  }
+  r->spin_us = us;
+  /* Stopped: the references are gone for good, and nothing reads the count any more. */
+  if (!r->polling) return js_undefined(env);
+  if (unanswered != NULL) NAPI_OK(napi_create_reference(env, argv[1], 1, &unanswered_ref));
+  if (r->unanswered_ref != NULL) napi_delete_reference(env, r->unanswered_ref);
+  r->unanswered = unanswered;
+  r->unanswered_ref = unanswered_ref;
   return js_undefined(env);
 }
 

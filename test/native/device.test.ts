@@ -121,6 +121,41 @@ describe('native FUSE device I/O (over unix sockets)', function () {
       );
     });
 
+    it('with setSpin and a count of unanswered requests, spins only after a request answered during its delivery', async () => {
+      // A spin of 1.5 s holds the loop (a timer set in the delivery fires after it); a request
+      // the delivery leaves unanswered lets the loop run at once, for the answer it waits for.
+      const spin = 1500;
+      const loopDelay = async (answer: boolean): Promise<number> => {
+        const [mine, theirs] = pair();
+        const unanswered = new Int32Array(new ArrayBuffer(4));
+        let delivered = 0;
+        let loopRan: Promise<number> | undefined;
+        const reader: DevReader = native.devReader(mine, 8, 1, (requests) => {
+          if (requests === null || delivered++ > 0) return;
+          if (!answer) unanswered[0]++;
+          const at = performance.now();
+          loopRan = new Promise((resolve) => setTimeout(() => resolve(performance.now() - at), 0));
+        });
+        try {
+          reader.setSpin(spin * 1000, unanswered);
+          fs.writeSync(theirs, 'a');
+          while (loopRan === undefined) await sleep(5);
+          return await loopRan;
+        } finally {
+          reader.stop();
+        }
+      };
+      assert.ok((await loopDelay(false)) < spin / 3, 'unanswered: back to the loop at once');
+      assert.ok((await loopDelay(true)) >= spin * 0.9, 'answered: the spin ran');
+      const reader = native.devReader(pair()[0], 8, 1, () => {});
+      try {
+        assert.throws(() => reader.setSpin(10, new Float64Array(1) as unknown as Int32Array), TypeError);
+        assert.throws(() => reader.setSpin(10, new Int32Array(0)), TypeError);
+      } finally {
+        reader.stop();
+      }
+    });
+
     it('reports the peer going away once, with ENODEV, and then stays silent', async () => {
       const [mine, theirs] = pair();
       const recorder = new Recorder<Batch>();
