@@ -229,9 +229,9 @@ export class FaultyLayer implements ReadableLayer {
     return this.gatedFile(path, await this.gate('open', path, () => this.inner.openRead(at)));
   }
 
-  async openEntry(dir: LayerPath, name: string, identity: string): Promise<LayerFile | null> {
+  async openEntry(dir: LayerPath, name: string, identity: string, readSoon?: boolean): Promise<LayerFile | null> {
     const path = childPath(pathOf(dir), name);
-    const file = await this.gate('open', path, () => this.inner.openEntry(dir, name, identity));
+    const file = await this.gate('open', path, () => this.inner.openEntry(dir, name, identity, readSoon));
     return file && this.gatedFile(path, file);
   }
 

@@ -250,10 +250,10 @@ export class NfsLayer implements ReadableLayer {
   }
 
   /** One LOOKUP in `dir` (NFSv4: with the OPEN in the same COMPOUND): the handle it returns is the object the name leads to now. */
-  async openEntry(dir: LayerPath, name: string, identity: string): Promise<LayerFile | null> {
+  async openEntry(dir: LayerPath, name: string, identity: string, readSoon = false): Promise<LayerFile | null> {
     let opened: Awaited<ReturnType<NfsLowerClient['openEntry']>>;
     try {
-      opened = await this.on(dir, (d) => this.client.openEntry(d, Buffer.from(name, 'latin1'), Buffer.from(identity, 'hex')));
+      opened = await this.on(dir, (d) => this.client.openEntry(d, Buffer.from(name, 'latin1'), Buffer.from(identity, 'hex'), readSoon));
     } catch (err) {
       if (isAbsent(err)) return null;
       throw err;

@@ -80,8 +80,8 @@ export class StaleRetryLayer implements ReadableLayer {
     return once('open', pathOf(at), () => this.inner.openRead(at));
   }
 
-  openEntry(dir: LayerPath, name: string, identity: string): Promise<LayerFile | null> {
-    return once('open', childPath(pathOf(dir), name), () => this.inner.openEntry(dir, name, identity));
+  openEntry(dir: LayerPath, name: string, identity: string, readSoon?: boolean): Promise<LayerFile | null> {
+    return once('open', childPath(pathOf(dir), name), () => this.inner.openEntry(dir, name, identity, readSoon));
   }
 
   storableXattrs(name: string, value: Buffer, isDir: boolean): { name: string; value: Buffer }[] | string | undefined {

@@ -234,9 +234,11 @@ export interface ReadableLayer {
   /**
    * Opens what the entry `name` of `dir` leads to now if it is still the object `identity`,
    * else null (the name is gone, or leads to another object). Close-to-open: a name replaced
-   * on the layer is never read through the object it named before.
+   * on the layer is never read through the object it named before. `readSoon`: the caller
+   * expects reads from the file's start soon (the kernel holds none of its pages); a layer
+   * reached over a network may fetch the first bytes meanwhile.
    */
-  openEntry(dir: LayerPath, name: string, identity: string): Promise<LayerFile | null>;
+  openEntry(dir: LayerPath, name: string, identity: string, readSoon?: boolean): Promise<LayerFile | null>;
   statfs(): Promise<LayerStatfs>;
   /**
    * Where locks taken through the mount on its files are also taken, as things stand now (for

@@ -64,7 +64,10 @@ async function openLower(core: OverlayCore, node: Node): Promise<LayerFile> {
   // redirect): the layer may reach it by its identity.
   const parentDir = node.parent?.lowerDirIn(part.layer);
   const dir = parentDir && parentDir.path === parentPath(part.path) ? parentDir : parentPath(part.path);
-  const file = await core.layers.lowers[part.layer]!.openEntry(dir, baseName(part.path), part.identity);
+  // Reads from the start are expected unless the kernel may hold the file's pages from an
+  // earlier open, or the file is known empty.
+  const readSoon = node.pagesFrom === undefined && node.lastAttr?.size !== 0;
+  const file = await core.layers.lowers[part.layer]!.openEntry(dir, baseName(part.path), part.identity, readSoon);
   if (file === null) {
     if (core.opts.revalidate === 'kernel' && node.parent) core.goStale(node.parent, node.name, node, 'changed underneath');
     throw new FuseError('ESTALE', `${part.path} is another object now`);

@@ -88,12 +88,22 @@ describe('nfs:// lower (NFSv3): NFS round trips per system call', function () {
     for (const name of names) assert.equal((await fs.promises.lstat(join(list, name))).size, Number(name.slice(1)));
   });
 
-  it('opening and reading a small file at depth 3 costs its path, one LOOKUP at open and one READ; read again unchanged, no READ', async () => {
+  it('opening and reading a small file at depth 3 costs its path, one LOOKUP at open with one READ beside it; read again unchanged, no READ', async () => {
     const { mnt, counter } = await mountCounted();
     const file = join(mnt, pathAt(3));
     counter.reset();
-    assert.equal(await fs.promises.readFile(file, 'utf8'), 'depth 3');
-    let calls = counter.calls(NFS_PROGRAM);
+    const fh = await fs.promises.open(file);
+    let calls: Map<number, number>;
+    try {
+      // The READ went out with the open's LOOKUP, before any read(): the read waits for no
+      // second round trip.
+      calls = counter.calls(NFS_PROGRAM);
+      assert.equal(calls.get(NFS3_PROC.READ), 1, `after open(), before read(): ${describeCalls(counter)}`);
+      assert.equal(await fh.readFile('utf8'), 'depth 3');
+    } finally {
+      await fh.close();
+    }
+    calls = counter.calls(NFS_PROGRAM);
     assert.equal(calls.get(NFS3_PROC.READ), 1, describeCalls(counter));
     assert.ok((calls.get(NFS3_PROC.LOOKUP) ?? 0) <= 3 + 1, describeCalls(counter));
     // A GETATTR at most: the kernel's size check before reading, if a tick passed since the LOOKUP.
@@ -171,5 +181,16 @@ describe('nfs:// lower (NFSv4.1): one COMPOUND per lookup', function () {
     // The path, LOOKUP + OPEN + READ, CLOSE; and a GETATTR if a tick passed before the read.
     assert.ok(compounds.length <= 3 + 1 + 1 + 1, JSON.stringify(compounds));
     assert.ok(!counter.lookedUp().some((n) => n.startsWith('.wh.')), counter.lookedUp().join(' '));
+    // Read again unchanged: the kernel keeps the pages it read, and the open reads nothing.
+    await sleep(20);
+    counter.reset();
+    assert.equal(await fs.promises.readFile(file, 'utf8'), 'depth 3');
+    await waitUntil(() => counter.compounds().some((ops) => ops.includes(V4.CLOSE)), { timeoutMs: 5000, what: 'the second CLOSE' });
+    const again = counter.compounds();
+    assert.deepEqual(
+      again.find((ops) => ops.includes(V4.OPEN)),
+      [V4.PUTFH, V4.LOOKUP, V4.GETFH, V4.GETATTR, V4.OPEN],
+    );
+    assert.ok(!again.some((ops) => ops.includes(V4.READ)), JSON.stringify(again));
   });
 });

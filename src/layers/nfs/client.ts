@@ -371,6 +371,11 @@ export class NfsClient {
     return this.rpc.inFlight;
   }
 
+  /** Runs `sends` so that the calls it makes leave in one write (see RpcClient.together). */
+  together<T>(sends: () => T): T {
+    return this.rpc.together(sends);
+  }
+
   /** Fails pending calls, closes the connection and tells the server (UMNT, best effort, bounded). */
   /** The server's lock manager, connected at the first lock. */
   get nlm(): NlmClient {

@@ -53,8 +53,9 @@ export interface NfsLowerClient {
   /**
    * Looks `name` up in the directory and opens what it leads to now, if that is the object
    * `expected` names (null otherwise, with nothing left open): NFSv4 in one COMPOUND.
+   * `readSoon`: also read the file's first bytes meanwhile, for the reads expected soon.
    */
-  openEntry(dirFh: Buffer, name: Buffer, expected: Buffer): Promise<{ found: NfsFound; file: NfsOpenFile } | null>;
+  openEntry(dirFh: Buffer, name: Buffer, expected: Buffer, readSoon: boolean): Promise<{ found: NfsFound; file: NfsOpenFile } | null>;
   fsstat(): Promise<NfsFsStat>;
   /** Extended attributes the server shows through the protocol (NFSv4: the ACL), null when none. */
   getxattr(fh: Buffer, name: string): Promise<Buffer | null>;

@@ -156,16 +156,18 @@ export class ReadAhead {
   }
 
   /**
-   * A reply the server sent before anyone read (NFSv4: the first READ in the COMPOUND that
-   * opened the file): a read from `offset` soon after is answered from it, as from a prefetch.
+   * A READ sent before anyone read (NFSv4: the first READ in the COMPOUND that opened the file;
+   * NFSv3: the one sent beside the open's LOOKUP), answered or still on its way: a read from
+   * `offset` soon after its reply is answered from it, as from a prefetch. A failed one (or
+   * `undefined`) primes nothing: the read asks the server itself.
    */
-  prime(offset: number, count: number, r: ReadResult): void {
+  prime(offset: number, count: number, r: ReadResult | Promise<ReadResult | undefined>): void {
     this.dropAll(this.ahead);
-    this.ahead = [{ offset, count, result: Promise.resolve(r), arrived: performance.now(), lent: 0, dropped: false, recycled: false }];
+    this.ahead = [this.track(offset, count, Promise.resolve(r))];
     this.aheadEnd = offset + count;
     this.expected = offset;
     this.streak = 0;
-    this.eof = r.eof ? offset + r.data.length : undefined;
+    this.eof = undefined;
   }
 
   /** Drops what was read ahead (the file changed, or is closed); reads go to the server again. */
@@ -200,9 +202,14 @@ export class ReadAhead {
   }
 
   private prefetch(offset: number, count: number): Prefetch {
+    return this.track(offset, count, this.readAt(offset, count));
+  }
+
+  private track(offset: number, count: number, reply: Promise<ReadResult | undefined>): Prefetch {
     const p: Prefetch = { offset, count, result: Promise.resolve(undefined), lent: 0, dropped: false, recycled: false };
-    p.result = this.readAt(offset, count).then(
+    p.result = reply.then(
       (r) => {
+        if (r === undefined) return undefined;
         p.arrived = performance.now();
         if (r.eof) this.eof = Math.min(this.eof ?? Infinity, offset + r.data.length);
         return r;

@@ -1,11 +1,19 @@
 // An NFSv3 client as a layer backend uses it: no OPEN (the handle is the file), locks through
 // the server's lock manager (NLM), no extended attributes.
 import { NfsClient } from './client';
-import type { DirEntryPlus, NfsAttr } from './nfs3';
+import type { DirEntryPlus, NfsAttr, ReadResult } from './nfs3';
+import { replyBuffers } from './reply-buffers';
 import type { ReadAhead } from './read-ahead';
 import type { NfsFound, NfsFsStat, NfsLowerClient, NfsOpenFile } from './lower-client';
 import { NlmFileLocks } from '../nfs-locks';
 import type { LayerLocks, LentParts } from '../types';
+
+/** The kernel's first read of a file is 128 KiB at most. */
+const FIRST_READ = 128 * 1024;
+
+function giveBack(r: ReadResult | undefined): void {
+  if (r !== undefined) replyBuffers.give(r.data);
+}
 
 class Nfs3OpenFile implements NfsOpenFile {
   private readonly ahead: ReadAhead;
@@ -31,6 +39,11 @@ class Nfs3OpenFile implements NfsOpenFile {
 
   locks(path: string): LayerLocks {
     return new NlmFileLocks(this.client.nlm, this.fh, path);
+  }
+
+  /** The first `count` bytes, read beside the open's LOOKUP. */
+  prime(count: number, first: Promise<ReadResult | undefined>): void {
+    this.ahead.prime(0, count, first);
   }
 
   forgetReadAhead(): void {
@@ -84,11 +97,32 @@ export class Nfs3Lower implements NfsLowerClient {
     return new Nfs3OpenFile(this.client, fh);
   }
 
-  /** One LOOKUP; opening sends nothing. */
-  async openEntry(dirFh: Buffer, name: Buffer, expected: Buffer): Promise<{ found: NfsFound; file: NfsOpenFile } | null> {
-    const found = await this.client.lookup(dirFh, name);
-    if (!found.fh.equals(expected)) return null;
-    return { found, file: new Nfs3OpenFile(this.client, found.fh) };
+  /**
+   * One LOOKUP, and when reads are expected, beside it a READ of the first bytes of the object
+   * expected: a file read after its open waits for one round trip, not two in a row.
+   * Close-to-open holds: the bytes serve reads only when the LOOKUP finds that object at the name.
+   */
+  async openEntry(dirFh: Buffer, name: Buffer, expected: Buffer, readSoon: boolean): Promise<{ found: NfsFound; file: NfsOpenFile } | null> {
+    const count = Math.min(FIRST_READ, this.client.info.rtmax);
+    const sent = this.client.together(() => ({
+      first: readSoon ? this.client.read(expected, 0, count).catch((): undefined => undefined) : Promise.resolve(undefined),
+      lookup: this.client.lookup(dirFh, name),
+    }));
+    const first = sent.first;
+    let found: NfsFound;
+    try {
+      found = await sent.lookup;
+    } catch (err) {
+      void first.then(giveBack);
+      throw err;
+    }
+    if (!found.fh.equals(expected)) {
+      void first.then(giveBack);
+      return null;
+    }
+    const file = new Nfs3OpenFile(this.client, found.fh);
+    if (readSoon) file.prime(count, first);
+    return { found, file };
   }
 
   async fsstat(): Promise<NfsFsStat> {

@@ -511,21 +511,25 @@ export class Nfs4Client implements NfsLowerClient {
    * read is answered from, so a small file costs one round trip to open and read. Null when
    * that is not the object `expected` names; nothing stays open then.
    */
-  async openEntry(dirFh: Buffer, name: Buffer, expected: Buffer): Promise<{ found: NfsFound; file: NfsOpenFile } | null> {
+  async openEntry(dirFh: Buffer, name: Buffer, expected: Buffer, readSoon: boolean): Promise<{ found: NfsFound; file: NfsOpenFile } | null> {
     const key = `${expected.toString('hex')}:${ShareAccess.READ}`;
     await this.closing.get(key);
     const firstRead = Math.min(FIRST_READ, this.maxRead);
     const c = new Compound().putfh(dirFh).lookup(name).getfh().getattr(FILE_ATTRS);
-    this.addOpen(c, ShareAccess.READ, OpenClaim.FH).add(Op.READ, (w) => {
-      writeStateid(w, CURRENT_STATEID);
-      w.uint64(0n).uint32(firstRead);
-    });
+    this.addOpen(c, ShareAccess.READ, OpenClaim.FH);
+    if (readSoon) {
+      c.add(Op.READ, (w) => {
+        writeStateid(w, CURRENT_STATEID);
+        w.uint64(0n).uint32(firstRead);
+      });
+    }
     const { fh, fattr, opened, first } = await this.session.run(c, (reply) => {
       reply.ok(Op.PUTFH);
       reply.ok(Op.LOOKUP, `'${name.toString()}'`);
       const found = { fh: reply.getfh(), fattr: reply.getattr(), opened: readOpenResult(reply.ok(Op.OPEN)) };
       // From here the file is open on the server: nothing below may throw past a CLOSE.
       let read: ReadResult | undefined;
+      if (!readSoon) return { ...found, first: read };
       try {
         // A READ the server refused (a directory, say) just primes nothing.
         const { status, r } = reply.result(Op.READ);
