@@ -249,7 +249,11 @@ export class NfsLayer implements ReadableLayer {
     return this.on(at, async (fh) => new NfsFile(this, fh, await this.client.open(fh), pathOf(at)));
   }
 
-  /** One LOOKUP in `dir` (NFSv4: with the OPEN in the same COMPOUND): the handle it returns is the object the name leads to now. */
+  /**
+   * One LOOKUP in `dir` (NFSv3: with `readSoon`, a READ of the first bytes beside it; NFSv4:
+   * with the OPEN and that READ in the same COMPOUND): the handle it returns is the object the
+   * name leads to now.
+   */
   async openEntry(dir: LayerPath, name: string, identity: string, readSoon = false): Promise<LayerFile | null> {
     let opened: Awaited<ReturnType<NfsLowerClient['openEntry']>>;
     try {

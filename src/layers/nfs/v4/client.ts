@@ -507,9 +507,9 @@ export class Nfs4Client implements NfsLowerClient {
 
   /**
    * One COMPOUND: PUTFH + LOOKUP + GETFH + GETATTR + OPEN of what the name leads to now (read
-   * access) + READ of its first bytes under that open (the current stateid), which the first
-   * read is answered from, so a small file costs one round trip to open and read. Null when
-   * that is not the object `expected` names; nothing stays open then.
+   * access) + with `readSoon`, READ of its first bytes under that open (the current stateid),
+   * which the first read is answered from, so a small file costs one round trip to open and
+   * read. Null when that is not the object `expected` names; nothing stays open then.
    */
   async openEntry(dirFh: Buffer, name: Buffer, expected: Buffer, readSoon: boolean): Promise<{ found: NfsFound; file: NfsOpenFile } | null> {
     const key = `${expected.toString('hex')}:${ShareAccess.READ}`;
