@@ -104,24 +104,23 @@ export class Nfs3Lower implements NfsLowerClient {
    */
   async openEntry(dirFh: Buffer, name: Buffer, expected: Buffer, readSoon: boolean): Promise<{ found: NfsFound; file: NfsOpenFile } | null> {
     const count = Math.min(FIRST_READ, this.client.info.rtmax);
-    const sent = this.client.together(() => ({
-      first: readSoon ? this.client.read(expected, 0, count).catch((): undefined => undefined) : Promise.resolve(undefined),
+    const { first, lookup } = this.client.together(() => ({
+      first: readSoon ? this.client.read(expected, 0, count).catch((): undefined => undefined) : undefined,
       lookup: this.client.lookup(dirFh, name),
     }));
-    const first = sent.first;
     let found: NfsFound;
     try {
-      found = await sent.lookup;
+      found = await lookup;
     } catch (err) {
-      void first.then(giveBack);
+      void first?.then(giveBack);
       throw err;
     }
     if (!found.fh.equals(expected)) {
-      void first.then(giveBack);
+      void first?.then(giveBack);
       return null;
     }
     const file = new Nfs3OpenFile(this.client, found.fh);
-    if (readSoon) file.prime(count, first);
+    if (first) file.prime(count, first);
     return { found, file };
   }
 

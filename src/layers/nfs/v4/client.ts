@@ -528,8 +528,8 @@ export class Nfs4Client implements NfsLowerClient {
       reply.ok(Op.LOOKUP, `'${name.toString()}'`);
       const found = { fh: reply.getfh(), fattr: reply.getattr(), opened: readOpenResult(reply.ok(Op.OPEN)) };
       // From here the file is open on the server: nothing below may throw past a CLOSE.
+      if (!readSoon) return { ...found, first: undefined };
       let read: ReadResult | undefined;
-      if (!readSoon) return { ...found, first: read };
       try {
         // A READ the server refused (a directory, say) just primes nothing.
         const { status, r } = reply.result(Op.READ);
