@@ -53,29 +53,31 @@ describe('NFSv3 open: the LOOKUP and the first READ together', function () {
     return buf.toString('utf8', 0, n);
   }
 
-  it('reads the first bytes with the open, and the first read asks the server nothing', async () => {
-    fs.writeFileSync(path.join(root, 'same'), 'the same object');
-    const fh = await handleOf('same');
+  /** Writes `name` on the server, then opens it as the overlay would, counting from the open on. */
+  async function openNew(name: string, content: string, readSoon: boolean) {
+    fs.writeFileSync(path.join(root, name), content);
+    const fh = await handleOf(name);
     counter.reset();
-    const opened = await lower.openEntry(client.root, Buffer.from('same'), fh, true);
+    const opened = await lower.openEntry(client.root, Buffer.from(name), fh, readSoon);
     assert.ok(opened !== null);
+    return opened.file;
+  }
+
+  it('reads the first bytes with the open, and the first read asks the server nothing', async () => {
+    const file = await openNew('same', 'the same object', true);
     assert.equal(lookups(), 1);
     assert.equal(reads(), 1, 'the READ left with the LOOKUP');
-    assert.equal(await readAll(opened.file, 15), 'the same object');
+    assert.equal(await readAll(file, 15), 'the same object');
     assert.equal(reads(), 1, 'the read was answered from it');
-    await opened.file.close();
+    await file.close();
   });
 
   it('reads nothing with the open when no read is expected', async () => {
-    fs.writeFileSync(path.join(root, 'cached'), 'pages the kernel keeps');
-    const fh = await handleOf('cached');
-    counter.reset();
-    const opened = await lower.openEntry(client.root, Buffer.from('cached'), fh, false);
-    assert.ok(opened !== null);
+    const file = await openNew('cached', 'pages the kernel keeps', false);
     assert.equal(reads(), 0);
-    assert.equal(await readAll(opened.file, 22), 'pages the kernel keeps');
+    assert.equal(await readAll(file, 22), 'pages the kernel keeps');
     assert.equal(reads(), 1, 'the read went to the server');
-    await opened.file.close();
+    await file.close();
   });
 
   it('never serves the bytes of the object a name led to before: replaced on the server, the open finds nothing', async () => {
